@@ -1,0 +1,48 @@
+# Doppelganger Studio. `make demo` and `make test` work on a fresh machine with Python 3.11 and make.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv demo test test-fast lint protos check-protos up clean
+
+all: test
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found $(PYTHON))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+## demo: start the stack, write an episode into out/, print its paths, trace id and health, stop
+demo: venv
+	$(BIN)/doppel demo --out out
+
+## test: every test (unit, integration, end to end)
+test: venv
+	$(BIN)/python -m pytest
+
+## lint: ruff, mypy, and a check that the generated stubs match protos/
+lint: venv check-protos
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services
+
+## protos: regenerate shared/gen from protos/
+protos: venv
+	PYTHON=$(BIN)/python scripts/gen_protos.sh shared/gen
+
+check-protos: venv
+	PYTHON=$(BIN)/python scripts/check_protos.sh
+
+## up: run the whole stack in the foreground (Ctrl-C stops it)
+up: venv
+	$(BIN)/doppel up
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

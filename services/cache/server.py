@@ -1,0 +1,233 @@
+"""CacheService: namespaced get/set/delete with TTLs and hit statistics, on Redis.
+
+Keys are `doppel:v1:{namespace}:{key}`. Statistics live in Redis too (a hash per namespace), so
+they are shared by every replica and survive a restart of the service. A lookup and its
+statistics update are one Lua call: one round trip per Get.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+import grpc
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from doppelganger.v1 import cache_pb2, cache_pb2_grpc
+from shared.config import Settings
+from shared.server import ServiceServer, start_server
+from shared.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "doppel:v1"
+NAMESPACES_KEY = f"{KEY_PREFIX}:namespaces"
+NAMESPACE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
+MAX_TTL_SECONDS = 365 * 24 * 3600
+
+# Returns {value or false, ttl}; counts the hit or miss in the namespace's stats hash.
+GET_AND_COUNT = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  redis.call('HINCRBY', KEYS[2], 'hits', 1)
+  return {value, redis.call('TTL', KEYS[1])}
+end
+redis.call('HINCRBY', KEYS[2], 'misses', 1)
+return {false, -2}
+"""
+
+
+class InvalidRequest(ValueError):
+    """A request field breaks a documented limit; the message names the field."""
+
+
+def entry_key(namespace: str, key: str) -> str:
+    return f"{KEY_PREFIX}:{namespace}:{key}"
+
+
+def stats_key(namespace: str) -> str:
+    return f"{KEY_PREFIX}:stats:{namespace}"
+
+
+def check_address(namespace: str, key: str) -> None:
+    if not NAMESPACE_PATTERN.fullmatch(namespace):
+        raise InvalidRequest("namespace must be 1-64 characters of [a-z0-9_-]")
+    if not KEY_PATTERN.fullmatch(key):
+        raise InvalidRequest("key must be 1-256 printable ASCII characters without spaces")
+
+
+def check_set(request: cache_pb2.SetRequest, max_value_bytes: int) -> None:
+    check_address(request.namespace, request.key)
+    if len(request.value) > max_value_bytes:
+        raise InvalidRequest(
+            f"value is {len(request.value)} bytes; the limit is {max_value_bytes} bytes"
+        )
+    if not 0 <= request.ttl_seconds <= MAX_TTL_SECONDS:
+        raise InvalidRequest(f"ttl_seconds must be between 0 and {MAX_TTL_SECONDS}")
+
+
+class CacheService(cache_pb2_grpc.CacheServiceServicer):
+    """The gRPC face of the Redis cache."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings, telemetry: Telemetry) -> None:
+        self._redis = client
+        self._settings = settings
+        self._get_and_count = client.register_script(GET_AND_COUNT)
+        self._requests = telemetry.meter.create_counter(
+            "doppel.cache.requests",
+            unit="{request}",
+            description="Cache requests by operation and result (hit, miss, ok, error).",
+        )
+
+    async def Get(
+        self, request: cache_pb2.GetRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.GetResponse:
+        await _validate(context, check_address, request.namespace, request.key)
+        try:
+            value, ttl = await self._get_and_count(
+                keys=[entry_key(request.namespace, request.key), stats_key(request.namespace)]
+            )
+        except RedisError as exc:
+            await self._unavailable(context, "get", request.namespace, exc)
+        found = value is not None
+        self._count("get", "hit" if found else "miss", request.namespace)
+        trace.get_current_span().set_attributes(
+            {"doppel.cache.namespace": request.namespace, "doppel.cache.hit": found}
+        )
+        if not found:
+            return cache_pb2.GetResponse(found=False)
+        return cache_pb2.GetResponse(found=True, value=value, ttl_seconds=int(ttl))
+
+    async def Set(
+        self, request: cache_pb2.SetRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.SetResponse:
+        await _validate(context, check_set, request, self._settings.cache_max_value_bytes)
+        ttl = request.ttl_seconds or self._settings.cache_ttl_seconds
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(entry_key(request.namespace, request.key), request.value, ex=ttl)
+                pipe.hincrby(stats_key(request.namespace), "sets", 1)
+                pipe.sadd(NAMESPACES_KEY, request.namespace)
+                await pipe.execute()
+        except RedisError as exc:
+            await self._unavailable(context, "set", request.namespace, exc)
+        self._count("set", "ok", request.namespace)
+        trace.get_current_span().set_attribute("doppel.cache.namespace", request.namespace)
+        return cache_pb2.SetResponse()
+
+    async def Delete(
+        self, request: cache_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.DeleteResponse:
+        await _validate(context, check_address, request.namespace, request.key)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.delete(entry_key(request.namespace, request.key))
+                pipe.hincrby(stats_key(request.namespace), "deletes", 1)
+                deleted, _ = await pipe.execute()
+        except RedisError as exc:
+            await self._unavailable(context, "delete", request.namespace, exc)
+        self._count("delete", "ok", request.namespace)
+        return cache_pb2.DeleteResponse(deleted=bool(deleted))
+
+    async def Stats(
+        self, request: cache_pb2.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.StatsResponse:
+        try:
+            return await self._stats()
+        except RedisError as exc:
+            await self._unavailable(context, "stats", "", exc)
+            raise  # unreachable: abort raises
+
+    async def _stats(self) -> cache_pb2.StatsResponse:
+        names = sorted(n.decode() for n in await self._redis.smembers(NAMESPACES_KEY))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(stats_key(name))
+            pipe.dbsize()
+            pipe.info("memory")
+            *hashes, keys, memory = await pipe.execute()
+        response = cache_pb2.StatsResponse(keys=keys, used_memory_bytes=memory["used_memory"])
+        for name, counts in zip(names, hashes, strict=True):
+            ns = cache_pb2.NamespaceStats(
+                namespace=name, **{k.decode(): int(v) for k, v in counts.items()}
+            )
+            response.namespaces.append(ns)
+            response.hits += ns.hits
+            response.misses += ns.misses
+            response.sets += ns.sets
+            response.deletes += ns.deletes
+        lookups = response.hits + response.misses
+        response.hit_rate = response.hits / lookups if lookups else 0.0
+        return response
+
+    def _count(self, operation: str, result: str, namespace: str) -> None:
+        self._requests.add(
+            1,
+            {
+                "doppel.cache.operation": operation,
+                "doppel.cache.result": result,
+                "doppel.cache.namespace": namespace,
+            },
+        )
+
+    async def _unavailable(
+        self, context: grpc.aio.ServicerContext, operation: str, namespace: str, exc: RedisError
+    ) -> None:
+        self._count(operation, "error", namespace)
+        # The exception text never includes the URL, so no password can leak from here.
+        log.warning("redis %s failed: %s", operation, type(exc).__name__)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {type(exc).__name__}")
+
+
+async def _validate(
+    context: grpc.aio.ServicerContext, check: Callable[..., None], *args: object
+) -> None:
+    try:
+        check(*args)
+    except InvalidRequest as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+def connect_redis(url: str) -> aioredis.Redis:
+    """A client that reconnects by itself after Redis restarts."""
+    return aioredis.from_url(
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+async def create_cache_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
+    """The cache service on `settings.cache_port`, backed by `settings.redis_url`."""
+    if not settings.redis_url:
+        raise OSError("cache: REDIS_URL is not set (doppel up starts a private Redis for you)")
+    client = connect_redis(settings.redis_url)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        cache_pb2_grpc.add_CacheServiceServicer_to_server(
+            CacheService(client, settings, telemetry), server
+        )
+        return [cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name]
+
+    async def close_redis() -> None:
+        await client.aclose()
+
+    return await start_server(
+        name="cache",
+        settings=settings,
+        telemetry=telemetry,
+        port=settings.cache_port,
+        register=register,
+        cleanups=[close_redis],
+    )

@@ -1,0 +1,188 @@
+"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, ListShows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+import grpc
+from opentelemetry import trace
+
+from doppelganger.v1 import (
+    cache_pb2_grpc,
+    episode_pb2,
+    scene_pb2_grpc,
+    script_pb2,
+    script_pb2_grpc,
+)
+from services.script import store
+from services.script.pipeline import EpisodePipeline, PipelineDeps, episode_id_for
+from services.script.requests import (
+    EpisodeOrder,
+    InvalidRequest,
+    UnknownShow,
+    validate_episode_id,
+    validate_generate,
+)
+from shared import catalog
+from shared.config import Settings
+from shared.server import ServiceServer, create_channel, start_server
+from shared.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+RECENT_EPISODES = 64  # Kept in memory too, so GetEpisode works while the cache is down.
+CACHE_CALL_TIMEOUT = 2.0
+
+
+class ScriptService(script_pb2_grpc.ScriptServiceServicer):
+    """Writes episodes with the pipeline; keeps the most recent in memory."""
+
+    def __init__(self, deps: PipelineDeps, settings: Settings) -> None:
+        self._deps = deps
+        self._settings = settings
+        self._recent: OrderedDict[str, episode_pb2.Episode] = OrderedDict()
+        meter = deps.telemetry.meter
+        self._episodes = meter.create_counter(
+            "doppel.episodes", unit="{episode}", description="Episodes by show and outcome."
+        )
+        self._scenes = meter.create_counter(
+            "doppel.scenes", unit="{scene}", description="Scenes delivered, by cache result."
+        )
+        self._duration = meter.create_histogram(
+            "doppel.episode.duration",
+            unit="s",
+            description="Time to generate an episode.",
+            explicit_bucket_boundaries_advisory=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+
+    async def GenerateEpisode(
+        self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
+        order = await self._order(request, context)
+        await self._claim_request_id(order, context)
+        span = trace.get_current_span()
+        span.set_attributes(
+            {"doppel.show": order.show.id, "doppel.scene_count": order.scene_count,
+             "doppel.writer": order.writer, "doppel.seed": order.seed}
+        )  # fmt: skip
+        pipeline = EpisodePipeline(self._deps_for(context), order)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async for event in pipeline.run():
+                if event.HasField("episode"):
+                    self._remember(event.episode)
+                    outcome = "ok"
+                yield event
+        finally:
+            attributes = {"doppel.show": order.show.id, "doppel.outcome": outcome}
+            self._episodes.add(1, attributes)
+            self._duration.record(time.perf_counter() - started, attributes)
+            self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
+
+    async def GetEpisode(
+        self, request: script_pb2.GetEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Episode:
+        try:
+            episode_id = validate_episode_id(request.episode_id)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if episode_id in self._recent:
+            return self._recent[episode_id]
+        data = await self._deps.cache.get(store.EPISODES, episode_id)
+        if data is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"episode_id {episode_id} not found")
+        return episode_pb2.Episode.FromString(data)
+
+    async def ListShows(
+        self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.ListShowsResponse:
+        return script_pb2.ListShowsResponse(
+            shows=catalog.load_shows(), settings=catalog.load_settings()
+        )
+
+    async def _order(
+        self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> EpisodeOrder:
+        try:
+            return validate_generate(
+                request, self._settings.default_scene_count, self._settings.default_writer
+            )
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownShow as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def _claim_request_id(
+        self, order: EpisodeOrder, context: grpc.aio.ServicerContext
+    ) -> None:
+        """A request id names one episode; reusing it for another is refused."""
+        if not order.request_id:
+            return
+        key = store.content_key("request", order.request_id)
+        episode_id = episode_id_for(order)
+        claimed = await self._deps.cache.get(store.REQUESTS, key)
+        if claimed is not None and claimed.decode() != episode_id:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"request_id {order.request_id!r} was already used for a different request",
+            )
+        if claimed is None:
+            await self._deps.cache.set(store.REQUESTS, key, episode_id.encode())
+
+    def _deps_for(self, context: grpc.aio.ServicerContext) -> PipelineDeps:
+        """The client's deadline bounds every downstream call."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self._deps
+        timeout = max(0.1, min(self._deps.rpc_timeout, remaining))
+        return PipelineDeps(
+            cache=self._deps.cache,
+            scenes=self._deps.scenes,
+            telemetry=self._deps.telemetry,
+            max_parallel_scenes=self._deps.max_parallel_scenes,
+            rpc_timeout=timeout,
+        )
+
+    def _remember(self, episode: episode_pb2.Episode) -> None:
+        self._recent[episode.id] = episode
+        self._recent.move_to_end(episode.id)
+        while len(self._recent) > RECENT_EPISODES:
+            self._recent.popitem(last=False)
+
+
+async def create_script_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
+    """The script service on `settings.script_port`, talking to the cache and scene services."""
+    cache_channel = create_channel(settings.cache_address, telemetry)
+    scene_channel = create_channel(settings.scene_address, telemetry)
+    deps = PipelineDeps(
+        cache=store.SoftCache(
+            cache_pb2_grpc.CacheServiceStub(cache_channel),
+            min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds),
+        ),
+        scenes=scene_pb2_grpc.SceneServiceStub(scene_channel),
+        telemetry=telemetry,
+        max_parallel_scenes=settings.max_parallel_scenes,
+        rpc_timeout=settings.rpc_timeout_seconds,
+    )
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        script_pb2_grpc.add_ScriptServiceServicer_to_server(ScriptService(deps, settings), server)
+        return [script_pb2.DESCRIPTOR.services_by_name["ScriptService"].full_name]
+
+    async def close_channels() -> None:
+        await cache_channel.close()
+        await scene_channel.close()
+
+    return await start_server(
+        name="script",
+        settings=settings,
+        telemetry=telemetry,
+        port=settings.script_port,
+        register=register,
+        cleanups=[close_channels],
+    )

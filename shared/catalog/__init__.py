@@ -1,0 +1,1 @@
+"""Bundled shows, settings and humour patterns."""

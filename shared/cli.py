@@ -1,0 +1,272 @@
+"""`doppel`: the command line of Doppelganger Studio.
+
+    doppel up                      start Redis (if needed) and the four services
+    doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR]
+    doppel shows                   list the bundled shows and settings
+    doppel health [--json]         the monitor's health score, sub-scores and alerts
+    doppel demo [--out DIR]        up, generate one episode, health, down
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
+from shared.config import ConfigError, Settings
+from shared.server import create_channel
+from shared.stack import SERVICES, Stack, StackError, address_of
+from shared.telemetry import Telemetry, trace_id_hex
+
+out = Console()
+err = Console(stderr=True)
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].rstrip("-") or "episode"
+
+
+def episode_paths(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, Path]:
+    stem = f"{slugify(episode.show.id + ' ' + episode.outline.title)}-{episode.id[3:11]}"
+    return directory / f"{stem}.fountain", directory / f"{stem}.json"
+
+
+def write_episode(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, Path]:
+    """Writes the Fountain screenplay and the proto3 JSON; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fountain_path, json_path = episode_paths(episode, directory)
+    fountain_path.write_text(episode.fountain, encoding="utf-8")
+    json_path.write_text(json_format.MessageToJson(episode, indent=2) + "\n", encoding="utf-8")
+    return fountain_path, json_path
+
+
+async def _generate(
+    settings: Settings, request: script_pb2.GenerateEpisodeRequest, quiet: bool
+) -> tuple[episode_pb2.Episode, str]:
+    """Streams GenerateEpisode with a progress bar; returns the episode and the trace id."""
+    telemetry = Telemetry("doppel-cli", settings)
+    try:
+        async with create_channel(settings.script_address, telemetry) as channel:
+            stub = script_pb2_grpc.ScriptServiceStub(channel)
+            with telemetry.tracer.start_as_current_span("doppel generate"):
+                trace_id = trace_id_hex()
+                episode = await _follow(stub, request, quiet)
+                return episode, trace_id or episode.id
+    finally:
+        await asyncio.to_thread(telemetry.shutdown)
+
+
+async def _follow(
+    stub: script_pb2_grpc.ScriptServiceStub,
+    request: script_pb2.GenerateEpisodeRequest,
+    quiet: bool,
+) -> episode_pb2.Episode:
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Progress(*columns, console=err, disable=quiet, transient=False) as progress:
+        task = progress.add_task("starting", total=1.0)
+        async for event in stub.GenerateEpisode(request):
+            progress.update(task, completed=event.fraction_done, description=event.message)
+            if event.HasField("episode"):
+                return event.episode
+    raise RuntimeError("the stream ended without an episode")
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    request = script_pb2.GenerateEpisodeRequest(
+        show=args.show, setting=args.setting, scene_count=args.scenes, seed=args.seed,
+        request_id=args.request_id or "", writer=args.writer or "",
+    )  # fmt: skip
+    episode, trace_id = asyncio.run(_generate(settings, request, args.quiet))
+    fountain_path, json_path = write_episode(episode, Path(args.out))
+    if episode.render_error:
+        err.print(f"[yellow]render failed:[/] {episode.render_error}")
+    out.print(f"episode   {episode.outline.title} ({len(episode.scenes)} scenes, {episode.id})")
+    out.print(f"fountain  {fountain_path}")
+    out.print(f"json      {json_path}")
+    out.print(f"trace id  {trace_id}")
+    return 0
+
+
+def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
+    with grpc.insecure_channel(settings.script_address) as channel:
+        response = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
+            script_pb2.ListShowsRequest(), timeout=10
+        )
+    if args.json:
+        out.print_json(json_format.MessageToJson(response))
+        return 0
+    shows = Table("show", "era", "cast", title="Shows")
+    for show in response.shows:
+        shows.add_row(show.title, show.era, ", ".join(c.name for c in show.characters))
+    settings_table = Table("setting", "id", title="Settings (or any free text)")
+    for setting in response.settings:
+        settings_table.add_row(setting.name, setting.id)
+    out.print(shows, settings_table)
+    return 0
+
+
+def fetch_health(address: str) -> tuple[monitor_pb2.HealthReport, monitor_pb2.ListAlertsResponse]:
+    with grpc.insecure_channel(address) as channel:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        report = stub.GetHealth(monitor_pb2.GetHealthRequest(), timeout=10)
+        alerts = stub.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=10)
+    return report, alerts
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    report, alerts = fetch_health(settings.monitor_address)
+    if args.json:
+        payload = {
+            "health": json_format.MessageToDict(report, always_print_fields_with_no_presence=True),
+            "alerts": json_format.MessageToDict(alerts)["alerts"] if alerts.alerts else [],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print_health(report, alerts)
+    return 0
+
+
+def print_health(report: monitor_pb2.HealthReport, alerts: monitor_pb2.ListAlertsResponse) -> None:
+    out.print(f"health score  {report.score:.1f} / 100")
+    out.print(
+        f"  errors {report.errors:.2f}  alerts {report.alerts:.2f}  "
+        f"resources {report.resources:.2f}  trends {report.trends:.2f}"
+    )
+    out.print(f"  spans received {report.spans_received}, dropped {report.spans_dropped}")
+    for alert in alerts.alerts:
+        severity = monitor_pb2.Severity.Name(alert.severity).removeprefix("SEVERITY_")
+        out.print(f"  [{severity}] {alert.rule} {alert.service}/{alert.operation}: {alert.message}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops `doppel up` the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    stack = Stack(settings, log_dir=Path(args.log_dir) if args.log_dir else None)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+        if stack.redis:
+            out.print(f"{'redis':8} {stack.redis.url}")
+        for name in SERVICES:
+            out.print(f"{name:8} {address_of(settings, name)}")
+        out.print("ready; Ctrl-C stops everything", style="green")
+        while not stack.exited():
+            time.sleep(0.2)
+        err.print(f"[red]{stack.exited()[0].name} exited; stopping[/]")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except StackError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 1
+    finally:
+        codes = stack.stop()
+        if codes:
+            out.print("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
+
+
+def wait_for_trace(address: str, trace_id: str, services: set[str], timeout: float) -> set[str]:
+    """Services that reported spans of the trace to the monitor, waiting up to `timeout`."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        while time.monotonic() < deadline and not services <= seen:
+            try:
+                spans = stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id), timeout=5)
+                seen = {span.service for span in spans.spans}
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return seen
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    out_dir = Path(args.out)
+    with Stack(settings, log_dir=out_dir / "logs") as stack:
+        out.print(f"stack up: {', '.join(SERVICES)} (logs in {out_dir / 'logs'})")
+        request = script_pb2.GenerateEpisodeRequest(
+            show=args.show, setting=args.setting, scene_count=args.scenes, seed=args.seed
+        )
+        episode, trace_id = asyncio.run(_generate(settings, request, quiet=False))
+        fountain_path, json_path = write_episode(episode, out_dir)
+        seen = wait_for_trace(settings.monitor_address, trace_id, {"script", "cache", "scene"}, 15)
+        report, alerts = fetch_health(settings.monitor_address)
+        out.print(f"episode   {episode.outline.title} ({len(episode.scenes)} scenes)")
+        out.print(f"fountain  {fountain_path}")
+        out.print(f"json      {json_path}")
+        out.print(f"trace id  {trace_id} (spans from: {', '.join(sorted(seen))})")
+        print_health(report, alerts)
+        codes = stack.stop()
+    failed = {name: code for name, code in codes.items() if code != 0}
+    if failed:
+        err.print(f"[red]services did not exit cleanly: {failed}[/]")
+        return 1
+    out.print("stack stopped cleanly")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="doppel", description="Doppelganger Studio")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start Redis (if needed) and the four services")
+    up.add_argument("--log-dir", help="write each service's log here instead of the terminal")
+    up.set_defaults(run=cmd_up)
+    for name, run in (("generate", cmd_generate), ("demo", cmd_demo)):
+        command = commands.add_parser(name, help=f"{name} an episode")
+        command.add_argument("--show", default="I Love Lucy", help="show id or title")
+        command.add_argument("--setting", default="a Mars colony in 2157", help="setting or text")
+        command.add_argument("--scenes", type=int, default=3, help="number of scenes (1-20)")
+        command.add_argument("--seed", type=int, default=7, help="same seed, same episode")
+        command.add_argument("--out", default="out", help="directory for the files")
+        command.set_defaults(run=run)
+    generate = commands.choices["generate"]
+    generate.add_argument("--request-id", help="idempotency key: retries reuse finished work")
+    generate.add_argument("--writer", help="writer (default: DOPPEL_WRITER)")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    shows = commands.add_parser("shows", help="list the bundled shows and settings")
+    shows.add_argument("--json", action="store_true")
+    shows.set_defaults(run=cmd_shows)
+    health = commands.add_parser("health", help="health score, sub-scores and alerts")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(run=cmd_health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.run(args, settings))
+    except ConfigError as exc:
+        err.print(f"[red]configuration:[/] {exc}")
+        return 2
+    except grpc.RpcError as exc:
+        code = exc.code().name if hasattr(exc, "code") else "ERROR"
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        err.print(f"[red]{code}:[/] {details}")
+        return 1
+    except StackError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

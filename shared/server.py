@@ -1,0 +1,174 @@
+"""Server bootstrap: grpc.aio server with telemetry, health, reflection and graceful shutdown.
+
+A service module provides a factory `create_<name>_server(settings, telemetry, ...)` that calls
+`start_server` and returns the running `ServiceServer`; `serve()` runs one until SIGTERM or SIGINT.
+On a signal: health flips to NOT_SERVING, new calls are refused, in-flight calls get
+`grace_seconds`, the service's own resources are closed, telemetry is flushed, exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from shared.config import Settings
+from shared.grpc_telemetry import ServerTelemetryInterceptor, client_interceptors
+from shared.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),  # A second server on a taken port must fail, not share it.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_retries", 1),
+]
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+class ServiceServer:
+    """A started server: its bound port, its health servicer, and how to stop it."""
+
+    def __init__(
+        self,
+        name: str,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        telemetry: Telemetry,
+        cleanups: Sequence[Cleanup],
+    ) -> None:
+        self.name = name
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self.telemetry = telemetry
+        self._cleanups = list(cleanups)
+        self._stopped = False
+
+    def add_cleanup(self, cleanup: Cleanup) -> None:
+        self._cleanups.append(cleanup)
+
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING, then refuse new calls and give in-flight ones `grace` seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for cleanup in reversed(self._cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("%s: cleanup failed", self.name)
+        await asyncio.to_thread(self.telemetry.shutdown)
+
+
+async def start_server(
+    *,
+    name: str,
+    settings: Settings,
+    telemetry: Telemetry,
+    port: int,
+    register: Callable[[grpc.aio.Server], Sequence[str]],
+    cleanups: Sequence[Cleanup] = (),
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> ServiceServer:
+    """Builds, binds and starts a server; `register` adds servicers and returns their names."""
+    server = grpc.aio.server(
+        interceptors=[ServerTelemetryInterceptor(telemetry), *extra_interceptors],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    service_names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{settings.host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"{name}: cannot bind {address}: {exc}") from exc
+    await server.start()
+    for service_name in ["", *service_names]:
+        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s serving on %s:%d", name, settings.host, bound)
+    return ServiceServer(name, server, bound, health_servicer, telemetry, cleanups)
+
+
+def create_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
+    """An insecure channel whose calls carry trace context and are traced."""
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS, interceptors=client_interceptors(telemetry, target)
+    )
+
+
+def configure_logging(level: str, service: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def wait_for_signal() -> int:
+    """Returns the number of the first SIGTERM or SIGINT received."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[int] = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(
+            signum, lambda s=signum: received.done() or received.set_result(s)
+        )
+    try:
+        return await received
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve(
+    name: str,
+    settings: Settings,
+    factory: Callable[[Settings, Telemetry], Awaitable[ServiceServer]],
+) -> int:
+    """Runs one service until a signal, then shuts it down gracefully. Returns the exit code."""
+    configure_logging(settings.log_level, name)
+    telemetry = Telemetry(name, settings)
+    try:
+        running = await factory(settings, telemetry)
+    except OSError as exc:
+        log.error("%s", exc)
+        telemetry.shutdown()
+        return 1
+    signum = await wait_for_signal()
+    log.info("%s: %s, stopping (grace %.1fs)", name, signal.Signals(signum).name, settings.grace_seconds)
+    await running.stop(settings.grace_seconds)
+    log.info("%s stopped", name)
+    return 0
+
+
+def run(name: str, factory: Callable[[Settings, Telemetry], Awaitable[ServiceServer]]) -> None:
+    """Entry point of `python -m services.<name>`: reads the environment once and serves."""
+    settings = Settings.from_env()
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(asyncio.run(serve(name, settings, factory)))

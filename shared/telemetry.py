@@ -1,0 +1,146 @@
+"""Telemetry bootstrap: tracer and meter providers exporting over OTLP gRPC.
+
+One `Telemetry` per service instance, passed explicitly (no global providers), so several services
+can run in one process in tests, each with its own `service.name`. Shutdown flushes and is
+idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+
+import psutil
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+INSTRUMENTATION_SCOPE = "doppelganger"
+
+
+class Telemetry:
+    """Tracer and meter providers of one service, with OTLP exporters and process metrics."""
+
+    def __init__(
+        self,
+        service_name: str,
+        settings: Settings,
+        *,
+        span_exporter: SpanExporter | None = None,
+        metric_readers: Sequence[MetricReader] | None = None,
+    ) -> None:
+        self.service_name = service_name
+        self.enabled = not settings.telemetry_disabled
+        self._shutdown_lock = threading.Lock()
+        self._is_shut_down = False
+        self._span_processor: SpanProcessor | None = None
+        if not self.enabled:
+            self.tracer_provider: trace.TracerProvider = trace.NoOpTracerProvider()
+            self.meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
+        else:
+            resource = Resource.create(
+                {
+                    "service.name": service_name,
+                    "service.version": settings.service_version,
+                    "service.namespace": "doppelganger",
+                    "service.instance.id": f"{service_name}-{os.getpid()}",
+                }
+            )
+            self.meter_provider = self._build_meter_provider(resource, settings, metric_readers)
+            self.tracer_provider = self._build_tracer_provider(resource, settings, span_exporter)
+        self.tracer = self.tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, settings.service_version)
+        self.meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, settings.service_version)
+        if self.enabled:
+            register_process_metrics(self.meter)
+
+    @staticmethod
+    def _build_meter_provider(
+        resource: Resource, settings: Settings, readers: Sequence[MetricReader] | None
+    ) -> MeterProvider:
+        if readers is None:
+            exporter = OTLPMetricExporter(endpoint=settings.otlp_traces_endpoint, insecure=True)
+            readers = [
+                PeriodicExportingMetricReader(
+                    exporter, export_interval_millis=settings.metric_export_interval_ms
+                )
+            ]
+        return MeterProvider(resource=resource, metric_readers=list(readers))
+
+    def _build_tracer_provider(
+        self, resource: Resource, settings: Settings, exporter: SpanExporter | None
+    ) -> TracerProvider:
+        provider = TracerProvider(resource=resource)
+        exporter = exporter or OTLPSpanExporter(
+            endpoint=settings.otlp_traces_endpoint, insecure=True
+        )
+        # Passing the meter provider makes the SDK count what it drops
+        # (otel.sdk.processor.span.processed{error.type="queue_full"}), so nothing is silent.
+        self._span_processor = BatchSpanProcessor(
+            exporter,
+            max_queue_size=settings.bsp_max_queue_size,
+            max_export_batch_size=min(
+                settings.bsp_max_export_batch_size, settings.bsp_max_queue_size
+            ),
+            schedule_delay_millis=settings.bsp_schedule_delay_ms,
+            meter_provider=self.meter_provider,
+        )
+        provider.add_span_processor(self._span_processor)
+        return provider
+
+    def force_flush(self, timeout_millis: int = 5000) -> None:
+        """Exports what is queued now (spans first, then metrics)."""
+        if isinstance(self.tracer_provider, TracerProvider):
+            self.tracer_provider.force_flush(timeout_millis)
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flushes and stops the exporters. Safe to call more than once."""
+        with self._shutdown_lock:
+            if self._is_shut_down:
+                return
+            self._is_shut_down = True
+        if isinstance(self.tracer_provider, TracerProvider):
+            self.tracer_provider.shutdown()
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
+
+
+def register_process_metrics(meter: metrics.Meter) -> None:
+    """Process RSS and CPU as observable gauges (OTel process semantic conventions)."""
+    process = psutil.Process()
+    process.cpu_percent(None)  # The first reading primes the counter.
+
+    def memory(_: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(process.memory_info().rss, {"process.memory.type": "rss"})
+
+    def cpu(_: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(process.cpu_percent(None) / 100.0 / (psutil.cpu_count() or 1))
+
+    meter.create_observable_gauge(
+        "process.memory.usage", [memory], unit="By", description="Resident set size."
+    )
+    meter.create_observable_gauge(
+        "process.cpu.utilization",
+        [cpu],
+        unit="1",
+        description="CPU time over wall time since the last reading, divided by the core count.",
+    )
+
+
+def trace_id_hex(span: trace.Span | None = None) -> str:
+    """The 32-hex-digit trace id of a span (the current one by default), or '' outside a trace."""
+    context = (span or trace.get_current_span()).get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""

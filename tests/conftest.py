@@ -1,0 +1,39 @@
+"""Fixtures shared by every test: a real Redis server process and settings for servers on port 0."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from shared.config import Settings
+from shared.redis_server import RedisServer
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for child processes that cannot report theirs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server process for the whole session."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings for in-process servers: every port 0 (the OS picks), telemetry off."""
+    return Settings(
+        script_port=0,
+        scene_port=0,
+        cache_port=0,
+        monitor_port=0,
+        monitor_http_port=0,
+        telemetry_disabled=True,
+        grace_seconds=2.0,
+    )

@@ -1,0 +1,111 @@
+"""CacheService against a real redis-server process, through a real gRPC channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import redis
+
+from doppelganger.v1 import cache_pb2, cache_pb2_grpc
+from services.cache.server import create_cache_server, entry_key
+from shared.config import Settings
+from shared.redis_server import RedisServer
+from shared.server import ServiceServer
+from shared.telemetry import Telemetry
+
+
+@pytest.fixture
+async def cache_server(
+    settings: Settings, redis_server: RedisServer
+) -> AsyncIterator[ServiceServer]:
+    config = settings.with_changes(redis_url=redis_server.url, cache_max_value_bytes=1024)
+    server = await create_cache_server(config, Telemetry("cache", config))
+    yield server
+    await server.stop(0)
+
+
+@pytest.fixture
+async def cache(cache_server: ServiceServer) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{cache_server.port}") as channel:
+        yield cache_pb2_grpc.CacheServiceStub(channel)
+
+
+async def test_set_get_delete_round_trip(
+    cache: cache_pb2_grpc.CacheServiceStub, redis_server: RedisServer
+) -> None:
+    await cache.Set(cache_pb2.SetRequest(namespace="rt", key="k1", value=b"v1", ttl_seconds=60))
+    got = await cache.Get(cache_pb2.GetRequest(namespace="rt", key="k1"))
+    assert got.found and got.value == b"v1"
+    assert 0 < got.ttl_seconds <= 60
+    # The value really is in Redis, under the documented key.
+    direct = redis.Redis(unix_socket_path=str(redis_server.socket_path))
+    assert direct.get(entry_key("rt", "k1")) == b"v1"
+    direct.close()
+    deleted = await cache.Delete(cache_pb2.DeleteRequest(namespace="rt", key="k1"))
+    assert deleted.deleted
+    assert not (await cache.Get(cache_pb2.GetRequest(namespace="rt", key="k1"))).found
+    again = await cache.Delete(cache_pb2.DeleteRequest(namespace="rt", key="k1"))
+    assert not again.deleted
+
+
+async def test_namespaces_are_separate_and_counted(cache: cache_pb2_grpc.CacheServiceStub) -> None:
+    await cache.Set(cache_pb2.SetRequest(namespace="ns-a", key="same", value=b"a"))
+    await cache.Set(cache_pb2.SetRequest(namespace="ns-b", key="same", value=b"b"))
+    a = await cache.Get(cache_pb2.GetRequest(namespace="ns-a", key="same"))
+    b = await cache.Get(cache_pb2.GetRequest(namespace="ns-b", key="same"))
+    await cache.Get(cache_pb2.GetRequest(namespace="ns-a", key="absent"))
+    assert (a.value, b.value) == (b"a", b"b")
+    stats = await cache.Stats(cache_pb2.StatsRequest())
+    by_name = {ns.namespace: ns for ns in stats.namespaces}
+    assert (by_name["ns-a"].hits, by_name["ns-a"].misses, by_name["ns-a"].sets) == (1, 1, 1)
+    assert (by_name["ns-b"].hits, by_name["ns-b"].misses) == (1, 0)
+    assert stats.hits >= 2 and stats.misses >= 1
+    assert 0 < stats.hit_rate < 1
+    assert stats.keys >= 2 and stats.used_memory_bytes > 0
+
+
+async def test_ttl_expires_entries(cache: cache_pb2_grpc.CacheServiceStub) -> None:
+    await cache.Set(cache_pb2.SetRequest(namespace="ttl", key="short", value=b"x", ttl_seconds=1))
+    got = await cache.Get(cache_pb2.GetRequest(namespace="ttl", key="short"))
+    assert got.found and got.ttl_seconds in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("request_message", "field"),
+    [
+        (cache_pb2.SetRequest(namespace="", key="k", value=b"v"), "namespace"),
+        (cache_pb2.SetRequest(namespace="Bad Name", key="k", value=b"v"), "namespace"),
+        (cache_pb2.SetRequest(namespace="ok", key="", value=b"v"), "key"),
+        (cache_pb2.SetRequest(namespace="ok", key="k" * 257, value=b"v"), "key"),
+        (cache_pb2.SetRequest(namespace="ok", key="k", value=b"v" * 1025), "value"),
+        (cache_pb2.SetRequest(namespace="ok", key="k", value=b"v", ttl_seconds=-1), "ttl_seconds"),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    cache: cache_pb2_grpc.CacheServiceStub, request_message: cache_pb2.SetRequest, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await cache.Set(request_message)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (raised.value.details() or "")
+    # Nothing was written, and the service still answers.
+    got = await cache.Get(cache_pb2.GetRequest(namespace="ok", key="k"))
+    assert not got.found
+
+
+async def test_redis_down_gives_unavailable(settings: Settings) -> None:
+    with RedisServer() as private:
+        config = settings.with_changes(redis_url=private.url)
+        server = await create_cache_server(config, Telemetry("cache", config))
+        private.stop()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = cache_pb2_grpc.CacheServiceStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.Get(cache_pb2.GetRequest(namespace="x", key="y"))
+            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "redis unavailable" in (raised.value.details() or "")
+        finally:
+            await server.stop(0)

@@ -1,10 +1,10 @@
 """`doppel`: the command line of Doppelganger Studio.
 
-    doppel up                      start Redis (if needed) and the four services
-    doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR]
-    doppel shows                   list the bundled shows and settings
-    doppel health [--json]         the monitor's health score, sub-scores and alerts
-    doppel demo [--out DIR]        up, generate one episode, health, down
+doppel up                      start Redis (if needed) and the four services
+doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR]
+doppel shows                   list the bundled shows and settings
+doppel health [--json]         the monitor's health score, sub-scores and alerts
+doppel demo [--out DIR]        up, generate one episode, health, down
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from shared.server import create_channel
 from shared.stack import SERVICES, Stack, StackError, address_of
 from shared.telemetry import Telemetry, trace_id_hex
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: paths and ids must stay on one line, whatever the terminal width (scripts parse them).
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def slugify(text: str) -> str:

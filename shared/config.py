@@ -2,8 +2,8 @@
 
 Every setting has a default that runs the whole stack on one machine. `Settings.from_env()` is
 called once at process start; everything else receives the resulting frozen `Settings`, so tests
-build their own without touching the environment. The table of variables is `ENV_VARS`; the README
-and docs/configuration.md list the same names (a test checks they agree).
+build their own without touching the environment. The table of variables is `ENV_VARS`; the README's
+configuration table lists the same names (a test checks they agree).
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ class EnvVar:
 
     name: str
     field: str
-    default: Any
     parse: Callable[[str], Any]
     doc: str
+
+    @property
+    def default(self) -> Any:
+        """The default, from the `Settings` dataclass (the one place defaults live)."""
+        return Settings.__dataclass_fields__[self.field].default
 
 
 def _bool(text: str) -> bool:
@@ -62,151 +66,126 @@ def _positive_float(text: str) -> float:
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("DOPPEL_HOST", "host", "127.0.0.1", str, "Address every server binds to."),
-    EnvVar("DOPPEL_SCRIPT_PORT", "script_port", 50051, _port, "ScriptService port."),
-    EnvVar("DOPPEL_SCENE_PORT", "scene_port", 50052, _port, "SceneService port."),
-    EnvVar("DOPPEL_CACHE_PORT", "cache_port", 50053, _port, "CacheService port."),
+    EnvVar("DOPPEL_HOST", "host", str, "Address every server binds to."),
+    EnvVar("DOPPEL_SCRIPT_PORT", "script_port", _port, "ScriptService port."),
+    EnvVar("DOPPEL_SCENE_PORT", "scene_port", _port, "SceneService port."),
+    EnvVar("DOPPEL_CACHE_PORT", "cache_port", _port, "CacheService port."),
     EnvVar(
         "DOPPEL_MONITOR_PORT",
         "monitor_port",
-        4317,
         _port,
         "Monitor port: OTLP gRPC receiver and MonitorService.",
     ),
-    EnvVar(
-        "DOPPEL_MONITOR_HTTP_PORT", "monitor_http_port", 9464, _port, "Monitor HTTP port."
-    ),
+    EnvVar("DOPPEL_MONITOR_HTTP_PORT", "monitor_http_port", _port, "Monitor HTTP port."),
     EnvVar(
         "DOPPEL_SCRIPT_TARGET",
         "script_target",
-        "",
         str,
         "Where clients find ScriptService (default host:script port).",
     ),
     EnvVar(
         "DOPPEL_SCENE_TARGET",
         "scene_target",
-        "",
         str,
         "Where the script service finds SceneService (default host:scene port).",
     ),
     EnvVar(
         "DOPPEL_CACHE_TARGET",
         "cache_target",
-        "",
         str,
         "Where the script service finds CacheService (default host:cache port).",
     ),
     EnvVar(
         "DOPPEL_MONITOR_TARGET",
         "monitor_target",
-        "",
         str,
         "Where clients find MonitorService (default host:monitor port).",
     ),
     EnvVar(
         "REDIS_URL",
         "redis_url",
-        "",
         str,
         "Redis for the cache service; unset: `doppel up` starts a private redis-server.",
     ),
     EnvVar(
         "DOPPEL_MAX_PARALLEL_SCENES",
         "max_parallel_scenes",
-        4,
         _positive_int,
         "Scenes of one episode written at the same time.",
     ),
-    EnvVar(
-        "DOPPEL_DEFAULT_SCENES", "default_scene_count", 3, _positive_int, "Scenes when unset."
-    ),
-    EnvVar("DOPPEL_WRITER", "default_writer", "procedural", str, "Default writer."),
+    EnvVar("DOPPEL_DEFAULT_SCENES", "default_scene_count", _positive_int, "Scenes when unset."),
+    EnvVar("DOPPEL_WRITER", "default_writer", str, "Default writer."),
     EnvVar(
         "DOPPEL_MAX_CONCURRENT_RPCS",
         "max_concurrent_rpcs",
-        256,
         _positive_int,
         "Per server; beyond it calls get RESOURCE_EXHAUSTED.",
     ),
     EnvVar(
         "DOPPEL_GRACE_SECONDS",
         "grace_seconds",
-        10.0,
         _positive_float,
         "On SIGTERM, how long in-flight calls may finish.",
     ),
     EnvVar(
         "DOPPEL_RPC_TIMEOUT_SECONDS",
         "rpc_timeout_seconds",
-        30.0,
         _positive_float,
         "Deadline of calls between services.",
     ),
     EnvVar(
         "DOPPEL_CACHE_TTL_SECONDS",
         "cache_ttl_seconds",
-        7 * 24 * 3600,
         _positive_int,
         "Default TTL of cache entries.",
     ),
     EnvVar(
         "DOPPEL_CACHE_MAX_VALUE_BYTES",
         "cache_max_value_bytes",
-        4 * 1024 * 1024 - 64 * 1024,
         _positive_int,
         "Largest value CacheService.Set accepts.",
     ),
     EnvVar(
         "DOPPEL_MONITOR_MAX_TRACES",
         "monitor_max_traces",
-        2000,
         _positive_int,
         "Traces the monitor keeps for GetTrace (oldest evicted).",
     ),
     EnvVar(
         "DOPPEL_MONITOR_MAX_OPERATIONS",
         "monitor_max_operations",
-        500,
         _positive_int,
         "Distinct (service, operation) pairs; the excess folds into `_other`.",
     ),
-    EnvVar("DOPPEL_LOG_LEVEL", "log_level", "INFO", str, "Python logging level."),
-    EnvVar(
-        "OTEL_SDK_DISABLED", "telemetry_disabled", False, _bool, "true: no spans or metrics."
-    ),
+    EnvVar("DOPPEL_LOG_LEVEL", "log_level", str, "Python logging level."),
+    EnvVar("OTEL_SDK_DISABLED", "telemetry_disabled", _bool, "true: no spans or metrics."),
     EnvVar(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "otlp_endpoint",
-        "",
         str,
         "OTLP gRPC endpoint (default: the monitor, http://host:monitor port).",
     ),
     EnvVar(
         "OTEL_BSP_MAX_QUEUE_SIZE",
         "bsp_max_queue_size",
-        65536,
         _positive_int,
         "Span queue per process (the SDK's 2048 drops bursts).",
     ),
     EnvVar(
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
         "bsp_max_export_batch_size",
-        2048,
         _positive_int,
         "Spans per OTLP export.",
     ),
     EnvVar(
         "OTEL_BSP_SCHEDULE_DELAY",
         "bsp_schedule_delay_ms",
-        1000,
         _positive_int,
         "Milliseconds between span exports.",
     ),
     EnvVar(
         "OTEL_METRIC_EXPORT_INTERVAL",
         "metric_export_interval_ms",
-        10000,
         _positive_int,
         "Milliseconds between metric exports.",
     ),

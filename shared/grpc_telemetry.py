@@ -135,7 +135,9 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mi
         error: BaseException | None,
     ) -> None:
         code = _server_code(context, error)
-        if error is not None and not isinstance(error, asyncio.CancelledError | grpc.aio.AbortError):
+        if error is not None and not isinstance(
+            error, asyncio.CancelledError | grpc.aio.AbortError
+        ):
             span.record_exception(error)
         details = context.details() if hasattr(context, "details") else None
         _finish_span(span, code, details, code in SERVER_ERROR_CODES)
@@ -176,9 +178,7 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mi
         return unary
 
 
-def _server_code(
-    context: grpc.aio.ServicerContext, error: BaseException | None
-) -> grpc.StatusCode:
+def _server_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     if isinstance(error, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
     code = context.code()

@@ -135,10 +135,13 @@ async def wait_for_signal() -> int:
     """Returns the number of the first SIGTERM or SIGINT received."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[int] = loop.create_future()
+
+    def on_signal(signum: int) -> None:
+        if not received.done():
+            received.set_result(signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            signum, lambda s=signum: received.done() or received.set_result(s)
-        )
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         return await received
     finally:
@@ -161,7 +164,9 @@ async def serve(
         telemetry.shutdown()
         return 1
     signum = await wait_for_signal()
-    log.info("%s: %s, stopping (grace %.1fs)", name, signal.Signals(signum).name, settings.grace_seconds)
+    log.info(
+        "%s: %s, stopping (grace %.1fs)", name, signal.Signals(signum).name, settings.grace_seconds
+    )
     await running.stop(settings.grace_seconds)
     log.info("%s stopped", name)
     return 0

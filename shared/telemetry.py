@@ -60,7 +60,9 @@ class Telemetry:
             )
             self.meter_provider = self._build_meter_provider(resource, settings, metric_readers)
             self.tracer_provider = self._build_tracer_provider(resource, settings, span_exporter)
-        self.tracer = self.tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, settings.service_version)
+        self.tracer = self.tracer_provider.get_tracer(
+            INSTRUMENTATION_SCOPE, settings.service_version
+        )
         self.meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, settings.service_version)
         if self.enabled:
             register_process_metrics(self.meter)

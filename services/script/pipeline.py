@@ -77,7 +77,9 @@ class EpisodePipeline:
         self.episode_id = episode_id_for(order)
         self.scenes_from_cache = 0
 
-    def _event(self, stage: int, message: str, fraction: float | None = None) -> script_pb2.GenerateEpisodeEvent:
+    def _event(
+        self, stage: int, message: str, fraction: float | None = None
+    ) -> script_pb2.GenerateEpisodeEvent:
         return script_pb2.GenerateEpisodeEvent(
             stage=stage,
             fraction_done=PROGRESS[stage] if fraction is None else fraction,

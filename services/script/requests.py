@@ -57,7 +57,7 @@ def validate_generate(
     """Checks every field; raises InvalidRequest or UnknownShow with the field named."""
     show_query = _check_text("show", request.show, MAX_SHOW_CHARS)
     setting_text = _check_text("setting", request.setting, MAX_SETTING_CHARS)
-    scene_count = request.scene_count or default_scenes
+    scene_count = request.scene_count if request.HasField("scene_count") else default_scenes
     if not MIN_SCENES <= scene_count <= MAX_SCENES:
         raise InvalidRequest(
             f"scene_count must be between {MIN_SCENES} and {MAX_SCENES} (got {scene_count})"

@@ -64,7 +64,7 @@ class GenerateEpisodeRequest(_message.Message):
     setting: _builtins.str
     """Setting id, name, or free text. Required."""
     scene_count: _builtins.int
-    """1-20; 0 means the default (3)."""
+    """1-20; unset means the configured default (3)."""
     seed: _builtins.int
     """Same seed, same episode (procedural writer)."""
     request_id: _builtins.str
@@ -76,16 +76,18 @@ class GenerateEpisodeRequest(_message.Message):
         *,
         show: _builtins.str = ...,
         setting: _builtins.str = ...,
-        scene_count: _builtins.int = ...,
+        scene_count: _builtins.int | None = ...,
         seed: _builtins.int = ...,
         request_id: _builtins.str = ...,
         writer: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "scene_count", b"scene_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "scene_count", b"scene_count", "seed", b"seed", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "request_id", b"request_id", "scene_count", b"scene_count", "seed", b"seed", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__scene_count: _TypeAlias = _typing.Literal["scene_count"]  # noqa: Y015
+    _WhichOneofArgType__scene_count: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scene_count) -> _WhichOneofReturnType__scene_count | None: ...
 
 Global___GenerateEpisodeRequest: _TypeAlias = GenerateEpisodeRequest  # noqa: Y015
 

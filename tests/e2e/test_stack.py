@@ -1,0 +1,244 @@
+"""The whole studio as real processes: `doppel up`, `doppel generate`, one trace in the monitor."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
+from services.scene.fountain import parse_fountain
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+SERVICE_NAMES = {
+    "script": "doppelganger.v1.ScriptService",
+    "scene": "doppelganger.v1.SceneService",
+    "cache": "doppelganger.v1.CacheService",
+    "monitor": "doppelganger.v1.MonitorService",
+}
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    addresses: dict[str, str]
+    banner: list[str]
+
+
+def doppel(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def read_until_ready(process: subprocess.Popen[str], timeout: float) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"doppel up exited early: {lines}")
+        lines.append(line.rstrip())
+        if line.startswith("ready"):
+            return lines
+    raise AssertionError(f"doppel up not ready in {timeout}s: {lines}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    ports = {name: free_port() for name in ("script", "scene", "cache", "monitor", "http")}
+    env = {
+        **os.environ,
+        "DOPPEL_SCRIPT_PORT": str(ports["script"]),
+        "DOPPEL_SCENE_PORT": str(ports["scene"]),
+        "DOPPEL_CACHE_PORT": str(ports["cache"]),
+        "DOPPEL_MONITOR_PORT": str(ports["monitor"]),
+        "DOPPEL_MONITOR_HTTP_PORT": str(ports["http"]),
+        "DOPPEL_GRACE_SECONDS": "5",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("OTEL_SDK_DISABLED", None)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    log_dir = tmp_path_factory.mktemp("logs")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        banner = read_until_ready(process, timeout=60)
+        addresses = {name: f"127.0.0.1:{ports[name]}" for name in SERVICE_NAMES}
+        yield RunningStack(process, env, addresses, banner)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_up_prints_one_line_per_service(stack: RunningStack) -> None:
+    text = "\n".join(stack.banner)
+    for name, address in stack.addresses.items():
+        assert re.search(rf"^{name}\s+{re.escape(address)}$", text, flags=re.M), text
+    assert re.search(r"^redis\s+unix://", text, flags=re.M)
+
+
+def test_every_service_is_healthy_and_reflects_its_api(stack: RunningStack) -> None:
+    for name, address in stack.addresses.items():
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAMES[name]), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            responses = stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+            listed = {s.name for r in responses for s in r.list_services_response.service}
+            assert SERVICE_NAMES[name] in listed and "grpc.health.v1.Health" in listed
+
+
+def test_generate_writes_a_screenplay_and_one_trace_spans_every_hop(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    result = doppel(
+        "generate", "--show", "I Love Lucy", "--setting", "a Mars colony in 2157",
+        "--scenes", "3", "--seed", "7", "--out", str(tmp_path), "--quiet", env=stack.env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    fountain_path = Path(re.search(r"^fountain\s+(\S+)$", result.stdout, re.M).group(1))  # type: ignore[union-attr]
+    json_path = Path(re.search(r"^json\s+(\S+)$", result.stdout, re.M).group(1))  # type: ignore[union-attr]
+    trace_id = re.search(r"^trace id\s+([0-9a-f]{32})$", result.stdout, re.M).group(1)  # type: ignore[union-attr]
+    script = parse_fountain(fountain_path.read_text())
+    episode = json.loads(json_path.read_text())
+    cast = {character["name"] for character in episode["cast"]}
+    dialogue = [line for scene in script.scenes for line in scene.dialogue]
+    assert len(script.scenes) >= 3
+    assert len(dialogue) >= 20
+    assert {line.speaker for line in dialogue} <= {name.upper() for name in cast}
+
+    services = wait_for_services(stack.addresses["monitor"], trace_id, timeout=30)
+    assert {"doppel-cli", "script", "cache", "scene"} <= services
+
+
+def wait_for_services(address: str, trace_id: str, timeout: float) -> set[str]:
+    wanted = {"doppel-cli", "script", "cache", "scene"}
+    deadline = time.monotonic() + timeout
+    spans: list[monitor_pb2.SpanSummary] = []
+    with grpc.insecure_channel(address) as channel:
+        stub = monitor_pb2_grpc.MonitorServiceStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                spans = list(stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id)).spans)
+            except grpc.RpcError:
+                spans = []
+            if wanted <= {span.service for span in spans}:
+                break
+            time.sleep(0.25)
+    ids = {span.span_id for span in spans}
+    # Every hop propagated: each span's parent is in the same trace (one root, the CLI's).
+    roots = [span for span in spans if not span.parent_span_id]
+    assert len(roots) == 1 and roots[0].service == "doppel-cli"
+    assert all(span.parent_span_id in ids for span in spans if span.parent_span_id)
+    assert all(span.trace_id == trace_id for span in spans)
+    return {span.service for span in spans}
+
+
+def test_same_seed_gives_byte_identical_files(stack: RunningStack, tmp_path: Path) -> None:
+    outputs = []
+    for attempt in ("a", "b"):
+        out_dir = tmp_path / attempt
+        result = doppel(
+            "generate", "--show", "Seinfeld", "--setting", "Victorian London", "--scenes", "4",
+            "--seed", "11", "--out", str(out_dir), "--quiet", env=stack.env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append({p.name: p.read_bytes() for p in sorted(out_dir.iterdir())})
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 2
+
+
+def test_shows_and_health_commands(stack: RunningStack) -> None:
+    shows = doppel("shows", "--json", env=stack.env)
+    assert shows.returncode == 0, shows.stderr
+    assert len(json.loads(shows.stdout)["shows"]) >= 5
+    health = doppel("health", "--json", env=stack.env)
+    assert health.returncode == 0, health.stderr
+    report = json.loads(health.stdout)["health"]
+    assert 0 <= report["score"] <= 100
+    assert int(report["spansReceived"]) > 0
+    for sub_score in ("errors", "alerts", "resources", "trends"):
+        assert 0.0 <= report[sub_score] <= 1.0
+
+
+def test_bad_request_through_the_cli_names_the_field(stack: RunningStack, tmp_path: Path) -> None:
+    result = doppel("generate", "--scenes", "1000", "--out", str(tmp_path), env=stack.env)
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr and "scene_count" in result.stderr
+
+
+def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
+    """A second script service, stopped mid-episode: it exits 0 and the client never hangs."""
+    port = free_port()
+    env = {**stack.env, "DOPPEL_SCRIPT_PORT": str(port), "DOPPEL_MAX_PARALLEL_SCENES": "1"}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "services.script"], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        from shared.stack import wait_until_serving
+
+        wait_until_serving(f"127.0.0.1:{port}", 30, service)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = script_pb2_grpc.ScriptServiceStub(channel)
+            stream = stub.GenerateEpisode(
+                script_pb2.GenerateEpisodeRequest(
+                    show="Taxi", setting="an underwater city", scene_count=20, seed=99
+                ),
+                timeout=30,
+            )
+            first = next(stream)
+            assert first.stage == script_pb2.STAGE_ACCEPTED
+            service.send_signal(signal.SIGTERM)
+            try:
+                last = list(stream)[-1]
+                assert last.stage == script_pb2.STAGE_DONE  # Finished within the grace period.
+            except grpc.RpcError as exc:
+                assert exc.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert service.wait(timeout=15) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+
+
+def test_sigterm_to_up_stops_everything_cleanly(stack: RunningStack) -> None:
+    """Last: stop the stack the way an operator would and check every service exited 0."""
+    stack.process.send_signal(signal.SIGTERM)
+    output, _ = stack.process.communicate(timeout=60)
+    assert stack.process.returncode == 0, output
+    stopped = re.search(r"^stopped: (.*)$", output, flags=re.M)
+    assert stopped, output
+    codes = dict(re.findall(r"(\w+) \((-?\d+)\)", stopped.group(1)))
+    assert codes == {"script": "0", "scene": "0", "cache": "0", "monitor": "0"}

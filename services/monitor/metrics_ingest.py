@@ -1,0 +1,211 @@
+"""What the monitor keeps from OTLP metrics; every other metric is ignored.
+
+- `process.memory.usage` (RSS bytes) and `process.cpu.utilization`: the latest value per service
+  instance (`service.instance.id`); per service, the highest over instances heard from in the last
+  `stale_seconds`.
+- Counters, as running totals since the monitor started seeing them: dropped spans
+  (`otel.sdk.processor.span.processed` points that carry `error.type`), token usage
+  (`gen_ai.client.token.usage` histogram sums by `gen_ai.token.type`) and cache lookups
+  (`doppel.cache.requests` with `doppel.cache.result` hit or miss). Delta points add up; for
+  cumulative points the total moves by the change since the series' previous point (a value
+  that went down means the series restarted and counts in full). At most `max_series` series are
+  remembered, least recently updated forgotten first; their contribution stays in the totals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AGGREGATION_TEMPORALITY_DELTA,
+    Metric,
+    NumberDataPoint,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from services.monitor.traces import value_text
+
+MEMORY = "process.memory.usage"
+CPU = "process.cpu.utilization"
+SPANS_PROCESSED = "otel.sdk.processor.span.processed"
+TOKEN_USAGE = "gen_ai.client.token.usage"
+CACHE_REQUESTS = "doppel.cache.requests"
+
+UNKNOWN_SERVICE = "unknown_service"
+DEFAULT_STALE_SECONDS = 300.0
+DEFAULT_MAX_SERIES = 10_000
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """A counter kept as totals by the value of one attribute (`label`)."""
+
+    label: str
+    allowed: frozenset[str] | None  # None: every value, including none ("").
+    require_label: bool = False
+
+
+COUNTED = {
+    SPANS_PROCESSED: _Counted("error.type", None, require_label=True),
+    TOKEN_USAGE: _Counted("gen_ai.token.type", None),
+    CACHE_REQUESTS: _Counted("doppel.cache.result", frozenset({"hit", "miss"})),
+}
+
+SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+
+
+def resource_identity(resource: Resource) -> tuple[str, str]:
+    """(service.name, service.instance.id) of a resource; unnamed services are unknown_service."""
+    service = instance = ""
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            service = kv.value.string_value
+        elif kv.key == "service.instance.id":
+            instance = kv.value.string_value
+    return service or UNKNOWN_SERVICE, instance
+
+
+def _number(point: NumberDataPoint) -> float:
+    return float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+def _attribute(attributes: Iterable[KeyValue], key: str) -> str:
+    for kv in attributes:
+        if kv.key == key:
+            return value_text(kv.value)
+    return ""
+
+
+class MetricsStore:
+    """Latest resource gauges per service instance and running totals of a few counters."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        stale_seconds: float = DEFAULT_STALE_SECONDS,
+        max_series: int = DEFAULT_MAX_SERIES,
+    ) -> None:
+        self._clock = clock
+        self._stale = stale_seconds
+        self._max_series = max_series
+        self._gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {MEMORY: {}, CPU: {}}
+        self._series: OrderedDict[SeriesKey, float] = OrderedDict()
+        self._totals: dict[tuple[str, str], float] = {}
+
+    def ingest(self, request: ExportMetricsServiceRequest) -> list[str]:
+        """Takes in one export; returns the services it came from."""
+        now = self._clock()
+        services = []
+        for resource_metrics in request.resource_metrics:
+            service, instance = resource_identity(resource_metrics.resource)
+            services.append(service)
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    self._ingest_metric(metric, service, instance, now)
+        return services
+
+    def _ingest_metric(self, metric: Metric, service: str, instance: str, now: float) -> None:
+        gauges = self._gauges.get(metric.name)
+        if gauges is not None:
+            value = self._latest_value(metric)
+            if value is not None:
+                gauges.pop((service, instance), None)
+                gauges[(service, instance)] = (value, now)
+                if len(gauges) > self._max_series:
+                    del gauges[next(iter(gauges))]
+            return
+        counted = COUNTED.get(metric.name)
+        if counted is not None:
+            self._count(metric, counted, service, instance)
+
+    @staticmethod
+    def _latest_value(metric: Metric) -> float | None:
+        """The newest RSS-or-unlabelled point of a gauge or sum."""
+        data = metric.WhichOneof("data")
+        if data not in ("gauge", "sum"):
+            return None
+        points = metric.gauge.data_points if data == "gauge" else metric.sum.data_points
+        best: NumberDataPoint | None = None
+        for point in points:
+            if _attribute(point.attributes, "process.memory.type") not in ("", "rss"):
+                continue
+            if best is None or point.time_unix_nano >= best.time_unix_nano:
+                best = point
+        return None if best is None else _number(best)
+
+    def _count(self, metric: Metric, counted: _Counted, service: str, instance: str) -> None:
+        data = metric.WhichOneof("data")
+        container: Any
+        if data == "sum":
+            container = metric.sum
+        elif data == "histogram":
+            container = metric.histogram
+        elif data == "exponential_histogram":
+            container = metric.exponential_histogram
+        else:
+            return
+        delta = container.aggregation_temporality == AGGREGATION_TEMPORALITY_DELTA
+        for point in container.data_points:
+            attributes = tuple(sorted((kv.key, value_text(kv.value)) for kv in point.attributes))
+            label = dict(attributes).get(counted.label, "")
+            if (counted.require_label and not label) or (
+                counted.allowed is not None and label not in counted.allowed
+            ):
+                continue
+            value = _number(point) if data == "sum" else point.sum
+            key = (metric.name, service, instance, attributes)
+            self._add(key, label, value, delta)
+
+    def _add(self, key: SeriesKey, label: str, value: float, delta: bool) -> None:
+        total_key = (key[0], label)
+        if delta:
+            increase = value
+        else:
+            previous = self._series.get(key)
+            increase = value if previous is None or value < previous else value - previous
+            self._series[key] = value
+            self._series.move_to_end(key)
+            if len(self._series) > self._max_series:
+                self._series.popitem(last=False)
+        self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
+
+    def _fresh(self, name: str) -> dict[str, float]:
+        now = self._clock()
+        by_service: dict[str, float] = {}
+        for (service, _), (value, seen) in self._gauges[name].items():
+            if now - seen <= self._stale:
+                by_service[service] = max(value, by_service.get(service, value))
+        return by_service
+
+    def memory_by_service(self) -> dict[str, float]:
+        """RSS bytes per service (highest over its live instances)."""
+        return self._fresh(MEMORY)
+
+    def cpu_by_service(self) -> dict[str, float]:
+        """CPU utilization (0-1 of all cores) per service (highest over its live instances)."""
+        return self._fresh(CPU)
+
+    def total(self, metric: str) -> dict[str, float]:
+        """Running totals of a counted metric by label value."""
+        return {label: v for (name, label), v in self._totals.items() if name == metric}
+
+    @property
+    def exporter_spans_dropped(self) -> int:
+        return int(sum(self.total(SPANS_PROCESSED).values()))
+
+    def token_usage(self) -> dict[str, float]:
+        """Tokens by `gen_ai.token.type` (input, output)."""
+        return self.total(TOKEN_USAGE)
+
+    def cache_lookups(self) -> tuple[int, int]:
+        """(hits, misses)."""
+        counts = self.total(CACHE_REQUESTS)
+        return int(counts.get("hit", 0)), int(counts.get("miss", 0))

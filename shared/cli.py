@@ -51,7 +51,9 @@ def write_episode(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, 
     directory.mkdir(parents=True, exist_ok=True)
     fountain_path, json_path = episode_paths(episode, directory)
     fountain_path.write_text(episode.fountain, encoding="utf-8")
-    json_path.write_text(json_format.MessageToJson(episode, indent=2) + "\n", encoding="utf-8")
+    # sort_keys: map fields (joke dimensions) would otherwise come out in arbitrary order.
+    text = json_format.MessageToJson(episode, indent=2, sort_keys=True)
+    json_path.write_text(text + "\n", encoding="utf-8")
     return fountain_path, json_path
 
 
@@ -77,13 +79,22 @@ async def _follow(
     quiet: bool,
 ) -> episode_pb2.Episode:
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    with Progress(*columns, console=err, disable=quiet, transient=False) as progress:
+    # A bar on a terminal; one line per event in logs (CI), where a bar would only print at exit.
+    bar = not quiet and err.is_terminal
+    with Progress(*columns, console=err, disable=not bar) as progress:
         task = progress.add_task("starting", total=1.0)
+        episode: episode_pb2.Episode | None = None
+        # Read to the end of the stream (not just to the episode), so the call completes and
+        # its client span ends before telemetry is flushed.
         async for event in stub.GenerateEpisode(request):
             progress.update(task, completed=event.fraction_done, description=event.message)
+            if not quiet and not bar:
+                err.print(f"[{event.fraction_done:4.0%}] {event.message}")
             if event.HasField("episode"):
-                return event.episode
-    raise RuntimeError("the stream ended without an episode")
+                episode = event.episode
+    if episode is None:
+        raise RuntimeError("the stream ended without an episode")
+    return episode
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:

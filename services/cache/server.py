@@ -147,7 +147,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
             raise  # unreachable: abort raises
 
     async def _stats(self) -> cache_pb2.StatsResponse:
-        names = sorted(n.decode() for n in await self._redis.smembers(NAMESPACES_KEY))
+        names = sorted(_text(name) for name in await self._redis.smembers(NAMESPACES_KEY))
         async with self._redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(stats_key(name))
@@ -157,7 +157,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         response = cache_pb2.StatsResponse(keys=keys, used_memory_bytes=memory["used_memory"])
         for name, counts in zip(names, hashes, strict=True):
             ns = cache_pb2.NamespaceStats(
-                namespace=name, **{k.decode(): int(v) for k, v in counts.items()}
+                namespace=name, **{_text(k): int(v) for k, v in counts.items()}
             )
             response.namespaces.append(ns)
             response.hits += ns.hits
@@ -185,6 +185,11 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         # The exception text never includes the URL, so no password can leak from here.
         log.warning("redis %s failed: %s", operation, type(exc).__name__)
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {type(exc).__name__}")
+
+
+def _text(value: bytes | str) -> str:
+    """Redis answers bytes (the client does not decode, values are binary)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _validate(

@@ -143,6 +143,7 @@ def test_generate_writes_a_screenplay_and_one_trace_spans_every_hop(
 
 
 def wait_for_services(address: str, trace_id: str, timeout: float) -> set[str]:
+    """Polls GetTrace until every service reported and every span's parent has arrived."""
     wanted = {"doppel-cli", "script", "cache", "scene"}
     deadline = time.monotonic() + timeout
     spans: list[monitor_pb2.SpanSummary] = []
@@ -153,16 +154,20 @@ def wait_for_services(address: str, trace_id: str, timeout: float) -> set[str]:
                 spans = list(stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id)).spans)
             except grpc.RpcError:
                 spans = []
-            if wanted <= {span.service for span in spans}:
+            if wanted <= {span.service for span in spans} and not orphans(spans):
                 break
             time.sleep(0.25)
-    ids = {span.span_id for span in spans}
-    # Every hop propagated: each span's parent is in the same trace (one root, the CLI's).
+    # Every hop propagated: one root (the CLI's), every other span's parent in the same trace.
     roots = [span for span in spans if not span.parent_span_id]
-    assert len(roots) == 1 and roots[0].service == "doppel-cli"
-    assert all(span.parent_span_id in ids for span in spans if span.parent_span_id)
+    assert [root.service for root in roots] == ["doppel-cli"]
+    assert not orphans(spans)
     assert all(span.trace_id == trace_id for span in spans)
     return {span.service for span in spans}
+
+
+def orphans(spans: list[monitor_pb2.SpanSummary]) -> list[monitor_pb2.SpanSummary]:
+    ids = {span.span_id for span in spans}
+    return [span for span in spans if span.parent_span_id and span.parent_span_id not in ids]
 
 
 def test_same_seed_gives_byte_identical_files(stack: RunningStack, tmp_path: Path) -> None:

@@ -1,0 +1,506 @@
+"""Script validation: four weighted sub-scores computed from the episode itself.
+
+- character consistency: every speaker is in the cast; catchphrases are used sparingly and only by
+  their owners.
+- comedy distribution: comedic beats (punchlines and callbacks; setups do not count) about every
+  45 s on the episode timeline; beats closer than 20 s form clusters; gaps over 120 s are dead
+  zones.
+- plot coherence: every outline beat is played by a non-empty scene; A and B plots both present;
+  the characters a beat names actually speak in its scene.
+- production: every scene 30-180 s; the episode's runtime near scene_count * TARGET_SCENE_SECONDS.
+
+`overall` is the weighted sum (WEIGHTS). An episode passes when `overall >= threshold` and no issue
+is an error or worse: a stranger speaking or an empty scene fails the script whatever the average.
+Runtime estimates (`element_seconds`) are shared with the procedural writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from doppelganger.v1 import episode_pb2
+
+WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        "character_consistency": 0.30,
+        "comedy_distribution": 0.30,
+        "plot_coherence": 0.25,
+        "production": 0.15,
+    }
+)
+DEFAULT_THRESHOLD = 0.75
+
+SPOKEN_WORDS_PER_MINUTE = 150.0
+ACTION_BASE_SECONDS = 1.5  # an action line takes time to play even when it is short
+ACTION_SECONDS_PER_WORD = 0.2
+
+COMEDY_INTERVAL_SECONDS = 45.0
+CLUSTER_SECONDS = 20.0
+DEAD_ZONE_SECONDS = 120.0
+
+MIN_SCENE_SECONDS = 30.0
+MAX_SCENE_SECONDS = 180.0
+# Per-scene runtime target. A broadcast episode (22 min, 8-12 scenes) runs nearer 130 s a scene;
+# 90 s matches the 8-14 dialogue lines a scene the writers aim for.
+TARGET_SCENE_SECONDS = 90.0
+RUNTIME_TOLERANCE = 0.4  # within +-40 % of the target scores full marks
+
+CATCHPHRASES_PER_SCENE = 1
+MIN_BORROWED_CATCHPHRASE_WORDS = 3
+
+Severity = episode_pb2.Severity
+_COMEDIC_ROLES = frozenset(
+    {
+        episode_pb2.JOKE_ROLE_PUNCHLINE,
+        episode_pb2.JOKE_ROLE_CALLBACK,
+        episode_pb2.JOKE_ROLE_UNSPECIFIED,
+    }
+)
+_WORD = re.compile(r"[\w']+")
+_NOT_WORD = re.compile(r"[^\w\s']+")
+
+
+def element_seconds(element: episode_pb2.ScriptElement) -> float:
+    """Runtime estimate of one element: dialogue at 150 words a minute, action a little slower."""
+    kind = element.WhichOneof("element")
+    if kind == "dialogue":
+        return len(_WORD.findall(element.dialogue.text)) * 60.0 / SPOKEN_WORDS_PER_MINUTE
+    if kind == "action":
+        words = len(_WORD.findall(element.action.text))
+        return ACTION_BASE_SECONDS + ACTION_SECONDS_PER_WORD * words
+    return 0.0
+
+
+def scene_seconds(scene: episode_pb2.Scene) -> float:
+    return sum(element_seconds(element) for element in scene.elements)
+
+
+def _duration(scene: episode_pb2.Scene) -> float:
+    return scene.duration_seconds if scene.duration_seconds > 0 else scene_seconds(scene)
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _dialogue(scene: episode_pb2.Scene) -> list[episode_pb2.DialogueLine]:
+    return [e.dialogue for e in scene.elements if e.WhichOneof("element") == "dialogue"]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
+
+
+def _mean(values: Iterable[float], empty: float = 0.0) -> float:
+    items = list(values)
+    return sum(items) / len(items) if items else empty
+
+
+class _Issues:
+    """Collects issues; a scene_index of -1 means the whole episode."""
+
+    def __init__(self) -> None:
+        self.items: list[episode_pb2.ValidationIssue] = []
+
+    def add(self, severity: int, category: str, scene_index: int, message: str) -> None:
+        self.items.append(
+            episode_pb2.ValidationIssue(
+                severity=severity, category=category, scene_index=scene_index, message=message
+            )
+        )
+
+    @property
+    def blocking(self) -> bool:
+        return any(issue.severity >= Severity.SEVERITY_ERROR for issue in self.items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Character consistency
+
+
+def _catchphrase_owners(cast: Iterable[episode_pb2.Character]) -> dict[str, str]:
+    """Normalised catchphrase -> owner name."""
+    owners: dict[str, str] = {}
+    for character in cast:
+        for phrase in character.catchphrases:
+            key = _normalise(phrase)
+            if key:
+                owners.setdefault(key, character.name)
+    return owners
+
+
+def _says(text: str, phrase: str) -> bool:
+    """Whether a normalised line delivers a normalised catchphrase. A short phrase ('i know')
+    only counts when it is most of the line, not when it is buried in a longer sentence."""
+    if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is None:
+        return False
+    size = len(phrase.split())
+    return size >= MIN_BORROWED_CATCHPHRASE_WORDS or 2 * size >= len(text.split())
+
+
+def _scene_voice(
+    scene: episode_pb2.Scene,
+    cast_names: set[str],
+    owners: Mapping[str, str],
+    uses: Counter[str],
+    issues: _Issues,
+) -> float:
+    lines = _dialogue(scene)
+    if not lines:
+        return 1.0
+    strangers = Counter(line.character for line in lines if line.character not in cast_names)
+    for name, count in sorted(strangers.items()):
+        shown = name or "(no name)"
+        issues.add(
+            Severity.SEVERITY_ERROR,
+            "character",
+            scene.index,
+            f"scene {scene.index + 1}: {shown!r} speaks {count} line(s) but is not in the cast",
+        )
+    own: Counter[str] = Counter()
+    borrowed = 0
+    for line in lines:
+        text = _normalise(line.text)
+        for phrase, owner in owners.items():
+            if not _says(text, phrase):
+                continue
+            if owner == line.character:
+                own[owner] += 1
+            elif len(phrase.split()) >= MIN_BORROWED_CATCHPHRASE_WORDS and line.character:
+                borrowed += 1
+                issues.add(
+                    Severity.SEVERITY_WARNING,
+                    "character",
+                    scene.index,
+                    f"scene {scene.index + 1}: {line.character} uses {owner}'s catchphrase",
+                )
+    overused = 0
+    for name, count in sorted(own.items()):
+        uses[name] += count
+        if count > CATCHPHRASES_PER_SCENE:
+            overused += 1
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "character",
+                scene.index,
+                f"scene {scene.index + 1}: {name} uses catchphrases {count} times",
+            )
+    stranger_share = sum(strangers.values()) / len(lines)
+    return _clamp(1.0 - 3.0 * stranger_share - 0.15 * overused - 0.1 * borrowed)
+
+
+def _character_consistency(episode: episode_pb2.Episode, issues: _Issues) -> float:
+    if not episode.cast:
+        issues.add(Severity.SEVERITY_ERROR, "character", -1, "the episode has no cast")
+        return 0.0
+    cast_names = {character.name for character in episode.cast}
+    owners = _catchphrase_owners(episode.cast)
+    uses: Counter[str] = Counter()
+    scores = [_scene_voice(s, cast_names, owners, uses, issues) for s in episode.scenes]
+    limit = max(2, math.ceil(0.5 * len(episode.scenes)))
+    penalty = 0.0
+    for name, count in sorted(uses.items()):
+        if count > limit:
+            penalty += 0.05
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "character",
+                -1,
+                f"{name} uses catchphrases {count} times in {len(episode.scenes)} scenes",
+            )
+    return _clamp(_mean(scores) - penalty)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comedy distribution
+
+
+@dataclass(frozen=True)
+class _Beat:
+    seconds: float  # on the episode timeline
+    scene_index: int
+
+
+def _joke_is_placed(scene: episode_pb2.Scene, joke: episode_pb2.Joke) -> bool:
+    if not 0 <= joke.element_index < len(scene.elements):
+        return False
+    element = scene.elements[joke.element_index]
+    return element.WhichOneof("element") == "dialogue" and element.dialogue.joke_id == joke.id
+
+
+def _scene_beats(scene: episode_pb2.Scene, start: float, issues: _Issues) -> list[_Beat]:
+    duration = _duration(scene)
+    beats = []
+    for joke in scene.jokes:
+        if not _joke_is_placed(scene, joke):
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "comedy",
+                scene.index,
+                f"scene {scene.index + 1}: joke {joke.id or '(no id)'} does not point at its line",
+            )
+            continue
+        if joke.role in _COMEDIC_ROLES:
+            offset = min(max(joke.offset_seconds, 0.0), duration)
+            beats.append(_Beat(start + offset, scene.index))
+    if not beats and _dialogue(scene):
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "comedy",
+            scene.index,
+            f"scene {scene.index + 1} has no comedic beat",
+        )
+    return beats
+
+
+def _scene_at(episode: episode_pb2.Episode, seconds: float) -> int:
+    start = 0.0
+    for scene in episode.scenes:
+        start += _duration(scene)
+        if seconds < start:
+            return scene.index
+    return episode.scenes[-1].index if episode.scenes else -1
+
+
+def _dead_time(
+    episode: episode_pb2.Episode, times: list[float], runtime: float, issues: _Issues
+) -> float:
+    dead = 0.0
+    points = [0.0, *times, runtime]
+    for before, after in itertools.pairwise(points):
+        gap = after - before
+        if gap > DEAD_ZONE_SECONDS:
+            dead += gap - DEAD_ZONE_SECONDS
+            scene_index = _scene_at(episode, before)
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "comedy",
+                scene_index,
+                f"dead zone: {gap:.0f} s without a comedic beat from {before:.0f} s "
+                f"(scene {scene_index + 1})",
+            )
+    return dead
+
+
+def _clusters(beats: list[_Beat], issues: _Issues) -> int:
+    per_scene: Counter[int] = Counter()
+    for earlier, later in itertools.pairwise(beats):
+        if later.seconds - earlier.seconds < CLUSTER_SECONDS:
+            per_scene[later.scene_index] += 1
+    for scene_index, count in sorted(per_scene.items()):
+        issues.add(
+            Severity.SEVERITY_INFO,
+            "comedy",
+            scene_index,
+            f"scene {scene_index + 1}: {count} comedic beat(s) closer than "
+            f"{CLUSTER_SECONDS:.0f} s to the previous one",
+        )
+    return sum(per_scene.values())
+
+
+def _comedy_distribution(episode: episode_pb2.Episode, issues: _Issues) -> float:
+    beats: list[_Beat] = []
+    start = 0.0
+    for scene in episode.scenes:
+        beats.extend(_scene_beats(scene, start, issues))
+        start += _duration(scene)
+    runtime = start
+    if runtime <= 0:
+        return 0.0
+    beats.sort(key=lambda beat: beat.seconds)
+    expected = max(1.0, runtime / COMEDY_INTERVAL_SECONDS)
+    density = min(1.0, len(beats) / expected)
+    if density < 0.75:
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "comedy",
+            -1,
+            f"{len(beats)} comedic beats in {runtime:.0f} s; about {expected:.0f} expected",
+        )
+    spacing = 1.0 - _clusters(beats, issues) / max(1, len(beats) - 1)
+    dead = _dead_time(episode, [beat.seconds for beat in beats], runtime, issues)
+    coverage = 1.0 - min(1.0, dead / runtime)
+    return _clamp(0.5 * density + 0.25 * spacing + 0.25 * coverage)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot coherence
+
+
+def _beats(outline: episode_pb2.Outline) -> list[episode_pb2.Beat]:
+    return [beat for act in outline.acts for beat in act.beats]
+
+
+def _named(text: str, names: Iterable[str]) -> set[str]:
+    return {name for name in names if name and re.search(rf"\b{re.escape(name)}\b", text)}
+
+
+def _beat_penalty(
+    beat: episode_pb2.Beat, scene: episode_pb2.Scene | None, cast: set[str], issues: _Issues
+) -> float:
+    """0 when the beat is played; 1 when its scene is missing or empty; 0.05 when off-voice."""
+    if scene is None or not _dialogue(scene):
+        state = "is missing" if scene is None else "is empty"
+        issues.add(
+            Severity.SEVERITY_ERROR,
+            "plot",
+            beat.scene_index,
+            f"scene {beat.scene_index + 1} {state}; its beat is not played: "
+            f"{beat.description[:80]}",
+        )
+        return 1.0
+    named = _named(beat.description, cast)
+    speakers = {line.character for line in _dialogue(scene)}
+    if named and not named & speakers:
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "plot",
+            beat.scene_index,
+            f"scene {beat.scene_index + 1}: none of {', '.join(sorted(named))} speaks in it",
+        )
+        return 0.05
+    return 0.0
+
+
+def _plot_lines(beats: list[episode_pb2.Beat], scene_count: int, issues: _Issues) -> float:
+    plots = {beat.plot for beat in beats}
+    score = 0.0
+    if episode_pb2.PLOT_LINE_A in plots:
+        score += 0.5
+    else:
+        issues.add(Severity.SEVERITY_ERROR, "plot", -1, "the outline has no A plot beat")
+    if episode_pb2.PLOT_LINE_B in plots or scene_count < 2:
+        score += 0.5
+    else:
+        issues.add(Severity.SEVERITY_WARNING, "plot", -1, "the outline has no B plot beat")
+    return score
+
+
+def _plot_coherence(episode: episode_pb2.Episode, issues: _Issues) -> float:
+    beats = _beats(episode.outline)
+    if not beats:
+        issues.add(Severity.SEVERITY_ERROR, "plot", -1, "the outline has no beats")
+        return 0.0
+    scenes = {scene.index: scene for scene in episode.scenes}
+    cast = {character.name for character in episode.cast}
+    penalties = [_beat_penalty(b, scenes.get(b.scene_index), cast, issues) for b in beats]
+    missing = sum(1 for penalty in penalties if penalty >= 1.0)
+    off_voice = sum(penalty for penalty in penalties if penalty < 1.0)
+    coverage = 1.0 - missing / len(beats)
+    scene_count = episode.outline.scene_count or len(episode.scenes)
+    plots = _plot_lines(beats, scene_count, issues)
+    covered = {beat.scene_index for beat in beats}
+    orphans = [index for index in sorted(scenes) if index not in covered]
+    for index in orphans:
+        issues.add(Severity.SEVERITY_WARNING, "plot", index, f"scene {index + 1} has no beat")
+    if not episode.outline.title or not episode.outline.logline:
+        issues.add(Severity.SEVERITY_INFO, "plot", -1, "the outline has no title or logline")
+        off_voice += 0.05
+    return _clamp(0.6 * coverage + 0.4 * plots - off_voice - 0.05 * len(orphans))
+
+
+# ---------------------------------------------------------------------------------------------
+# Production
+
+
+def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) -> float:
+    label = f"scene {scene.index + 1}"
+    if not scene.elements:
+        issues.add(Severity.SEVERITY_ERROR, "production", scene.index, f"{label} is empty")
+        return 0.0
+    seconds = _duration(scene)
+    score = 1.0
+    if seconds < MIN_SCENE_SECONDS:
+        score = seconds / MIN_SCENE_SECONDS
+    elif seconds > MAX_SCENE_SECONDS:
+        score = max(0.0, 1.0 - (seconds - MAX_SCENE_SECONDS) / MAX_SCENE_SECONDS)
+    if score < 1.0:
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "production",
+            scene.index,
+            f"{label} runs {seconds:.0f} s; scenes should run "
+            f"{MIN_SCENE_SECONDS:.0f}-{MAX_SCENE_SECONDS:.0f} s",
+        )
+    if not scene.slugline.location:
+        issues.add(Severity.SEVERITY_WARNING, "production", scene.index, f"{label}: no slugline")
+        score -= 0.25
+    if scene.index != position or scene.number != position + 1:
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "production",
+            scene.index,
+            f"{label} is numbered {scene.number} at position {position + 1}",
+        )
+        score -= 0.1
+    return _clamp(score)
+
+
+def _runtime_score(episode: episode_pb2.Episode, runtime: float, issues: _Issues) -> float:
+    scene_count = episode.outline.scene_count or len(episode.scenes)
+    if len(episode.scenes) < scene_count:
+        issues.add(
+            Severity.SEVERITY_ERROR,
+            "production",
+            -1,
+            f"{scene_count - len(episode.scenes)} of {scene_count} scenes are missing",
+        )
+    target = max(1, scene_count) * TARGET_SCENE_SECONDS
+    error = abs(runtime / target - 1.0)
+    if error <= RUNTIME_TOLERANCE:
+        return 1.0
+    issues.add(
+        Severity.SEVERITY_WARNING,
+        "production",
+        -1,
+        f"runtime {runtime:.0f} s against a target of {target:.0f} s",
+    )
+    return _clamp(1.0 - (error - RUNTIME_TOLERANCE) / (1.0 - RUNTIME_TOLERANCE))
+
+
+def _production(episode: episode_pb2.Episode, issues: _Issues) -> float:
+    if not episode.scenes:
+        issues.add(Severity.SEVERITY_CRITICAL, "production", -1, "the episode has no scenes")
+        return 0.0
+    scores = [_scene_production(s, i, issues) for i, s in enumerate(episode.scenes)]
+    runtime = sum(_duration(scene) for scene in episode.scenes)
+    if episode.runtime_seconds > 0 and abs(episode.runtime_seconds - runtime) > 0.05 * runtime:
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "production",
+            -1,
+            f"runtime_seconds {episode.runtime_seconds:.0f} s but the scenes add up to "
+            f"{runtime:.0f} s",
+        )
+    return _clamp(0.7 * _mean(scores) + 0.3 * _runtime_score(episode, runtime, issues))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def validate_episode(
+    episode: episode_pb2.Episode, threshold: float = DEFAULT_THRESHOLD
+) -> episode_pb2.ValidationReport:
+    """Scores the script; pure and deterministic (the episode is not modified)."""
+    issues = _Issues()
+    scores = {
+        "character_consistency": _character_consistency(episode, issues),
+        "comedy_distribution": _comedy_distribution(episode, issues),
+        "plot_coherence": _plot_coherence(episode, issues),
+        "production": _production(episode, issues),
+    }
+    overall = sum(WEIGHTS[name] * value for name, value in scores.items())
+    rounded = {name: round(value, 4) for name, value in scores.items()}
+    return episode_pb2.ValidationReport(
+        overall=round(overall, 4),
+        passed=overall >= threshold and not issues.blocking,
+        threshold=threshold,
+        issues=issues.items,
+        **rounded,
+    )

@@ -184,6 +184,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Milliseconds between span exports.",
     ),
     EnvVar(
+        "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED",
+        "sdk_internal_metrics",
+        _bool,
+        "SDK self-metrics, among them the count of dropped spans.",
+    ),
+    EnvVar(
         "OTEL_METRIC_EXPORT_INTERVAL",
         "metric_export_interval_ms",
         _positive_int,
@@ -223,6 +229,7 @@ class Settings:
     bsp_max_queue_size: int = 65536
     bsp_max_export_batch_size: int = 2048
     bsp_schedule_delay_ms: int = 1000
+    sdk_internal_metrics: bool = True
     metric_export_interval_ms: int = 10000
     service_version: str = field(default=__version__)
 

@@ -28,6 +28,7 @@ from shared.config import Settings
 log = logging.getLogger(__name__)
 
 INSTRUMENTATION_SCOPE = "doppelganger"
+SDK_INTERNAL_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 
 
 class Telemetry:
@@ -83,6 +84,9 @@ class Telemetry:
     def _build_tracer_provider(
         self, resource: Resource, settings: Settings, exporter: SpanExporter | None
     ) -> TracerProvider:
+        if settings.sdk_internal_metrics:
+            # The SDK reads this switch from the environment only, when a processor is built.
+            os.environ[SDK_INTERNAL_METRICS] = "true"
         provider = TracerProvider(resource=resource)
         exporter = exporter or OTLPSpanExporter(
             endpoint=settings.otlp_traces_endpoint, insecure=True

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from doppelganger.v1 import (
     cache_pb2,
@@ -215,12 +216,19 @@ async def test_dead_dependencies_degrade_instead_of_failing(
 
 
 async def test_graceful_stop_lets_an_episode_in_flight_finish(studio: Studio) -> None:
-    stream = studio.script_stub.GenerateEpisode(request(seed=606, scene_count=20)).__aiter__()
-    first = await anext(stream)
-    assert first.stage == Stage.STAGE_ACCEPTED
-    stopping = asyncio.create_task(studio.script.stop(5.0))
-    events = [event async for event in stream]
-    await stopping
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{studio.script.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        statuses = watch.__aiter__()
+        assert (await anext(statuses)).status == health_pb2.HealthCheckResponse.SERVING
+        stream = studio.script_stub.GenerateEpisode(request(seed=606, scene_count=20)).__aiter__()
+        first = await anext(stream)
+        assert first.stage == Stage.STAGE_ACCEPTED
+        stopping = asyncio.create_task(studio.script.stop(5.0))
+        # Health flips first, so load balancers stop sending; the episode in flight goes on.
+        assert (await anext(statuses)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        events = [event async for event in stream]
+        watch.cancel()  # The watch is a call in flight too; the grace period would wait for it.
+        await stopping
     assert events[-1].stage == Stage.STAGE_DONE and len(events[-1].episode.scenes) == 20
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await studio.script_stub.ListShows(script_pb2.ListShowsRequest(), timeout=2)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test test-fast lint protos check-protos up clean
+.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean
 
 all: test
 
@@ -19,12 +19,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
+## sysdeps: Debian packages some tests drive (installed only when missing; see the script)
+sysdeps:
+	scripts/system_deps.sh
+
 ## demo: start the stack, write an episode into out/, print its paths, trace id and health, stop
 demo: venv
 	$(BIN)/doppel demo --out out
 
 ## test: every test (unit, integration, end to end)
-test: venv
+test: venv sysdeps
 	$(BIN)/python -m pytest
 
 ## lint: ruff, mypy, and a check that the generated stubs match protos/

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +22,7 @@ from services.script import store
 from services.script import writer as procedural
 from services.script.requests import EpisodeOrder
 from services.script.validation import validate_episode
+from services.script.writers import StoryContext, Writer
 from shared.telemetry import Telemetry, trace_id_hex
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,17 @@ PROGRESS = {
 }
 
 
-def episode_id_for(order: EpisodeOrder) -> str:
+def episode_id_for(order: EpisodeOrder, writer: Writer) -> str:
     """Stable id of the episode a request asks for (same inputs, same id)."""
-    return "ep-" + store.content_key(*_identity(order))[:20]
+    return "ep-" + store.content_key(*_identity(order, writer))[:20]
 
 
-def _identity(order: EpisodeOrder) -> tuple[object, ...]:
+def _identity(order: EpisodeOrder, writer: Writer) -> tuple[object, ...]:
+    """Everything that shapes the output; part of every cache key."""
     return (
-        procedural.PROMPT_VERSION,
-        order.writer,
+        writer.name,
+        writer.model,
+        writer.prompt_version,
         order.show.id,
         order.setting.id,
         order.setting.description,
@@ -62,6 +65,7 @@ class PipelineDeps:
 
     cache: store.SoftCache
     scenes: scene_pb2_grpc.SceneServiceStub
+    writers: Mapping[str, Writer]
     telemetry: Telemetry
     max_parallel_scenes: int
     rpc_timeout: float
@@ -74,7 +78,9 @@ class EpisodePipeline:
         self._deps = deps
         self._order = order
         self._tracer = deps.telemetry.tracer
-        self.episode_id = episode_id_for(order)
+        self._writer = deps.writers[order.writer]
+        self._identity = _identity(order, self._writer)
+        self.episode_id = episode_id_for(order, self._writer)
         self.scenes_from_cache = 0
 
     def _event(
@@ -99,13 +105,17 @@ class EpisodePipeline:
             return
         with self._tracer.start_as_current_span("cast"):
             cast, relationships = procedural.transform_cast(order.show, order.setting, order.seed)
+        context = StoryContext(
+            show=order.show, setting=order.setting, cast=cast, relationships=relationships,
+            seed=order.seed, scene_count=order.scene_count, request_id=order.request_id,
+        )  # fmt: skip
         yield self._event(Stage.STAGE_CAST, f"cast of {len(cast)} transformed")
-        outline = await self._outline(cast, relationships)
+        outline = await self._outline(context)
         event = self._event(Stage.STAGE_OUTLINE, f"outline: {outline.title}")
         event.outline.CopyFrom(outline)
         yield event
         episode = self._new_episode(cast, relationships, outline)
-        async for event in self._write_scenes(episode):
+        async for event in self._write_scenes(context, episode):
             yield event
         yield self._event(Stage.STAGE_VALIDATION, "validating the script")
         with self._tracer.start_as_current_span("validation") as span:
@@ -140,35 +150,31 @@ class EpisodePipeline:
             cast=cast,
             relationships=relationships,
             outline=outline,
-            writer=order.writer,
+            writer=self._writer.name,
+            model=self._writer.model,
             seed=order.seed,
         )
         return episode
 
-    async def _outline(
-        self, cast: list[episode_pb2.Character], relationships: list[episode_pb2.Relationship]
-    ) -> episode_pb2.Outline:
-        order = self._order
-        key = store.content_key("outline", *_identity(order))
+    async def _outline(self, context: StoryContext) -> episode_pb2.Outline:
+        key = store.content_key("outline", *self._identity)
         with self._tracer.start_as_current_span("outline") as span:
             cached = _parse(episode_pb2.Outline, await self._deps.cache.get(store.OUTLINES, key))
             span.set_attribute("doppel.cache.hit", cached is not None)
             if cached is not None:
                 return cached
-            outline = procedural.write_outline(
-                order.show, order.setting, cast, relationships, order.scene_count, order.seed
-            )
+            outline = await self._writer.write_outline(context)
             await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
             return outline
 
     async def _write_scenes(
-        self, episode: episode_pb2.Episode
+        self, context: StoryContext, episode: episode_pb2.Episode
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         count = self._order.scene_count
         outline_key = store.content_key(episode.outline.SerializeToString(deterministic=True).hex())
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
         tasks = [
-            asyncio.create_task(self._scene(episode, index, outline_key, limit))
+            asyncio.create_task(self._scene(context, episode.outline, index, outline_key, limit))
             for index in range(count)
         ]
         scenes: dict[int, episode_pb2.Scene] = {}
@@ -191,13 +197,13 @@ class EpisodePipeline:
 
     async def _scene(
         self,
-        episode: episode_pb2.Episode,
+        context: StoryContext,
+        outline: episode_pb2.Outline,
         index: int,
         outline_key: str,
         limit: asyncio.Semaphore,
     ) -> episode_pb2.Scene:
-        order = self._order
-        key = store.content_key("scene", *_identity(order), outline_key, index)
+        key = store.content_key("scene", *self._identity, outline_key, index)
         async with limit:
             with self._tracer.start_as_current_span(f"scene {index + 1}") as span:
                 span.set_attribute("doppel.scene.index", index)
@@ -208,14 +214,11 @@ class EpisodePipeline:
                     return cached
                 earlier = [
                     beat.description
-                    for act in episode.outline.acts
+                    for act in outline.acts
                     for beat in act.beats
                     if beat.scene_index < index
                 ]
-                scene = procedural.write_scene(
-                    order.show, order.setting, list(episode.cast), episode.outline, index,
-                    order.seed, earlier,
-                )  # fmt: skip
+                scene = await self._writer.write_scene(context, outline, index, earlier)
                 await self._deps.cache.set(store.SCENES, key, scene.SerializeToString())
                 return scene
 

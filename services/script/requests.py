@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2, script_pb2
-from services.script import writer as procedural
 from shared import catalog
 
 MAX_SHOW_CHARS = 200
@@ -17,7 +17,6 @@ MAX_SCENES = 20
 MAX_REQUEST_ID_CHARS = 128
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
 EPISODE_ID_PATTERN = re.compile(r"ep-[0-9a-f]{20}")
-WRITERS = (procedural.WRITER_NAME,)
 
 
 class InvalidRequest(ValueError):
@@ -52,7 +51,10 @@ def _check_text(field: str, value: str, limit: int) -> str:
 
 
 def validate_generate(
-    request: script_pb2.GenerateEpisodeRequest, default_scenes: int, default_writer: str
+    request: script_pb2.GenerateEpisodeRequest,
+    default_scenes: int,
+    default_writer: str,
+    writers: Collection[str],
 ) -> EpisodeOrder:
     """Checks every field; raises InvalidRequest or UnknownShow with the field named."""
     show_query = _check_text("show", request.show, MAX_SHOW_CHARS)
@@ -67,8 +69,10 @@ def validate_generate(
     if request.request_id and not REQUEST_ID_PATTERN.fullmatch(request.request_id):
         raise InvalidRequest("request_id may only contain letters, digits and . _ : -")
     writer = request.writer or default_writer
-    if writer not in WRITERS:
-        raise InvalidRequest(f"writer must be one of: {', '.join(WRITERS)} (got {writer!r})")
+    if writer not in writers:
+        raise InvalidRequest(
+            f"writer must be one of: {', '.join(sorted(writers))} (got {writer[:40]!r})"
+        )
     show = catalog.find_show(show_query)
     if show is None:
         raise UnknownShow(f"show {show_query[:80]!r} is not in the catalog; ListShows lists them")

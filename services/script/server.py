@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from services.script.requests import (
     validate_episode_id,
     validate_generate,
 )
+from services.script.writers import build_writers
 from shared import catalog
 from shared.config import Settings
 from shared.server import ServiceServer, create_channel, start_server
@@ -109,7 +111,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     ) -> EpisodeOrder:
         try:
             return validate_generate(
-                request, self._settings.default_scene_count, self._settings.default_writer
+                request,
+                self._settings.default_scene_count,
+                self._settings.default_writer,
+                self._deps.writers.keys(),
             )
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -124,7 +129,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         if not order.request_id:
             return
         key = store.content_key("request", order.request_id)
-        episode_id = episode_id_for(order)
+        episode_id = episode_id_for(order, self._deps.writers[order.writer])
         claimed = await self._deps.cache.get(store.REQUESTS, key)
         if claimed is not None and claimed.decode() != episode_id:
             await context.abort(
@@ -140,13 +145,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         if remaining is None:
             return self._deps
         timeout = max(0.1, min(self._deps.rpc_timeout, remaining))
-        return PipelineDeps(
-            cache=self._deps.cache,
-            scenes=self._deps.scenes,
-            telemetry=self._deps.telemetry,
-            max_parallel_scenes=self._deps.max_parallel_scenes,
-            rpc_timeout=timeout,
-        )
+        return dataclasses.replace(self._deps, rpc_timeout=timeout)
 
     def _remember(self, episode: episode_pb2.Episode) -> None:
         self._recent[episode.id] = episode
@@ -165,6 +164,7 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
             min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds),
         ),
         scenes=scene_pb2_grpc.SceneServiceStub(scene_channel),
+        writers=build_writers(settings, telemetry),
         telemetry=telemetry,
         max_parallel_scenes=settings.max_parallel_scenes,
         rpc_timeout=settings.rpc_timeout_seconds,

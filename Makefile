@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean
+.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load
 
 all: test
 
@@ -35,7 +35,7 @@ test: venv sysdeps
 lint: venv check-protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services bench
 
 ## protos: regenerate shared/gen from protos/
 protos: venv
@@ -43,6 +43,18 @@ protos: venv
 
 check-protos: venv
 	PYTHON=$(BIN)/python scripts/check_protos.sh
+
+## bench: benchmarks on the real stack; results, charts and a summary in bench/results/
+bench: venv
+	$(BIN)/doppel bench
+
+## bench-check: quick benchmarks compared with bench/baseline.json; exits 1 on a regression
+bench-check: venv
+	$(BIN)/doppel bench --quick --check
+
+## load: steady, ramp, spike and soak load against a real stack; finds the breaking point
+load: venv
+	$(BIN)/doppel load
 
 ## up: run the whole stack in the foreground (Ctrl-C stops it)
 up: venv

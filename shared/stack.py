@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -69,21 +70,31 @@ class Stack:
     """Starts and stops the whole studio on this machine."""
 
     def __init__(
-        self, settings: Settings, log_dir: Path | None = None, startup_timeout: float = 30.0
+        self,
+        settings: Settings,
+        log_dir: Path | None = None,
+        startup_timeout: float = 30.0,
+        *,
+        services: Sequence[str] = SERVICES,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env` is the children's environment (default: this process's); `settings` must
+        describe the same addresses, e.g. `Settings.from_env(env)`."""
         self.settings = settings
         self.log_dir = log_dir
         self.startup_timeout = startup_timeout
+        self.services = tuple(name for name in SERVICES if name in services)
+        self._env = dict(os.environ if env is None else env)
         self.redis: RedisServer | None = None
         self.children: list[ChildService] = []
 
     def start(self) -> Stack:
-        env = dict(os.environ)
+        env = dict(self._env)
         try:
-            if not self.settings.redis_url:
+            if not self.settings.redis_url and "cache" in self.services:
                 self.redis = RedisServer().start()
                 env["REDIS_URL"] = self.redis.url
-            for name in SERVICES:
+            for name in self.services:
                 self._start_service(name, env)
         except BaseException:
             self.stop()
@@ -105,6 +116,10 @@ class Stack:
         child = ChildService(name, address_of(self.settings, name), process, log_file)
         self.children.append(child)
         wait_until_serving(child.address, self.startup_timeout, process)
+
+    def pid(self, name: str) -> int:
+        """Process id of a running service."""
+        return next(child.process.pid for child in self.children if child.name == name)
 
     def exited(self) -> list[ChildService]:
         """Children that have stopped on their own."""

@@ -1,0 +1,46 @@
+"""Real processes for the benchmarks: the stack, or some of its services, on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from shared.config import Settings
+from shared.stack import SERVICES, Stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_env(telemetry: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment with every port free and telemetry on or off."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DOPPEL_")}
+    for key in ("REDIS_URL", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        env.pop(key, None)
+    for name in ("SCRIPT", "SCENE", "CACHE", "MONITOR", "MONITOR_HTTP"):
+        env[f"DOPPEL_{name}_PORT"] = str(free_port())
+    env["DOPPEL_LOG_LEVEL"] = "WARNING"
+    env["OTEL_SDK_DISABLED"] = "false" if telemetry else "true"
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def running(
+    env: dict[str, str], services: Sequence[str] = SERVICES, log_dir: Path | None = None
+) -> Iterator[Stack]:
+    stack = Stack(Settings.from_env(env), log_dir=log_dir, services=services, env=env)
+    with stack:
+        yield stack
+
+
+def rss_bytes(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)

@@ -1,0 +1,1 @@
+"""Benchmark suites; each returns the Figures it measured."""

@@ -1,0 +1,52 @@
+"""Benchmark bookkeeping: statistics, targets and regression detection by ratios."""
+
+from __future__ import annotations
+
+import math
+
+from bench.measure import Figure, percentile
+from bench.report import regressions, summary
+
+
+def figure(name: str, median: float, *, higher: bool = True, ratio: bool = True) -> dict:
+    return {"name": name, "median": median, "higher_is_better": higher, "is_ratio": ratio}
+
+
+def test_figure_statistics_and_targets() -> None:
+    measured = Figure("x", "ratio", [0.8, 0.95, 0.9], target=0.85)
+    assert (measured.median, measured.minimum, measured.maximum) == (0.9, 0.8, 0.95)
+    assert measured.meets_target() is True
+    assert Figure("rss", "MB", [250.0], higher_is_better=False, target=200).meets_target() is False
+    assert Figure("none", "x").meets_target() is None
+    assert math.isnan(Figure("empty", "x").median)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    sample = [float(n) for n in range(1, 101)]
+    assert percentile(sample, 50) == 50.0
+    assert percentile(sample, 99) == 99.0
+    assert percentile(sample, 100) == 100.0
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_regressions_compare_ratios_with_a_tolerance() -> None:
+    baseline = [figure("speedup", 7.5), figure("overhead", 1.0, higher=False)]
+    fine = [figure("speedup", 7.0), figure("overhead", 1.05, higher=False)]
+    assert regressions(fine, baseline, tolerance=0.10) == []
+    worse = [figure("speedup", 6.0), figure("overhead", 1.2, higher=False)]
+    found = regressions(worse, baseline, tolerance=0.10)
+    assert len(found) == 2 and "speedup" in found[0] and "overhead" in found[1]
+
+
+def test_absolute_rates_and_new_figures_are_not_judged() -> None:
+    baseline = [figure("spans_per_s", 90_000, ratio=False)]
+    current = [figure("spans_per_s", 10_000, ratio=False), figure("new_ratio", 0.1)]
+    assert regressions(current, baseline) == []
+
+
+def test_summary_marks_missed_targets() -> None:
+    text = summary(
+        [Figure("eff", "ratio", [0.5], target=0.9), Figure("ok", "ratio", [0.95], target=0.9)],
+        {"cpu_model": "cpu", "cpu_count": 2, "memory_gib": 24, "python": "3.11"},
+    )
+    assert "MISSED" in text.splitlines()[4] and "met" in text.splitlines()[5]

@@ -1,1 +1,1 @@
-"""The scene service."""
+"""The scene service: episodes and scenes as Fountain, PDF, Final Draft (FDX) and HTML."""

@@ -5,7 +5,12 @@ element it sits in: whitespace runs (tabs, control characters, U+2028...) collap
 `[[` and `/*` get a space inserted (Fountain has no escape for notes or boneyard, which would
 swallow text), action lines that would read as another element are forced with `!`, cues that a
 strict parser would not recognise (non-ASCII names, `CONT'D`) are forced with `@`, transitions not
-ending in `TO:` are forced with `>`, headings without INT/EXT with `.`.
+ending in `TO:` are forced with `>`, headings without INT/EXT with `.`; a spoken line opening with
+a bracketed aside gets the aside as a parenthetical line of its own.
+
+Besides the printed script, the Fountain carries what a writers' room works with and print leaves
+out: acts as `# ACT` sections, each scene's summary as a `= synopsis` under its heading, and a
+`[[joke ID: pattern, role, score]]` note at the end of each line that carries a joke.
 
 The forcing rules are chosen so that `screenplain` (whose character cue pattern is ASCII only)
 reads the output the same way as `parse_fountain`.
@@ -27,7 +32,8 @@ PLAIN_CUE_RE = re.compile(r"[A-Z][0-9A-Z ._\-']*(?: \([0-9A-Z. ]*\))?")
 FORCING_CHARS = frozenset("!@~.>#=")
 
 LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters, and the two noncharacters XML (FDX, HTML) cannot hold.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 NOTE_OPENER_RE = re.compile(r"\[(?=\[)")
 BONEYARD_OPENER_RE = re.compile(r"/(?=\*)")
 
@@ -46,6 +52,11 @@ PLACEMENTS = {
     episode_pb2.PLACEMENT_INT: "INT.",
     episode_pb2.PLACEMENT_EXT: "EXT.",
     episode_pb2.PLACEMENT_INT_EXT: "INT./EXT.",
+}
+ROLE_NAMES = {
+    episode_pb2.JOKE_ROLE_SETUP: "setup",
+    episode_pb2.JOKE_ROLE_PUNCHLINE: "punchline",
+    episode_pb2.JOKE_ROLE_CALLBACK: "callback",
 }
 UNKNOWN_LOCATION = "UNSPECIFIED LOCATION"
 UNKNOWN_SPEAKER = "UNKNOWN"
@@ -89,16 +100,35 @@ def _title_page(episode: episode_pb2.Episode) -> str:
 
 
 def _scene_blocks(scene: episode_pb2.Scene, number: int | None) -> list[str]:
+    """Heading, the summary as a synopsis, then the elements; a joke's note ends its line."""
     blocks = [_heading(scene.slugline, number)]
-    for element in scene.elements:
+    if summary := _inline(scene.summary):
+        blocks.append(f"= {summary}")
+    notes = _joke_notes(scene)
+    for index, element in enumerate(scene.elements):
         kind = element.WhichOneof("element")
+        paragraphs: list[str] = []
         if kind == "action":
-            blocks.extend(_action(element.action.text))
+            paragraphs = _action(element.action.text)
         elif kind == "dialogue":
-            blocks.append(_dialogue(element.dialogue))
+            paragraphs = [_dialogue(element.dialogue)]
         elif kind == "transition" and (transition := _transition(element.transition.text)):
-            blocks.append(transition)
+            blocks.append(transition)  # No note: a transition must end in "TO:".
+        if paragraphs and index in notes:
+            paragraphs[-1] += " " + notes[index]
+        blocks.extend(paragraphs)
     return blocks
+
+
+def _joke_notes(scene: episode_pb2.Scene) -> dict[int, str]:
+    """Element index -> `[[joke ID: pattern, role, score]]` notes for the jokes it carries."""
+    notes: dict[int, list[str]] = {}
+    for joke in scene.jokes:
+        role = ROLE_NAMES.get(joke.role, "")
+        parts = [_inline(joke.pattern), role, f"score {joke.score:.2f}"]
+        text = f"joke {_inline(joke.id)}: " + ", ".join(part for part in parts if part)
+        notes.setdefault(joke.element_index, []).append(f"[[{text.replace(']]', '] ]')}]]")
+    return {index: " ".join(texts) for index, texts in notes.items()}
 
 
 def _heading(slugline: episode_pb2.Slugline, number: int | None) -> str:
@@ -157,9 +187,28 @@ def _dialogue(line: episode_pb2.DialogueLine) -> str:
         parenthetical = parenthetical[1:-1].strip()
     if parenthetical:
         lines.append(f"({parenthetical})")
-    spoken = [text for text in _lines(line.text) if text]
+    spoken = _spoken_lines(line.text)
     lines.extend(spoken or ([] if parenthetical else [SILENT_LINE]))
     return "\n".join(lines)
+
+
+def _spoken_lines(text: str) -> list[str]:
+    """The speech's lines. A line opening with `(` reads as a parenthetical (in screenplain, so
+    do the lines after it until one ends with `)`): a leading `(...)` becomes a parenthetical
+    line of its own, and an unclosed leading `(` becomes `[`."""
+    spoken: list[str] = []
+    for text_line in _lines(text):
+        rest = text_line
+        while rest.startswith("("):
+            close = rest.find(")")
+            if close < 0:
+                rest = "[" + rest[1:]
+                break
+            spoken.append(rest[: close + 1])
+            rest = rest[close + 1 :].strip()
+        if rest:
+            spoken.append(rest)
+    return spoken
 
 
 def _transition(text: str) -> str | None:

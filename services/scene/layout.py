@@ -5,13 +5,14 @@ Courier 12 pt at 10 characters an inch, 55 body lines a page. Widths in characte
 margin at 1.5": action and headings 60 (to 7.5"), cue from 3.7" (38), parenthetical 3.1" to 5.5"
 (24, brackets included), dialogue 2.5" wide 3.5" (35), transitions 20 flush right at 7.5".
 
-Rules: every element is word-wrapped (words longer than the width are broken); one blank line
-separates elements and is dropped at the top of a page; sections and synopses are not printed;
-a scene heading is never the last thing on a page (it moves over with the blank line and at least
-one line of what follows); action splits between any two lines; dialogue splits only after a
-dialogue line, with `(MORE)` at the bottom and the cue repeated as `NAME (CONT'D)` on the next
-page, both counted; `===` starts a new page. Each character counts as one column (wide East Asian
-characters are not doubled).
+Rules: every element is word-wrapped (words longer than the width are broken; a parenthetical's
+continuation lines start one column in, under its text); one blank line separates elements and is
+dropped at the top of a page; sections and synopses are not printed; a scene heading is never the
+last thing on a page (it moves over with the blank line and at least one line of what follows);
+action splits between any two lines; dialogue splits only after a dialogue line that ends a
+sentence (on a page of its own, after any dialogue line), with `(MORE)` at the bottom and the cue
+repeated as `NAME (CONT'D)` on the next page, both counted; `===` starts a new page. Each
+character counts as one column (wide East Asian characters are not doubled).
 
 The title page is a page of its own but is not counted: `page_count` is the number of body pages
 (the numbered pages), and the runtime estimate is one minute per body page.
@@ -19,6 +20,8 @@ The title page is a page of its own but is not counted: `page_count` is the numb
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -34,7 +37,18 @@ from services.scene.fountain import (
 
 LINES_PER_PAGE = 55
 SECONDS_PER_PAGE = 60.0
+# The printed page (PDF and HTML draw from these): US Letter, Courier 12 pt.
+PAGE_WIDTH_INCHES = 8.5
+PAGE_HEIGHT_INCHES = 11.0
+LEFT_MARGIN_INCHES = 1.5  # Action and headings start here; GEOMETRY indents count from it.
+RIGHT_EDGE_INCHES = 7.5  # Transitions and page numbers end here.
+TOP_MARGIN_INCHES = 1.0
+PAGE_NUMBER_TOP_INCHES = 0.5
+CHARS_PER_INCH = 10
+LINES_PER_INCH = 6
 MORE = "(MORE)"
+# A line that ends a sentence: dialogue is broken across pages only there when it can be.
+SENTENCE_END_RE = re.compile("[.!?\u2026:;\u2014][\"'\u201d\u2019)\\]]*\\s*$")
 CONTINUED = "(CONT'D)"
 
 
@@ -71,6 +85,7 @@ class Line(NamedTuple):
 
     kind: LineKind
     text: str
+    scene_number: str = ""  # Set on the first line of a numbered scene heading only.
 
 
 Page = tuple[Line, ...]
@@ -148,11 +163,24 @@ def _is_printed(block: Block) -> bool:
 
 
 def _lines_of(kind: LineKind, text: str) -> list[Line]:
-    return [Line(kind, line) for line in wrap(text, GEOMETRY[kind][1])]
+    width = GEOMETRY[kind][1]
+    if kind is LineKind.PARENTHETICAL and text.startswith("(") and len(text) > width:
+        return _hanging(kind, text, width)
+    return [Line(kind, line) for line in wrap(text, width)]
+
+
+def _hanging(kind: LineKind, text: str, width: int) -> list[Line]:
+    """A wrapped parenthetical: lines after the first start one column in, under its text."""
+    first, *rest = wrap(text, width)
+    rest = wrap(" ".join(rest), width - 1) if rest else []
+    return [Line(kind, first), *(Line(kind, " " + line) for line in rest)]
 
 
 def _element_lines(element: Element) -> list[Line]:
-    return _lines_of(LineKind(element.kind.value), element.text)
+    lines = _lines_of(LineKind(element.kind.value), element.text)
+    if element.scene_number and lines:
+        lines[0] = lines[0]._replace(scene_number=element.scene_number)
+    return lines
 
 
 def _dialogue_body(block: DialogueBlock) -> list[Line]:
@@ -230,15 +258,74 @@ class _Pager:
             self._new_page()
 
     def _split_point(self, body: list[Line], room: int) -> int:
-        """Body lines to keep on this page: the most that fit and end with dialogue (0: none).
+        """Body lines to keep on this page: the most that fit and end a sentence of dialogue,
+        else (on an empty page only) the most that end a dialogue line; 0: move the block.
 
         On an empty page any split is accepted, so a block longer than a page always progresses.
         """
         limit = min(room, len(body) - 1)
-        for count in range(limit, 0, -1):
-            if body[count - 1].kind is LineKind.DIALOGUE:
+        ends = [count for count in range(limit, 0, -1) if body[count - 1].kind is LineKind.DIALOGUE]
+        for count in ends:
+            if SENTENCE_END_RE.search(body[count - 1].text):
                 return count
-        return max(limit, 0) if not self._page else 0
+        if self._page:
+            return 0
+        return ends[0] if ends else max(limit, 0)
 
     def finish(self) -> tuple[Page, ...]:
         return tuple(tuple(page) for page in self.pages if page)
+
+
+# --- Title page ----------------------------------------------------------------------------------
+
+TITLE_ROW = 18  # The title sits about a third of the way down the page.
+TITLE_WIDTH = 60
+BOTTOM_LEFT_KEYS = ("contact", "notes", "copyright")
+BOTTOM_RIGHT_KEYS = ("draft date", "date")
+CENTRED_KEYS = ("title", "credit", "author", "authors", "source")
+GAP_BEFORE = {"credit": 3, "author": 1, "authors": 1, "source": 3}
+
+
+class TitleLine(NamedTuple):
+    """One line of the title page on the same 55-line grid as body pages."""
+
+    row: int
+    text: str
+    align: str  # "center", "left" or "right"
+    underline: bool = False
+
+
+def title_page_lines(title_page: Mapping[str, str]) -> list[TitleLine]:
+    """Title, credit, author and source centred from `TITLE_ROW`; contact bottom left, draft
+    date bottom right; any other key centred after the source. Lines that do not fit are cut
+    (the full text stays in the Fountain and FDX versions)."""
+    fields = {key.strip().lower(): value for key, value in title_page.items() if value.strip()}
+    bottom_left = _title_block(fields, BOTTOM_LEFT_KEYS)
+    bottom_right = _title_block(fields, BOTTOM_RIGHT_KEYS)
+    bottom_row = LINES_PER_PAGE - max(len(bottom_left), len(bottom_right))
+    placed = (*CENTRED_KEYS, *BOTTOM_LEFT_KEYS, *BOTTOM_RIGHT_KEYS)
+    others = [key for key in fields if key not in placed]
+    centred = [key for key in (*CENTRED_KEYS, *others) if key in fields]
+    lines: list[TitleLine] = []
+    row = TITLE_ROW
+    for index, key in enumerate(centred):
+        row += GAP_BEFORE.get(key, 1) if index else 0  # Blank lines before the field.
+        text = fields[key].upper() if key == "title" else fields[key]
+        for wrapped in wrap(text, TITLE_WIDTH):
+            if row >= bottom_row - 1:
+                break
+            lines.append(TitleLine(row, wrapped, "center", underline=key == "title"))
+            row += 1
+    for block, align in ((bottom_left, "left"), (bottom_right, "right")):
+        start = LINES_PER_PAGE - len(block)
+        lines += [TitleLine(start + i, text, align) for i, text in enumerate(block) if text]
+    return lines
+
+
+def _title_block(fields: Mapping[str, str], keys: tuple[str, ...]) -> list[str]:
+    """The wrapped lines of `keys` (a blank line between two of them), at most 12 lines."""
+    block: list[str] = []
+    for key in keys:
+        if key in fields:
+            block += ([""] if block else []) + wrap(fields[key], TITLE_WIDTH // 2)
+    return block[:12]

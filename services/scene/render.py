@@ -1,20 +1,21 @@
 """Document renderers by format. Pure; the server picks one with `renderer_for`.
 
-Every format is laid out from the Fountain text, so page counts agree across formats. A new
-format (PDF, FDX, HTML) is a class with `name`, `format`, `media_type`, `render_episode` and
-`render_scene`, added to `RENDERERS`.
+Every format is written from one `Screenplay` built from the Fountain text (parsed and laid out
+once), so all formats hold the same elements and report the same page count. Fountain and FDX
+are ours; PDF is drawn with reportlab from our paginator (see `pdf`); HTML mirrors those pages.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from doppelganger.v1 import episode_pb2, scene_pb2
+from services.scene import fdx, html_page, pdf
 from services.scene.fountain import render_episode, render_scene
-from services.scene.layout import count_pages, runtime_seconds
+from services.scene.layout import runtime_seconds
+from services.scene.screenplay import Screenplay
 
 # No registered media type exists for Fountain; text/plain lets any client display it.
 FOUNTAIN_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -45,20 +46,20 @@ class Document:
         )
 
 
-class Renderer(Protocol):
-    name: str  # Lower case, used in span names: "render fountain".
-    format: int
+def write_fountain(screenplay: Screenplay) -> bytes:
+    return screenplay.fountain.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """One document format: how to write it from a screenplay, and what to call it."""
+
+    name: str  # Lower case, used in span names: "render pdf".
+    format: int  # scene_pb2.DocumentFormat
     media_type: str
-
-    def render_episode(self, episode: episode_pb2.Episode) -> Document: ...
-
-    def render_scene(self, scene: episode_pb2.Scene) -> Document: ...
-
-
-class FountainRenderer:
-    name = "fountain"
-    format = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
-    media_type = FOUNTAIN_MEDIA_TYPE
+    write: Callable[[Screenplay], bytes]
+    # Costly formats render in a worker thread whatever the request's size (see the server).
+    threaded: bool = True
 
     def render_episode(self, episode: episode_pb2.Episode) -> Document:
         return self._document(render_episode(episode), len(episode.scenes))
@@ -66,13 +67,24 @@ class FountainRenderer:
     def render_scene(self, scene: episode_pb2.Scene) -> Document:
         return self._document(render_scene(scene), 1)
 
-    def _document(self, text: str, scene_count: int) -> Document:
-        return Document(
-            self.format, self.media_type, text.encode("utf-8"), count_pages(text), scene_count
-        )
+    def _document(self, fountain: str, scene_count: int) -> Document:
+        screenplay = Screenplay.from_fountain(fountain)
+        data = self.write(screenplay)
+        page_count = screenplay.layout.page_count
+        return Document(self.format, self.media_type, data, page_count, scene_count)
 
 
-RENDERERS: Mapping[int, Renderer] = {scene_pb2.DOCUMENT_FORMAT_FOUNTAIN: FountainRenderer()}
+FOUNTAIN = Renderer(
+    "fountain",
+    scene_pb2.DOCUMENT_FORMAT_FOUNTAIN,
+    FOUNTAIN_MEDIA_TYPE,
+    write_fountain,
+    threaded=False,
+)
+PDF = Renderer("pdf", scene_pb2.DOCUMENT_FORMAT_PDF, pdf.MEDIA_TYPE, pdf.write_pdf)
+FDX = Renderer("fdx", scene_pb2.DOCUMENT_FORMAT_FDX, fdx.MEDIA_TYPE, fdx.write_fdx)
+HTML = Renderer("html", scene_pb2.DOCUMENT_FORMAT_HTML, html_page.MEDIA_TYPE, html_page.write_html)
+RENDERERS: Mapping[int, Renderer] = {r.format: r for r in (FOUNTAIN, PDF, FDX, HTML)}
 
 
 def resolve_format(requested: int) -> int:

@@ -1,12 +1,14 @@
-"""SceneService: renders episodes and scenes as screenplays (Fountain for now).
+"""SceneService: renders episodes and scenes as Fountain, PDF, FDX and HTML screenplays.
 
-Requests are validated first (limits in `validation`; INVALID_ARGUMENT names the field). Identical
-requests are served from an in-process LRU keyed by the SHA-256 of the format and the serialized
-episode or scene (`cast` does not change the output, so it is not part of the key). Large
-requests (over `THREAD_SCENES` scenes or `THREAD_BYTES` encoded) are validated and rendered in a
-worker thread so the event loop stays responsive; such a render is capped at
-`RENDER_TIMEOUT_SECONDS` or the call's deadline, whichever is sooner (DEADLINE_EXCEEDED; the
-thread finishes in the background, its result is dropped).
+Requests are validated first (limits in `validation`; INVALID_ARGUMENT names the field). An
+episode's own rendering (`fountain`, `page_count`, `render_error`) is output, not input: it is
+cleared before validation, so an episode as `GetEpisode` returns it can be rendered again.
+Identical requests are served from an in-process LRU keyed by the SHA-256 of the format and the
+serialized episode or scene (`cast` does not change the output, so it is not part of the key).
+Large requests (over `THREAD_SCENES` scenes or `THREAD_BYTES` encoded) are validated in a worker
+thread, and they and every PDF, FDX and HTML render are rendered in one, so the event loop stays
+responsive; such a render is capped at `RENDER_TIMEOUT_SECONDS` or the call's deadline, whichever
+is sooner (DEADLINE_EXCEEDED; the thread finishes in the background, its result is dropped).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CHUNK_BYTES = 64 * 1024
 THREAD_SCENES = 50
 THREAD_BYTES = 256 * 1024
 RENDER_TIMEOUT_SECONDS = 30.0
+# Episode fields that hold a previous rendering: ignored (cleared) on input.
+EPISODE_OUTPUT_FIELDS = ("fountain", "page_count", "render_error")
 
 T = TypeVar("T")
 
@@ -65,6 +69,9 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
     async def RenderEpisode(
         self, request: scene_pb2.RenderEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scene_pb2.RenderChunk]:
+        if request.HasField("episode"):
+            for output in EPISODE_OUTPUT_FIELDS:
+                request.episode.ClearField(output)
         large = len(request.episode.scenes) > THREAD_SCENES or request.ByteSize() > THREAD_BYTES
         error = await _maybe_in_thread(large, check_episode_request, request)
         if error:
@@ -93,7 +100,8 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
             document = self._cache.get(key)
             span.set_attribute("doppel.render.cache_hit", document is not None)
             if document is None:
-                document = await self._run(context, large, render, subject)
+                threaded = large or renderer.threaded
+                document = await self._run(context, threaded, render, subject)
                 self._cache.put(key, document)
             span.set_attributes(
                 {
@@ -108,11 +116,11 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
     async def _run(
         self,
         context: grpc.aio.ServicerContext,
-        large: bool,
+        threaded: bool,
         render: Callable[[T], Document],
         subject: T,
     ) -> Document:
-        if not large:
+        if not threaded:
             return render(subject)
         timeout = self._render_timeout
         remaining = context.time_remaining()

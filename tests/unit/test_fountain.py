@@ -358,3 +358,40 @@ def test_split_cue() -> None:
     assert split_cue("ZOË (V.O.)") == ("ZOË", "V.O.")
     assert split_cue("BOB") == ("BOB", "")
     assert split_cue("BOB (YOUNG) (CONT'D)") == ("BOB", "YOUNG CONT'D")
+
+
+def test_summary_is_a_synopsis_and_jokes_are_notes_print_ignores_both() -> None:
+    joked = scene(
+        "lab",
+        action("BOOM"),
+        line("Ricky", "Lucy!"),
+        line("Lucy", "", parenthetical="shrugs"),
+        transition("cut to:"),
+        number=2,
+    )
+    joked.summary = "Ricky finds [[the plans]].\nLucy shrugs."
+    joked.jokes.add(id="s1-j1", element_index=1, pattern="slow burn", role=1, score=0.5)
+    joked.jokes.add(id="s1-j2", element_index=1, pattern="odd]]pattern", role=2, score=0.25)
+    joked.jokes.add(id="s1-j3", element_index=0, pattern="sight gag", role=2, score=0.9)
+    joked.jokes.add(id="s1-j4", element_index=2, pattern="shrug", role=99, score=0.1)
+    joked.jokes.add(id="s1-j5", element_index=3, pattern="never printed", score=0.1)
+    text = render_scene(joked)
+    assert text.splitlines()[:3] == [
+        "INT. LAB - DAY #2#",
+        "",
+        "= Ricky finds [ [the plans]]. Lucy shrugs.",
+    ]
+    assert "!BOOM [[joke s1-j3: sight gag, punchline, score 0.90]]" in text
+    assert (
+        "Lucy! [[joke s1-j1: slow burn, setup, score 0.50]] "
+        "[[joke s1-j2: odd] ]pattern, punchline, score 0.25]]"
+    ) in text
+    assert "(shrugs) [[joke s1-j4: shrug, score 0.10]]" in text
+    assert "\nCUT TO:\n" in text and "never printed" not in text
+    (parsed,) = parse_fountain(text).scenes
+    synopsis, boom, ricky, lucy, cut = parsed.blocks
+    assert synopsis == Element(ElementKind.SYNOPSIS, "Ricky finds [ [the plans]]. Lucy shrugs.")
+    assert boom == Element(ElementKind.ACTION, "BOOM")
+    assert isinstance(ricky, DialogueBlock) and ricky.text == "Lucy!"
+    assert isinstance(lucy, DialogueBlock) and (lucy.parenthetical, lucy.text) == ("shrugs", "")
+    assert cut == Element(ElementKind.TRANSITION, "CUT TO:")

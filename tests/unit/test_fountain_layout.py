@@ -8,9 +8,11 @@ from services.scene.layout import (
     LINES_PER_PAGE,
     Line,
     LineKind,
+    TitleLine,
     count_pages,
     layout_script,
     runtime_seconds,
+    title_page_lines,
     wrap,
 )
 
@@ -143,3 +145,59 @@ def test_narrow_columns_wrap_dialogue_and_parentheticals() -> None:
         LineKind.DIALOGUE,
         LineKind.DIALOGUE,
     ]
+
+
+def test_dialogue_breaks_at_the_end_of_a_sentence() -> None:
+    # Seven four-letter words fill a 35-column dialogue line; a sentence ends on line two.
+    first_sentence = " ".join(["word"] * 13 + ["done."])
+    second_sentence = " ".join(["more"] * 27 + ["end."])
+    text = action_paragraph(49) + f"\n\nRICKY\n{first_sentence} {second_sentence}"
+    first, second = layout_script(text).pages
+    # Room for the cue, three lines and (MORE); the third line is mid-sentence, so two stay.
+    assert [line.kind for line in first[-4:]] == [
+        LineKind.CHARACTER,
+        LineKind.DIALOGUE,
+        LineKind.DIALOGUE,
+        LineKind.MORE,
+    ]
+    assert first[-2].text.endswith("done.")
+    assert second[0] == Line(LineKind.CHARACTER, "RICKY (CONT'D)")
+    assert len(second) == 1 + 4
+
+
+def test_dialogue_without_a_sentence_end_in_reach_moves_whole() -> None:
+    speech = " ".join(["more"] * 41 + ["end."])  # Six lines, one sentence.
+    first, second = layout_script(action_paragraph(49) + f"\n\nRICKY\n{speech}").pages
+    assert len(first) == 49
+    assert [line.kind for line in second] == [LineKind.CHARACTER] + [LineKind.DIALOGUE] * 6
+
+
+def test_title_page_rows_centre_the_title_and_put_contact_bottom_left() -> None:
+    lines = title_page_lines(
+        {
+            "Title": "The Moon Rent",
+            "Credit": "Written by",
+            "Author": "Doppelganger Studio",
+            "Source": 'Based on "I Love Lucy"',
+            "Draft date": "1 May 2157",
+            "Contact": "Mars Colony\nDome 4",
+        }
+    )
+    assert lines == [
+        TitleLine(18, "THE MOON RENT", "center", underline=True),
+        TitleLine(22, "Written by", "center"),
+        TitleLine(24, "Doppelganger Studio", "center"),
+        TitleLine(28, 'Based on "I Love Lucy"', "center"),
+        TitleLine(53, "Mars Colony", "left"),
+        TitleLine(54, "Dome 4", "left"),
+        TitleLine(54, "1 May 2157", "right"),
+    ]
+
+
+def test_a_title_longer_than_the_page_is_cut_above_the_bottom_block() -> None:
+    lines = title_page_lines({"Title": "word " * 2000, "Contact": "Dome 4"})
+    rows = [line.row for line in lines]
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)
+    assert max(line.row for line in lines if line.align == "center") < 53
+    assert lines[-1] == TitleLine(54, "Dome 4", "left")
+    assert all(len(line.text) <= 60 for line in lines)

@@ -1,4 +1,4 @@
-"""The Fountain render pipeline around the renderer: formats, limits, cache keys, the LRU."""
+"""The render pipeline around the renderers: formats, limits, cache keys, the LRU."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 from doppelganger.v1 import episode_pb2, scene_pb2
 from services.scene.lru import DocumentCache
-from services.scene.render import Document, FountainRenderer, format_error, renderer_for
+from services.scene.render import FOUNTAIN, RENDERERS, Document, format_error, renderer_for
 from services.scene.server import cache_key, chunks
 from services.scene.validation import MAX_TEXT_CHARS, find_long_text
 
@@ -16,16 +16,25 @@ def document(data: bytes) -> Document:
 
 
 def test_unspecified_format_means_fountain() -> None:
-    assert isinstance(renderer_for(scene_pb2.DOCUMENT_FORMAT_UNSPECIFIED), FountainRenderer)
+    assert renderer_for(scene_pb2.DOCUMENT_FORMAT_UNSPECIFIED) is FOUNTAIN
     assert format_error(scene_pb2.DOCUMENT_FORMAT_UNSPECIFIED) is None
     assert format_error(scene_pb2.DOCUMENT_FORMAT_FOUNTAIN) is None
 
 
-def test_other_formats_are_named_in_the_error() -> None:
-    assert format_error(scene_pb2.DOCUMENT_FORMAT_HTML) == (
-        "format DOCUMENT_FORMAT_HTML is not supported yet; supported: DOCUMENT_FORMAT_FOUNTAIN"
+def test_every_declared_format_has_a_renderer() -> None:
+    declared = set(scene_pb2.DocumentFormat.values()) - {scene_pb2.DOCUMENT_FORMAT_UNSPECIFIED}
+    assert set(RENDERERS) == declared
+    assert all(format_error(value) is None for value in declared)
+    assert {r.name for r in RENDERERS.values()} == {"fountain", "pdf", "fdx", "html"}
+    # Only Fountain is cheap enough to render on the event loop.
+    assert [r.name for r in RENDERERS.values() if not r.threaded] == ["fountain"]
+
+
+def test_unknown_formats_are_named_in_the_error() -> None:
+    assert format_error(9) == (
+        "format 9 is not a known DocumentFormat; supported: DOCUMENT_FORMAT_FOUNTAIN, "
+        "DOCUMENT_FORMAT_PDF, DOCUMENT_FORMAT_FDX, DOCUMENT_FORMAT_HTML"
     )
-    assert "format 9 is not a known DocumentFormat" in (format_error(9) or "")
 
 
 def test_document_info_describes_the_bytes() -> None:
@@ -37,7 +46,7 @@ def test_document_info_describes_the_bytes() -> None:
 def test_fountain_renderer_counts_pages_of_what_it_renders() -> None:
     scene = episode_pb2.Scene(slugline=episode_pb2.Slugline(placement=1, location="LAB"))
     scene.elements.add(action=episode_pb2.ActionLine(text="\n".join(["Beat."] * 60)))
-    rendered = FountainRenderer().render_scene(scene)
+    rendered = FOUNTAIN.render_scene(scene)
     # Heading, blank, then 60 one-line action lines: 53 on page one, 7 on page two.
     assert rendered.page_count == 2
     assert rendered.data.decode("utf-8").startswith("INT. LAB\n")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load
+.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load deploy-check
 
 all: test
 
@@ -55,6 +55,10 @@ bench-check: venv
 ## load: steady, ramp, spike and soak load against a real stack; finds the breaking point
 load: venv
 	$(BIN)/doppel load
+
+## deploy-check: validate Dockerfile, compose, Kubernetes, collector, Prometheus and Grafana configs
+deploy-check: venv sysdeps
+	$(BIN)/python -m pytest -q tests/deploy
 
 ## up: run the whole stack in the foreground (Ctrl-C stops it)
 up: venv

@@ -4,6 +4,9 @@
 # says what to install and fails, rather than letting tests skip.
 set -euo pipefail
 NEEDED=(
+  "promtool prometheus"
+  "chromium chromium"
+  "kubectl kubectl"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do

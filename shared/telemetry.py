@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -56,7 +57,8 @@ class Telemetry:
                     "service.name": service_name,
                     "service.version": settings.service_version,
                     "service.namespace": "doppelganger",
-                    "service.instance.id": f"{service_name}-{os.getpid()}",
+                    # Containers all run as PID 1: the host name tells replicas apart.
+                    "service.instance.id": f"{service_name}-{socket.gethostname()}-{os.getpid()}",
                 }
             )
             self.meter_provider = self._build_meter_provider(resource, settings, metric_readers)

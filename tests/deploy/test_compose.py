@@ -1,0 +1,94 @@
+"""docker-compose.yml against the Compose Specification schema (check-jsonschema's vendored copy),
+and what the schema cannot say: gRPC health checks, non-root services, telemetry through the
+collector, mounted files that exist. No Docker engine runs here, so nothing is started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import ROOT
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = ("script", "scene", "cache", "monitor")
+OBSERVABILITY = ("otel-collector", "jaeger", "prometheus", "grafana", "redis")
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE_FILE.read_text()))
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    result = check_compose_schema(COMPOSE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_an_invalid_file(tmp_path: Path) -> None:
+    broken = compose()
+    broken["services"]["script"]["depends_on"] = 5
+    broken["services"]["scene"]["restart_policy"] = "always"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    result = check_compose_schema(path)
+    assert result.returncode == 1
+    assert "depends_on" in result.stdout and "restart_policy" in result.stdout
+
+
+def test_every_part_of_the_stack_is_there() -> None:
+    assert set(compose()["services"]) == {*APP_SERVICES, *OBSERVABILITY}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_run_hardened_from_one_image_with_grpc_health_checks(name: str) -> None:
+    service = compose()["services"][name]
+    assert service["command"] == ["python", "-m", f"services.{name}"]
+    assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "shared.healthcheck", name]
+    assert service["user"] == "10001:10001" and service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert service["image"].startswith("doppelganger-studio:") and service["build"] == "."
+    assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+
+
+def test_services_start_after_what_they_depend_on_is_healthy() -> None:
+    services = compose()["services"]
+    assert services["script"]["depends_on"]["cache"]["condition"] == "service_healthy"
+    assert services["script"]["depends_on"]["scene"]["condition"] == "service_healthy"
+    assert services["cache"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["cache"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_the_collector_fans_out_to_jaeger_and_the_monitor() -> None:
+    collector = compose()["services"]["otel-collector"]
+    assert collector["environment"] == {
+        "JAEGER_OTLP_ENDPOINT": "jaeger:4317",
+        "MONITOR_OTLP_ENDPOINT": "monitor:4317",
+    }
+    assert "contrib" in collector["image"]
+
+
+def test_every_mounted_file_exists() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+
+
+def test_secrets_come_from_the_environment_not_the_file() -> None:
+    script = compose()["services"]["script"]["environment"]
+    assert script["ANTHROPIC_API_KEY"] == "${ANTHROPIC_API_KEY:-}"
+    grafana = compose()["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")

@@ -1,0 +1,306 @@
+"""Every Grafana panel's PromQL, evaluated by a real Prometheus scraping the running stack.
+
+The studio runs as real processes (`shared.stack.Stack` on free ports), a real `prometheus`
+(Debian's) scrapes the monitor's /metrics every second with the alert rules of
+deploy/prometheus/alerts.yml loaded, two episodes are written while it scrapes, and then each
+panel's queries go through /api/v1/query and must return at least one finite sample.
+
+The monitor's alert thresholds are set low for this stack (every operation is "slow"), so the
+alert panels have alerts to show. Panels fed only by the OpenTelemetry Collector's Prometheus
+exporter (span metrics, LLM cost and rate limits) cannot have data here — there is no collector
+binary on this machine — so for them Prometheus only has to accept the query; the set of such
+panels is pinned below, so a new one cannot slip in unverified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.config import Settings
+from shared.stack import Stack
+from tests.conftest import free_port
+from tests.deploy.conftest import DEPLOY, require_command
+
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "5m"}
+COLLECTOR_METRICS = ("traces_span_metrics_", "gen_ai_", "doppel_llm_")
+COLLECTOR_ONLY_PANELS = {
+    "service-red.json": {
+        "Span metrics: request rate by service (collector)",
+        "Span metrics: p95 by span name (collector)",
+    },
+    "llm.json": {
+        "Tokens a minute by model and type",
+        "Cost an hour by model (USD)",
+        "Cost in the last 24 hours (USD)",
+        "Rate-limited calls a minute (HTTP 429) by model",
+        "Failed LLM calls a minute by error type",
+        "LLM call latency p95 by model",
+    },
+}
+# Every operation is slow; alerts fire at once (the window and evaluation are the shortest).
+ALERTING_THRESHOLDS = ",".join(
+    (
+        "slow_p95_warning_seconds=0.000001",
+        "slow_p95_critical_seconds=0.000002",
+        "min_calls=1",
+        "hold_seconds=0",
+    )
+)
+
+
+@dataclass
+class Panel:
+    dashboard: str
+    title: str
+    exprs: list[str]
+
+    @property
+    def collector_only(self) -> bool:
+        return any(prefix in expr for expr in self.exprs for prefix in COLLECTOR_METRICS)
+
+
+def panels() -> list[Panel]:
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        variables = {f"${v['name']}": v.get("allValue", ".*") for v in board["templating"]["list"]}
+        for panel in board["panels"]:
+            exprs = [substitute(t["expr"], variables) for t in panel.get("targets", [])]
+            found.append(Panel(path.name, panel["title"], exprs))
+    return found
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    """What Grafana sends: template variables at "All", interval variables as fixed durations."""
+    for name, value in sorted(
+        {**GRAFANA_VARIABLES, **variables}.items(), key=lambda kv: -len(kv[0])
+    ):
+        expr = expr.replace("${" + name[1:] + "}", value).replace(name, value)
+    return expr
+
+
+class Prometheus:
+    """A real prometheus process scraping the monitor's /metrics every second."""
+
+    def __init__(self, workdir: Path, monitor_http: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(DEPLOY / "prometheus" / "alerts.yml")],
+            "scrape_configs": [
+                {
+                    "job_name": "doppelganger-monitor",
+                    "static_configs": [{"targets": [monitor_http]}],
+                }
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (workdir / "prometheus.log").open("wb")
+        self.process = subprocess.Popen(
+            [require_command("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return dict(json.load(response))
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = self.get("/api/v1/query", query=expr)
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "prometheus exited (see prometheus.log)"
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"prometheus not ready in {timeout}s")
+
+    def wait_for_first_scrape(self, timeout: float) -> None:
+        """Targets are scraped only after discovery settles (about 5 s after start)."""
+        deadline = time.monotonic() + timeout
+        while not self.query('up{job="doppelganger-monitor"} == 1'):
+            assert time.monotonic() < deadline, f"the monitor was not scraped in {timeout}s"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@dataclass
+class Observed:
+    prometheus: Prometheus
+    answers: dict[tuple[str, str], list[list[dict[str, Any]]]]
+
+
+def finite(result: list[dict[str, Any]]) -> bool:
+    return any(math.isfinite(float(sample["value"][1])) for sample in result)
+
+
+def stack_settings() -> tuple[Settings, dict[str, str]]:
+    ports = {name: free_port() for name in ("script", "scene", "cache", "monitor", "http")}
+    env = {
+        "DOPPEL_SCRIPT_PORT": str(ports["script"]),
+        "DOPPEL_SCENE_PORT": str(ports["scene"]),
+        "DOPPEL_CACHE_PORT": str(ports["cache"]),
+        "DOPPEL_MONITOR_PORT": str(ports["monitor"]),
+        "DOPPEL_MONITOR_HTTP_PORT": str(ports["http"]),
+        "DOPPEL_GRACE_SECONDS": "2",
+        "DOPPEL_MONITOR_WINDOW_SECONDS": "60",
+        "DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS": "0.5",
+        "DOPPEL_MONITOR_THRESHOLDS": ALERTING_THRESHOLDS,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+    }
+    return Settings.from_env(env), env
+
+
+def generate(env: dict[str, str], seed: int, out: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "generate", "--show", "Taxi", "--setting",
+         "a lighthouse", "--scenes", "3", "--seed", str(seed), "--out", str(out), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def wait_for_answers(prometheus: Prometheus, timeout: float) -> dict[tuple[str, str], Any]:
+    """Queries every panel until each one that can have data has it (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = {(p.dashboard, p.title): [prometheus.query(e) for e in p.exprs] for p in panels()}
+        missing = [
+            p.title for p in panels()
+            if not p.collector_only and not all(finite(r) for r in answers[p.dashboard, p.title])
+        ]  # fmt: skip
+        if not missing or time.monotonic() > deadline:
+            return answers
+        time.sleep(1.0)
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    settings, overrides = stack_settings()
+    workdir = tmp_path_factory.mktemp("prometheus")
+    env = {**os.environ, **overrides, "PYTHONUNBUFFERED": "1"}
+    for name in ("REDIS_URL", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        env.pop(name, None)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in overrides.items():
+            patch.setenv(name, value)
+        for name in ("REDIS_URL", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+            patch.delenv(name, raising=False)
+        stack = Stack(settings, log_dir=workdir / "logs").start()
+    try:
+        prometheus = Prometheus(workdir, f"127.0.0.1:{settings.monitor_http_port}")
+        try:
+            prometheus.wait_ready(timeout=30)
+            prometheus.wait_for_first_scrape(timeout=30)
+            # Two episodes a few scrapes apart, so counters move while Prometheus watches.
+            generate(env, seed=1, out=workdir / "out")
+            time.sleep(2)
+            generate(env, seed=2, out=workdir / "out")
+            yield Observed(prometheus, wait_for_answers(prometheus, timeout=30))
+        finally:
+            prometheus.stop()
+    finally:
+        stack.stop()
+
+
+def test_dashboards_are_the_four_expected() -> None:
+    titles = {json.loads(p.read_text())["title"] for p in DASHBOARDS.glob("*.json")}
+    assert titles == {
+        "Doppelganger / Service RED",
+        "Doppelganger / Health",
+        "Doppelganger / Alerts",
+        "Doppelganger / LLM",
+    }
+
+
+def test_collector_only_panels_are_exactly_the_listed_ones() -> None:
+    found: dict[str, set[str]] = {}
+    for panel in panels():
+        if panel.collector_only:
+            found.setdefault(panel.dashboard, set()).add(panel.title)
+    assert found == COLLECTOR_ONLY_PANELS
+
+
+def test_every_panel_returns_data_from_the_running_stack(observed: Observed) -> None:
+    empty = []
+    for panel in panels():
+        if panel.collector_only:
+            continue
+        for expr, result in zip(
+            panel.exprs, observed.answers[panel.dashboard, panel.title], strict=True
+        ):
+            if not finite(result):
+                empty.append(f"{panel.dashboard}: {panel.title}: {expr} -> {result}")
+    assert empty == []
+    assert sum(not p.collector_only for p in panels()) >= 30
+
+
+def test_panels_show_what_happened(observed: Observed) -> None:
+    """Not just any data: the episodes' calls, every service, and the alerts the stack raised."""
+    rate = observed.prometheus.query(
+        'sum by (service) (rate(doppel_operation_calls_total{kind="SERVER"}[1m]))'
+    )
+    assert {r["metric"]["service"] for r in rate} >= {"script", "scene", "cache"}
+    active = observed.prometheus.query("doppel_alert_active == 1")
+    assert {r["metric"]["rule"] for r in active} >= {"slow_operation"}
+    score = observed.prometheus.query("doppel_health_score")
+    assert 0 <= float(score[0]["value"][1]) <= 100
+
+
+def test_collector_only_queries_are_valid_promql(observed: Observed) -> None:
+    """Prometheus parses and runs them (query() asserts status success); here they are empty."""
+    for panel in panels():
+        if panel.collector_only:
+            for result in observed.answers[panel.dashboard, panel.title]:
+                assert result == []
+
+
+def test_the_variable_query_lists_the_services(observed: Observed) -> None:
+    body = observed.prometheus.get(
+        "/api/v1/label/service/values", **{"match[]": "doppel_operation_calls_total"}
+    )
+    assert {"script", "scene", "cache"} <= set(body["data"])
+
+
+def test_alert_rules_evaluate_without_errors_against_real_metrics(observed: Observed) -> None:
+    groups = observed.prometheus.get("/api/v1/rules")["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == 15
+    assert [r for r in rules if r["health"] != "ok"] == []
+    recorded = observed.prometheus.query("doppel:operation_calls:increase5m")
+    assert recorded, "recording rules produced nothing"

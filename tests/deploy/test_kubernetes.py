@@ -1,0 +1,196 @@
+"""deploy/k8s: every overlay rendered by `kubectl kustomize` and validated offline against the
+Kubernetes 1.30 API schemas (kubernetes-validate, strict: unknown fields are errors), plus the
+rules the schemas cannot express: non-root, probes, limits, read-only root filesystem."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from functools import cache
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.conftest import DEPLOY, require_command
+
+KUBERNETES_VERSION = "1.30.0"
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod")
+WORKLOADS = ("Deployment", "StatefulSet")
+APP_SERVICES = {"script", "scene", "cache", "monitor"}
+
+Manifest = dict[str, Any]
+
+
+@cache
+def render(kustomization: str) -> tuple[Manifest, ...]:
+    kubectl = require_command("kubectl")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / kustomization)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def schema_errors(manifests: tuple[Manifest, ...] | list[Manifest]) -> list[str]:
+    errors = []
+    for manifest in manifests:
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{name}: {'.'.join(map(str, exc.path))}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{name}: no schema: {exc}")
+    return errors
+
+
+def of_kind(manifests: tuple[Manifest, ...], *kinds: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] in kinds]
+
+
+def containers(workload: Manifest) -> list[Manifest]:
+    spec = workload["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_renders_and_validates_against_kubernetes_1_30(kustomization: str) -> None:
+    manifests = render(kustomization)
+    assert len(of_kind(manifests, "Deployment")) >= 5
+    assert schema_errors(manifests) == []
+
+
+def test_the_validator_rejects_what_kubernetes_would() -> None:
+    """The check above can fail: an unknown field, a wrong type and a missing field are errors."""
+    deployment = of_kind(render("base"), "Deployment")[0]
+    unknown = copy.deepcopy(deployment)
+    unknown["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    wrong_type = copy.deepcopy(deployment)
+    wrong_type["spec"]["replicas"] = "two"
+    missing = copy.deepcopy(deployment)
+    del missing["spec"]["selector"]
+    assert len(schema_errors([unknown, wrong_type, missing])) == 3
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_no_container_runs_as_root(kustomization: str) -> None:
+    for workload in of_kind(render(kustomization), *WORKLOADS):
+        pod = workload["spec"]["template"]["spec"]
+        pod_context = pod.get("securityContext", {})
+        assert pod_context.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+        assert pod.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
+        for container in containers(workload):
+            context = {**pod_context, **container.get("securityContext", {})}
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert context.get("runAsNonRoot") is True, where
+            assert context.get("runAsUser", 0) > 0, where
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_workload_has_probes_requests_and_limits(kustomization: str) -> None:
+    for workload in of_kind(render(kustomization), *WORKLOADS):
+        for container in containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert "readinessProbe" in container and "livenessProbe" in container, where
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys(), where
+            assert {"cpu", "memory"} <= resources["limits"].keys(), where
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_services_use_native_grpc_probes(kustomization: str) -> None:
+    """The four services are probed through grpc.health.v1 (readiness asks for the API service)."""
+    deployments = {d["metadata"]["name"]: d for d in of_kind(render(kustomization), "Deployment")}
+    assert deployments.keys() >= APP_SERVICES
+    for name in APP_SERVICES:
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        port = container["ports"][0]["containerPort"]
+        assert container["livenessProbe"]["grpc"] == {"port": port}
+        readiness = container["readinessProbe"]["grpc"]
+        assert readiness["port"] == port and readiness["service"].startswith("doppelganger.v1.")
+        assert container["command"] == ["python", "-m", f"services.{name}"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_script_and_scene_autoscale_and_the_monitor_does_not(kustomization: str) -> None:
+    manifests = render(kustomization)
+    targets = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(manifests, "HorizontalPodAutoscaler")
+    }
+    assert targets == {"script", "scene"}
+    monitor = next(
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "monitor"
+    )
+    assert monitor["spec"]["replicas"] == 1 and monitor["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_prod_has_disruption_budgets_and_spreads_replicas() -> None:
+    manifests = render("overlays/prod")
+    budgets = {p["metadata"]["name"] for p in of_kind(manifests, "PodDisruptionBudget")}
+    assert budgets == {"script", "scene", "cache"}
+    hpas = {h["metadata"]["name"]: h["spec"] for h in of_kind(manifests, "HorizontalPodAutoscaler")}
+    assert all(spec["minReplicas"] >= 2 for spec in hpas.values())
+    for deployment in of_kind(manifests, "Deployment"):
+        if deployment["metadata"]["name"] in {"script", "scene", "cache", "otel-collector"}:
+            assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+
+
+def test_the_api_key_comes_from_a_secret_that_is_not_committed() -> None:
+    for kustomization in KUSTOMIZATIONS:
+        manifests = render(kustomization)
+        assert of_kind(manifests, "Secret") == []
+        script = next(
+            d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "script"
+        )
+        env = {e["name"]: e for e in script["spec"]["template"]["spec"]["containers"][0]["env"]}
+        reference = env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"]
+        assert reference["name"] == "doppelganger-llm"
+    committed = "\n".join(p.read_text() for p in (DEPLOY / "k8s").rglob("*.yaml"))
+    assert "kind: Secret" not in committed and "sk-ant-" not in committed
+
+
+def test_ingress_is_denied_by_default_and_each_service_admits_its_callers() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(render("base"), "NetworkPolicy")}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    callers = {
+        name: policies[name]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+        for name in ("scene", "cache", "redis")
+    }
+    assert callers == {
+        "scene": {"app.kubernetes.io/component": "script"},
+        "cache": {"app.kubernetes.io/component": "script"},
+        "redis": {"app.kubernetes.io/component": "cache"},
+    }
+
+
+def test_services_reach_each_other_and_the_collector_by_service_name() -> None:
+    manifests = render("base")
+    config = next(
+        m["data"] for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+    services = {s["metadata"]["name"]: s for s in of_kind(manifests, "Service")}
+    for variable in ("DOPPEL_SCENE_TARGET", "DOPPEL_CACHE_TARGET", "DOPPEL_MONITOR_TARGET"):
+        host, port = config[variable].split(":")
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, variable
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    assert config["DOPPEL_HOST"] == "0.0.0.0"
+
+
+def test_every_service_pod_names_itself_on_its_telemetry() -> None:
+    """k8s.pod.name reaches the SDK (OTEL_RESOURCE_ATTRIBUTES), after the variables it expands."""
+    for deployment in of_kind(render("overlays/prod"), "Deployment"):
+        if deployment["metadata"]["name"] not in APP_SERVICES:
+            continue
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        names = [e["name"] for e in env]
+        attributes = env[names.index("OTEL_RESOURCE_ATTRIBUTES")]["value"]
+        assert "k8s.pod.name=$(POD_NAME)" in attributes
+        assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+        assert env[names.index("POD_NAME")]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

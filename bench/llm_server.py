@@ -1,0 +1,468 @@
+"""A loopback LLM provider: a real HTTP server on 127.0.0.1 speaking the Anthropic Messages API
+(`POST /v1/messages`) and the OpenAI chat completions API (`POST /v1/chat/completions`).
+
+The real SDK clients talk to it. Its answers are real content: it reads the show context and the
+REQUEST block of our prompts and writes the outline or scene with the procedural writer, as the
+JSON our LLM writers ask for. Usage comes back with prompt-cache tokens (the first call with a
+given show context creates the cache, later ones read it) and Anthropic rate-limit headers.
+
+Faults, for the tests: fixed latency; a request limit per sliding window answered with 429 and
+`retry-after-ms`, `retry-after` (seconds) or `retry-after` (HTTP date); and one-shot faults queued
+with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "truncated" (the JSON
+cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
+"bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`).
+Every request is recorded (`received`) with its receive time, the call id and attempt our
+writers send, the status and any retry-after given.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+
+from doppelganger.v1 import episode_pb2
+from services.script import writer as procedural
+from services.script.llm import prompts, schema
+from shared import catalog
+
+ANTHROPIC_PATH = "/v1/messages"
+OPENAI_PATH = "/v1/chat/completions"
+FAULTS = frozenset(
+    {"429", "500", "529", "401", "malformed", "truncated", "invalid", "bad_body", "slow"}
+)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the server saw it."""
+
+    at: float  # time.monotonic() when the request arrived
+    path: str
+    call_id: str
+    attempt: int
+    task: str
+    status: int
+    retry_after: float | None  # seconds the 429 asked for
+    api_key: str
+
+
+def max_in_window(times: Iterable[float], window: float) -> int:
+    """The most events inside any half-open window of `window` seconds."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+class LLMServer:
+    """Start with `with LLMServer(...) as server:`; `anthropic_url` and `openai_url` are bases."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        requests_per_window: int | None = None,
+        window: float = 60.0,
+        retry_after_style: str = "ms",  # "ms", "seconds" or "date"
+        slow_seconds: float = 5.0,
+        fault_retry_after: float | None = 0.2,
+        reported_output_tokens: int | None = None,
+    ) -> None:
+        self.latency = latency
+        self.requests_per_window = requests_per_window
+        self.window = window
+        self.retry_after_style = retry_after_style
+        self.slow_seconds = slow_seconds
+        self.fault_retry_after = fault_retry_after
+        self.reported_output_tokens = reported_output_tokens  # usage to report instead of ~chars/4
+        self.received: list[Received] = []
+        self._accepted: deque[float] = deque()
+        self._faults: deque[tuple[str, str | None]] = deque()
+        self._cached_contexts: set[int] = set()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def inject(self, *faults: str, path: str | None = None) -> None:
+        """Queues one-shot faults, used by the next requests (to `path` only, when given)."""
+        unknown = set(faults) - FAULTS
+        if unknown:
+            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        with self._lock:
+            self._faults.extend((fault, path) for fault in faults)
+
+    def consume(self, count: int) -> None:
+        """Fills the rate window as if another client had just made `count` requests."""
+        with self._lock:
+            self._accepted.extend([time.monotonic()] * count)
+
+    def calls(self, path: str | None = None, status: int | None = None) -> list[Received]:
+        with self._lock:
+            return [
+                r
+                for r in self.received
+                if (path is None or r.path == path) and (status is None or r.status == status)
+            ]
+
+    # -- request handling (server threads) ------------------------------------------------
+
+    def _next_fault(self, path: str) -> str | None:
+        with self._lock:
+            for item in self._faults:
+                if item[1] in (None, path):
+                    self._faults.remove(item)
+                    return item[0]
+        return None
+
+    def _rate_limited(self, now: float) -> float | None:
+        """Seconds until a slot frees when the window is full, else None (and the slot taken)."""
+        if self.requests_per_window is None:
+            return None
+        with self._lock:
+            while self._accepted and self._accepted[0] + self.window <= now:
+                self._accepted.popleft()
+            if len(self._accepted) >= self.requests_per_window:
+                return self._accepted[0] + self.window - now
+            self._accepted.append(now)
+            return None
+
+    def _rate_headers(self, now: float) -> dict[str, str]:
+        if self.requests_per_window is None:
+            return {}
+        with self._lock:
+            remaining = max(0, self.requests_per_window - len(self._accepted))
+            oldest = self._accepted[0] if self._accepted else now
+        reset = datetime.now(UTC) + timedelta(seconds=max(0.0, oldest + self.window - now))
+        return {
+            "anthropic-ratelimit-requests-limit": str(self.requests_per_window),
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset.isoformat().replace("+00:00", "Z"),
+        }
+
+    def retry_after_headers(self, seconds: float) -> tuple[dict[str, str], float]:
+        """The headers that ask for `seconds`, and what they tell a client exactly."""
+        if self.retry_after_style == "ms":
+            millis = math.ceil(seconds * 1000)
+            return {"retry-after-ms": str(millis)}, millis / 1000
+        if self.retry_after_style == "seconds":
+            return {"retry-after": str(math.ceil(seconds))}, float(math.ceil(seconds))
+        # An HTTP date has whole seconds: the next whole second at or after the wait.
+        now = datetime.now(UTC)
+        when = (now + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)
+        told = (when - now).total_seconds()
+        return {"retry-after": email.utils.format_datetime(when, usegmt=True)}, told
+
+    def record(self, received: Received) -> None:
+        with self._lock:
+            self.received.append(received)
+
+    def cache_usage(self, context: str) -> tuple[int, int]:
+        """(cache creation, cache read) tokens of the show context block."""
+        tokens = len(context) // 4
+        key = hash(context)
+        with self._lock:
+            if key in self._cached_contexts:
+                return 0, tokens
+            self._cached_contexts.add(key)
+            return tokens, 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Content: what a good model would answer, written by the procedural writer.
+
+
+def _cast(document: dict[str, Any]) -> list[episode_pb2.Character]:
+    return [json_format.ParseDict(c, episode_pb2.Character()) for c in document["cast"]]
+
+
+def _story(context_text: str) -> tuple[Any, ...]:
+    document = prompts.parse_marked_json(context_text, prompts.CONTEXT_MARKER)
+    show = catalog.find_show(document["show"]["id"])
+    if show is None:
+        raise ValueError(f"unknown show {document['show']['id']!r}")
+    setting = json_format.ParseDict(document["setting"], episode_pb2.Setting())
+    relationships = [
+        episode_pb2.Relationship(from_character=r["from"], to_character=r["to"], kind=r["kind"])
+        for r in document["relationships"]
+    ]
+    return show, setting, _cast(document), relationships
+
+
+def _outline(request: dict[str, Any]) -> episode_pb2.Outline:
+    reply = schema.OutlineOut.model_validate(request["outline"])
+    return schema.outline_to_proto(
+        reply, request["scene_count"], request.get("target_runtime_seconds", 0.0)
+    )
+
+
+def _scene_payload(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+    show, setting, cast, _ = story
+    outline = _outline(request)
+    scene = procedural.write_scene(
+        show, setting, cast, outline, request["scene_index"], seed, list(request.get("earlier", []))
+    )
+    return schema.scene_payload(scene)
+
+
+def _scene(
+    story: tuple[Any, ...], request: dict[str, Any], outline: episode_pb2.Outline
+) -> episode_pb2.Scene:
+    """The scene a request shows, as a proto."""
+    reply = schema.SceneOut.model_validate(request["scene"])
+    return schema.scene_to_proto(reply, request["scene_index"], outline, story[2], story[1])
+
+
+def _revised_scene(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+    show, setting, cast, _ = story
+    outline = _outline(request)
+    scene = procedural.revise_scene(
+        show, setting, cast, outline, _scene(story, request, outline), seed, request["notes"]
+    )
+    return schema.scene_payload(scene)
+
+
+def _rewritten_line(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The procedural writer's punch-up; when it keeps the line, a plain topper."""
+    show, setting, cast, _ = story
+    joke_fields = request["joke"]
+    scene = _scene(story, request, episode_pb2.Outline())
+    joke = episode_pb2.Joke(
+        id=joke_fields["id"],
+        element_index=joke_fields["element_index"],
+        pattern=joke_fields["pattern"],
+        role=schema.ROLES[joke_fields["role"]],
+    )
+    original = joke_fields["text"].strip()
+    text = procedural.punch_up(show, setting, cast, scene, joke, seed)
+    if schema.line_problems(schema.LineOut(text=text), original):
+        prop = setting.props[0] if setting.props else "paperwork"
+        text = f"{original} Blame the {prop}."
+    return {"text": text}
+
+
+def answer(context_text: str, task_text: str) -> dict[str, Any]:
+    """The reply JSON for one of our prompts."""
+    story = _story(context_text)
+    request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    task, seed = request["task"], int(request.get("seed", 0))
+    if task == "outline":
+        show, setting, cast, relationships = story
+        outline = procedural.write_outline(
+            show, setting, cast, relationships, request["scene_count"], seed,
+            request.get("target_runtime_seconds", 0.0),
+        )  # fmt: skip
+        return schema.outline_payload(outline)
+    if task == "scene":
+        return _scene_payload(story, request, seed)
+    if task == "revise":
+        return _revised_scene(story, request, seed)
+    if task == "rewrite":
+        return _rewritten_line(story, request, seed)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _invalid(payload: dict[str, Any]) -> dict[str, Any]:
+    for element in payload.get("elements", []):
+        if element.get("type") == "dialogue":
+            element["character"] = "Nobody McNoname"
+            break
+    else:
+        payload["unexpected"] = True
+    return payload
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle on, keep-alive responses stall
+        # ~40 ms on the client's delayed ACK, which would show up as our "overhead".
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            arrived = time.monotonic()
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            path = self.path.split("?")[0]
+            key = self.headers.get("x-api-key") or self.headers.get("authorization", "")
+            call = (
+                self.headers.get("x-doppel-call-id", ""),
+                int(self.headers.get("x-doppel-attempt", "0")),
+            )
+            if path not in (ANTHROPIC_PATH, OPENAI_PATH):
+                self._send(404, {"error": {"type": "not_found_error", "message": path}})
+                return
+            context_text, task_text = _prompt_parts(path, body)
+            task = _task_name(task_text)
+            if server.latency:
+                time.sleep(server.latency)
+            status, retry_after, headers, payload = self._respond(
+                path, body, context_text, task_text, arrived
+            )
+            received = Received(
+                arrived, path, call[0], call[1], task, status, retry_after, key or ""
+            )
+            server.record(received)
+            self._send(status, payload, headers)
+
+        def _respond(
+            self, path: str, body: dict[str, Any], context_text: str, task_text: str, arrived: float
+        ) -> tuple[int, float | None, dict[str, str], Any]:
+            headers: dict[str, str] = {}
+            told: float | None = None
+            wait = server._rate_limited(arrived)
+            if wait is not None:
+                headers, told = server.retry_after_headers(wait)
+                headers.update(server._rate_headers(arrived))
+                return 429, told, headers, _error(path, 429)
+            fault = server._next_fault(path)
+            if fault in ("429", "500", "529", "401"):
+                status = int(fault)
+                if status == 429 and server.fault_retry_after is not None:
+                    headers, told = server.retry_after_headers(server.fault_retry_after)
+                return status, told, headers, _error(path, status)
+            if fault == "slow":
+                time.sleep(server.slow_seconds)
+            if fault == "bad_body":
+                return 200, None, {}, b'{"id": "msg_01", "content": [{"type": "te'
+            payload = answer(context_text, task_text)
+            text = json.dumps(_invalid(payload) if fault == "invalid" else payload)
+            stop = "end_turn"
+            if fault == "malformed":
+                text = "Sure! Here is the scene you asked for. It opens on a quiet morning..."
+            elif fault == "truncated":
+                text, stop = text[: len(text) // 2], "max_tokens"
+            response = _message(path, body, context_text, text, stop)
+            return 200, None, server._rate_headers(arrived), response
+
+        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    def _message(path: str, body: dict[str, Any], context_text: str, text: str, stop: str) -> Any:
+        prompt_tokens = len(json.dumps(body)) // 4
+        output_tokens = server.reported_output_tokens or max(1, len(text) // 4)
+        created, read = server.cache_usage(context_text)
+        if path == ANTHROPIC_PATH:
+            return {
+                "id": f"msg_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": max(1, prompt_tokens - created - read),
+                    "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": created,
+                    "cache_read_input_tokens": read,
+                },
+            }
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length" if stop == "max_tokens" else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": prompt_tokens + output_tokens,
+                "prompt_tokens_details": {"cached_tokens": read},
+            },
+        }
+
+    return Handler
+
+
+def _error(path: str, status: int) -> dict[str, Any]:
+    kinds = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+             401: "authentication_error"}  # fmt: skip
+    kind = kinds.get(status, "api_error")
+    if path == ANTHROPIC_PATH:
+        return {"type": "error", "error": {"type": kind, "message": f"loopback {kind}"}}
+    return {"error": {"message": f"loopback {kind}", "type": kind, "code": str(status)}}
+
+
+def _prompt_parts(path: str, body: dict[str, Any]) -> tuple[str, str]:
+    """(show context text, first user message) of an Anthropic or OpenAI request."""
+    if path == ANTHROPIC_PATH:
+        system = body.get("system", [])
+        blocks = [system] if isinstance(system, str) else [b.get("text", "") for b in system]
+        context = next((b for b in blocks if prompts.CONTEXT_MARKER in b), "")
+        messages = body["messages"]
+    else:
+        context = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+        messages = [m for m in body["messages"] if m["role"] != "system"]
+    first = messages[0]["content"]
+    task = first if isinstance(first, str) else "".join(b.get("text", "") for b in first)
+    return context, task
+
+
+def _task_name(task_text: str) -> str:
+    try:
+        return str(prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)["task"])
+    except (ValueError, KeyError):
+        return ""

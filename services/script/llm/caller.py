@@ -1,0 +1,208 @@
+"""One model of one provider behind the rate limiter, the retry loop, the budget and telemetry.
+
+`LLMCaller.chat` sends a request until it succeeds, a failure is not worth retrying, or the
+attempts run out. Before each attempt it reserves the episode budget and waits for the limiter;
+after it, it settles both with the real usage, pauses the limiter when the provider says so
+(`retry-after`, rate-limit headers) and waits the jittered backoff, never less than asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from services.script.llm import telemetry as genai
+from services.script.llm.budget import EpisodeBudget, Prices, Usage
+from services.script.llm.errors import ProviderError
+from services.script.llm.provenance import current_part
+from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
+from services.script.llm.ratelimit import Permit, WindowLimiter
+from services.script.llm.retry import RetryPolicy, pause_from_headers, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4  # Rough, and on the generous side for English prose and JSON.
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    chars = len(request.instructions) + len(request.context)
+    chars += sum(len(text) for _, text in request.messages)
+    return chars // CHARS_PER_TOKEN + 1
+
+
+class LLMCaller:
+    """Calls one model; shared by every episode and scene of the replica."""
+
+    def __init__(
+        self,
+        provider: ChatProvider,
+        model: str,
+        limiter: WindowLimiter,
+        policy: RetryPolicy,
+        prices: Prices,
+        tracer: trace.Tracer,
+        instruments: genai.GenAIInstruments,
+        capture_content: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.limiter = limiter
+        self.policy = policy
+        self._prices = prices
+        self._tracer = tracer
+        self._instruments = instruments
+        self._capture = capture_content
+        self._sleep = sleep
+
+    async def chat(self, request: ChatRequest, task: str, budget: EpisodeBudget) -> ChatResult:
+        """The provider's reply; raises ProviderError or BudgetExceeded."""
+        temperature = request.temperature if self.provider.sends_temperature else None
+        request = replace(
+            request, model=self.model, call_id=uuid.uuid4().hex, temperature=temperature
+        )
+        input_estimate = estimate_input_tokens(request)
+        tokens = input_estimate + request.max_tokens
+        cost = self._prices.cost(
+            self.model, Usage(input_tokens=input_estimate, output_tokens=request.max_tokens)
+        )
+        for attempt in range(1, self.policy.max_attempts + 1):
+            attempt_request = replace(request, attempt=attempt)
+            reservation = budget.reserve(tokens, cost)
+            try:
+                permit = await self.limiter.acquire(tokens)
+            except BaseException:
+                budget.settle(reservation)
+                raise
+            try:
+                result = await self._attempt(attempt_request, task, permit)
+            except ProviderFailure as failure:
+                permit.settle(0)
+                budget.settle(reservation)
+                await self._sleep(self._after_failure(failure, attempt))
+                continue
+            except BaseException:
+                permit.settle(0)
+                budget.settle(reservation)
+                raise
+            spent = self._prices.cost(self.model, result.usage)
+            permit.settle(result.usage.total)
+            budget.settle(reservation, result.usage.total, spent)
+            self.limiter.pause_for(
+                min(pause_from_headers(result.headers), self.policy.max_wait_seconds)
+            )
+            self._record_usage(result, spent)
+            return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _after_failure(self, failure: ProviderFailure, attempt: int) -> float:
+        """The delay before the next attempt, or ProviderError when there is none."""
+        asked = retry_after_seconds(failure.headers)
+        pause = max(asked or 0.0, pause_from_headers(failure.headers))
+        self.limiter.pause_for(min(pause, self.policy.max_wait_seconds))
+        where = f"{self.provider.name} {self.model}"
+        if not failure.retryable:
+            raise ProviderError(
+                f"{where}: {failure}; not retried",
+                error_type=failure.error_type,
+                status=failure.status,
+            )
+        if attempt >= self.policy.max_attempts:
+            raise ProviderError(
+                f"{where}: {failure}; gave up after {attempt} attempts (DOPPEL_LLM_MAX_ATTEMPTS)",
+                error_type=failure.error_type,
+                status=failure.status,
+            )
+        if pause > self.policy.max_wait_seconds:
+            raise ProviderError(
+                f"{where}: {failure}; asked to wait {pause:.0f} s, more than "
+                f"DOPPEL_LLM_MAX_WAIT_SECONDS ({self.policy.max_wait_seconds:.0f})",
+                error_type=failure.error_type,
+                status=failure.status,
+            )
+        delay = self.policy.delay(attempt, pause or None)
+        log.warning(
+            "%s: %s; retrying in %.2f s (attempt %d of %d)",
+            where, failure, delay, attempt + 1, self.policy.max_attempts,
+        )  # fmt: skip
+        trace.get_current_span().add_event(
+            "doppel.llm.retry",
+            {"gen_ai.provider.name": self.provider.name, "error.type": failure.error_type,
+             "doppel.llm.attempt": attempt, "doppel.llm.retry_after_seconds": asked or 0.0,
+             "doppel.llm.delay_seconds": round(delay, 4)},
+        )  # fmt: skip
+        return delay
+
+    async def _attempt(self, request: ChatRequest, task: str, permit: Permit) -> ChatResult:
+        """One HTTP request, in its own `chat {model}` CLIENT span."""
+        provider = self.provider
+        attributes = genai.request_attributes(
+            provider.name, provider.server_address, provider.server_port, request, task
+        )
+        attributes["doppel.llm.queue_seconds"] = round(permit.waited, 4)
+        metric_attributes = genai.base_attributes(provider.name, self.model)
+        part = current_part()
+        if part is not None:
+            part.llm_calls += 1
+        with self._tracer.start_as_current_span(
+            f"{genai.OPERATION} {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            if self._capture:
+                span.set_attributes(genai.content_attributes(request))
+            started = time.perf_counter()
+            try:
+                result = await provider.chat(request)
+            except ProviderFailure as failure:
+                span.set_attribute("error.type", failure.error_type)
+                if failure.status is not None:
+                    span.set_attribute("http.response.status_code", failure.status)
+                span.set_status(Status(StatusCode.ERROR, str(failure)))
+                failed = {**metric_attributes, "error.type": failure.error_type}
+                self._instruments.duration.record(time.perf_counter() - started, failed)
+                self._instruments.calls.add(1, {**metric_attributes, "doppel.outcome": "error",
+                                                "error.type": failure.error_type})  # fmt: skip
+                raise
+            elapsed = time.perf_counter() - started
+            cost = self._prices.cost(self.model, result.usage)
+            span.set_attributes(genai.response_attributes(result, cost))
+            if self._capture:
+                span.set_attributes(genai.output_attributes(result))
+        self._record_metrics(result, cost, elapsed, metric_attributes)
+        return result
+
+    def _record_metrics(
+        self, result: ChatResult, cost: float, elapsed: float, attributes: dict[str, Any]
+    ) -> None:
+        done = {**attributes, "gen_ai.response.model": result.response_model}
+        usage = result.usage
+        input_tokens = usage.input_tokens + usage.cache_creation_tokens + usage.cache_read_tokens
+        instruments = self._instruments
+        instruments.duration.record(elapsed, done)
+        instruments.token_usage.record(input_tokens, {**done, "gen_ai.token.type": "input"})
+        instruments.token_usage.record(usage.output_tokens, {**done, "gen_ai.token.type": "output"})
+        instruments.calls.add(1, {**attributes, "doppel.outcome": "ok"})
+        instruments.cost.add(cost, attributes)
+
+    @staticmethod
+    def _record_usage(result: ChatResult, cost: float) -> None:
+        part = current_part()
+        if part is None:
+            return
+        usage = result.usage
+        part.input_tokens += usage.input_tokens
+        part.cache_creation_tokens += usage.cache_creation_tokens
+        part.cache_read_tokens += usage.cache_read_tokens
+        part.output_tokens += usage.output_tokens
+        part.cost_usd += cost

@@ -1,0 +1,40 @@
+"""What an LLM writer raises, and the gRPC status each should end the RPC with.
+
+`WriterError` is the base the pipeline catches; `grpc_code` tells it how to answer the client
+(`await context.abort(exc.grpc_code, str(exc))`). Messages name the writer and the cause, never a
+key or a prompt.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class WriterError(Exception):
+    """A writer could not produce a part of the episode."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    error_type = "writer_error"  # Low-cardinality name for `error.type` and fallback records.
+
+
+class ProviderError(WriterError):
+    """The provider failed: a status we do not retry, retries exhausted, or a wait too long."""
+
+    def __init__(self, message: str, *, error_type: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.status = status
+
+
+class InvalidOutputError(WriterError):
+    """The model's reply did not match the schema, even after the one repair attempt."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+    error_type = "invalid_output"
+
+
+class BudgetExceeded(WriterError):
+    """The episode's token or cost budget would be exceeded; the chain does not fall back on it."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    error_type = "budget_exceeded"

@@ -1,0 +1,248 @@
+"""Prompts of the LLM writers.
+
+Every request has three parts: fixed instructions, the show context (show DNA, setting,
+transformed cast, humour pattern library) and the task. The first two are the same for every call
+of an episode, so they form the system prompt and the show context is marked for prompt caching
+(Anthropic) or leads the prompt so prefix caching applies (OpenAI-compatible servers). The task
+carries a machine-readable REQUEST block and the JSON Schema of the reply.
+
+Bump PROMPT_VERSION whenever the wording or the reply shape changes: it is part of every cache key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from doppelganger.v1 import episode_pb2
+from services.script.llm import schema
+from shared import catalog
+
+PROMPT_VERSION = "llm-1"
+CONTEXT_MARKER = "SHOW CONTEXT (JSON):"
+REQUEST_MARKER = "REQUEST (JSON):"
+SCHEMA_MARKER = "REPLY SCHEMA (JSON Schema):"
+REPAIR_MARKER = "REPAIR:"
+EPISODE_SECONDS = 22 * 60
+MIN_SCENE_SECONDS, MAX_SCENE_SECONDS = 30, 180
+WORDS_PER_MINUTE = 150
+BEAT_SECONDS = 45
+
+INSTRUCTIONS = """\
+You are a staff writer in a sitcom writers' room. The show context below gives a classic sitcom's
+DNA, the new setting it is moved to, and the cast transformed for that setting. Write new material
+for that cast in that setting: true to each character's archetype, traits and voice (verbal tics
+and catchphrases used sparingly), funny, and playable on a multi-camera set.
+
+Rules for every reply:
+- Reply with exactly one JSON object that matches the reply schema given with the task. No prose,
+  no Markdown, no code fences.
+- Speakers are names from the transformed cast, spelled exactly as given.
+- Comedic beats are marked on the dialogue line that carries them, with a pattern id from the
+  humour pattern library and a role: setup, punchline or callback (a callback pays off something
+  planted earlier in the episode).
+- Screenplay conventions: sluglines are INT, EXT or INT/EXT with a location in capitals and a time
+  of day; action lines are present tense; parentheticals are short and without brackets;
+  transitions are in capitals ("CUT TO:", "SMASH CUT TO:", "FADE OUT.").
+"""
+
+
+def _character(character: episode_pb2.Character) -> dict[str, Any]:
+    return {
+        "name": character.name,
+        "original_name": character.original_name,
+        "archetype": character.archetype,
+        "role": character.role,
+        "traits": list(character.traits),
+        "verbal_tics": list(character.verbal_tics),
+        "catchphrases": list(character.catchphrases),
+    }
+
+
+def _pattern(pattern: catalog.HumorPattern) -> dict[str, Any]:
+    return {
+        "id": pattern.id,
+        "name": pattern.name,
+        "setup": pattern.setup,
+        "escalation": pattern.escalation,
+        "payoff": pattern.payoff,
+        "timing": pattern.timing,
+        "archetypes": list(pattern.archetypes),
+    }
+
+
+def show_context(
+    show: episode_pb2.Show,
+    setting: episode_pb2.Setting,
+    cast: Sequence[episode_pb2.Character],
+    relationships: Sequence[episode_pb2.Relationship],
+) -> str:
+    """The shared, cacheable block: identical for every call of an episode."""
+    document = {
+        "show": {
+            "id": show.id,
+            "title": show.title,
+            "premise": show.premise,
+            "era": show.era,
+            "structure": {
+                "cold_open": show.structure.cold_open,
+                "acts": show.structure.acts,
+                "tag": show.structure.tag,
+            },
+            "favoured_humour_patterns": list(show.humor_patterns),
+        },
+        "setting": {
+            "id": setting.id,
+            "name": setting.name,
+            "description": setting.description,
+            "vocabulary": list(setting.vocabulary),
+            "locations": list(setting.locations),
+            "props": list(setting.props),
+        },
+        "cast": [_character(character) for character in cast],
+        "relationships": [
+            {"from": r.from_character, "to": r.to_character, "kind": r.kind} for r in relationships
+        ],
+        "humour_patterns": [_pattern(pattern) for pattern in catalog.load_patterns()],
+    }
+    return f"{CONTEXT_MARKER}\n{json.dumps(document, indent=1, ensure_ascii=False)}"
+
+
+def _task(text: str, request: dict[str, Any], reply_schema: dict[str, Any]) -> str:
+    return (
+        f"{text}\n\n{REQUEST_MARKER}\n{json.dumps(request, ensure_ascii=False)}\n\n"
+        f"{SCHEMA_MARKER}\n{json.dumps(reply_schema, ensure_ascii=False)}"
+    )
+
+
+def scene_seconds_target(scene_count: int) -> int:
+    seconds = EPISODE_SECONDS // max(1, scene_count)
+    return max(MIN_SCENE_SECONDS, min(MAX_SCENE_SECONDS, seconds))
+
+
+def outline_request(
+    scene_count: int, seed: int, notes: Sequence[str], target_runtime_seconds: float
+) -> str:
+    minutes = round(target_runtime_seconds / 60) if target_runtime_seconds else 22
+    text = (
+        f"Outline a new {minutes}-minute episode in {scene_count} scenes: a title, a logline, "
+        "an A plot and a B plot that touch at the climax, and acts (cold open, acts, tag, "
+        "following the show's structure) whose beats give every scene exactly one beat "
+        f"(scene_index 0 to {scene_count - 1}), each naming who drives it and what changes."
+    )
+    request = {
+        "task": "outline",
+        "scene_count": scene_count,
+        "seed": seed,
+        "target_runtime_seconds": target_runtime_seconds,
+        "notes": list(notes),
+    }
+    return _task(text, request, schema.json_schema(schema.OutlineOut))
+
+
+def scene_request(
+    cast: Sequence[str],
+    outline: episode_pb2.Outline,
+    index: int,
+    earlier: Sequence[str],
+    seed: int,
+    notes: Sequence[str],
+) -> str:
+    count = max(outline.scene_count, index + 1)
+    beat = schema.beat_of(outline, index)
+    seconds = round(beat.target_seconds) if beat and beat.target_seconds > 0 else 0
+    seconds = seconds or scene_seconds_target(count)
+    words = seconds * WORDS_PER_MINUTE // 60
+    last = index == count - 1
+    text = (
+        f"Write scene {index + 1} of {count} (scene_index {index}), playing its beat from the "
+        f"outline. About {seconds} seconds of screen time (roughly {words} spoken words); action "
+        f"lines interleaved with dialogue; a comedic beat about every {BEAT_SECONDS} seconds, "
+        "with setups paid off by punchlines; keep continuity with what happened earlier. "
+        f"End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
+    )
+    request = {
+        "task": "scene",
+        "scene_index": index,
+        "scene_count": count,
+        "seed": seed,
+        "target_seconds": seconds,
+        "target_runtime_seconds": outline.target_runtime_seconds,
+        "outline": schema.outline_payload(outline),
+        "earlier": list(earlier),
+        "notes": list(notes),
+    }
+    patterns = [pattern.id for pattern in catalog.load_patterns()]
+    return _task(text, request, schema.json_schema(schema.SceneOut, cast, patterns))
+
+
+def line_request(
+    scene: episode_pb2.Scene, joke: episode_pb2.Joke, speaker: str, original: str, seed: int
+) -> str:
+    pattern = catalog.get_pattern(joke.pattern)
+    text = (
+        f"Punch up one line of scene {scene.number}: the line of {speaker} that carries joke "
+        f"{joke.id}. Keep the speaker, the speaker's voice, the humour pattern and the joke's "
+        "role; make it shorter and sharper, with a surprise that lands on the last word. Reply "
+        "with the new line only."
+    )
+    request = {
+        "task": "rewrite",
+        "seed": seed,
+        "scene_index": scene.index,
+        "scene": schema.scene_payload(scene),
+        "joke": {
+            "id": joke.id,
+            "element_index": joke.element_index,
+            "pattern": joke.pattern,
+            "role": schema.ROLE_NAMES.get(joke.role, "punchline"),
+            "speaker": speaker,
+            "text": original,
+        },
+        "pattern": _pattern(pattern) if pattern else None,
+    }
+    return _task(text, request, schema.json_schema(schema.LineOut))
+
+
+def revision_request(
+    cast: Sequence[str],
+    outline: episode_pb2.Outline,
+    scene: episode_pb2.Scene,
+    notes: Sequence[str],
+    seed: int,
+) -> str:
+    text = (
+        f"Revise scene {scene.number} to address every note below, keeping its beat, its "
+        "slugline unless a note says otherwise, and whatever works. Reply with the whole scene."
+    )
+    request = {
+        "task": "revise",
+        "scene_index": scene.index,
+        "scene_count": outline.scene_count,
+        "seed": seed,
+        "target_runtime_seconds": outline.target_runtime_seconds,
+        "outline": schema.outline_payload(outline),
+        "scene": schema.scene_payload(scene),
+        "notes": list(notes),
+    }
+    patterns = [pattern.id for pattern in catalog.load_patterns()]
+    return _task(text, request, schema.json_schema(schema.SceneOut, cast, patterns))
+
+
+def repair_request(problems: Sequence[str], truncated: bool) -> str:
+    """The follow-up message of the one repair attempt."""
+    lines = "\n".join(f"- {problem}" for problem in problems)
+    cut = "Your reply was cut off at the output limit: be more concise.\n" if truncated else ""
+    return (
+        f"{REPAIR_MARKER} your reply could not be used.\n{cut}{lines}\n"
+        "Reply again with only the corrected JSON object, matching the reply schema."
+    )
+
+
+def parse_marked_json(text: str, marker: str) -> Any:
+    """The JSON document that follows `marker` in a prompt (the loopback server reads these)."""
+    start = text.index(marker) + len(marker)
+    decoder = json.JSONDecoder()
+    value, _ = decoder.raw_decode(text[start:].lstrip())
+    return value

@@ -1,9 +1,11 @@
 """`doppel`: the command line of Doppelganger Studio.
 
 doppel up                      start Redis (if needed) and the four services
-doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR]
+doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--format F]
+doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
+doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
 doppel shows                   list the bundled shows and settings
-doppel health [--json]         the monitor's health score, sub-scores and alerts
+doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
 doppel demo [--out DIR]        up, generate one episode, health, down
 """
 
@@ -25,7 +27,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from bench import load as bench_load
+from bench import main as bench_main
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
+from services.scene import client as scene_client
+from shared import health_cli
 from shared.config import ConfigError, Settings
 from shared.server import create_channel
 from shared.stack import SERVICES, Stack, StackError, address_of
@@ -110,6 +116,86 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     out.print(f"fountain  {fountain_path}")
     out.print(f"json      {json_path}")
     out.print(f"trace id  {trace_id}")
+    if args.format:
+        return _render_to_file(
+            settings, episode, args.format, scene_client.document_path(json_path, args.format)
+        )
+    return 0
+
+
+def _render_to_file(
+    settings: Settings, episode: episode_pb2.Episode, format_name: str, path: Path
+) -> int:
+    """Renders through the scene service, writes the file, prints path, pages and runtime."""
+    try:
+        document = asyncio.run(scene_client.render_episode(settings, episode, format_name))
+    except scene_client.RenderError as exc:
+        err.print(f"[red]render failed:[/] {exc}")
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(document.data)
+    out.print(f"{format_name:9} {path}")
+    out.print(f"pages     {document.info.page_count}")
+    out.print(f"runtime   {document.info.runtime_seconds / 60:.0f} min")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
+    source = Path(args.episode)
+    try:
+        episode = scene_client.read_episode(source)
+    except (OSError, UnicodeDecodeError, json_format.ParseError) as exc:
+        err.print(f"[red]cannot read {source}:[/] {exc}")
+        return 2
+    path = Path(args.output) if args.output else scene_client.document_path(source, args.format)
+    return _render_to_file(settings, episode, args.format, path)
+
+
+def episode_id_of(reference: str) -> str:
+    """An episode id as given, or the id inside an episode JSON file (what `generate` writes)."""
+    if re.fullmatch(r"ep-[0-9a-f]{20}", reference):
+        return reference
+    text = Path(reference).read_text(encoding="utf-8")
+    episode = json_format.Parse(text, episode_pb2.Episode(), ignore_unknown_fields=True)
+    return episode.id
+
+
+async def _regenerate(
+    settings: Settings, request: script_pb2.RegenerateSceneRequest
+) -> tuple[episode_pb2.Episode, str]:
+    telemetry = Telemetry("doppel-cli", settings)
+    try:
+        async with create_channel(settings.script_address, telemetry) as channel:
+            stub = script_pb2_grpc.ScriptServiceStub(channel)
+            with telemetry.tracer.start_as_current_span("doppel regenerate"):
+                trace_id = trace_id_hex()
+                episode = await stub.RegenerateScene(request)
+                return episode, trace_id or episode.id
+    finally:
+        await asyncio.to_thread(telemetry.shutdown)
+
+
+def cmd_regenerate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.scene < 1:
+        err.print(f"[red]--scene counts from 1 (the first scene), got {args.scene}[/]")
+        return 2
+    try:
+        episode_id = episode_id_of(args.episode)
+    except (OSError, UnicodeDecodeError, json_format.ParseError) as exc:
+        err.print(f"[red]cannot read {args.episode}:[/] {exc}")
+        return 2
+    request = script_pb2.RegenerateSceneRequest(
+        episode_id=episode_id, scene_index=args.scene - 1, notes=args.notes
+    )
+    episode, trace_id = asyncio.run(_regenerate(settings, request))
+    fountain_path, json_path = write_episode(episode, Path(args.out))
+    if episode.render_error:
+        err.print(f"[yellow]render failed:[/] {episode.render_error}")
+    out.print(f"episode   {episode.outline.title} (scene {args.scene} rewritten, {episode.id})")
+    out.print(f"from      {episode.parent_episode_id}")
+    out.print(f"fountain  {fountain_path}")
+    out.print(f"json      {json_path}")
+    out.print(f"trace id  {trace_id}")
     return 0
 
 
@@ -140,28 +226,18 @@ def fetch_health(address: str) -> tuple[monitor_pb2.HealthReport, monitor_pb2.Li
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    report, alerts = fetch_health(settings.monitor_address)
+    if args.watch:
+        return health_cli.watch(settings.monitor_address, out)
+    report, alerts, operations = health_cli.fetch(settings.monitor_address)
     if args.json:
-        payload = {
-            "health": json_format.MessageToDict(report, always_print_fields_with_no_presence=True),
-            "alerts": json_format.MessageToDict(alerts)["alerts"] if alerts.alerts else [],
-        }
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(health_cli.as_json(report, alerts, operations), indent=2))
         return 0
-    print_health(report, alerts)
+    health_cli.print_report(out, report, alerts, operations, top=args.top)
     return 0
 
 
 def print_health(report: monitor_pb2.HealthReport, alerts: monitor_pb2.ListAlertsResponse) -> None:
-    out.print(f"health score  {report.score:.1f} / 100")
-    out.print(
-        f"  errors {report.errors:.2f}  alerts {report.alerts:.2f}  "
-        f"resources {report.resources:.2f}  trends {report.trends:.2f}"
-    )
-    out.print(f"  spans received {report.spans_received}, dropped {report.spans_dropped}")
-    for alert in alerts.alerts:
-        severity = monitor_pb2.Severity.Name(alert.severity).removeprefix("SEVERITY_")
-        out.print(f"  [{severity}] {alert.rule} {alert.service}/{alert.operation}: {alert.message}")
+    health_cli.print_report(out, report, list(alerts.alerts))
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -245,7 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=f"{name} an episode")
         command.add_argument("--show", default="I Love Lucy", help="show id or title")
         command.add_argument("--setting", default="a Mars colony in 2157", help="setting or text")
-        command.add_argument("--scenes", type=int, default=3, help="number of scenes (1-20)")
+        command.add_argument(
+            "--scenes",
+            type=int,
+            default=3 if name == "demo" else None,
+            help="number of scenes (1-20); generate without it: the writer picks 8-12 scenes "
+            "for a DOPPEL_EPISODE_MINUTES (22) minute episode",
+        )
         command.add_argument("--seed", type=int, default=7, help="same seed, same episode")
         command.add_argument("--out", default="out", help="directory for the files")
         command.set_defaults(run=run)
@@ -253,11 +335,39 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--request-id", help="idempotency key: retries reuse finished work")
     generate.add_argument("--writer", help="writer (default: DOPPEL_WRITER)")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.add_argument(
+        "--format", choices=scene_client.FORMATS, help="also render it as pdf, fdx, html, fountain"
+    )
+    regenerate = commands.add_parser(
+        "regenerate", help="rewrite one scene of an episode following notes"
+    )
+    regenerate.add_argument("episode", help="episode id (ep-...) or the episode's JSON file")
+    regenerate.add_argument(
+        "--scene", type=int, required=True, help="scene number as printed (1 is the first scene)"
+    )
+    regenerate.add_argument("--notes", default="", help="what to change (at most 2,000 chars)")
+    regenerate.add_argument("--out", default="out", help="directory for the files")
+    regenerate.set_defaults(run=cmd_regenerate)
+    render = commands.add_parser("render", help="render an episode's JSON as a screenplay")
+    render.add_argument("episode", help="episode as proto3 JSON (what `generate` writes)")
+    render.add_argument("--format", choices=scene_client.FORMATS, default="pdf")
+    render.add_argument(
+        "-o", "--output", help="file to write (default: EPISODE with the format's extension)"
+    )
+    render.set_defaults(run=cmd_render)
     shows = commands.add_parser("shows", help="list the bundled shows and settings")
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)
+    bench = commands.add_parser("bench", help="benchmarks on the real stack (make bench)")
+    bench_main.add_arguments(bench)
+    bench.set_defaults(run=lambda args, settings: bench_main.run(args))
+    load = commands.add_parser("load", help="load scenarios against a real stack (make load)")
+    bench_load.add_arguments(load)
+    load.set_defaults(run=lambda args, settings: bench_load.run(args))
     health = commands.add_parser("health", help="health score, sub-scores and alerts")
-    health.add_argument("--json", action="store_true")
+    health.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    health.add_argument("--watch", action="store_true", help="follow alerts until Ctrl-C")
+    health.add_argument("--top", type=int, default=10, help="operations to list")
     health.set_defaults(run=cmd_health)
     return parser
 

@@ -65,6 +65,106 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be between 0 and 1: {value}")
+    return value
+
+
+def _scene_seconds(text: str) -> float:
+    value = float(text)
+    if not 60.0 <= value <= 180.0:
+        raise ValueError(f"must be between 60 and 180 seconds: {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more: {value}")
+    return value
+
+
+def _window_seconds(text: str) -> int:
+    """A monitor window: a multiple of 10 s from 10 to 450 (two windows fit in 15 minutes)."""
+    value = int(text)
+    if value % 10 or not 10 <= value <= 450:
+        raise ValueError(f"must be a multiple of 10 from 10 to 450: {value}")
+    return value
+
+
+def _name_numbers(text: str) -> tuple[tuple[str, float], ...]:
+    """`name=number,name=number` (names of lowercase letters, digits and `_`)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, number = item.partition("=")
+        name = name.strip()
+        if not sep or not name.replace("_", "").isalnum() or name.lower() != name:
+            raise ValueError(f"expected name=number, got {item!r}")
+        pairs.append((name, float(number)))
+    return tuple(pairs)
+
+
+def _slow_operations(text: str) -> tuple[tuple[str, float, float], ...]:
+    """`pattern=warning:critical` items (seconds; `off` for both excludes), comma separated."""
+    items = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        pattern, sep, levels = item.rpartition("=")
+        if not sep or not pattern.strip():
+            raise ValueError(f"expected pattern=warning:critical, got {item!r}")
+        if levels.strip() == "off":
+            warning = critical = float("inf")
+        else:
+            warning_text, colon, critical_text = levels.partition(":")
+            if not colon:
+                raise ValueError(f"expected warning:critical seconds or off, got {levels!r}")
+            warning, critical = float(warning_text), float(critical_text)
+            if not 0 < warning < critical:
+                raise ValueError(f"need 0 < warning < critical in {item!r}")
+        items.append((pattern.strip(), warning, critical))
+    return tuple(items)
+
+
+WRITER_NAMES = ("anthropic", "openai", "procedural")
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more: {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"must be between 0 and 2: {value}")
+    return value
+
+
+def _writer_chain(text: str) -> tuple[str, ...]:
+    """`anthropic,openai,procedural`: writer names, tried in this order."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in WRITER_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"expected distinct names among {', '.join(WRITER_NAMES)}: {text!r}")
+    return names
+
+
+def _model_prices(text: str) -> tuple[tuple[str, float, float], ...]:
+    """`model=input/output,...`: USD per million tokens; `*` prices every other model."""
+    prices = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, sep, pair = item.partition("=")
+        price_in, slash, price_out = pair.partition("/")
+        if not sep or not slash or not model.strip():
+            raise ValueError(f"expected model=input/output, got {item!r}")
+        values = (_non_negative_float(price_in), _non_negative_float(price_out))
+        prices.append((model.strip(), *values))
+    return tuple(prices)
+
+
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("DOPPEL_HOST", "host", str, "Address every server binds to."),
     EnvVar("DOPPEL_SCRIPT_PORT", "script_port", _port, "ScriptService port."),
@@ -113,8 +213,142 @@ ENV_VARS: tuple[EnvVar, ...] = (
         _positive_int,
         "Scenes of one episode written at the same time.",
     ),
-    EnvVar("DOPPEL_DEFAULT_SCENES", "default_scene_count", _positive_int, "Scenes when unset."),
+    EnvVar(
+        "DOPPEL_EPISODE_MINUTES",
+        "episode_minutes",
+        _positive_float,
+        "Runtime target of an episode whose request leaves scene_count unset (8-12 scenes).",
+    ),
+    EnvVar(
+        "DOPPEL_SCENE_SECONDS",
+        "scene_seconds",
+        _scene_seconds,
+        "Runtime target of a scene (60-180) when the request sets scene_count.",
+    ),
+    EnvVar(
+        "DOPPEL_REFINEMENT_ROUNDS",
+        "refinement_rounds",
+        _non_negative_int,
+        "Most refinement rounds after validation; 0: none.",
+    ),
+    EnvVar(
+        "DOPPEL_VALIDATION_THRESHOLD",
+        "validation_threshold",
+        _unit_interval,
+        "Overall validator score (0-1) an episode needs to pass.",
+    ),
     EnvVar("DOPPEL_WRITER", "default_writer", str, "Default writer."),
+    EnvVar(
+        "ANTHROPIC_API_KEY",
+        "anthropic_api_key",
+        str,
+        "Key of the `anthropic` writer (never logged); it or the base URL registers the writer.",
+    ),
+    EnvVar("ANTHROPIC_BASE_URL", "anthropic_base_url", str, "Anthropic API base URL."),
+    EnvVar("DOPPEL_ANTHROPIC_MODEL", "anthropic_model", str, "Model of the `anthropic` writer."),
+    EnvVar(
+        "OPENAI_API_KEY",
+        "openai_api_key",
+        str,
+        "Key of the `openai` writer (never logged); it or the base URL registers the writer.",
+    ),
+    EnvVar(
+        "OPENAI_BASE_URL",
+        "openai_base_url",
+        str,
+        "Any OpenAI-compatible base URL (vLLM, Ollama, llama.cpp), e.g. http://host:8000/v1.",
+    ),
+    EnvVar("DOPPEL_OPENAI_MODEL", "openai_model", str, "Model of the `openai` writer."),
+    EnvVar(
+        "DOPPEL_WRITER_FALLBACK",
+        "writer_fallback",
+        _writer_chain,
+        "Writers the `chain` writer tries in order (unconfigured ones are left out).",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_REQUESTS_PER_MINUTE",
+        "llm_requests_per_minute",
+        _positive_int,
+        "Client-side request limit per provider and model.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_TOKENS_PER_MINUTE",
+        "llm_tokens_per_minute",
+        _positive_int,
+        "Client-side token limit (input + output) per provider and model.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_RATE_WINDOW_SECONDS",
+        "llm_rate_window_seconds",
+        _positive_float,
+        "Window the per-minute limits are enforced over (scaled to it); tests shrink it.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_MAX_ATTEMPTS",
+        "llm_max_attempts",
+        _positive_int,
+        "Attempts per LLM call (429, 529, 5xx, timeouts, connection errors are retried).",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_BACKOFF_SECONDS",
+        "llm_backoff_seconds",
+        _positive_float,
+        "First retry delay cap; doubles per attempt, full jitter.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_MAX_BACKOFF_SECONDS",
+        "llm_max_backoff_seconds",
+        _positive_float,
+        "Largest jittered retry delay.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_MAX_WAIT_SECONDS",
+        "llm_max_wait_seconds",
+        _positive_float,
+        "Longest pause a retry-after or rate-limit reset may ask for; longer fails the call.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_TIMEOUT_SECONDS",
+        "llm_timeout_seconds",
+        _positive_float,
+        "Timeout of one LLM HTTP request.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_TEMPERATURE",
+        "llm_temperature",
+        _temperature,
+        "Sampling temperature of outlines, scenes and rewrites.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_MAX_OUTPUT_TOKENS",
+        "llm_max_output_tokens",
+        _positive_int,
+        "max_tokens of an outline, scene or revision (a line gets a tenth).",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_EPISODE_MAX_TOKENS",
+        "llm_episode_max_tokens",
+        _non_negative_int,
+        "Token budget of one episode across LLM writers; 0: none.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_EPISODE_MAX_COST_USD",
+        "llm_episode_max_cost_usd",
+        _non_negative_float,
+        "Cost budget of one episode in USD; 0: none.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_PRICES",
+        "llm_prices",
+        _model_prices,
+        "USD per million input/output tokens by model; `*` prices the rest.",
+    ),
+    EnvVar(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "llm_capture_content",
+        _bool,
+        "true: prompts and responses go on the `chat` spans (off: never).",
+    ),
     EnvVar(
         "DOPPEL_MAX_CONCURRENT_RPCS",
         "max_concurrent_rpcs",
@@ -156,6 +390,48 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "monitor_max_operations",
         _positive_int,
         "Distinct (service, operation) pairs; the excess folds into `_other`.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_WINDOW_SECONDS",
+        "monitor_window_seconds",
+        _window_seconds,
+        "Window of the monitor's alert rules and error score; trends compare it with the previous.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS",
+        "monitor_eval_interval_seconds",
+        _positive_float,
+        "How often the monitor evaluates its alert rules.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_THRESHOLDS",
+        "monitor_thresholds",
+        _name_numbers,
+        "Alert thresholds as name=value,... (names of UpdateThresholds; docs/monitor.md).",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_SLOW_OPERATIONS",
+        "monitor_slow_operations",
+        _slow_operations,
+        "Per-operation slow thresholds: glob=warning:critical seconds, or glob=off.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_MAX_PENDING_SPANS",
+        "monitor_max_pending_spans",
+        _positive_int,
+        "Spans accepted but not yet applied; beyond it exports get RESOURCE_EXHAUSTED.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_FORWARD_ENDPOINT",
+        "monitor_forward_endpoint",
+        str,
+        "Upstream OTLP gRPC endpoint (host:port) the monitor forwards everything to; unset: none.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_FORWARD_QUEUE",
+        "monitor_forward_queue",
+        _positive_int,
+        "Exports waiting to be forwarded; when full, new ones are dropped and counted.",
     ),
     EnvVar("DOPPEL_LOG_LEVEL", "log_level", str, "Python logging level."),
     EnvVar("OTEL_SDK_DISABLED", "telemetry_disabled", _bool, "true: no spans or metrics."),
@@ -214,8 +490,39 @@ class Settings:
     monitor_target: str = ""
     redis_url: str = ""
     max_parallel_scenes: int = 4
-    default_scene_count: int = 3
+    episode_minutes: float = 22.0
+    scene_seconds: float = 120.0
+    refinement_rounds: int = 3
+    validation_threshold: float = 0.75
     default_writer: str = "procedural"
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+    anthropic_model: str = "claude-sonnet-4-5"
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = ""
+    openai_model: str = "gpt-4o-mini"
+    writer_fallback: tuple[str, ...] = ("anthropic", "openai", "procedural")
+    llm_requests_per_minute: int = 50
+    llm_tokens_per_minute: int = 100_000
+    llm_rate_window_seconds: float = 60.0
+    llm_max_attempts: int = 4
+    llm_backoff_seconds: float = 0.5
+    llm_max_backoff_seconds: float = 30.0
+    llm_max_wait_seconds: float = 120.0
+    llm_timeout_seconds: float = 120.0
+    llm_temperature: float = 0.8
+    llm_max_output_tokens: int = 4096
+    llm_episode_max_tokens: int = 1_000_000
+    llm_episode_max_cost_usd: float = 5.0
+    llm_prices: tuple[tuple[str, float, float], ...] = (
+        ("claude-opus-4-1", 15.0, 75.0),
+        ("claude-sonnet-4-5", 3.0, 15.0),
+        ("claude-haiku-4-5", 1.0, 5.0),
+        ("gpt-4o", 2.5, 10.0),
+        ("gpt-4o-mini", 0.15, 0.6),
+        ("*", 3.0, 15.0),
+    )
+    llm_capture_content: bool = False
     max_concurrent_rpcs: int = 256
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 30.0
@@ -223,6 +530,17 @@ class Settings:
     cache_max_value_bytes: int = 4 * 1024 * 1024 - 64 * 1024
     monitor_max_traces: int = 2000
     monitor_max_operations: int = 500
+    monitor_window_seconds: int = 60
+    monitor_eval_interval_seconds: float = 1.0
+    monitor_thresholds: tuple[tuple[str, float], ...] = ()
+    monitor_slow_operations: tuple[tuple[str, float, float], ...] = (
+        ("*/GenerateEpisode", 300.0, 600.0),
+        ("doppel generate", 300.0, 600.0),
+        ("chat *", 60.0, 120.0),
+    )
+    monitor_max_pending_spans: int = 200_000
+    monitor_forward_endpoint: str = ""
+    monitor_forward_queue: int = 1000
     log_level: str = "INFO"
     telemetry_disabled: bool = False
     otlp_endpoint: str = ""

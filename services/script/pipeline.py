@@ -1,4 +1,5 @@
-"""The episode pipeline: cast, outline, scenes in parallel, validation, render.
+"""The episode pipeline: cast, outline, scenes in parallel, comedy pass, validation, refinement,
+render; and the regeneration of one scene with notes.
 
 Every stage is an INTERNAL span; outline and scenes go through the cache under content keys, so a
 retry of the same request regenerates only what is missing. Progress is yielded as
@@ -15,38 +16,54 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
-from services.script import store
+from services.script import comedy, store
 from services.script import writer as procedural
+from services.script.comedy import comedy_pass
+from services.script.llm.provenance import collect_provenance
+from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
-from services.script.validation import validate_episode
+from services.script.validation import allocate_targets, validate_episode
 from services.script.writers import StoryContext, Writer
 from shared.telemetry import Telemetry, trace_id_hex
 
 log = logging.getLogger(__name__)
 
 Stage = script_pb2.Stage
-# Fraction of the whole episode done when each stage starts; scenes share SCENES..VALIDATION.
+# Fraction of the whole episode done when each stage's event is sent; scenes share
+# SCENES..COMEDY, refinement rounds share REFINEMENT..RENDER.
 PROGRESS = {
     Stage.STAGE_ACCEPTED: 0.0,
     Stage.STAGE_CAST: 0.02,
     Stage.STAGE_OUTLINE: 0.05,
     Stage.STAGE_SCENES: 0.10,
+    Stage.STAGE_COMEDY: 0.80,
     Stage.STAGE_VALIDATION: 0.85,
-    Stage.STAGE_RENDER: 0.90,
+    Stage.STAGE_REFINEMENT: 0.87,
+    Stage.STAGE_RENDER: 0.95,
     Stage.STAGE_DONE: 1.0,
 }
+# Part of the episode id: bump when the comedy pass or refinement changes what they produce.
+FINISHING_VERSION = "comedy-1;refinement-1"
+SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
 
 
-def episode_id_for(order: EpisodeOrder, writer: Writer) -> str:
+def episode_id_for(order: EpisodeOrder, writer: Writer, policy: RefinementPolicy) -> str:
     """Stable id of the episode a request asks for (same inputs, same id)."""
-    return "ep-" + store.content_key(*_identity(order, writer))[:20]
+    finishing = (FINISHING_VERSION, policy.rounds, policy.threshold)
+    return "ep-" + store.content_key(*_identity(order, writer), *finishing)[:20]
+
+
+def regenerated_id(episode_id: str, scene_index: int, notes: str) -> str:
+    """Id of the episode RegenerateScene makes: a content hash of the original id, the scene and
+    the notes, so the same request finds the same episode and the original keeps its own id."""
+    return "ep-" + store.content_key("regenerate", episode_id, scene_index, notes)[:20]
 
 
 def _identity(order: EpisodeOrder, writer: Writer) -> tuple[object, ...]:
-    """Everything that shapes the output; part of every cache key."""
+    """Everything that shapes the draft; part of every cache key."""
     return (
         writer.name,
         writer.model,
@@ -55,8 +72,46 @@ def _identity(order: EpisodeOrder, writer: Writer) -> tuple[object, ...]:
         order.setting.id,
         order.setting.description,
         order.scene_count,
+        order.target_runtime_seconds,
         order.seed,
     )
+
+
+@dataclass(frozen=True)
+class PipelineMetrics:
+    """Comedy and validation figures, one recording per episode."""
+
+    joke_score: metrics.Histogram
+    rewrites: metrics.Counter
+    validation_score: metrics.Histogram
+    refinement_rounds: metrics.Counter
+
+    @classmethod
+    def create(cls, meter: metrics.Meter) -> PipelineMetrics:
+        return cls(
+            joke_score=meter.create_histogram(
+                "doppel.comedy.joke_score",
+                unit="1",
+                description="Mean joke score of an episode, before (draft) and after the pass.",
+                explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+            ),
+            rewrites=meter.create_counter(
+                "doppel.comedy.rewrites",
+                unit="{rewrite}",
+                description="Joke rewrites tried by the comedy pass, by outcome (kept, rejected).",
+            ),
+            validation_score=meter.create_histogram(
+                "doppel.validation.score",
+                unit="1",
+                description="Validator's overall score, of the draft and of the final script.",
+                explicit_bucket_boundaries_advisory=SCORE_BUCKETS,
+            ),
+            refinement_rounds=meter.create_counter(
+                "doppel.refinement.rounds",
+                unit="{round}",
+                description="Refinement rounds, by whether the round was kept.",
+            ),
+        )
 
 
 @dataclass
@@ -69,6 +124,8 @@ class PipelineDeps:
     telemetry: Telemetry
     max_parallel_scenes: int
     rpc_timeout: float
+    policy: RefinementPolicy
+    metrics: PipelineMetrics
 
 
 class EpisodePipeline:
@@ -80,7 +137,8 @@ class EpisodePipeline:
         self._tracer = deps.telemetry.tracer
         self._writer = deps.writers[order.writer]
         self._identity = _identity(order, self._writer)
-        self.episode_id = episode_id_for(order, self._writer)
+        self._labels = {"doppel.show": order.show.id, "doppel.writer": order.writer}
+        self.episode_id = episode_id_for(order, self._writer, deps.policy)
         self.scenes_from_cache = 0
 
     def _event(
@@ -103,29 +161,25 @@ class EpisodePipeline:
             event.episode.CopyFrom(finished)
             yield event
             return
-        with self._tracer.start_as_current_span("cast"):
-            cast, relationships = procedural.transform_cast(order.show, order.setting, order.seed)
-        context = StoryContext(
-            show=order.show, setting=order.setting, cast=cast, relationships=relationships,
-            seed=order.seed, scene_count=order.scene_count, request_id=order.request_id,
-        )  # fmt: skip
-        yield self._event(Stage.STAGE_CAST, f"cast of {len(cast)} transformed")
-        outline = await self._outline(context)
-        event = self._event(Stage.STAGE_OUTLINE, f"outline: {outline.title}")
-        event.outline.CopyFrom(outline)
-        yield event
-        episode = self._new_episode(cast, relationships, outline)
-        async for event in self._write_scenes(context, episode):
+        context = self._cast()
+        yield self._event(Stage.STAGE_CAST, f"cast of {len(context.cast)} transformed")
+        # Which writer wrote each part, fallbacks and LLM usage; scene tasks inherit the scope.
+        with collect_provenance() as provenance:
+            outline = await self._outline(context)
+            event = self._event(Stage.STAGE_OUTLINE, f"outline: {outline.title}")
+            event.outline.CopyFrom(outline)
             yield event
-        yield self._event(Stage.STAGE_VALIDATION, "validating the script")
-        with self._tracer.start_as_current_span("validation") as span:
-            episode.validation.CopyFrom(validate_episode(episode))
-            span.set_attributes(
-                {"doppel.validation.overall": episode.validation.overall,
-                 "doppel.validation.passed": episode.validation.passed}
-            )  # fmt: skip
+            episode = self._new_episode(context, outline)
+            async for event in self._write_scenes(context, episode):
+                yield event
+            yield await self._comedy(context, episode)
+            yield self._validate(episode)
+            async for event in self._refine(context, episode):
+                yield event
+        episode.attempts.extend(provenance.attempts())
+        episode.usage.CopyFrom(provenance.usage())
         yield self._event(Stage.STAGE_RENDER, "rendering the screenplay")
-        await self._render(episode)
+        await render(self._deps, episode)
         await self._deps.cache.set(store.EPISODES, self.episode_id, episode.SerializeToString())
         done = self._event(Stage.STAGE_DONE, f"{len(episode.scenes)} scenes written")
         done.episode.CopyFrom(episode)
@@ -135,26 +189,34 @@ class EpisodePipeline:
         data = await self._deps.cache.get(store.EPISODES, self.episode_id)
         return _parse(episode_pb2.Episode, data)
 
+    def _cast(self) -> StoryContext:
+        order = self._order
+        with self._tracer.start_as_current_span("cast") as span:
+            cast, relationships = procedural.transform_cast(order.show, order.setting, order.seed)
+            span.set_attributes(
+                {"doppel.cast.size": len(cast), "doppel.relationships": len(relationships)}
+            )
+        return StoryContext(
+            show=order.show, setting=order.setting, cast=cast, relationships=relationships,
+            seed=order.seed, scene_count=order.scene_count, request_id=order.request_id,
+        )  # fmt: skip
+
     def _new_episode(
-        self,
-        cast: list[episode_pb2.Character],
-        relationships: list[episode_pb2.Relationship],
-        outline: episode_pb2.Outline,
+        self, context: StoryContext, outline: episode_pb2.Outline
     ) -> episode_pb2.Episode:
         order = self._order
-        episode = episode_pb2.Episode(
+        return episode_pb2.Episode(
             id=self.episode_id,
             request_id=order.request_id,
             show=order.show,
             setting=order.setting,
-            cast=cast,
-            relationships=relationships,
+            cast=context.cast,
+            relationships=context.relationships,
             outline=outline,
             writer=self._writer.name,
             model=self._writer.model,
             seed=order.seed,
         )
-        return episode
 
     async def _outline(self, context: StoryContext) -> episode_pb2.Outline:
         key = store.content_key("outline", *self._identity)
@@ -164,6 +226,13 @@ class EpisodePipeline:
             if cached is not None:
                 return cached
             outline = await self._writer.write_outline(context)
+            # The runtime target is the request's, whatever the writer assumed.
+            allocate_targets(outline, self._order.target_runtime_seconds)
+            span.set_attributes(
+                {"doppel.outline.scenes": outline.scene_count,
+                 "doppel.outline.target_seconds": outline.target_runtime_seconds,
+                 "doppel.outline.acts": len(outline.acts)}
+            )  # fmt: skip
             await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
             return outline
 
@@ -178,7 +247,7 @@ class EpisodePipeline:
             for index in range(count)
         ]
         scenes: dict[int, episode_pb2.Scene] = {}
-        span_from, span_to = PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_VALIDATION]
+        span_from, span_to = PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_COMEDY]
         try:
             for next_done in asyncio.as_completed(tasks):
                 scene = await next_done
@@ -193,7 +262,7 @@ class EpisodePipeline:
             for task in tasks:
                 task.cancel()
         episode.scenes.extend(scenes[index] for index in range(count))
-        episode.runtime_seconds = sum(scene.duration_seconds for scene in episode.scenes)
+        episode.runtime_seconds = round(sum(s.duration_seconds for s in episode.scenes), 1)
 
     async def _scene(
         self,
@@ -219,29 +288,181 @@ class EpisodePipeline:
                     if beat.scene_index < index
                 ]
                 scene = await self._writer.write_scene(context, outline, index, earlier)
+                span.set_attributes(_scene_attributes(scene))
                 await self._deps.cache.set(store.SCENES, key, scene.SerializeToString())
                 return scene
 
-    async def _render(self, episode: episode_pb2.Episode) -> None:
-        """Fountain from the scene service; on failure the episode keeps a clear render_error."""
-        request = scene_pb2.RenderEpisodeRequest(
-            episode=episode, format=scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
+    async def _comedy(
+        self, context: StoryContext, episode: episode_pb2.Episode
+    ) -> script_pb2.GenerateEpisodeEvent:
+        report = await run_comedy_pass(self._deps, self._writer, context, episode, self._labels)
+        episode.comedy.CopyFrom(report)
+        return self._event(
+            Stage.STAGE_COMEDY,
+            f"comedy pass: {report.rewritten} of the {report.rewrites_tried} weakest jokes "
+            f"rewritten; mean joke score {report.mean_before:.2f} -> {report.mean_after:.2f}",
         )
-        with self._tracer.start_as_current_span("render") as span:
-            try:
-                chunks = [
-                    chunk
-                    async for chunk in self._deps.scenes.RenderEpisode(
-                        request, timeout=self._deps.rpc_timeout
-                    )
-                ]
-            except grpc.aio.AioRpcError as exc:
-                episode.render_error = f"scene service: {exc.code().name}: {exc.details()}"
-                span.set_status(trace.Status(trace.StatusCode.ERROR, episode.render_error))
-                log.warning("render failed for %s: %s", self.episode_id, episode.render_error)
-                return
+
+    def _validate(self, episode: episode_pb2.Episode) -> script_pb2.GenerateEpisodeEvent:
+        report = run_validation(self._deps, episode)
+        self._deps.metrics.validation_score.record(
+            report.overall, {**self._labels, "doppel.validation.phase": "draft"}
+        )
+        verdict = "passes" if report.passed else f"fails (threshold {report.threshold:.2f})"
+        return self._event(
+            Stage.STAGE_VALIDATION,
+            f"validation: {report.overall:.2f}, {verdict}; {len(report.issues)} issue(s)",
+        )
+
+    async def _refine(
+        self, context: StoryContext, episode: episode_pb2.Episode
+    ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
+        policy = self._deps.policy
+        start, end = PROGRESS[Stage.STAGE_REFINEMENT], PROGRESS[Stage.STAGE_RENDER]
+        rounds = refine(self._writer, context, episode, policy, self._tracer)
+        async for record in rounds:
+            self._deps.metrics.refinement_rounds.add(
+                1, {**self._labels, "doppel.refinement.accepted": record.accepted}
+            )
+            kept = "kept" if record.accepted else "not kept: no improvement"
+            event = self._event(
+                Stage.STAGE_REFINEMENT,
+                f"refinement round {record.round}: {len(record.scene_indices)} scene(s) revised, "
+                f"score {record.score_before:.2f} -> {record.score_after:.2f} ({kept})",
+                start + (end - start) * record.round / max(1, policy.rounds),
+            )
+            event.refinement_round.CopyFrom(record)
+            yield event
+        self._deps.metrics.validation_score.record(
+            episode.validation.overall, {**self._labels, "doppel.validation.phase": "final"}
+        )
+
+
+def _scene_attributes(scene: episode_pb2.Scene) -> dict[str, int | float]:
+    lines = sum(1 for e in scene.elements if e.WhichOneof("element") == "dialogue")
+    return {
+        "doppel.scene.lines": lines,
+        "doppel.scene.jokes": len(scene.jokes),
+        "doppel.scene.duration_seconds": scene.duration_seconds,
+    }
+
+
+async def run_comedy_pass(
+    deps: PipelineDeps,
+    writer: Writer,
+    context: StoryContext,
+    episode: episode_pb2.Episode,
+    labels: Mapping[str, str],
+    scene_indices: frozenset[int] | None = None,
+) -> episode_pb2.ComedyReport:
+    """The comedy pass in its span, with its metrics."""
+    with deps.telemetry.tracer.start_as_current_span("comedy pass") as span:
+        report = await comedy_pass(
+            writer, context, episode, scene_indices, deps.max_parallel_scenes
+        )
+        span.set_attributes(
+            {"doppel.comedy.jokes": report.jokes_scored,
+             "doppel.comedy.rewrites_tried": report.rewrites_tried,
+             "doppel.comedy.rewritten": report.rewritten,
+             "doppel.comedy.mean_before": report.mean_before,
+             "doppel.comedy.mean_after": report.mean_after}
+        )  # fmt: skip
+    joke_score = deps.metrics.joke_score
+    joke_score.record(report.mean_before, {**labels, "doppel.comedy.phase": "draft"})
+    joke_score.record(report.mean_after, {**labels, "doppel.comedy.phase": "final"})
+    deps.metrics.rewrites.add(report.rewritten, {**labels, "doppel.comedy.outcome": "kept"})
+    rejected = report.rewrites_tried - report.rewritten
+    deps.metrics.rewrites.add(rejected, {**labels, "doppel.comedy.outcome": "rejected"})
+    return report
+
+
+def run_validation(
+    deps: PipelineDeps, episode: episode_pb2.Episode
+) -> episode_pb2.ValidationReport:
+    """Validates the episode in its span and stores the report on it."""
+    with deps.telemetry.tracer.start_as_current_span("validation") as span:
+        report = validate_episode(episode, deps.policy.threshold)
+        episode.validation.CopyFrom(report)
+        errors = sum(1 for i in report.issues if i.severity >= episode_pb2.SEVERITY_ERROR)
+        span.set_attributes(
+            {"doppel.validation.overall": report.overall,
+             "doppel.validation.passed": report.passed,
+             "doppel.validation.character_consistency": report.character_consistency,
+             "doppel.validation.comedy_distribution": report.comedy_distribution,
+             "doppel.validation.plot_coherence": report.plot_coherence,
+             "doppel.validation.production": report.production,
+             "doppel.validation.issues": len(report.issues),
+             "doppel.validation.errors": errors}
+        )  # fmt: skip
+    return report
+
+
+async def render(deps: PipelineDeps, episode: episode_pb2.Episode) -> None:
+    """Fountain from the scene service; on failure the episode keeps a clear render_error."""
+    request = scene_pb2.RenderEpisodeRequest(
+        episode=episode, format=scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
+    )
+    episode.fountain, episode.page_count, episode.render_error = "", 0, ""
+    with deps.telemetry.tracer.start_as_current_span("render") as span:
+        try:
+            chunks = [
+                chunk
+                async for chunk in deps.scenes.RenderEpisode(request, timeout=deps.rpc_timeout)
+            ]
+        except grpc.aio.AioRpcError as exc:
+            episode.render_error = f"scene service: {exc.code().name}: {exc.details()}"
+            span.set_status(trace.Status(trace.StatusCode.ERROR, episode.render_error))
+            log.warning("render failed for %s: %s", episode.id, episode.render_error)
+            return
         episode.fountain = b"".join(chunk.data for chunk in chunks).decode()
         episode.page_count = chunks[0].info.page_count if chunks else 0
+        span.set_attributes(
+            {
+                "doppel.render.pages": episode.page_count,
+                "doppel.render.bytes": len(episode.fountain),
+            }
+        )
+
+
+async def regenerate_scene(
+    deps: PipelineDeps,
+    writer: Writer,
+    original: episode_pb2.Episode,
+    scene_index: int,
+    notes: str,
+) -> episode_pb2.Episode:
+    """A new episode: `original` with scene `scene_index` rewritten following `notes`, its jokes
+    re-scored and punched up, the whole script re-validated and re-rendered, and stored under
+    `regenerated_id`. Everything else is kept as it was."""
+    new_id = regenerated_id(original.id, scene_index, notes)
+    cached = _parse(episode_pb2.Episode, await deps.cache.get(store.EPISODES, new_id))
+    if cached is not None:
+        return cached
+    episode = episode_pb2.Episode()
+    episode.CopyFrom(original)
+    episode.id, episode.parent_episode_id = new_id, original.id
+    episode.revisions.add(scene_index=scene_index, notes=notes, parent_episode_id=original.id)
+    context = StoryContext(
+        show=episode.show, setting=episode.setting, cast=list(episode.cast),
+        relationships=list(episode.relationships), seed=episode.seed,
+        scene_count=len(episode.scenes), notes=(notes,) if notes else (),
+    )  # fmt: skip
+    scene = next(s for s in episode.scenes if s.index == scene_index)
+    with deps.telemetry.tracer.start_as_current_span(f"revise scene {scene_index + 1}") as span:
+        revised = await writer.revise_scene(context, episode.outline, scene, list(context.notes))
+        revised.index, revised.number = scene.index, scene.number
+        scene.CopyFrom(revised)
+        span.set_attributes({"doppel.scene.index": scene_index, **_scene_attributes(scene)})
+    labels = {"doppel.show": episode.show.id, "doppel.writer": writer.name}
+    await run_comedy_pass(deps, writer, context, episode, labels, frozenset({scene_index}))
+    episode.comedy.mean_after = comedy.mean_score(j for s in episode.scenes for j in s.jokes)
+    report = run_validation(deps, episode)
+    deps.metrics.validation_score.record(
+        report.overall, {**labels, "doppel.validation.phase": "regenerated"}
+    )
+    await render(deps, episode)
+    await deps.cache.set(store.EPISODES, episode.id, episode.SerializeToString())
+    return episode
 
 
 MessageT = TypeVar("MessageT", episode_pb2.Episode, episode_pb2.Outline, episode_pb2.Scene)

@@ -1,4 +1,4 @@
-"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, ListShows."""
+"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows."""
 
 from __future__ import annotations
 
@@ -19,15 +19,26 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.script import store
-from services.script.pipeline import EpisodePipeline, PipelineDeps, episode_id_for
+from services.script.llm.errors import WriterError
+from services.script.pipeline import (
+    EpisodePipeline,
+    PipelineDeps,
+    PipelineMetrics,
+    episode_id_for,
+    regenerate_scene,
+)
+from services.script.refinement import RefinementPolicy
 from services.script.requests import (
     EpisodeOrder,
     InvalidRequest,
+    RuntimeDefaults,
     UnknownShow,
+    check_scene_index,
     validate_episode_id,
     validate_generate,
+    validate_regenerate,
 )
-from services.script.writers import build_writers
+from services.script.writers import Writer, build_writers
 from shared import catalog
 from shared.config import Settings
 from shared.server import ServiceServer, create_channel, start_server
@@ -68,7 +79,8 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         span = trace.get_current_span()
         span.set_attributes(
             {"doppel.show": order.show.id, "doppel.scene_count": order.scene_count,
-             "doppel.writer": order.writer, "doppel.seed": order.seed}
+             "doppel.writer": order.writer, "doppel.seed": order.seed,
+             "doppel.target_seconds": order.target_runtime_seconds}
         )  # fmt: skip
         pipeline = EpisodePipeline(self._deps_for(context), order)
         started = time.perf_counter()
@@ -79,6 +91,8 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
                     self._remember(event.episode)
                     outcome = "ok"
                 yield event
+        except WriterError as exc:
+            await context.abort(exc.grpc_code, str(exc))
         finally:
             attributes = {"doppel.show": order.show.id, "doppel.outcome": outcome}
             self._episodes.add(1, attributes)
@@ -92,12 +106,39 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             episode_id = validate_episode_id(request.episode_id)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if episode_id in self._recent:
-            return self._recent[episode_id]
-        data = await self._deps.cache.get(store.EPISODES, episode_id)
-        if data is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"episode_id {episode_id} not found")
-        return episode_pb2.Episode.FromString(data)
+        return await self._load(episode_id, context)
+
+    async def RegenerateScene(
+        self, request: script_pb2.RegenerateSceneRequest, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Episode:
+        try:
+            wanted = validate_regenerate(request)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        original = await self._load(wanted.episode_id, context)
+        try:
+            check_scene_index(wanted.scene_index, original)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        writer = self._writer_of(original)
+        if writer is None:
+            return await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"episode {original.id} was written by {original.writer!r}, "
+                "which this replica does not have",
+            )
+        trace.get_current_span().set_attributes(
+            {"doppel.show": original.show.id, "doppel.scene.index": wanted.scene_index,
+             "doppel.notes.chars": len(wanted.notes), "doppel.writer": original.writer}
+        )  # fmt: skip
+        try:
+            episode = await regenerate_scene(
+                self._deps_for(context), writer, original, wanted.scene_index, wanted.notes
+            )
+        except WriterError as exc:
+            await context.abort(exc.grpc_code, str(exc))
+        self._remember(episode)
+        return episode
 
     async def ListShows(
         self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
@@ -106,13 +147,33 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             shows=catalog.load_shows(), settings=catalog.load_settings()
         )
 
+    async def _load(
+        self, episode_id: str, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Episode:
+        """An episode from this replica's memory or the cache; NOT_FOUND otherwise."""
+        if episode_id in self._recent:
+            return self._recent[episode_id]
+        data = await self._deps.cache.get(store.EPISODES, episode_id)
+        if data is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"episode_id {episode_id} not found")
+        return episode_pb2.Episode.FromString(data)
+
+    def _writer_of(self, episode: episode_pb2.Episode) -> Writer | None:
+        """The writer that wrote the episode, by request name or by the name it records."""
+        writers = self._deps.writers
+        found = writers.get(episode.writer)
+        return found or next((w for w in writers.values() if w.name == episode.writer), None)
+
     async def _order(
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> EpisodeOrder:
         try:
             return validate_generate(
                 request,
-                self._settings.default_scene_count,
+                RuntimeDefaults(
+                    episode_seconds=self._settings.episode_minutes * 60.0,
+                    scene_seconds=self._settings.scene_seconds,
+                ),
                 self._settings.default_writer,
                 self._deps.writers.keys(),
             )
@@ -129,7 +190,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         if not order.request_id:
             return
         key = store.content_key("request", order.request_id)
-        episode_id = episode_id_for(order, self._deps.writers[order.writer])
+        episode_id = episode_id_for(order, self._deps.writers[order.writer], self._deps.policy)
         claimed = await self._deps.cache.get(store.REQUESTS, key)
         if claimed is not None and claimed.decode() != episode_id:
             await context.abort(
@@ -168,6 +229,12 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
         telemetry=telemetry,
         max_parallel_scenes=settings.max_parallel_scenes,
         rpc_timeout=settings.rpc_timeout_seconds,
+        policy=RefinementPolicy(
+            rounds=settings.refinement_rounds,
+            threshold=settings.validation_threshold,
+            parallel=settings.max_parallel_scenes,
+        ),
+        metrics=PipelineMetrics.create(telemetry.meter),
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
@@ -178,11 +245,18 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
         await cache_channel.close()
         await scene_channel.close()
 
+    async def close_writers() -> None:
+        """LLM writers hold HTTP clients; the procedural writer holds nothing."""
+        for writer in deps.writers.values():
+            close = getattr(writer, "aclose", None)
+            if close is not None:
+                await close()
+
     return await start_server(
         name="script",
         settings=settings,
         telemetry=telemetry,
         port=settings.script_port,
         register=register,
-        cleanups=[close_channels],
+        cleanups=[close_channels, close_writers],
     )

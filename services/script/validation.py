@@ -7,7 +7,8 @@
   zones.
 - plot coherence: every outline beat is played by a non-empty scene; A and B plots both present;
   the characters a beat names actually speak in its scene.
-- production: every scene 30-180 s; the episode's runtime near scene_count * TARGET_SCENE_SECONDS.
+- production: every scene 30-180 s; the episode's runtime within 15 % of the outline's target
+  (`target_runtime_seconds`, else scene_count * DEFAULT_SCENE_SECONDS); no line heard twice.
 
 `overall` is the weighted sum (WEIGHTS). An episode passes when `overall >= threshold` and no issue
 is an error or worse: a stranger speaking or an empty scene fails the script whatever the average.
@@ -22,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 
 from doppelganger.v1 import episode_pb2
@@ -46,10 +48,14 @@ DEAD_ZONE_SECONDS = 120.0
 
 MIN_SCENE_SECONDS = 30.0
 MAX_SCENE_SECONDS = 180.0
-# Per-scene runtime target. A broadcast episode (22 min, 8-12 scenes) runs nearer 130 s a scene;
-# 90 s matches the 8-14 dialogue lines a scene the writers aim for.
-TARGET_SCENE_SECONDS = 90.0
-RUNTIME_TOLERANCE = 0.4  # within +-40 % of the target scores full marks
+# Runtime targets. The outline carries them (Outline.target_runtime_seconds, Beat.target_seconds);
+# an outline without them gets DEFAULT_SCENE_SECONDS a scene (the default of DOPPEL_SCENE_SECONDS:
+# a 22-minute episode is about eleven such scenes). Cold open and tag run RUNNER_WEIGHT of an act
+# scene.
+DEFAULT_SCENE_SECONDS = 120.0
+RUNNER_WEIGHT = 0.5
+RUNTIME_TOLERANCE = 0.15  # within +-15 % of the target scores full marks
+REPEAT_PENALTY = 0.02  # production score lost per dialogue line heard twice in the episode
 
 CATCHPHRASES_PER_SCENE = 1
 MIN_BORROWED_CATCHPHRASE_WORDS = 3
@@ -66,15 +72,30 @@ _WORD = re.compile(r"[\w']+")
 _NOT_WORD = re.compile(r"[^\w\s']+")
 
 
+def dialogue_seconds(text: str) -> float:
+    """Runtime estimate of a dialogue line: 150 words a minute."""
+    return len(_WORD.findall(text)) * 60.0 / SPOKEN_WORDS_PER_MINUTE
+
+
+def action_seconds(text: str) -> float:
+    """Runtime estimate of an action line: a little slower than speech, never instant."""
+    return ACTION_BASE_SECONDS + ACTION_SECONDS_PER_WORD * len(_WORD.findall(text))
+
+
 def element_seconds(element: episode_pb2.ScriptElement) -> float:
-    """Runtime estimate of one element: dialogue at 150 words a minute, action a little slower."""
+    """Runtime estimate of one element (transitions take no time)."""
     kind = element.WhichOneof("element")
     if kind == "dialogue":
-        return len(_WORD.findall(element.dialogue.text)) * 60.0 / SPOKEN_WORDS_PER_MINUTE
+        return dialogue_seconds(element.dialogue.text)
     if kind == "action":
-        words = len(_WORD.findall(element.action.text))
-        return ACTION_BASE_SECONDS + ACTION_SECONDS_PER_WORD * words
+        return action_seconds(element.action.text)
     return 0.0
+
+
+@lru_cache(maxsize=16384)
+def word_pattern(phrase: str) -> re.Pattern[str]:
+    """`phrase` as a whole word or words (compiled once; the `re` module's cache is small)."""
+    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)")
 
 
 def scene_seconds(scene: episode_pb2.Scene) -> float:
@@ -138,7 +159,7 @@ def _catchphrase_owners(cast: Iterable[episode_pb2.Character]) -> dict[str, str]
 def _says(text: str, phrase: str) -> bool:
     """Whether a normalised line delivers a normalised catchphrase. A short phrase ('i know')
     only counts when it is most of the line, not when it is buried in a longer sentence."""
-    if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is None:
+    if phrase not in text or word_pattern(phrase).search(text) is None:
         return False
     size = len(phrase.split())
     return size >= MIN_BORROWED_CATCHPHRASE_WORDS or 2 * size >= len(text.split())
@@ -338,7 +359,7 @@ def _beats(outline: episode_pb2.Outline) -> list[episode_pb2.Beat]:
 
 
 def _named(text: str, names: Iterable[str]) -> set[str]:
-    return {name for name in names if name and re.search(rf"\b{re.escape(name)}\b", text)}
+    return {name for name in names if name and word_pattern(name).search(text)}
 
 
 def _beat_penalty(
@@ -442,6 +463,25 @@ def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) 
     return _clamp(score)
 
 
+def allocate_targets(outline: episode_pb2.Outline, total_seconds: float) -> None:
+    """Sets the outline's runtime target and shares it among the beats: cold open and tag (runner
+    beats) get RUNNER_WEIGHT of an act scene. Writers write each scene to its beat's target."""
+    beats = _beats(outline)
+    outline.target_runtime_seconds = round(total_seconds, 1)
+    weights = [RUNNER_WEIGHT if b.plot == episode_pb2.PLOT_LINE_RUNNER else 1.0 for b in beats]
+    unit = total_seconds / sum(weights) if beats else 0.0
+    for beat, weight in zip(beats, weights, strict=True):
+        beat.target_seconds = round(unit * weight, 1)
+
+
+def target_runtime(episode: episode_pb2.Episode) -> float:
+    """The runtime the episode is written to, in seconds."""
+    if episode.outline.target_runtime_seconds > 0:
+        return episode.outline.target_runtime_seconds
+    scene_count = episode.outline.scene_count or len(episode.scenes)
+    return max(1, scene_count) * DEFAULT_SCENE_SECONDS
+
+
 def _runtime_score(episode: episode_pb2.Episode, runtime: float, issues: _Issues) -> float:
     scene_count = episode.outline.scene_count or len(episode.scenes)
     if len(episode.scenes) < scene_count:
@@ -451,7 +491,7 @@ def _runtime_score(episode: episode_pb2.Episode, runtime: float, issues: _Issues
             -1,
             f"{scene_count - len(episode.scenes)} of {scene_count} scenes are missing",
         )
-    target = max(1, scene_count) * TARGET_SCENE_SECONDS
+    target = target_runtime(episode)
     error = abs(runtime / target - 1.0)
     if error <= RUNTIME_TOLERANCE:
         return 1.0
@@ -478,7 +518,30 @@ def _production(episode: episode_pb2.Episode, issues: _Issues) -> float:
             f"runtime_seconds {episode.runtime_seconds:.0f} s but the scenes add up to "
             f"{runtime:.0f} s",
         )
-    return _clamp(0.7 * _mean(scores) + 0.3 * _runtime_score(episode, runtime, issues))
+    repeats = _repeated_lines(episode, issues)
+    runtime_score = _runtime_score(episode, runtime, issues)
+    return _clamp(0.7 * _mean(scores) + 0.3 * runtime_score - REPEAT_PENALTY * repeats)
+
+
+def _repeated_lines(episode: episode_pb2.Episode, issues: _Issues) -> int:
+    """Dialogue lines heard earlier in the episode (exact text); each is a warning."""
+    first_heard: dict[str, int] = {}
+    repeats = 0
+    for scene in episode.scenes:
+        for line in _dialogue(scene):
+            earlier = first_heard.get(line.text)
+            if earlier is None:
+                first_heard[line.text] = scene.index
+                continue
+            repeats += 1
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "production",
+                scene.index,
+                f"scene {scene.index + 1} repeats a line of scene {earlier + 1}: "
+                f"{line.text[:60]!r}",
+            )
+    return repeats
 
 
 # ---------------------------------------------------------------------------------------------

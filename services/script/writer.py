@@ -3,13 +3,16 @@
 Every function is pure and synchronous. Randomness comes from `random.Random` seeded with a SHA-256
 of the inputs (never `hash()`, which is salted per process), so the same inputs give byte-identical
 protos in any process. A scene depends only on its arguments: episode-level choices (who drives
-which plot, the props, the running gag, the order of locations and humour patterns) are re-derived
-from (show, setting, cast, seed) by every call, so scenes can be written concurrently, in any
-order, and cached one by one.
+which plot, the props, the running gag, the order of locations and humour patterns, the line plan
+that keeps every dialogue line of the episode unique) are re-derived from (show, setting, cast,
+seed, outline) by every call, so scenes can be written concurrently, in any order, and cached one
+by one.
 
-Lines come from templates filled with the characters' voices (tics and catchphrases, sparingly),
-the setting's lexicon, vocabulary and props, and the scene's beat. Jokes follow the humour pattern
-library: each pattern has setup/punchline pairs below, and every joke is scored by `score_joke`.
+Lines come from the grammar in shared/catalog/lines.json, filled with the characters' voices (tics
+and catchphrases, sparingly), the setting's lexicon, vocabulary and props, and the scene's beat.
+Each scene is written to its beat's runtime target. Jokes follow the humour pattern library: each
+pattern has setup/payoff pairs, and every joke is scored by `score_joke`. `punch_up` rewrites a
+weak joke line (the comedy pass), `revise_scene` writes another take of a scene following notes.
 """
 
 from __future__ import annotations
@@ -19,19 +22,28 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from doppelganger.v1 import episode_pb2
-from services.script.validation import CLUSTER_SECONDS, element_seconds
+from services.script.validation import (
+    CLUSTER_SECONDS,
+    COMEDY_INTERVAL_SECONDS,
+    DEFAULT_SCENE_SECONDS,
+    RUNNER_WEIGHT,
+    action_seconds,
+    allocate_targets,
+    dialogue_seconds,
+    word_pattern,
+)
 from shared import catalog
 from shared.catalog import HumorPattern, SettingProfile
 
 WRITER_NAME = "procedural"
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 # Joke scoring: named dimensions in [0, 1] and their weights (they sum to 1).
 #   surprise      - share of the line's content words not heard in the preceding lines, plus a
@@ -52,12 +64,16 @@ JOKE_WEIGHTS: Mapping[str, float] = MappingProxyType(
     }
 )
 
+JOKE_CONTEXT_LINES = 6  # dialogue lines before a joke that `surprise` compares it with
+BRIEF_WORDS = 16  # `brevity` is full up to this many words
+
 Show: TypeAlias = episode_pb2.Show
 Setting: TypeAlias = episode_pb2.Setting
 Character: TypeAlias = episode_pb2.Character
 Relationship: TypeAlias = episode_pb2.Relationship
 Outline: TypeAlias = episode_pb2.Outline
 Scene: TypeAlias = episode_pb2.Scene
+Joke: TypeAlias = episode_pb2.Joke
 SETUP = episode_pb2.JOKE_ROLE_SETUP
 PUNCHLINE = episode_pb2.JOKE_ROLE_PUNCHLINE
 
@@ -73,8 +89,6 @@ CATCHPHRASE_CHANCE = 0.4
 CALLBACK_CHANCE = 0.45
 OFF_LIBRARY_CHANCE = 0.3
 MAX_TICS_PER_SPEAKER = 2
-GENERIC_PROPS = ("mystery envelope", "borrowed ladder", "sheet cake", "spare key")
-GENERIC_VOCABULARY = ("rumour", "deadline", "favour", "paperwork")
 _EXTERIOR_WORDS = re.compile(
     r"\b(STREET|SURFACE|YARD|GARDEN|CLEARING|ROOF|ROOFTOP|PERIMETER|FOREST|RIDGE|DOCK|ALLEY|"
     r"COURTYARD|FIELD|FIELDS|BEACH|SHORE|OUTSIDE|TRAIL|CORRAL|BATTLEMENTS|MARKET|BRIDGE PATH|"
@@ -96,744 +110,51 @@ _LOWER_STARTERS = _wordset(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Story grammar: the episode's A plot, B plot and running gag.
+# The grammar: templates live in shared/catalog/lines.json (catalog.writer_grammar()).
 
-WANTS = (
-    "sneak into {event} disguised as somebody important",
-    "fix the {prop} before {boss} finds out who broke it",
-    "get rich selling {food} out of the back of the {vehicle}",
-    "land a starring part in {event}",
-    "prove {partner} wrong about the {prop}, whatever it costs",
-    "pass off the {prop} as a priceless heirloom in front of {visitor}",
-    "throw {visitor} a welcome party that nobody can afford",
-    "win the {money} prize at {event} with a talent nobody has seen",
-)
-B_ISSUES = (
-    "{b1} and {b2} bet {money} on who can go longest without mentioning the {b_prop}",
-    "{b1} borrows {b2}'s {b_prop} and returns it noticeably different",
-    "{b1} discovers {b2} has been taking secret lessons in something embarrassing",
-    "{b1} and {b2} are forced to share {b_prop} duty and cannot agree on anything",
-    "{b1} is convinced the {b_prop} is cursed, and {b2} makes the mistake of agreeing",
-    "{b1} and {b2} fall out over who gets the credit for the {b_prop}",
-)
-RUNNERS = (
-    "the {runner_prop} keeps turning up wherever {runner} least wants it",
-    "nobody can remember who is responsible for the {runner_prop}",
-    "{runner} keeps trying to return the {runner_prop} and nobody will take it",
-)
-TITLES = (
-    "The {Prop}",
-    "{lead} and the {Prop}",
-    "The One with the {Prop}",
-    "A {Prop} for {partner}",
-    "{lead}'s Big Night",
-    "Much Ado About the {Prop}",
-)
-LOGLINE = (
-    "{show}, relocated to {setting_lower}: {lead}, {role}, sets out to {want}, while {b_issue}."
-)
-BEAT_TEMPLATES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "inciting": (
-            "{lead} hears about {event} and decides to {want}; {partner} says no, "
-            "which settles it.",
-            "{lead} makes a rash promise that only a plan to {want} can keep; "
-            "{partner} smells trouble.",
-        ),
-        "scheme": (
-            "{lead} ropes {partner} into the plan, and the {prop} becomes essential to it.",
-            "{lead} recruits help, a disguise and the {prop}; {partner} agrees to nothing "
-            "and is in anyway.",
-        ),
-        "complication": (
-            "The {prop} goes missing at the worst moment, and {lead} improvises a cover "
-            "story for {partner}.",
-            "{visitor} turns up early and {lead} must keep the {prop} out of sight.",
-        ),
-        "escalation": (
-            "The cover story grows a second floor: {lead} must now keep it up in front "
-            "of {boss}, with {partner} as a reluctant witness.",
-            "{lead} doubles down, and {partner} is forced to play along in front of {visitor}.",
-        ),
-        "climax": (
-            "Everything collides at {event}: {lead}'s scheme runs straight into {b1} and "
-            "{b2}'s feud over the {b_prop}, and the truth comes out all at once.",
-            "{b1} and {b2}'s quarrel spills into {lead}'s big moment, and {partner} has to "
-            "choose whose disaster to save.",
-        ),
-        "spark": ("{B_issue}.", "It starts small: {b_issue}."),
-        "friction": (
-            "{b1} and {b2} each recruit allies over the {b_prop}; nobody wants to be recruited.",
-            "{b1} and {b2} stop speaking, which makes them much louder.",
-        ),
-        "b-escalation": (
-            "{b2} raises the stakes; {b1} refuses to back down, even with {hazard} on the way.",
-            "{b1} draws up rules for the {b_prop}; {b2} breaks every one of them before lunch.",
-        ),
-        "cold": (
-            "Cold open: {runner_gag}, and {runner} is running out of patience.",
-            "Cold open: {runner} finds the {runner_prop} somewhere it cannot possibly be.",
-        ),
-        "tag": (
-            "Tag: {runner} makes one last attempt to be rid of the {runner_prop}, and it ends "
-            "exactly as badly as everyone expected.",
-            "Tag: the {runner_prop} has the last word.",
-        ),
-    }
-)
+_GRAMMAR = catalog.writer_grammar()
+
+
+def _pools(section: Mapping[str, Sequence[str]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType({key: tuple(values) for key, values in section.items()})
+
+
+_STORY, _LINES, _ACTIONS = _GRAMMAR["story"], _GRAMMAR["lines"], _GRAMMAR["actions"]
+WANTS: tuple[str, ...] = tuple(_STORY["wants"])
+B_ISSUES: tuple[str, ...] = tuple(_STORY["b_issues"])
+RUNNERS: tuple[str, ...] = tuple(_STORY["runners"])
+TITLES: tuple[str, ...] = tuple(_STORY["titles"])
+LOGLINE: str = _STORY["logline"]
+BEAT_TEMPLATES = _pools(_STORY["beats"])
 A_STAGES = ("inciting", "scheme", "complication", "escalation")
 B_STAGES = ("spark", "friction", "b-escalation")
-
-# ---------------------------------------------------------------------------------------------
-# Line grammar. Slots: {me} {you} {other} {lead} {partner} {b1} {b2} {runner} {prop} {b_prop}
-# {runner_prop} {want} {vocab} {vocab2} {my_role} {your_role}, the lexicon keys
-# (catalog.LEXICON_KEYS) and upper-case {PROP} {B_PROP} {DRINK} {OTHER}.
-
-OPENERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "inciting": (
-            "{you}, have you heard? {event} is coming, and I have decided to {want}.",
-            "I've been thinking, {you}. It's time somebody decided to {want}. That somebody is me.",
-            "Don't say no yet. Just listen. I want to {want}.",
-        ),
-        "scheme": (
-            "Here's the plan. Step one: nobody panics. Step two: we get the {prop}. "
-            "Step three is flexible.",
-            "I need you for something, {you}. It's perfectly legal. Mostly. In spirit.",
-            "Everything's arranged. I've got a disguise, a cover story and a {vehicle} on standby.",
-        ),
-        "complication": (
-            "{you}, don't be mad. The {prop} is... not where I left it.",
-            "We have a problem. {boss} is asking questions about the {prop}.",
-            "Small snag: {visitor} has arrived early, and they want to see the {prop}.",
-        ),
-        "escalation": (
-            "I told {boss} one tiny fib, and now there's a whole story with characters in it. "
-            "You're one of them.",
-            "It's gotten bigger, {you}. There's a second {prop} now, and {visitor} thinks "
-            "it's real.",
-            "Nobody panic, but I may have promised {boss} a demonstration. Tonight.",
-        ),
-        "climax": (
-            "Everybody stop! Before anyone says one more word about the {prop}, I can explain.",
-            "All right! I'll tell you everything. It started with the {prop}, and it ends with "
-            "{b1} and {b2} in the middle of it.",
-            "{event} starts in five minutes, the {prop} is missing, and {b1} and {b2} are still "
-            "at war. This is fine.",
-        ),
-        "spark": (
-            "{you}, I'm only going to ask once. What did you do to my {b_prop}?",
-            "I bet you {money} you can't go one day without mentioning the {b_prop}.",
-            "I know what you did with the {b_prop}, {you}. Everybody at {place} knows.",
-        ),
-        "friction": (
-            "Somebody tell {you} I'm not speaking to {you}.",
-            "You told {other} about the {b_prop}? That was between us!",
-            "Fine. You want the {b_prop}? Have it. Think of me every time you use it.",
-        ),
-        "b-escalation": (
-            "That's it. I'm taking the {b_prop}, and I'm moving to {faraway}.",
-            "I've drawn up a schedule for the {b_prop}. Mondays, Wednesdays and alternate "
-            "eclipses are mine.",
-            "I want an apology, {you}. In writing. Witnessed by {boss}.",
-        ),
-        "cold": (
-            "Has anyone seen the {runner_prop}? It was right here a second ago.",
-            "Quick question. Why does the {runner_prop} keep turning up in my things?",
-            "Nobody touch the {runner_prop}. I mean it. Something's not right with it.",
-        ),
-        "tag": (
-            "So we all agree: nobody touches the {runner_prop} ever again.",
-            "Well. I think we all learned something today about the {runner_prop}.",
-            "I'm putting the {runner_prop} somewhere nobody will ever find it.",
-        ),
-    }
-)
-PUSHES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "A": (
-            "All I need is the {prop} and ten minutes before {boss} gets back.",
-            "Think about it, {you}: {event}, and us right in the middle of it.",
-            "If this works, we'll never have to eat {food} again.",
-            "I just need you to distract {boss}. Talk about the weather. Talk about {hazard}.",
-        ),
-        "B": (
-            "It's not about the {b_prop}. It's about respect. And also the {b_prop}.",
-            "You can't borrow a person's {b_prop} and bring it back smelling of {food}.",
-            "Admit it, {you}. Just once. Say 'I was wrong about the {b_prop}.'",
-        ),
-    }
-)
-TURNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "A": (
-            "Then we do it at {event}, in front of everybody. Nobody looks for a scheme in "
-            "plain sight.",
-            "New plan. We need {other}, the {b_prop} and a very good reason to be at {place} "
-            "after dark.",
-            "Fine. But if this goes wrong, I was never here, and neither were you.",
-            "All right. We tell {boss} the truth. A version of the truth. The truth's cousin.",
-        ),
-        "B": (
-            "Fine. You want war? You've got war. Polite, quiet, passive-aggressive war.",
-            "Then I'll prove it. In front of witnesses. Preferably at {event}.",
-            "Let's settle this like grown-ups. Best of three.",
-        ),
-        "climax": (
-            "Wait. If the {prop} is here, then what is {boss} holding?",
-            "Everybody calm down. Nobody move. Somebody grab the {prop}.",
-        ),
-        "runner": (
-            "Somebody hide the {runner_prop} before {boss} sees it. Not there. Not THERE!",
-            "Just put it down, {you}. Slowly. Nobody has to get hurt.",
-        ),
-    }
-)
-REACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "schemer": (
-            "Leave it to me. I have a plan, and for once it barely involves a disguise.",
-            "Oh, this is perfect. This is the best terrible news I've had all week.",
-            "Now you're talking. Get me the {focus}, a cover story and five minutes.",
-        ),
-        "straight man": (
-            "{you}, there is no version of this where {boss} doesn't find out.",
-            "Every time you say 'it's simple', I lose a week of my life.",
-            "I'm going to count to ten, and when I open my eyes this will have been a dream.",
-        ),
-        "sidekick": (
-            "I'm in. What are we doing? Actually, don't tell me. I'm in.",
-            "Why is it always me holding the {focus} when the shouting starts?",
-            "Do I get a disguise this time? Last time I didn't get a disguise.",
-        ),
-        "blowhard": (
-            "Do you know who you're talking to? I am a {my_role}!",
-            "Leave this to a professional. Stand back. Further. Further than that.",
-            "In my day we handled this sort of thing with a firm word and a louder voice.",
-        ),
-        "neurotic": (
-            "Oh, that's great. Now I'll be up all night thinking about the {focus}.",
-            "Is it hot in here? It's hot in here. Is it me? It's me, isn't it?",
-            "I'm fine. I'm totally fine. Why is everyone looking at me like I'm not fine?",
-        ),
-        "innocent": (
-            "Ooh! Is this the kind of secret where I nod, or the kind where I leave?",
-            "I don't understand any of this, but I'm very excited.",
-            "Is this a good surprise or a bad surprise? My face needs to know.",
-        ),
-        "cynic": (
-            "Wake me when it's over. Or when it catches fire. Whichever comes first.",
-            "I've seen better plans drawn in {food}.",
-            "Sure. What's one more disaster? I'll add it to the collection.",
-        ),
-        "romantic": (
-            "You know what this needs? Candlelight. Everything goes better with candlelight.",
-            "Oh, {you}, you're magnificent when you're desperate.",
-            "This is the most exciting thing that's happened to me since lunch.",
-        ),
-        "eccentric": (
-            "Interesting. The {vocab} told me this would happen. I didn't believe it either.",
-            "I can help! I've trained for this exact situation. Not on purpose.",
-            "Funny you should mention it. I dreamt about the {focus} last night. It was taller.",
-        ),
-        "authority": (
-            "Not on my watch. Not while I'm {my_role} around here.",
-            "I'm going to pretend I didn't hear that, and then I'm going to write it down.",
-            "Everybody calm down. I'm in charge, and we will panic in an orderly fashion.",
-        ),
-        "snob": (
-            "I refuse to be involved in anything that involves {food}.",
-            "How tremendously provincial. Count me in, but ironically.",
-            "I'll help, on the condition that nobody ever finds out I helped.",
-        ),
-    }
-)
-OBJECTIONS = (
-    "No. Absolutely not. The last time you said that, we lost the {vehicle}.",
-    "And what happens when {boss} walks in?",
-    "Can I point out that nobody asked for this? Nobody. I checked.",
-    "There's a reason nobody at {place} has tried this before, {you}.",
-    "You know exactly what {other} is going to say.",
-    "Fine. But when this goes wrong, I want it noted that I said so first.",
-    "Oh, sure. And then we all move to {faraway} and live on {food}.",
-    "Do you ever listen to yourself? I do. It's exhausting.",
-    "Let the record show that I was the sensible one.",
-    "That's the worst idea I've heard since the last one you had.",
-    "Absolutely not. I have a reputation. It's not a good one, but it's mine.",
-    "Can we not? Just this once, can we not?",
-    "And when {boss} asks, what exactly do I say? 'Oops'?",
-    "I'd love to help. I'd also love to keep my job.",
-    "You've clearly thought about this for almost a whole minute.",
-    "Every part of that sentence worries me.",
-)
-BANTER = (
-    "What did I miss? Somebody's got that face.",
-    "Is this about the {focus}? It's always about the {focus}.",
-    "I'm not here. I'm just getting {drink}.",
-    "Whatever it is, I'm against it, and I want that noted.",
-    "Did somebody say {food}?",
-    "I'd like to go on record as having no part in any of this.",
-    "Quick question: is the {b_prop} supposed to make that noise?",
-    "If anyone asks, I was at {place} all day.",
-    "Don't mind me. I'm just here for the {food}.",
-    "Is everybody whispering, or have I gone deaf again?",
-    "I leave for five minutes and the whole place falls apart.",
-    "Nobody tell {boss} I said this, but I agree with whoever's losing.",
-    "Sorry, I wasn't listening. Can somebody do the last bit again, but slower?",
-    "I came in for {drink} and I'm leaving with a headache.",
-    "Should I be worried? I feel like I should be worried.",
-    "Oh good, a crisis. I was getting bored.",
-    "Has anyone else noticed the {focus} is looking at us?",
-    "Is it too late to pretend I'm not involved?",
-    "I'm going to need someone to explain this with smaller words.",
-    "Whatever this is, can it wait until after {food}?",
-)
-LEAD_INS = (
-    "Well, at least nothing else can go wrong today.",
-    "I think we handled that very maturely.",
-    "This time I'm sure. Absolutely sure.",
-    "Honestly, what's the worst that could happen now?",
-    "Nobody panic. I have everything under control.",
-    "Let's just try to have one normal day.",
-    "What could any of this possibly have to do with me?",
-    "I've learned my lesson. I'm a new person.",
-)
-PARENTHETICALS = (
-    "beat",
-    "quietly",
-    "too quickly",
-    "not looking up",
-    "sotto",
-    "a little too loudly",
-    "brightly",
-    "through a smile",
-    "to {you}",
-    "re: the {focus}",
-    "mouth full of {food}",
-    "hands up",
-    "wounded",
-)
-PUNCH_PARENTHETICALS = ("beat", "deadpan", "without missing a beat", "flat")
-
-# Joke pairs by pattern id: (setup, payoff). For "callback" the first half is a plain lead-in.
+OPENERS = _pools(_LINES["openers"])
+DEVELOP = _pools(_LINES["develop"])
+PUSHES = _pools(_LINES["pushes"])
+TURNS = _pools(_LINES["turns"])
+REACTIONS = _pools(_LINES["reactions"])
+OBJECTIONS: tuple[str, ...] = tuple(_LINES["objections"])
+BANTER: tuple[str, ...] = tuple(_LINES["banter"])
+ARRIVALS: tuple[str, ...] = tuple(_LINES["arrivals"])
+PARENTHETICALS: tuple[str, ...] = tuple(_LINES["parentheticals"])
+PUNCH_PARENTHETICALS: tuple[str, ...] = tuple(_LINES["punch_parentheticals"])
+# Setup/payoff pairs by pattern id; for "callback" the setup is a plain lead-in.
 JOKES: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
-    {
-        "rule-of-three": (
-            (
-                "{you}, what do we actually need to pull this off?",
-                "Three things: nerve, timing, and somebody to blame. That's you, {you}.",
-            ),
-            (
-                "What could possibly go wrong with the {prop}?",
-                "{hazard}, {boss}, and you. Mostly you.",
-            ),
-            (
-                "Tell me you at least made a list.",
-                "I made a list: courage, discipline, {food}. I got as far as {food}.",
-            ),
-        ),
-        "misunderstanding": (
-            (
-                "{you}, I know about the {prop}. I've known since this morning.",
-                "You know? Oh, thank goodness. Then you won't mind about the {b_prop} either.",
-            ),
-            (
-                "I told {other} everything. I had to. It was eating me alive.",
-                "You told {other} about the {food}? I can never show my face at {place} again!",
-            ),
-            (
-                "We need to talk about what happened last night.",
-                "The singing? I thought we agreed never to mention the singing.",
-            ),
-        ),
-        "scheme-backfire": (
-            (
-                "Relax, {you}. Nobody will ever connect us to the {prop}.",
-                "Nobody except whoever reads the label with your name on it.",
-            ),
-            (
-                "All we do is swap the {prop} before {boss} gets back. Simple.",
-                "Simple. Like last time. When we swapped the {vehicle}.",
-            ),
-            (
-                "The beauty of my plan is that it cannot possibly go wrong.",
-                "That's what you said about the {food}. They're still scraping it off the walls.",
-            ),
-            (
-                "I'll just tell {boss} it was {other}'s idea.",
-                "{other} is standing right behind you.",
-            ),
-        ),
-        "deadpan": (
-            (
-                "{oath}! There's {hazard} coming and the {prop} is on fire!",
-                "Huh. I'll put it on the list.",
-            ),
-            (
-                "{you}! The {prop} just exploded! There's {food} on the ceiling!",
-                "Well. That's dinner sorted.",
-            ),
-            (
-                "Did you hear? {boss} is coming here. Today. To see us!",
-                "Great. I'll find my other shirt.",
-            ),
-            (
-                "We've lost everything, {you}. The {money}, the {vehicle}, the {b_prop}.",
-                "So lunch is off, then.",
-            ),
-        ),
-        "hyperbole": (
-            (
-                "How bad can one little complaint from {boss} be?",
-                "How bad? {boss} once made a grown {your_role} cry just by reading the minutes.",
-            ),
-            (
-                "Is it really that big a deal? It's just the {prop}.",
-                "Just the {prop}? It's the most important invention since {drink}!",
-            ),
-            (
-                "One quick word with {boss}, {you}. What's the worst that could happen?",
-                "I'd rather walk to {faraway} barefoot, carrying the {prop}, uphill both ways.",
-            ),
-        ),
-        "reversal": (
-            (
-                "{you}, can I borrow your {b_prop}? Just for an hour.",
-                "Absolutely not. It's a matter of principle. ...Is it a paid hour?",
-            ),
-            (
-                "Promise me you'll stay calm when {boss} gets here.",
-                "I am serenity itself. I am a still pond. ...Where is {boss}? Let me at 'em!",
-            ),
-            (
-                "Be honest. Do you even care about {event}?",
-                "Me? Please. I'm above all that. ...Does this hat make me look like a winner?",
-            ),
-        ),
-        "callback": (
-            (LEAD_INS[0], "Said the person in charge of the {runner_prop}."),
-            (LEAD_INS[1], "That's what you said about the {runner_prop}, and look how that went."),
-            (
-                LEAD_INS[2],
-                "Funny. That's what {runner} said right before the {runner_prop} incident.",
-            ),
-            (LEAD_INS[3], "Two words, {you}: the {runner_prop}."),
-            (LEAD_INS[4], "You said that about the {runner_prop}. Twice."),
-            (LEAD_INS[5], "Normal. Sure. Has anybody told the {runner_prop}?"),
-            (LEAD_INS[6], "Everything, {you}. It always comes back to the {runner_prop}."),
-            (LEAD_INS[7], "The new person still has the {runner_prop} in their pocket."),
-        ),
-        "running-gag": (
-            (
-                "Why is the {runner_prop} in here again? I put it back this morning.",
-                "It likes you, {you}. It follows you around. I think it's imprinted.",
-            ),
-            (
-                "Has anybody seen the {runner_prop}? I've looked everywhere.",
-                "Check your pockets. Check {place}. Check behind {boss}. It gets around.",
-            ),
-            (
-                "{you}, please tell me that isn't the {runner_prop}.",
-                "It isn't. It's a different {runner_prop}. There are two now.",
-            ),
-        ),
-        "insult-comeback": (
-            (
-                "{you}, I've met {food} with more personality than you.",
-                "And yet the {food} still gets invited to more parties than you, {you}.",
-            ),
-            (
-                "Nice work today, {you}. I've seen {hazard} do less damage.",
-                "At least {hazard} has the decency to leave eventually.",
-            ),
-            (
-                "If brains were {money}, {you}, you couldn't afford {drink}.",
-                "And if charm were {money}, you'd owe me change.",
-            ),
-        ),
-        "delayed-reaction": (
-            (
-                "Oh, by the way, {boss} is moving in with us. Pass the {food}?",
-                "Here you go. ...Wait. MOVING IN?",
-            ),
-            (
-                "Anyway, I sold the {prop}. Is there any more {drink}?",
-                "Top shelf, behind the... you SOLD the {PROP}?",
-            ),
-            (
-                "Little thing: I told {visitor} you're a doctor. What time is it?",
-                "About half past... a DOCTOR?",
-            ),
-        ),
-        "literal-minded": (
-            (
-                "Keep an eye on the {prop} for me, would you?",
-                "I did. Both eyes, a full hour. Somebody took it anyway while I watched.",
-            ),
-            (
-                "{boss} says we need to think outside the box.",
-                "I tried. I sat outside the box for an hour. Nothing came.",
-            ),
-            (
-                "Could you give me a hand with the {b_prop}?",
-                "I'd rather not. I'm using both of them.",
-            ),
-        ),
-        "fish-out-of-water": (
-            (
-                "Where did you learn to handle a {vehicle} like that?",
-                "Nowhere. Back home we just shouted at things until they moved.",
-            ),
-            (
-                "What do you mean you've never had {drink}?",
-                "Where I'm from, that's not a drink. It's a punishment.",
-            ),
-            (
-                "You can't pay for {food} with that! We use {money} here.",
-                "Then I'll pay in compliments. Your hair is very... present.",
-            ),
-        ),
-        "status-reversal": (
-            (
-                "{you}, fetch me the {prop}. Now.",
-                "Say please. No, like you mean it. ...Now curtsy.",
-            ),
-            (
-                "Since when do you give the orders around here?",
-                "Since I found out who broke the {prop}. Sit down.",
-            ),
-            (
-                "I outrank you, {you}, and don't you forget it.",
-                "You outrank me. I have the only key to the {drink}. "
-                "Let's see how long rank lasts.",
-            ),
-        ),
-        "lie-that-grows": (
-            (
-                "So where exactly were you last night, {you}?",
-                "Visiting my sick aunt. And her twin. Who is also sick. They share a hat.",
-            ),
-            (
-                "You said the {prop} was a gift from {visitor}.",
-                "It was. From {visitor} and {boss}. Jointly. They met through me.",
-            ),
-            (
-                "Why would you tell {boss} you speak fluent {vocab}?",
-                "Because I nearly do. {other} is teaching me. Don't ask {other}.",
-            ),
-        ),
-        "observational": (
-            (
-                "Have you ever noticed nobody actually eats the {food}?",
-                "Nobody eats it, nobody throws it out. It's not food, it's a roommate.",
-            ),
-            (
-                "Why does the {vehicle} always break down right outside {place}?",
-                "Because it knows. It knows we'll have to talk to each other.",
-            ),
-            (
-                "Who decided {drink} was a morning drink?",
-                "Somebody who hated mornings and wanted company.",
-            ),
-        ),
-        "self-deprecation": (
-            (
-                "Come on, {you}, you're the smartest person here.",
-                "Thank you. In fairness, I just lost an argument with the {prop}.",
-            ),
-            (
-                "Why would {boss} pick you for {event}?",
-                "Honestly? I think it's a punishment. For somebody else.",
-            ),
-            (
-                "You're not still upset about the {b_prop}, are you?",
-                "I've been upset since birth. The {b_prop} has to wait its turn.",
-            ),
-        ),
-        "pompous-deflation": (
-            (
-                "As the only true expert on the {prop}, I shall handle this personally.",
-                "You're holding it upside down.",
-            ),
-            (
-                "I'll have you know I was personally commended by {boss}.",
-                "For holding a door. You held a door.",
-            ),
-            (
-                "My instincts, {you}, have never once failed me.",
-                "Your instincts lost the {vehicle} in a card game.",
-            ),
-        ),
-        "non-sequitur": (
-            (
-                "This is serious. If {boss} finds the {prop}, we're finished.",
-                "Did you know the {b_prop} is older than {boss}? I think about that a lot.",
-            ),
-            (
-                "We have ten minutes before {event}. Focus!",
-                "Is it just me, or does {other} look like a tall {food}?",
-            ),
-            (
-                "I need everybody's full attention on the {prop}.",
-                "Back home we had a goat that could count to four. Then it stopped. "
-                "We never asked.",
-            ),
-        ),
-        "topper": (
-            (
-                "I once waited six hours for {drink}.",
-                "Six hours? I once waited two days for {boss} to say thank you. Still waiting.",
-            ),
-            (
-                "Worst day ever. The {vehicle} broke down twice.",
-                "Twice? Mine broke down, caught fire, and was then stolen by {other}.",
-            ),
-            (
-                "I've been to {faraway}, you know.",
-                "I was born in {faraway}. Then I left. That's how bad.",
-            ),
-        ),
-        "bait-and-switch": (
-            (
-                "You've always been there for me, {you}.",
-                "And I always will be. Mostly because you owe me {money}.",
-            ),
-            (
-                "You know what I love most about {place}?",
-                "The people. The spirit. The fact that {boss} can never find me here.",
-            ),
-            (
-                "I'd give anything to see {other} happy.",
-                "Anything within reason. Not the {b_prop}. And not my {food}.",
-            ),
-        ),
-        "echo-twist": (
-            (
-                "Trust me. I have a plan.",
-                "You have a plan. {hazard} has a plan. Nobody likes either.",
-            ),
-            (
-                "I think I handled {boss} beautifully.",
-                "Beautifully. The way {hazard} handles a picnic.",
-            ),
-            (
-                "This is going to be the best {event} ever.",
-                "The best {event} ever. Said the last three people who organised it.",
-            ),
-        ),
-        "double-entendre": (
-            (
-                "Would you help me with my {b_prop}? It's been stiff all week.",
-                "I'm sure it has, honey. You'll want to see a professional.",
-            ),
-            (
-                "I've never been very good at handling the {vehicle}.",
-                "That's not what they say at {place}.",
-            ),
-            (
-                "{boss} says I make the best {food} for miles.",
-                "I'll bet {boss} says that to all the cooks.",
-            ),
-        ),
-        "slow-burn": (
-            (
-                "Sorry, {you}, one more thing: the {prop} is leaking again.",
-                "That's fine. That's fine. That is completely... WHO TOUCHED THE {PROP}?",
-            ),
-            (
-                "Also, {boss} wants it tonight. And {other} borrowed your {b_prop}.",
-                "Tonight. Fine. Borrowed. Fine. ...WHERE IS {OTHER}?",
-            ),
-            ("And one last thing. We're out of {drink}.", "Out. Of. {DRINK}?!"),
-        ),
-        "blurt": (
-            (
-                "Whatever you do, don't mention the {prop} to {boss}.",
-                "The {prop} we broke? That we hid? I wouldn't dream of it.",
-            ),
-            (
-                "Can you keep a secret, {you}?",
-                "No. But I can keep it for about an hour, which is nearly the same.",
-            ),
-            (
-                "Nobody knows about the {b_prop} except you and me.",
-                "And {other}. And {visitor}. I talk when I'm nervous.",
-            ),
-        ),
-        "slapstick": (
-            (
-                "Hand me the {prop}, {you}. Carefully. It's heavier than it looks.",
-                "I'm fine. The floor broke my fall. And most of my dignity.",
-            ),
-            (
-                "Mind the wet patch by the {b_prop}.",
-                "I'm okay! I meant to do that. Floors need testing.",
-            ),
-            (
-                "Steady... steady... I've got it, I've definitely got it...",
-                "Nobody move. I'm going to need {other}, some {drink} and a mop.",
-            ),
-        ),
-    }
-)
-
-ACTION_OPENINGS = (
-    "{A} is elbow-deep in the {focus}; {B} watches, arms folded.",
-    "{A} paces. {B} pretends to read, holding the page upside down.",
-    "{A} and {B} reach for the last {food} at the same moment. Neither lets go.",
-    "{A} bursts in carrying the {focus}. {B} does not look up.",
-    "{A} sits very still, the way people do when they have just broken something. {B} notices.",
-)
-ACTION_BUSINESS = (
-    "{X} turns the {focus} over, looking for instructions. There are none.",
-    "{X} produces the {other_prop} from somewhere. Nobody asks where.",
-    "{X} pours some {drink}, sniffs it, and decides against it.",
-    "{X} checks that the door is closed. Then checks again.",
-)
-ACTION_ENTRANCES = (
-    "{X} enters, already mid-complaint, and stops dead at the sight of the {focus}.",
-    "{X} slides in with a plate of {food} and an air of total innocence.",
-    "The door opens: {X}, who has clearly been listening.",
-)
-ACTION_REACTIONS = (
-    "A long silence. {X} looks at {Y}. {Y} looks at the {focus}.",
-    "{X} sinks into the nearest chair.",
-    "Everyone turns to look at {X}.",
-)
-ACTION_CLOSINGS = (
-    "{X} exits with as much dignity as the {focus} allows.",
-    "On {Y}'s face: pure, distilled dread.",
-    "Hold on the {focus}. It makes a small, ominous noise.",
-    "{X} and {Y} stare at each other as the lights flicker.",
-)
-ACTION_SLAPSTICK = (
-    "{X} lunges for the {focus}, misses, and takes the shelf down too.",
-    "{X} steps back onto something round. The floor arrives quickly.",
-    "The {focus} wobbles. {X} steadies it. It wobbles the other way. Gravity wins.",
-)
-TRANSITIONS = ("CUT TO:", "CUT TO:", "CUT TO:", "SMASH CUT TO:", "DISSOLVE TO:")
-LAST_TRANSITION = "FADE OUT."
-
+    {pattern: tuple((setup, payoff) for setup, payoff in pairs)
+     for pattern, pairs in _GRAMMAR["jokes"].items()}
+)  # fmt: skip
+ACTION_OPENINGS: tuple[str, ...] = tuple(_ACTIONS["openings"])
+ACTION_BUSINESS: tuple[str, ...] = tuple(_ACTIONS["business"])
+ACTION_ENTRANCES: tuple[str, ...] = tuple(_ACTIONS["entrances"])
+ACTION_REACTIONS: tuple[str, ...] = tuple(_ACTIONS["reactions"])
+ACTION_CLOSINGS: tuple[str, ...] = tuple(_ACTIONS["closings"])
+ACTION_SLAPSTICK: tuple[str, ...] = tuple(_ACTIONS["slapstick"])
+TRANSITIONS: tuple[str, ...] = tuple(_GRAMMAR["transitions"])
+LAST_TRANSITION: str = _GRAMMAR["last_transition"]
 # Catchphrase words swapped for the setting's lexicon (catalog.LEXICON_KEYS).
-CATCHPHRASE_SWAPS: Mapping[str, str] = MappingProxyType(
-    {
-        "moon": "faraway",
-        "coffee": "drink",
-        "beer": "drink",
-        "martini": "drink",
-        "cheesecake": "food",
-        "soup": "food",
-        "money": "money",
-        "bucks": "money",
-        "cab": "vehicle",
-        "taxi": "vehicle",
-        "bus": "vehicle",
-        "garage": "place",
-        "swamp": "place",
-        "apartment": "place",
-        "dunder mifflin": "place",
-    }
-)
+CATCHPHRASE_SWAPS: Mapping[str, str] = MappingProxyType(dict(_GRAMMAR["catchphrase_swaps"]))
+GENERIC_PROPS: tuple[str, ...] = tuple(_GRAMMAR["generic_props"])
+GENERIC_VOCABULARY: tuple[str, ...] = tuple(_GRAMMAR["generic_vocabulary"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -980,6 +301,16 @@ def transform_cast(
 # The episode kernel: choices shared by the outline and every scene.
 
 
+class _Roles(NamedTuple):
+    """Who drives which line of the story."""
+
+    lead: str
+    partner: str
+    b1: str
+    b2: str
+    runner: str
+
+
 @dataclass(frozen=True)
 class _Kernel:
     lead: str
@@ -996,6 +327,10 @@ class _Kernel:
     patterns: tuple[str, ...]
     locations: tuple[str, ...]
     slots: Mapping[str, str]
+
+    @property
+    def roles(self) -> _Roles:
+        return _Roles(self.lead, self.partner, self.b1, self.b2, self.runner)
 
 
 def _pick_runner(cast: Sequence[Character]) -> str:
@@ -1159,8 +494,10 @@ def write_outline(
     relationships: Sequence[Relationship],
     scene_count: int,
     seed: int,
+    target_runtime_seconds: float = 0.0,
 ) -> Outline:
-    """Title, logline, A and B plots and one beat per scene, acts as the show's structure says."""
+    """Title, logline, A and B plots and one beat per scene, acts as the show's structure says,
+    and the runtime target shared among the beats (default: DEFAULT_SCENE_SECONDS a scene)."""
     if not 1 <= scene_count <= MAX_SCENES:
         raise ValueError(f"scene_count must be between 1 and {MAX_SCENES} (got {scene_count})")
     kernel = _kernel(show, setting, cast, seed)
@@ -1191,6 +528,7 @@ def write_outline(
             act.beats.add(scene_index=index, plot=plots[index], description=descriptions[index])
             index += 1
     _note_relationship(outline, relationships, kernel)
+    allocate_targets(outline, target_runtime_seconds or scene_count * DEFAULT_SCENE_SECONDS)
     return outline
 
 
@@ -1223,6 +561,146 @@ def _note_relationship(
 
 # ---------------------------------------------------------------------------------------------
 # Scenes
+#
+# A scene is written to its beat's runtime target (Beat.target_seconds): an opening exchange and a
+# joke, build-up steps spread between the remaining jokes (one comedic beat about every
+# COMEDY_INTERVAL_SECONDS), a closing action, then exchanges added (or optional lines dropped)
+# until the runtime estimate is within FIT_TOLERANCE of the target.
+#
+# No dialogue line is heard twice in an episode, yet every scene is written on its own. The
+# episode's line plan (a pure function of the episode's inputs) deals every template of every pool
+# to one of the scenes that draw from that pool. A scene speaks its own templates first; when it
+# needs more it borrows one and prefixes its own discourse marker ("For the record, ..."): one
+# marker per scene, different in every scene, so a borrowed line never equals another scene's.
+# Joke pairs and catchphrases are planned the same way.
+
+FIT_TOLERANCE = 0.05
+EXCHANGE_SECONDS = 8.0  # with less than this missing, single lines fill the gap
+MAX_FILLS = 40
+MIN_JOKES, MAX_JOKES = 2, 6
+MIN_TARGET_SECONDS, MAX_TARGET_SECONDS = 40.0, 175.0
+AUTO_MIN_SCENES, AUTO_MAX_SCENES = 8, 12
+LONGEST_AUTO_SCENE_SECONDS = 170.0
+MARKS: tuple[str, ...] = tuple(_GRAMMAR["marks"])
+TOPPERS: tuple[str, ...] = tuple(_GRAMMAR["toppers"])
+_POOLS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "open": OPENERS,
+        "develop": DEVELOP,
+        "push": PUSHES,
+        "turn": TURNS,
+        "react": REACTIONS,
+        "object": MappingProxyType({"": OBJECTIONS}),
+        "banter": MappingProxyType({"": BANTER}),
+        "arrive": MappingProxyType({"": ARRIVALS}),
+    }
+)
+
+
+@dataclass(frozen=True)
+class SceneDirectives:
+    """What a revision asks of a scene (see `read_notes`). `take` 0 is the first draft; any other
+    value is another take of the same beat: other templates first, other choices."""
+
+    speakers: tuple[str, ...] = ()
+    length_factor: float = 1.0
+    extra_jokes: int = 0
+    focus: str = ""
+    take: int = 0
+
+
+FIRST_DRAFT = SceneDirectives()
+
+
+def auto_scene_count(
+    show: Show, seed: int, episode_seconds: float, scene_seconds: float = DEFAULT_SCENE_SECONDS
+) -> int:
+    """Scenes for an episode whose request leaves the count open: as many scenes of about
+    `scene_seconds` as fill `episode_seconds`, give or take one (by seed), within 8-12, and never
+    so few that an act scene would run longer than LONGEST_AUTO_SCENE_SECONDS."""
+    jitter = _digest("scene-count", show.id, seed) % 3 - 1
+    count = round(episode_seconds / max(1.0, scene_seconds)) + jitter
+    count = min(AUTO_MAX_SCENES, max(AUTO_MIN_SCENES, count))
+    while count < AUTO_MAX_SCENES and _longest_scene(show, count, episode_seconds) > (
+        LONGEST_AUTO_SCENE_SECONDS
+    ):
+        count += 1
+    return count
+
+
+def _longest_scene(show: Show, scene_count: int, episode_seconds: float) -> float:
+    segments = _allocate(show.structure, scene_count)
+    units = sum(RUNNER_WEIGHT if name in (COLD_OPEN, TAG) else count for name, count in segments)
+    return episode_seconds / units
+
+
+def _pool(name: str) -> tuple[str, ...]:
+    kind, _, key = name.partition(":")
+    return _POOLS[kind][key]
+
+
+def _push_key(stage: str) -> str:
+    return "B" if _plot_key(stage) == "B" else "A"
+
+
+def _pool_users(
+    name: str, stages: tuple[str, ...], families: tuple[frozenset[str], ...]
+) -> tuple[int, ...]:
+    """The scenes that may draw from a pool (the ones its templates are dealt to): by stage, by
+    plot line, or by the archetypes of the scene's first-draft speakers."""
+    kind, _, key = name.partition(":")
+    if kind in ("open", "develop"):
+        users = [i for i, stage in enumerate(stages) if stage == key]
+    elif kind == "react":
+        users = [i for i, present in enumerate(families) if key in present]
+    elif kind == "push":
+        users = [i for i, stage in enumerate(stages) if _push_key(stage) == key]
+    elif kind == "turn":
+        users = [i for i, stage in enumerate(stages) if _plot_key(stage) == key]
+    else:
+        users = []
+    return tuple(users) or tuple(range(len(stages)))
+
+
+@lru_cache(maxsize=8192)
+def _owners(name: str, size: int, users: tuple[int, ...], seed: int, key: str) -> tuple[int, ...]:
+    """The scene that owns each template of a pool: dealt round robin, in a seeded order."""
+    order = sorted(range(size), key=lambda template: _digest("deal", key, seed, name, template))
+    owners = [-1] * size
+    for position, template in enumerate(order):
+        owners[template] = users[position % len(users)]
+    return tuple(owners)
+
+
+@lru_cache(maxsize=16384)
+def _candidates(
+    name: str, users: tuple[int, ...], index: int, take: int, seed: int, key: str
+) -> tuple[tuple[str, bool], ...]:
+    """A scene's templates of a pool, (template, borrowed), its own first, in a seeded order."""
+    pool = _pool(name)
+    owners = _owners(name, len(pool), users, seed, key)
+    shift = _digest("order", key, seed, name, index, take)
+    order = sorted(range(len(pool)), key=lambda t: (owners[t] != index, (t + shift) % len(pool)))
+    return tuple((pool[t], owners[t] != index) for t in order)
+
+
+@lru_cache(maxsize=4096)
+def _scene_marks(index: int, scenes: int, seed: int, key: str) -> tuple[str, ...]:
+    """The scene's discourse markers for borrowed lines, dealt like templates: no two scenes of
+    an episode share one (MARKS has at least two for each of MAX_SCENES scenes)."""
+    order = sorted(range(len(MARKS)), key=lambda mark: _digest("mark", key, seed, mark))
+    return tuple(MARKS[mark] for position, mark in enumerate(order) if position % scenes == index)
+
+
+def _prefix(lead: str, text: str) -> str:
+    """'Well, gee,' + 'It works.' -> 'Well, gee, it works.'; 'Look.' + 'It works.' stays two
+    sentences; a lead ending in a comma before a name or 'I' becomes its own sentence."""
+    first = text.split(" ", 1)[0].lower().strip(",.!?")
+    if lead.endswith(",") and first in _LOWER_STARTERS:
+        return f"{lead} {text[:1].lower()}{text[1:]}"
+    if lead.endswith(","):
+        return f"{lead[:-1]}. {text}"
+    return f"{lead} {text}"
 
 
 @dataclass(frozen=True)
@@ -1238,11 +716,13 @@ class _Line:
     parenthetical: str = ""
     extension: str = ""
     joke: _JokeSpec | None = None
+    optional: bool = False  # may be dropped when the scene runs long
 
 
 @dataclass
 class _Action:
     text: str
+    optional: bool = False
 
 
 _Item: TypeAlias = _Line | _Action
@@ -1259,12 +739,23 @@ class _SceneWriter:
     index: int
     seed: int
     rng: random.Random
+    stages: tuple[str, ...]
+    families: tuple[frozenset[str], ...]  # archetype families of each scene's speakers
+    plan_key: str
+    take: int = 0
     items: list[_Item] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
+    templates: set[tuple[str, str]] = field(default_factory=set)  # (pool, template) spoken
     uses: dict[str, int] = field(default_factory=dict)
     tics: dict[str, int] = field(default_factory=dict)
     focus: str = ""
-    ordinals: Mapping[str, int] = field(default_factory=dict)
+    borrowed: int = 0
+
+    def mark(self, text: str) -> str:
+        """A borrowed line, prefixed with the scene's next discourse marker."""
+        marks = _scene_marks(self.index, len(self.stages), self.seed, self.plan_key)
+        self.borrowed += 1
+        return _prefix(marks[(self.borrowed - 1) % len(marks)], text)
 
     # -- slots and templates ------------------------------------------------------------------
 
@@ -1295,26 +786,32 @@ class _SceneWriter:
         return (character.role or character.archetype) if character else "bystander"
 
     def pick(self, pool_name: str, pool: Sequence[str]) -> Iterable[str]:
-        """Templates in an order that rotates from scene to scene, so that consecutive scenes
-        (or consecutive scenes of the same plot line) start from different templates."""
+        """Action templates in an order that rotates from scene to scene (actions may recur)."""
         count = self.uses.get(pool_name, 0)
         self.uses[pool_name] = count + 1
-        kind = pool_name.split(":", 1)[0]
-        if kind in ("push", "turn", "open"):
-            position = self.ordinals.get(kind, self.index)
-        else:
-            stride = next(s for s in range(3, len(pool) + 3) if math.gcd(s, len(pool)) == 1)
-            position = self.index * stride
-        start = _digest("pool", pool_name, self.seed, self.show.id) + position + count
+        stride = next(s for s in range(3, len(pool) + 3) if math.gcd(s, len(pool)) == 1)
+        start = _digest("pool", pool_name, self.seed, self.show.id) + self.index * stride + count
         return (pool[(start + k) % len(pool)] for k in range(len(pool)))
 
-    def fill(self, pool_name: str, pool: Sequence[str], me: str, you: str, other: str) -> str:
+    def candidates(self, pool_name: str) -> tuple[tuple[str, bool], ...]:
+        """(template, borrowed) in the order this scene tries them: its own first."""
+        users = _pool_users(pool_name, self.stages, self.families)
+        return _candidates(pool_name, users, self.index, self.take, self.seed, self.plan_key)
+
+    def fill(self, pool_name: str, me: str, you: str, other: str) -> str:
+        """A line from the pool, unused in this scene; borrowed templates carry the scene mark."""
         slots = self.slots(me, you, other)
-        for template in self.pick(pool_name, pool):
+        candidates = self.candidates(pool_name)
+        for template, borrowed in candidates:
             text = _sentence(template.format_map(slots))
-            if text not in self.used:
-                return text
-        return self.unique(_sentence(pool[0].format_map(slots)))
+            if (pool_name, template) in self.templates or text in self.used:
+                continue
+            self.templates.add((pool_name, template))
+            return self.mark(text) if borrowed else text
+        # Every template of the pool was spoken in this scene already: the first once more.
+        template, borrowed = candidates[0]
+        text = _sentence(template.format_map(slots))
+        return self.unique(self.mark(text) if borrowed else text)
 
     def unique(self, text: str) -> str:
         for tail in ("I mean it.", "Honestly.", "Think about it.", "Again.", "Trust me."):
@@ -1333,13 +830,7 @@ class _SceneWriter:
         if self.tics.get(speaker, 0) >= MAX_TICS_PER_SPEAKER:
             return text
         self.tics[speaker] = self.tics.get(speaker, 0) + 1
-        tic = self.rng.choice(list(character.verbal_tics))
-        first = text.split(" ", 1)[0].lower().strip(",.!?")
-        if tic.endswith(",") and first in _LOWER_STARTERS:
-            return f"{tic} {text[:1].lower()}{text[1:]}"
-        if tic.endswith(","):
-            return f"{tic[:-1]}. {text}"
-        return f"{tic} {text}"
+        return _prefix(self.rng.choice(list(character.verbal_tics)), text)
 
     def parenthetical(self, me: str, you: str, punch: bool = False) -> str:
         if self.rng.random() >= PARENTHETICAL_CHANCE:
@@ -1347,7 +838,7 @@ class _SceneWriter:
         pool = PUNCH_PARENTHETICALS if punch else PARENTHETICALS
         return self.rng.choice(pool).format_map(self.slots(me, you, you))
 
-    def say(
+    def compose(
         self,
         speaker: str,
         text: str,
@@ -1355,15 +846,19 @@ class _SceneWriter:
         joke: _JokeSpec | None = None,
         extension: str = "",
         plain: bool = False,
+        optional: bool = False,
     ) -> _Line:
-        """Appends a line; `plain` lines (catchphrases) get no tic and no parenthetical."""
+        """A line (not yet placed); `plain` lines (catchphrases) get no tic, no parenthetical."""
         if joke is None and not plain:
             text = self.voiced(speaker, text)
         text = self.unique(text)
         self.used.add(text)
         punch = joke is not None and joke.role != episode_pb2.JOKE_ROLE_SETUP
         parenthetical = "" if plain else self.parenthetical(speaker, you, punch)
-        line = _Line(speaker, text, parenthetical, extension, joke)
+        return _Line(speaker, text, parenthetical, extension, joke, optional)
+
+    def say(self, speaker: str, text: str, you: str, **options: object) -> _Line:
+        line = self.compose(speaker, text, you, **options)  # type: ignore[arg-type]
         self.items.append(line)
         return line
 
@@ -1372,23 +867,27 @@ class _SceneWriter:
         last = self.items[-1] if self.items else None
         return last.speaker if isinstance(last, _Line) else None
 
-    def line(self, pool_name: str, pool: Sequence[str], me: str, you: str, other: str) -> _Line:
+    def line(self, pool_name: str, me: str, you: str, other: str, optional: bool = False) -> _Line:
         if me == self.last_speaker() and you != me:
             me, you = you, me
-        return self.say(me, self.fill(pool_name, pool, me, you, other), you)
+        return self.say(me, self.fill(pool_name, me, you, other), you, optional=optional)
 
     def react(self, me: str, you: str, other: str) -> _Line:
         if me == self.last_speaker() and you != me:
             me, you = you, me
-        family = catalog.archetype_family(self._archetype(me))
-        return self.line(f"react:{family}", REACTIONS[family], me, you, other)
+        return self.line(self.reaction_pool(me), me, you, other)
 
-    def action(self, pool_name: str, pool: Sequence[str], x: str, y: str, prefix: str = "") -> None:
+    def reaction_pool(self, name: str) -> str:
+        return f"react:{catalog.archetype_family(self._archetype(name))}"
+
+    def action(
+        self, pool_name: str, pool: Sequence[str], x: str, y: str, prefix: str = "", **kw: bool
+    ) -> None:
         slots = self.slots(x, y, y)
         template = next(iter(self.pick(pool_name, pool)))
         slots.update(X=x, Y=y, A=x.upper(), B=y.upper())
         text = _sentence(template.format_map(slots))
-        self.items.append(_Action(f"{prefix} {text}" if prefix else text))
+        self.items.append(_Action(f"{prefix} {text}" if prefix else text, **kw))
 
     # -- jokes -----------------------------------------------------------------------------------
 
@@ -1409,18 +908,16 @@ class _SceneWriter:
     def _joke_pair(
         self, slot: _JokeSlot, setup_by: str, punch_by: str, other: str
     ) -> tuple[str, str]:
-        pairs = JOKES[slot.pattern]
+        """The planned pair; a pair the plan has already given to another scene gets the mark."""
+        setup, payoff = JOKES[slot.pattern][slot.pair]
         setup_slots = self.slots(setup_by, punch_by, other)
         punch_slots = {**setup_slots, **self.slots(punch_by, setup_by, other)}
         punch_slots.update(vocab=setup_slots["vocab"])
-        for k in range(len(pairs)):
-            setup, payoff = pairs[(slot.pair + k) % len(pairs)]
-            first = _sentence(setup.format_map(setup_slots))
-            second = _sentence(payoff.format_map(punch_slots))
-            if first not in self.used and second not in self.used:
-                return first, second
-        setup, payoff = pairs[0]
-        return _sentence(setup.format_map(setup_slots)), _sentence(payoff.format_map(punch_slots))
+        first = _sentence(setup.format_map(setup_slots))
+        second = _sentence(payoff.format_map(punch_slots))
+        if slot.repeat:
+            return self.mark(first), self.mark(second)
+        return first, second
 
     def _joke_speakers(self, pattern_id: str, present: Sequence[str]) -> tuple[str, str]:
         """(setup, payoff) speakers: the payoff goes to an archetype the pattern suits, and
@@ -1455,29 +952,38 @@ def _find_beat(outline: Outline, scene_index: int) -> tuple[episode_pb2.Beat | N
     return None, ACT_NAMES[0]
 
 
-def _participants(
-    beat: episode_pb2.Beat | None, cast: Sequence[Character], kernel: _Kernel, stage: str
-) -> list[str]:
-    """Speakers: the characters the beat names, topped up from the plot's defaults."""
-    names = [c.name for c in cast]
-    text = beat.description if beat else ""
+def _named_in(text: str, names: Iterable[str]) -> list[str]:
+    """The names that occur in `text`, in order of first occurrence."""
     found = sorted(
         (match.start(), name)
         for name in names
-        if (match := re.search(rf"\b{re.escape(name)}\b", text)) is not None
+        if (match := word_pattern(name).search(text)) is not None
     )
-    speakers = list(dict.fromkeys(name for _, name in found))
+    return list(dict.fromkeys(name for _, name in found))
+
+
+def _participants(
+    beat: episode_pb2.Beat | None,
+    names: Sequence[str],
+    roles: _Roles,
+    stage: str,
+    wanted: Sequence[str] = (),
+) -> list[str]:
+    """Speakers: those a revision asks for, then the characters the beat names, topped up from
+    the plot's defaults."""
+    speakers = [name for name in wanted if name in names]
+    speakers += [n for n in _named_in(beat.description if beat else "", names) if n not in speakers]
     plot = beat.plot if beat else episode_pb2.PLOT_LINE_A
     defaults = {
-        episode_pb2.PLOT_LINE_B: [kernel.b1, kernel.b2, kernel.lead],
-        episode_pb2.PLOT_LINE_RUNNER: [kernel.runner, kernel.lead, kernel.partner],
-    }.get(plot, [kernel.lead, kernel.partner, kernel.b1])
+        episode_pb2.PLOT_LINE_B: [roles.b1, roles.b2, roles.lead],
+        episode_pb2.PLOT_LINE_RUNNER: [roles.runner, roles.lead, roles.partner],
+    }.get(plot, [roles.lead, roles.partner, roles.b1])
     for name in [*defaults, *names]:
         if len(speakers) >= 3:
             break
         if name not in speakers:
             speakers.append(name)
-    limit = 4 if stage == "climax" else 3
+    limit = max(4 if stage == "climax" else 3, min(4, len(wanted)))
     return speakers[:limit]
 
 
@@ -1500,6 +1006,7 @@ class _JokeSlot:
     pattern: str
     pair: int  # index into JOKES[pattern]
     role: int
+    repeat: bool = False  # the pair was planned for an earlier slot too
 
 
 def _all_stages(outline: Outline, total: int) -> tuple[str, ...]:
@@ -1507,6 +1014,17 @@ def _all_stages(outline: Outline, total: int) -> tuple[str, ...]:
     known = sorted(i for i in plots if 0 <= i < total)
     stages = dict(zip(known, _stages([plots[i] for i in known]), strict=True))
     return tuple(stages.get(index, "scheme") for index in range(total))
+
+
+def _all_targets(outline: Outline, total: int) -> tuple[float, ...]:
+    """Runtime target of every scene, from the beats (DEFAULT_SCENE_SECONDS when unset)."""
+    targets = {b.scene_index: b.target_seconds for act in outline.acts for b in act.beats}
+    return tuple(targets.get(index) or DEFAULT_SCENE_SECONDS for index in range(total))
+
+
+def _joke_count(target: float) -> int:
+    """One comedic beat about every COMEDY_INTERVAL_SECONDS."""
+    return min(MAX_JOKES, max(MIN_JOKES, math.ceil(target / COMEDY_INTERVAL_SECONDS)))
 
 
 def _is_callback_button(seed: int, key: str, index: int, stage: str, last: bool) -> bool:
@@ -1526,11 +1044,11 @@ def _next_pattern(
 ) -> str:
     """The show's favourites in rotation, now and then a library pattern for variety; a pattern
     whose every pair has been used already gives way to the least-used one."""
-    index, slot = position
+    turn, slot = position
     library = [pattern for pattern in JOKES if pattern != "callback"]
-    pattern = favoured[(3 * index + slot) % len(favoured)]
-    if _digest("off-library", seed, key, index, slot) % 100 < OFF_LIBRARY_CHANCE * 100:
-        pattern = library[_digest("library", seed, key, index, slot) % len(library)]
+    pattern = favoured[turn % len(favoured)]
+    if _digest("off-library", seed, key, turn, slot) % 100 < OFF_LIBRARY_CHANCE * 100:
+        pattern = library[_digest("library", seed, key, turn, slot) % len(library)]
     blocked = set(taken)
     if pattern not in blocked and usage.get(pattern, 0) < len(JOKES[pattern]):
         return pattern
@@ -1543,39 +1061,38 @@ def _next_pattern(
 
 @lru_cache(maxsize=256)
 def _joke_plan(
-    favoured: tuple[str, ...], stages: tuple[str, ...], seed: int, key: str
+    favoured: tuple[str, ...],
+    stages: tuple[str, ...],
+    counts: tuple[int, ...],
+    seed: int,
+    key: str,
 ) -> tuple[tuple[_JokeSlot, ...], ...]:
-    """Three joke slots per scene for the whole episode, so that no setup/payoff pair repeats
-    until the library runs out. A pure function of the episode's inputs: every scene computes
-    the same plan and takes its own row."""
+    """The joke slots of every scene of the episode (counts[i] in scene i), so that no
+    setup/payoff pair repeats until the library runs out. A pure function of the episode's
+    inputs: every scene computes the same plan and takes its own row."""
     usage: dict[str, int] = {}
     plan = []
-    for index, stage in enumerate(stages):
+    turn = 0
+    for index, (stage, count) in enumerate(zip(stages, counts, strict=True)):
         first = index == 0 or stage == "cold"
         last = index == len(stages) - 1
         row: list[_JokeSlot] = []
-        for slot in range(3):
+        for slot in range(count):
             taken = [s.pattern for s in row] + (["running-gag"] if first else [])
             if slot == 1 and first:
                 pattern = "running-gag"
-            elif slot == 2 and _is_callback_button(seed, key, index, stage, last):
+            elif slot == count - 1 and _is_callback_button(seed, key, index, stage, last):
                 pattern = "callback"
             else:
-                pattern = _next_pattern(favoured, (index, slot), usage, taken, seed, key)
-            count = usage.get(pattern, 0)
-            usage[pattern] = count + 1
+                pattern = _next_pattern(favoured, (turn, slot), usage, taken, seed, key)
+                turn += 1
+            used = usage.get(pattern, 0)
+            usage[pattern] = used + 1
             role = episode_pb2.JOKE_ROLE_CALLBACK if pattern == "callback" else PUNCHLINE
-            row.append(_JokeSlot(pattern, count % len(JOKES[pattern]), role))
+            pairs = len(JOKES[pattern])
+            row.append(_JokeSlot(pattern, used % pairs, role, repeat=used >= pairs))
         plan.append(tuple(row))
     return tuple(plan)
-
-
-def _ordinals(stages: Sequence[str], index: int) -> dict[str, int]:
-    """How many earlier scenes share this scene's plot line ('push', 'turn') or stage ('open')."""
-    plot = _plot_key(stages[index])
-    same_plot = sum(1 for stage in stages[:index] if _plot_key(stage) == plot)
-    same_stage = sum(1 for stage in stages[:index] if stage == stages[index])
-    return {"push": same_plot, "turn": same_plot, "open": same_stage}
 
 
 def _focus(kernel: _Kernel, stage: str) -> str:
@@ -1595,14 +1112,29 @@ def _plot_key(stage: str) -> str:
 
 @dataclass(frozen=True)
 class _Frame:
-    """Who is in the scene, what it plays and which patterns its three joke slots use."""
+    """Who is in the scene, what it plays, its joke slots and its runtime target."""
 
-    primary: str
-    secondary: str
-    third: str | None
+    speakers: tuple[str, ...]
     stage: str
-    plot: str
     jokes: tuple[_JokeSlot, ...]
+    target: float
+
+    @property
+    def primary(self) -> str:
+        return self.speakers[0]
+
+    @property
+    def secondary(self) -> str:
+        return self.speakers[1] if len(self.speakers) > 1 else self.speakers[0]
+
+    @property
+    def newcomers(self) -> tuple[str, ...]:
+        """Speakers who enter during the scene."""
+        return self.speakers[2:]
+
+    @property
+    def plot(self) -> str:
+        return _plot_key(self.stage)
 
     @property
     def short(self) -> bool:
@@ -1610,24 +1142,34 @@ class _Frame:
 
     @property
     def bystander(self) -> str:
-        return self.third or self.secondary
+        return self.speakers[2] if len(self.speakers) > 2 else self.secondary
 
 
-def _write_body(
-    writer: _SceneWriter, speakers: list[str], stage: str, jokes: tuple[_JokeSlot, ...]
-) -> None:
-    frame = _Frame(
-        primary=speakers[0],
-        secondary=speakers[1] if len(speakers) > 1 else speakers[0],
-        third=speakers[2] if len(speakers) > 2 else None,
-        stage=stage,
-        plot=_plot_key(stage),
-        jokes=jokes,
-    )
+def _write_body(writer: _SceneWriter, frame: _Frame) -> None:
+    """Opening and first joke; build-up steps spread between the other jokes; closing; fit."""
     _write_opening(writer, frame)
-    present = _write_middle(writer, frame)
-    writer.joke(frame.jokes[2], present)
+    present = [frame.primary, frame.secondary]
+    steps = _steps(frame)
+    later = frame.jokes[1:]
+    for group, slot in zip(_spread(steps, len(later)), later, strict=True):
+        for step in group:
+            present = step(writer, frame, present)
+        writer.joke(slot, present)
     writer.action("closing", ACTION_CLOSINGS, frame.primary, frame.secondary)
+    _space_beats(writer)
+    _fit_length(writer, frame, present)
+    _space_beats(writer)
+
+
+def _spread(steps: Sequence[_Step], groups: int) -> list[list[_Step]]:
+    """Steps split in order into `groups` runs as even as possible (earlier runs longer)."""
+    size, extra = divmod(len(steps), groups)
+    runs, start = [], 0
+    for group in range(groups):
+        end = start + size + (1 if group < extra else 0)
+        runs.append(list(steps[start:end]))
+        start = end
+    return runs
 
 
 def _write_opening(writer: _SceneWriter, frame: _Frame) -> None:
@@ -1635,73 +1177,111 @@ def _write_opening(writer: _SceneWriter, frame: _Frame) -> None:
     primary, secondary = frame.primary, frame.secondary
     ambience = next(iter(writer.pick("ambience", catalog.setting_profile(writer.setting).ambience)))
     writer.action("opening", ACTION_OPENINGS, primary, secondary, prefix=ambience)
-    writer.line(f"open:{frame.stage}", OPENERS[frame.stage], primary, secondary, frame.bystander)
-    writer.react(secondary, primary, frame.third or primary)
+    writer.line(f"open:{frame.stage}", primary, secondary, frame.bystander)
+    writer.react(secondary, primary, frame.bystander)
     writer.joke(frame.jokes[0], [primary, secondary])
-    writer.action("business", ACTION_BUSINESS, primary, secondary)
+    writer.action("business", ACTION_BUSINESS, primary, secondary, optional=True)
 
 
-def _write_middle(writer: _SceneWriter, frame: _Frame) -> list[str]:
-    """Stakes, an entrance, banter and the second joke; returns who is now present."""
+def _stakes(writer: _SceneWriter, frame: _Frame, present: list[str]) -> list[str]:
+    """What the plan needs, and the objection to it."""
     primary, secondary = frame.primary, frame.secondary
-    if not frame.short:
-        pushes = PUSHES["B" if frame.plot == "B" else "A"]
-        writer.line(f"push:{frame.plot}", pushes, primary, secondary, frame.bystander)
-        writer.line("object", OBJECTIONS, secondary, primary, frame.third or primary)
-    present = _enter(writer, frame.third, primary) if frame.third else [primary, secondary]
+    writer.line(f"push:{_push_key(frame.stage)}", primary, secondary, frame.bystander)
+    writer.line("object", secondary, primary, frame.bystander, optional=True)
+    return present
+
+
+def _entrance(writer: _SceneWriter, frame: _Frame, present: list[str]) -> list[str]:
+    """The third speaker comes in (sometimes heard before seen); maybe a catchphrase."""
+    if len(frame.speakers) > 2:
+        present = _enter(writer, frame.speakers[2], frame.primary, present)
     _catchphrase(writer, present)
-    if frame.short:
-        writer.joke(frame.jokes[1], present)
-        return present
+    return present
+
+
+def _late_entrance(writer: _SceneWriter, frame: _Frame, present: list[str]) -> list[str]:
+    """Anyone else the scene needs (the climax brings both plots together)."""
+    for newcomer in frame.newcomers[1:]:
+        present = _enter(writer, newcomer, frame.primary, present)
+    return present
+
+
+def _banter(writer: _SceneWriter, frame: _Frame, present: list[str]) -> list[str]:
     for _ in range(writer.rng.randint(0, 1)):
         me = writer.rng.choice(present)
-        writer.line("banter", BANTER, me, _someone_else(present, me), secondary)
-    writer.joke(frame.jokes[1], present)
-    writer.line(f"turn:{frame.plot}", TURNS[frame.plot], primary, secondary, frame.bystander)
-    writer.action("reaction", ACTION_REACTIONS, secondary, primary)
+        writer.line("banter", me, _someone_else(present, me), frame.secondary, optional=True)
     return present
+
+
+def _turn(writer: _SceneWriter, frame: _Frame, present: list[str]) -> list[str]:
+    """The scene's turn, and the room's silence after it."""
+    writer.line(f"turn:{frame.plot}", frame.primary, frame.secondary, frame.bystander)
+    writer.action("reaction", ACTION_REACTIONS, frame.secondary, frame.primary, optional=True)
+    return present
+
+
+_Step: TypeAlias = Callable[[_SceneWriter, _Frame, list[str]], list[str]]
+_LONG_STEPS: tuple[_Step, ...] = (_stakes, _entrance, _banter, _late_entrance, _turn)
+_BRIEF_STEPS: tuple[_Step, ...] = (_entrance, _late_entrance, _turn)
+_SHORT_STEPS: tuple[_Step, ...] = (_entrance,)
+BRIEF_SCENE_SECONDS = 80.0  # act scenes shorter than this skip the stakes and the banter
+
+
+def _steps(frame: _Frame) -> tuple[_Step, ...]:
+    if frame.short:
+        return _SHORT_STEPS
+    return _BRIEF_STEPS if frame.target < BRIEF_SCENE_SECONDS else _LONG_STEPS
 
 
 def _someone_else(present: Sequence[str], me: str) -> str:
     return next((name for name in present if name != me), me)
 
 
-def _enter(writer: _SceneWriter, third: str, primary: str) -> list[str]:
-    """Brings the third speaker in, sometimes heard off-screen before being seen."""
-    spoken = [item.speaker for item in writer.items if isinstance(item, _Line)]
-    if writer.rng.random() < 0.35:
-        text = writer.fill("banter", BANTER, third, primary, primary)
-        writer.say(third, text, primary, extension="O.S.")
-        writer.action("entrance", ACTION_ENTRANCES, third, primary)
+def _enter(writer: _SceneWriter, newcomer: str, primary: str, present: list[str]) -> list[str]:
+    """Brings a speaker in, sometimes heard off-screen before being seen."""
+    if newcomer in present:
+        return present
+    if writer.rng.random() < 0.35 and writer.last_speaker() != newcomer:
+        text = writer.fill("arrive", newcomer, primary, primary)
+        writer.say(newcomer, text, primary, extension="O.S.")
+        writer.action("entrance", ACTION_ENTRANCES, newcomer, primary)
     else:
-        writer.action("entrance", ACTION_ENTRANCES, third, primary)
-        writer.line("banter", BANTER, third, primary, primary)
-    return list(dict.fromkeys([*spoken, third]))
+        writer.action("entrance", ACTION_ENTRANCES, newcomer, primary)
+        writer.say(newcomer, writer.fill("arrive", newcomer, primary, primary), primary)
+    return [*present, newcomer]
 
 
 def _catchphrase(writer: _SceneWriter, present: Sequence[str]) -> None:
-    """At most one catchphrase a scene, in fewer than half the scenes."""
+    """At most one catchphrase a scene, in fewer than half the scenes, and each catchphrase in
+    one scene of the episode at most (the plan deals them out)."""
     if writer.rng.random() >= CATCHPHRASE_CHANCE:
         return
     last = writer.last_speaker()
-    voiced = [
-        n for n in present if n != last and writer.cast.get(n) and writer.cast[n].catchphrases
+    owned = [
+        (speaker, phrase)
+        for speaker, phrase in _owned_catchphrases(writer)
+        if speaker in present and speaker != last and phrase not in writer.used
     ]
-    if not voiced:
-        return
-    speaker = writer.rng.choice(voiced)
-    phrase = writer.rng.choice(list(writer.cast[speaker].catchphrases))
-    if phrase not in writer.used:
+    if owned:
+        speaker, phrase = owned[writer.rng.randrange(len(owned))]
         writer.say(speaker, phrase, _someone_else(present, speaker), plain=True)
 
 
+def _owned_catchphrases(writer: _SceneWriter) -> list[tuple[str, str]]:
+    phrases = [(name, phrase) for name, c in writer.cast.items() for phrase in c.catchphrases]
+    if not phrases:
+        return []
+    everyone = tuple(range(len(writer.stages)))
+    owners = _owners("catchphrase", len(phrases), everyone, writer.seed, writer.plan_key)
+    return [entry for entry, owner in zip(phrases, owners, strict=True) if owner == writer.index]
+
+
 def _item_seconds(item: _Item) -> float:
-    element = episode_pb2.ScriptElement()
-    if isinstance(item, _Line):
-        element.dialogue.text = item.text
-    else:
-        element.action.text = item.text
-    return element_seconds(element)
+    return _line_seconds(item.text) if isinstance(item, _Line) else _action_seconds(item.text)
+
+
+_line_seconds = lru_cache(maxsize=65536)(dialogue_seconds)
+_action_seconds = lru_cache(maxsize=16384)(action_seconds)
 
 
 def _is_beat(item: _Item) -> bool:
@@ -1726,40 +1306,127 @@ def _space_beats(writer: _SceneWriter) -> None:
             last_beat = clock
         if crowded is None:
             return
-        _pad_before(writer, crowded)
+        _insert_line(writer, _setup_start(writer.items, crowded))
 
 
-def _pad_before(writer: _SceneWriter, position: int) -> None:
-    """Inserts a plain line (or an action) before the crowded beat's setup or lead-in."""
-    start = position
-    for candidate in range(position - 1, max(-1, position - 4), -1):
-        item = writer.items[candidate]
+def _setup_start(items: Sequence[_Item], beat: int) -> int:
+    """Where the joke that pays off at `beat` starts (its setup or lead-in line)."""
+    for candidate in range(beat - 1, max(-1, beat - 4), -1):
+        item = items[candidate]
         if isinstance(item, _Line) and (item.joke is None or item.joke.role == SETUP):
-            start = candidate
-            break
-    before, after = writer.items[start - 1] if start else None, writer.items[start]
-    spoken = [item.speaker for item in writer.items[:start] if isinstance(item, _Line)]
-    neighbours = {item.speaker for item in (before, after) if isinstance(item, _Line)}
-    choices = [name for name in dict.fromkeys(spoken) if name not in neighbours]
+            return candidate
+    return beat
+
+
+def _neighbours(items: Sequence[_Item], position: int) -> set[str]:
+    around = [items[position - 1] if position else None]
+    around.append(items[position] if position < len(items) else None)
+    return {item.speaker for item in around if isinstance(item, _Line)}
+
+
+def _present_at(items: Sequence[_Item], position: int) -> list[str]:
+    """Who has spoken before `position` (and so is in the room there)."""
+    return list(dict.fromkeys(i.speaker for i in items[:position] if isinstance(i, _Line)))
+
+
+def _insert_line(writer: _SceneWriter, position: int) -> float:
+    """A plain line (or a beat of business) at `position`; returns the seconds it adds."""
+    spoken = _present_at(writer.items, position)
+    choices = [name for name in spoken if name not in _neighbours(writer.items, position)]
     if not choices:
-        _pad_action(writer, start, spoken)
-        return
+        return _insert_action(writer, position, spoken)
     me = choices[writer.rng.randrange(len(choices))]
     you = _someone_else(spoken, me)
-    pool_name, lines = ("banter", BANTER) if writer.rng.random() < 0.5 else ("object", OBJECTIONS)
-    text = writer.unique(writer.voiced(me, writer.fill(pool_name, lines, me, you, you)))
-    writer.used.add(text)
-    writer.items.insert(start, _Line(me, text))
+    pool = "banter" if writer.rng.random() < 0.5 else "object"
+    line = writer.compose(me, writer.fill(pool, me, you, you), you, optional=True)
+    writer.items.insert(position, line)
+    return _item_seconds(line)
 
 
-def _pad_action(writer: _SceneWriter, start: int, spoken: Sequence[str]) -> None:
+def _insert_action(writer: _SceneWriter, position: int, spoken: Sequence[str]) -> float:
     """A beat of business where no one can speak without speaking twice in a row."""
     actions = ACTION_REACTIONS if writer.rng.random() < 0.5 else ACTION_BUSINESS
     x, y = [*dict.fromkeys(spoken), *writer.cast][:2]
     slots = writer.slots(x, y, y)
     slots.update(X=x, Y=y)
     template = actions[writer.rng.randrange(len(actions))]
-    writer.items.insert(start, _Action(_sentence(template.format_map(slots))))
+    action = _Action(_sentence(template.format_map(slots)), optional=True)
+    writer.items.insert(position, action)
+    return _item_seconds(action)
+
+
+def _speaker_at(items: Sequence[_Item], position: int) -> str | None:
+    item = items[position] if 0 <= position < len(items) else None
+    return item.speaker if isinstance(item, _Line) else None
+
+
+def _insert_exchange(writer: _SceneWriter, frame: _Frame, present: Sequence[str], at: int) -> float:
+    """The beat developed a little further: a line from the stage's pool and an answer."""
+    before, after = _speaker_at(writer.items, at - 1), _speaker_at(writer.items, at)
+    here = [n for n in _present_at(writer.items, at) if n in present] or list(present[:2])
+    drivers = [name for name in (frame.primary, frame.secondary) if name != before]
+    if not drivers:
+        return _insert_line(writer, at)
+    me = drivers[0]
+    answers = [name for name in here if name not in (me, after)]
+    if not answers:
+        return _insert_line(writer, at)
+    you = answers[writer.rng.randrange(len(answers))]
+    other = _someone_else([n for n in here if n not in (me, you)] or [frame.bystander], you)
+    pool = writer.reaction_pool(you) if writer.rng.random() < 0.5 else "object"
+    develop_text = writer.fill(f"develop:{frame.stage}", me, you, other)
+    develop = writer.compose(me, develop_text, you, optional=True)
+    answer = writer.compose(you, writer.fill(pool, you, me, other), me, optional=True)
+    writer.items[at:at] = [develop, answer]
+    return _item_seconds(develop) + _item_seconds(answer)
+
+
+def _gaps(items: Sequence[_Item]) -> list[tuple[float, int]]:
+    """(seconds, insertion point) of every stretch between comedic beats: before the first
+    joke's setup, between jokes, and before the closing action."""
+    stretches, clock, start = [], 0.0, 0.0
+    for position, item in enumerate(items):
+        if _is_beat(item):
+            stretches.append((clock - start, _setup_start(items, position)))
+            start = clock
+        clock += _item_seconds(item)
+    stretches.append((clock - start, max(0, len(items) - 1)))
+    return stretches
+
+
+def _fit_length(writer: _SceneWriter, frame: _Frame, present: Sequence[str]) -> None:
+    """Grows the scene into its shortest stretches, or drops optional lines, until its runtime
+    estimate is within FIT_TOLERANCE of the target."""
+    low, high = frame.target * (1 - FIT_TOLERANCE), frame.target * (1 + FIT_TOLERANCE)
+    seconds = sum(_item_seconds(item) for item in writer.items)
+    for _ in range(MAX_FILLS):
+        if seconds >= low:
+            break
+        _, at = min(_gaps(writer.items))
+        if low - seconds > EXCHANGE_SECONDS:
+            seconds += _insert_exchange(writer, frame, present, at)
+        else:
+            seconds += _insert_line(writer, at)
+    while seconds > high:
+        dropped = _drop_optional(writer)
+        if not dropped:
+            break
+        seconds -= dropped
+
+
+def _drop_optional(writer: _SceneWriter) -> float:
+    """Removes the last optional item whose removal puts no one twice in a row."""
+    items = writer.items
+    for position in range(len(items) - 1, -1, -1):
+        item = items[position]
+        if not item.optional:
+            continue
+        before, after = _speaker_at(items, position - 1), _speaker_at(items, position + 1)
+        if before is not None and before == after:
+            continue
+        del items[position]
+        return _item_seconds(item)
+    return 0.0
 
 
 def _to_elements(
@@ -1791,7 +1458,7 @@ def _to_elements(
                 item.joke.pattern,
                 speaker=writer.cast.get(item.speaker),
                 setting=writer.setting,
-                context=context[-6:],
+                context=context[-JOKE_CONTEXT_LINES:],
                 callback_terms=callback_terms,
             )
             jokes.append(
@@ -1820,12 +1487,14 @@ def write_scene(
     scene_index: int,
     seed: int,
     previous_summaries: list[str] | None = None,
+    directives: SceneDirectives = FIRST_DRAFT,
 ) -> Scene:
-    """One scene of the outline, built from its beat alone.
+    """One scene of the outline, built from its beat and written to the beat's runtime target.
 
     `previous_summaries` is accepted for parity with the LLM writers; the procedural writer takes
-    its continuity (running gag, props, who drives which plot) from the inputs it shares with every
-    other scene, so the result never depends on which scenes were written first.
+    its continuity (running gag, props, who drives which plot, the line plan) from the inputs it
+    shares with every other scene, so the result never depends on which scenes were written first.
+    `directives` ask for another take (see `revise_scene`).
     """
     if scene_index < 0:
         raise ValueError(f"scene_index must be >= 0 (got {scene_index})")
@@ -1833,10 +1502,12 @@ def write_scene(
     beat, act_name = _find_beat(outline, scene_index)
     total = max(outline.scene_count, scene_index + 1)
     stages = _all_stages(outline, total)
+    targets = _all_targets(outline, total)
     stage = stages[scene_index]
     description = (
         beat.description if beat else kernel.slots["b_issue" if stage in B_STAGES else "want"]
     )
+    key = f"{show.id}|{setting.id}|{setting.description}"
     writer = _SceneWriter(
         show=show,
         setting=setting,
@@ -1844,18 +1515,34 @@ def write_scene(
         kernel=kernel,
         index=scene_index,
         seed=seed,
-        rng=_rng("scene", show.id, setting.id, setting.description, seed, scene_index, description),
-        focus=_focus(kernel, stage),
-        ordinals=_ordinals(stages, scene_index),
+        rng=_rng(
+            "scene", show.id, setting.id, setting.description, seed, scene_index, description,
+            directives.take,
+        ),
+        stages=stages,
+        families=_speaker_families(outline, cast, kernel.roles, stages),
+        plan_key=key,
+        take=directives.take,
+        focus=directives.focus or _focus(kernel, stage),
+    )  # fmt: skip
+    counts = tuple(_joke_count(target) for target in targets)
+    plan = _joke_plan(kernel.patterns, stages, counts, seed, key)
+    jokes = plan[scene_index]
+    if directives.extra_jokes:
+        jokes = _with_extra_jokes(jokes, directives.extra_jokes, kernel.patterns, seed, key)
+    target = targets[scene_index] * directives.length_factor
+    frame = _Frame(
+        speakers=tuple(
+            _participants(beat, [c.name for c in cast], kernel.roles, stage, directives.speakers)
+        ),
+        stage=stage,
+        jokes=jokes,
+        target=min(MAX_TARGET_SECONDS, max(MIN_TARGET_SECONDS, target)),
     )
-    speakers = _participants(beat, cast, kernel, stage)
+    _write_body(writer, frame)
     last = scene_index == total - 1
-    key = f"{show.id}|{setting.id}|{setting.description}"
-    plan = _joke_plan(kernel.patterns, stages, seed, key)
-    _write_body(writer, speakers, stage, plan[scene_index])
-    _space_beats(writer)
     transition = LAST_TRANSITION if last else writer.rng.choice(TRANSITIONS)
-    elements, jokes, seconds = _to_elements(writer, transition)
+    elements, joke_messages, seconds = _to_elements(writer, transition)
     spoken = [item.speaker for item in writer.items if isinstance(item, _Line)]
     return Scene(
         index=scene_index,
@@ -1864,10 +1551,117 @@ def write_scene(
         slugline=_slugline(setting, kernel, scene_index, total),
         summary=_sentence(description),
         elements=elements,
-        jokes=jokes,
+        jokes=joke_messages,
         characters=list(dict.fromkeys(spoken)),
         duration_seconds=round(seconds, 1),
     )
+
+
+def _speaker_families(
+    outline: Outline, cast: Sequence[Character], roles: _Roles, stages: tuple[str, ...]
+) -> tuple[frozenset[str], ...]:
+    """Archetype families of every scene's first-draft speakers (for the line plan)."""
+    beats = {b.scene_index: b for act in outline.acts for b in act.beats}
+    plays = tuple(
+        (beats[i].description, beats[i].plot) if i in beats else None for i in range(len(stages))
+    )
+    people = tuple((c.name, catalog.archetype_family(c.archetype)) for c in cast)
+    return _families(plays, people, roles, stages)
+
+
+@lru_cache(maxsize=1024)
+def _families(
+    plays: tuple[tuple[str, int] | None, ...],
+    people: tuple[tuple[str, str], ...],
+    roles: _Roles,
+    stages: tuple[str, ...],
+) -> tuple[frozenset[str], ...]:
+    names, families = [name for name, _ in people], dict(people)
+    speakers = (
+        _participants(
+            None if play is None else episode_pb2.Beat(description=play[0], plot=play[1]),
+            names, roles, stage,
+        )
+        for play, stage in zip(plays, stages, strict=True)
+    )  # fmt: skip
+    return tuple(frozenset(families[name] for name in group) for group in speakers)
+
+
+def _with_extra_jokes(
+    jokes: tuple[_JokeSlot, ...], extra: int, favoured: Sequence[str], seed: int, key: str
+) -> tuple[_JokeSlot, ...]:
+    """More joke slots for a revision that asks for more comedy; their pairs may be planned for
+    other scenes too, so they are marked as repeats (the scene mark keeps them unique)."""
+    taken = [slot.pattern for slot in jokes]
+    added = list(jokes)
+    for number in range(min(extra, MAX_JOKES - len(jokes))):
+        pattern = _next_pattern(favoured, (len(jokes) + number, 0), {}, taken, seed, key)
+        taken.append(pattern)
+        pair = _digest("extra", seed, key, pattern) % len(JOKES[pattern])
+        added.insert(-1, _JokeSlot(pattern, pair, PUNCHLINE, repeat=True))
+    return tuple(added)
+
+
+# ---------------------------------------------------------------------------------------------
+# Revisions: notes in, another take of the scene out
+
+_SHORTER = re.compile(r"\b(shorter|tighter|trim|cut|too long|brisker|faster)\b", re.IGNORECASE)
+_LONGER = re.compile(r"\b(longer|expand|more room|too short|slower|breathe)\b", re.IGNORECASE)
+_FUNNIER = re.compile(
+    r"\b(funnier|more jokes?|more comedy|more laughs|no comedic beat|dead zone|flat|punch)\b",
+    re.IGNORECASE,
+)
+SHORTER_FACTOR, LONGER_FACTOR = 0.8, 1.25
+
+
+def read_notes(
+    notes: Sequence[str], cast: Sequence[Character], setting: Setting, kernel_props: Sequence[str]
+) -> SceneDirectives:
+    """What the procedural writer understands in notes (a user's or the validator's):
+
+    - characters named (new or classic name) speak in the scene, in the order named;
+    - 'shorter' / 'tighter' / 'trim' and 'longer' / 'expand' scale the runtime target;
+    - 'funnier' / 'more jokes' (and the validator's 'no comedic beat', 'dead zone') add a joke;
+    - a prop or a word of the setting's vocabulary becomes what the scene revolves around.
+    Anything else still gives a fresh take: `take` is a digest of the notes.
+    """
+    text = " ".join(notes)
+    by_original = {c.original_name: c.name for c in cast if c.original_name}
+    names = [c.name for c in cast] + list(by_original)
+    speakers = [by_original.get(name, name) for name in _named_in(text, names)]
+    factor = 1.0
+    if _SHORTER.search(text):
+        factor = SHORTER_FACTOR
+    elif _LONGER.search(text):
+        factor = LONGER_FACTOR
+    terms = [*kernel_props, *setting.props, *setting.vocabulary]
+    lowered = text.lower()
+    focus = next((t for t in terms if word_pattern(t.lower()).search(lowered)), "")
+    return SceneDirectives(
+        speakers=tuple(dict.fromkeys(speakers)),
+        length_factor=factor,
+        extra_jokes=1 if _FUNNIER.search(text) else 0,
+        focus=focus,
+        take=1 + _digest("take", text) % 1_000_000,
+    )
+
+
+def revise_scene(
+    show: Show,
+    setting: Setting,
+    cast: Sequence[Character],
+    outline: Outline,
+    scene: Scene,
+    seed: int,
+    notes: Sequence[str],
+) -> Scene:
+    """Another take of `scene` that follows `notes` (see `read_notes`): rewritten from its beat,
+    so whatever was wrong with it (a stranger speaking, an empty scene) is gone, with the same
+    index, so the episode's line plan still keeps every line unique."""
+    kernel = _kernel(show, setting, cast, seed)
+    props = (kernel.prop, kernel.b_prop, kernel.runner_prop)
+    directives = read_notes(notes, cast, setting, props)
+    return write_scene(show, setting, cast, outline, scene.index, seed, directives=directives)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1883,8 +1677,9 @@ _STOPWORDS = _wordset(
 _WORDS = re.compile(r"[a-z][a-z'\-]*")
 
 
-def _content_words(text: str) -> list[str]:
-    return [w for w in _WORDS.findall(text.lower()) if len(w) > 2 and w not in _STOPWORDS]
+@lru_cache(maxsize=65536)
+def _content_words(text: str) -> tuple[str, ...]:
+    return tuple(w for w in _WORDS.findall(text.lower()) if len(w) > 2 and w not in _STOPWORDS)
 
 
 def _surprise(text: str, context: Sequence[str]) -> float:
@@ -1900,9 +1695,9 @@ def _brevity(text: str) -> float:
     count = len(text.split())
     if count < 5:
         return count / 5
-    if count <= 16:
+    if count <= BRIEF_WORDS:
         return 1.0
-    return max(0.0, 1.0 - (count - 16) / 20)
+    return max(0.0, 1.0 - (count - BRIEF_WORDS) / 20)
 
 
 def _punch(text: str) -> float:
@@ -1933,15 +1728,20 @@ def _setting_terms(setting_bytes: bytes) -> tuple[str, ...]:
     return tuple(sorted(term for term in cleaned if len(term) > 2))
 
 
+@lru_cache(maxsize=8192)
+def _term_pattern(term: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(term)}\b")
+
+
 def _mentions(text: str, terms: Iterable[str]) -> int:
     lowered = text.lower()
-    return sum(1 for term in terms if re.search(rf"\b{re.escape(term)}\b", lowered))
+    return sum(1 for term in terms if term in lowered and _term_pattern(term).search(lowered))
 
 
 def _setting_fit(text: str, setting: Setting | None) -> float:
     if setting is None:
         return 0.5
-    hits = _mentions(text, _setting_terms(setting.SerializeToString(deterministic=True)))
+    hits = _mentions(text, _setting_terms(setting.SerializeToString()))
     return 1.0 if hits >= 2 else 0.7 if hits == 1 else 0.2
 
 
@@ -1975,3 +1775,68 @@ def score_joke(
     }
     score = sum(JOKE_WEIGHTS[name] * value for name, value in dimensions.items())
     return round(score, 4), {name: round(value, 4) for name, value in dimensions.items()}
+
+
+def joke_context(scene: Scene, element_index: int) -> list[str]:
+    """The dialogue heard just before an element of the scene (what `surprise` compares with)."""
+    before = [
+        element.dialogue.text
+        for element in scene.elements[: max(0, element_index)]
+        if element.WhichOneof("element") == "dialogue"
+    ]
+    return before[-JOKE_CONTEXT_LINES:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Punch-up: the procedural writer's rewrite of a weak joke line
+#
+# Three moves, each a craft rule the scorer measures: cut to the turn (the last sentence or two:
+# brevity), button it with a topper that lands on a concrete in-world noun (punch, setting fit) or
+# on the running gag (callback), or say it in the speaker's own voice (a verbal tic: character
+# fit). Every candidate is scored like the comedy pass scores it; the best that differs wins.
+
+TOPPERS_PER_REWRITE = 6
+MIN_CORE_WORDS = 5
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
+
+
+def _cores(text: str) -> list[str]:
+    """The line itself; a long one (over BRIEF_WORDS) also cut to its last sentence or two
+    (each at least MIN_CORE_WORDS), since the turn is at the end."""
+    line = text.strip()
+    if len(line.split()) <= BRIEF_WORDS:
+        return [line]
+    sentences = [part for part in _SENTENCES.split(line) if part]
+    cuts = [" ".join(sentences[-2:]), sentences[-1] if sentences else ""]
+    return [c for c in dict.fromkeys([line, *cuts]) if len(c.split()) >= MIN_CORE_WORDS]
+
+
+def punch_up(
+    show: Show, setting: Setting, cast: Sequence[Character], scene: Scene, joke: Joke, seed: int
+) -> str:
+    """A better version of the line that carries `joke` (or the line itself when nothing
+    scores higher); deterministic."""
+    line = scene.elements[joke.element_index].dialogue
+    kernel = _kernel(show, setting, cast, seed)
+    speaker = next((c for c in cast if c.name == line.character), None)
+    rng = _rng("punch-up", show.id, setting.id, seed, scene.index, joke.id, line.text)
+    slots = dict(kernel.slots)
+    common = [term for term in setting.vocabulary if term.islower()]  # "Ask the Phobos." no
+    slots["vocab"] = rng.choice(common or list(GENERIC_VOCABULARY))
+    toppers = rng.sample(TOPPERS, min(TOPPERS_PER_REWRITE, len(TOPPERS)))
+    cores = _cores(line.text)
+    candidates = [*cores, *(f"{c} {t.format_map(slots)}" for c in cores for t in toppers)]
+    if speaker is not None:
+        candidates += [_prefix(tic, core) for tic in speaker.verbal_tics for core in cores[-1:]]
+    context = joke_context(scene, joke.element_index)
+    terms = (kernel.runner_prop,) if scene.index > 0 else ()
+
+    def score(text: str) -> float:
+        value, _ = score_joke(
+            text, joke.pattern, speaker=speaker, setting=setting, context=context,
+            callback_terms=terms,
+        )  # fmt: skip
+        return value
+
+    fresh = [text for text in dict.fromkeys(candidates) if text != line.text]
+    return max(fresh, key=lambda text: (score(text), -len(text), text), default=line.text)

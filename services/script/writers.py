@@ -14,6 +14,7 @@ from typing import Protocol
 
 from doppelganger.v1 import episode_pb2
 from services.script import writer as procedural
+from services.script.llm import build_llm_writers
 from shared.config import Settings
 from shared.telemetry import Telemetry
 
@@ -111,8 +112,38 @@ class ProceduralWriter:
             list(earlier),
         )
 
+    async def rewrite_line(
+        self,
+        context: StoryContext,
+        scene: episode_pb2.Scene,
+        joke: episode_pb2.Joke,
+    ) -> str:
+        return procedural.punch_up(
+            context.show, context.setting, list(context.cast), scene, joke, context.seed
+        )
+
+    async def revise_scene(
+        self,
+        context: StoryContext,
+        outline: episode_pb2.Outline,
+        scene: episode_pb2.Scene,
+        notes: Sequence[str],
+    ) -> episode_pb2.Scene:
+        await asyncio.sleep(0)
+        return procedural.revise_scene(
+            context.show,
+            context.setting,
+            list(context.cast),
+            outline,
+            scene,
+            context.seed,
+            list(notes),
+        )
+
 
 def build_writers(settings: Settings, telemetry: Telemetry) -> Mapping[str, Writer]:
-    """Every writer this replica can use, by the name requests give."""
-    writers: dict[str, Writer] = {ProceduralWriter.name: ProceduralWriter()}  # type: ignore[dict-item]
+    """Every writer this replica can use, by the name requests give: procedural always; the
+    LLM writers and the `chain` when configured (services/script/llm/factory.py)."""
+    writers: dict[str, Writer] = {ProceduralWriter.name: ProceduralWriter()}
+    writers.update(build_llm_writers(settings, telemetry, writers))
     return writers

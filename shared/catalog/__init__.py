@@ -2,7 +2,8 @@
 
 The JSON files beside this module are the product's voice. `shows.json` and the `settings` of
 `settings.json` are what ListShows returns; the rest of `settings.json` (themes, a generic fallback,
-name pools) only feeds the procedural writer and free-text settings.
+name pools) only feeds the procedural writer and free-text settings. `lines.json` is the procedural
+writer's grammar (story, dialogue and joke templates).
 
 Everything is loaded once and cached. Functions returning protobuf messages return copies, so a
 caller may mutate what it gets.
@@ -38,6 +39,7 @@ __all__ = [
     "name_pool",
     "resolve_setting",
     "setting_profile",
+    "writer_grammar",
 ]
 
 # The controlled vocabulary of character archetypes. Show characters use these words; settings map
@@ -214,6 +216,11 @@ def load_patterns() -> list[HumorPattern]:
 
 def get_pattern(pattern_id: str) -> HumorPattern | None:
     return _pattern_index().get(pattern_id)
+
+
+def writer_grammar() -> Mapping[str, Any]:
+    """The procedural writer's templates (`lines.json`), parsed once; treat as read-only."""
+    return MappingProxyType(_data("lines.json"))
 
 
 def find_show(query: str) -> episode_pb2.Show | None:

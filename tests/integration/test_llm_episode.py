@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
+from bench.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
@@ -23,7 +24,6 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from bench.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
 from tests.fakes.llm_support import llm_settings
 
 Stage = script_pb2.Stage
@@ -90,6 +90,16 @@ async def test_an_episode_written_by_the_anthropic_writer(
     tasks = [r.task for r in provider.calls(ANTHROPIC_PATH)]
     assert tasks[0] == "outline" and tasks.count("scene") == 3
     assert all(r.status == 200 for r in provider.received)
+    # The episode says who wrote what and what it cost: one call per part the server answered.
+    episode = events[-1].episode
+    assert episode.usage.calls == len(provider.received)
+    assert episode.usage.input_tokens > 0 and episode.usage.output_tokens > 0
+    assert episode.usage.cache_read_input_tokens > 0  # The show context was cached.
+    assert episode.usage.cost_usd > 0
+    written = [(a.stage, a.scene_index) for a in episode.attempts if a.outcome == "ok"]
+    assert ("outline", -1) in written
+    assert {("scene", index) for index in range(3)} <= set(written)
+    assert {a.writer for a in episode.attempts} == {"anthropic"}
 
 
 async def test_rate_limit_acceptance(settings: Settings, redis_server: RedisServer) -> None:
@@ -135,3 +145,20 @@ async def test_budget_exhaustion_ends_the_rpc_with_resource_exhausted(
 
 def _ports(settings: Settings) -> dict[str, Any]:
     return {"grace_seconds": settings.grace_seconds, "monitor_port": 0, "monitor_http_port": 0}
+
+
+async def test_fallbacks_are_recorded_on_the_episode(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    """The chain through the real service: Anthropic fails the outline, OpenAI writes it."""
+    with LLMServer() as provider:
+        config = llm_settings(provider, llm_max_attempts=2, **_ports(settings))
+        provider.inject("529", "529", path=ANTHROPIC_PATH)
+        async with script_service(config, redis_server) as stub:
+            events = await generate(stub, request(seed=41, writer="chain"))
+    episode = events[-1].episode
+    assert events[-1].stage == Stage.STAGE_DONE and len(episode.scenes) == 3
+    outline = [(a.writer, a.outcome) for a in episode.attempts if a.stage == "outline"]
+    assert outline == [("anthropic", "fallback"), ("openai", "ok")]
+    (fallback,) = [a for a in episode.attempts if a.outcome == "fallback"]
+    assert "529" in fallback.reason or "gave up" in fallback.reason

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from services.script.writers import build_writers
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
+from services.script.writers import build_writers
 from tests.fakes.llm_support import llm_settings, story
 
 

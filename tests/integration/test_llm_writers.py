@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from services.script.llm import BudgetExceeded, InvalidOutputError, ProviderError
 from services.script.llm.provenance import collect_provenance
 from services.script.writers import build_writers
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import TEST_KEY, captured_telemetry, llm_settings, story
 
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]

@@ -160,10 +160,18 @@ async def test_bad_requests_are_refused_with_the_field_named(
     assert (await studio.script_stub.ListShows(script_pb2.ListShowsRequest())).shows
 
 
-async def test_default_scene_count_applies_when_unset(studio: Studio) -> None:
+async def test_unset_scene_count_means_a_22_minute_episode_of_8_to_12_scenes(
+    studio: Studio,
+) -> None:
     message = script_pb2.GenerateEpisodeRequest(show="Cheers", setting="a Mars colony", seed=1)
     episode = (await collect(studio.script_stub, message))[-1].episode
-    assert len(episode.scenes) == studio.settings.default_scene_count
+    assert 8 <= len(episode.scenes) <= 12
+    target = studio.settings.episode_minutes * 60
+    assert episode.outline.target_runtime_seconds == target
+    assert abs(episode.runtime_seconds / target - 1) <= 0.15
+    assert episode.validation.passed
+    explicit = (await collect(studio.script_stub, request(seed=1, scene_count=4)))[-1].episode
+    assert explicit.outline.target_runtime_seconds == 4 * studio.settings.scene_seconds
 
 
 async def test_request_id_cannot_be_reused_for_another_episode(studio: Studio) -> None:

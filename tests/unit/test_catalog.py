@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import string
+
 import pytest
 
 from shared import catalog
@@ -165,3 +168,100 @@ def test_name_pool_falls_back_to_generic() -> None:
     assert catalog.name_pool("no-such-style") == catalog.name_pool("generic")
     names, suffixes = catalog.name_pool("future")
     assert "Luna" in names and suffixes
+
+
+# ---------------------------------------------------------------------------------------------
+# The procedural writer's grammar (lines.json)
+
+_SLOT_NAMES = (
+    "me you other lead partner b1 b2 runner prop b_prop runner_prop want b_issue runner_gag "
+    "vocab vocab2 my_role your_role focus other_prop PROP B_PROP DRINK OTHER B_issue Prop "
+    "X Y A B show setting_lower role"  # the last three: the logline only
+)
+SLOTS = set(catalog.LEXICON_KEYS) | set(_SLOT_NAMES.split(" "))
+STAGES = {
+    "inciting", "scheme", "complication", "escalation", "climax",
+    "spark", "friction", "b-escalation", "cold", "tag",
+}  # fmt: skip
+
+
+def _templates(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [t for key, value in node.items() if key != "_comment" for t in _templates(value)]
+    if isinstance(node, list):
+        return [t for item in node for t in _templates(item)]
+    return []
+
+
+def _normalised(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def test_every_template_uses_only_known_slots() -> None:
+    grammar = catalog.writer_grammar()
+    texts = _templates({k: v for k, v in grammar.items() if k != "catchphrase_swaps"})
+    assert len(texts) > 500
+    for text in texts:
+        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+        assert fields <= SLOTS, (text, fields - SLOTS)
+
+
+def test_the_grammar_covers_every_stage_and_archetype() -> None:
+    lines = catalog.writer_grammar()["lines"]
+    assert set(lines["openers"]) == STAGES and set(lines["develop"]) == STAGES
+    assert all(len(options) >= 8 for options in lines["develop"].values())
+    assert set(lines["reactions"]) == set(catalog.ARCHETYPES)
+    assert all(len(options) >= 10 for options in lines["reactions"].values())
+    for pool in ("objections", "banter", "arrivals"):
+        assert len(lines[pool]) >= 20, pool
+
+
+def test_no_dialogue_template_is_in_two_pools() -> None:
+    """The line plan deals each pool's templates to scenes; a template in two pools could be
+    dealt to two scenes."""
+    grammar = catalog.writer_grammar()
+    pools = {
+        f"{name}:{key}": values
+        for name, section in grammar["lines"].items()
+        if isinstance(section, dict)
+        for key, values in section.items()
+    }
+    pools.update({name: v for name, v in grammar["lines"].items() if isinstance(v, list)})
+    pools["jokes"] = [
+        text for pairs in grammar["jokes"].values() for pair in pairs for text in pair
+    ]
+    seen: dict[str, str] = {}
+    for name, texts in pools.items():
+        if name in ("lead_ins", "parentheticals", "punch_parentheticals"):
+            continue  # lead-ins are the callback pattern's setups; parentheticals are not lines
+        for text in dict.fromkeys(texts):
+            assert seen.setdefault(text, name) == name, (text, seen[text], name)
+
+
+def test_scene_marks_are_enough_and_never_a_characters_tic() -> None:
+    marks = catalog.writer_grammar()["marks"]
+    assert len(marks) >= 2 * 20 and len(set(marks)) == len(marks)
+    assert all(mark.endswith(",") for mark in marks)
+    tics = {
+        _normalised(tic)
+        for show in catalog.load_shows()
+        for character in show.characters
+        for tic in character.verbal_tics
+    }
+    assert not {_normalised(mark) for mark in marks} & tics
+
+
+def test_toppers_land_on_a_word_and_fit_any_line() -> None:
+    toppers = catalog.writer_grammar()["toppers"]
+    assert len(toppers) >= 12
+    for topper in toppers:
+        assert topper[:1].isupper() and topper.endswith((".", "?", "!")), topper
+        assert 1 <= len(topper.split()) <= 9, topper
+
+
+def test_the_callback_setups_are_the_lead_ins() -> None:
+    grammar = catalog.writer_grammar()
+    setups = [setup for setup, _ in grammar["jokes"]["callback"]]
+    assert setups == grammar["lines"]["lead_ins"]

@@ -100,6 +100,9 @@ def test_ingestion_feeds_statistics_traces_and_services() -> None:
     report = state.health_report()
     assert (report.spans_received, report.spans_dropped, list(report.services)) == (3, 0, ["scene"])
     assert report.errors == 0.0  # 2 errors in 3 spans.
+    assert state.alerts() == []  # Rules run on the evaluator's timer, not per span...
+    state.update_thresholds({"min_calls": 1, "hold_seconds": 0})
+    state.evaluate()  # ...and need enough calls.
     alerts = state.alerts()
     assert {(a.rule, a.operation) for a in alerts} == {
         ("error_rate", "doppelganger.v1.SceneService/RenderScene"),
@@ -107,6 +110,7 @@ def test_ingestion_feeds_statistics_traces_and_services() -> None:
     }
     assert all(a.state == monitor_pb2.ALERT_STATE_FIRING for a in alerts)
     assert all(a.severity == episode_pb2.SEVERITY_CRITICAL for a in alerts)
+    assert [a.rule for a in state.health_report().firing] == ["error_rate", "error_rate"]
 
 
 def test_an_oversized_export_is_accepted_in_part() -> None:

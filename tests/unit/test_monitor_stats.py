@@ -15,8 +15,8 @@ from services.monitor.stats import (
     KIND_INTERNAL,
     KIND_SERVER,
     OTHER,
+    PROMETHEUS_BUCKETS,
     RELATIVE_ERROR,
-    SLOT_SECONDS,
     STATUS_ERROR,
     OperationStatsStore,
     WindowStats,
@@ -161,27 +161,41 @@ def test_operations_beyond_the_cap_fold_into_other() -> None:
     assert len(store) == 5
 
 
-def test_trends_pair_the_last_minute_with_the_four_before() -> None:
+def test_trends_pair_the_window_with_the_one_before() -> None:
     clock = Clock()
     store = OperationStatsStore(max_operations=10, clock=clock)
     for _ in range(40):
         store.record("svc", "op", KIND_SERVER, 0.1, False)
-    clock.now += 120
+    store.record("svc", "gone", KIND_SERVER, 0.1, False)  # Nothing in the current window.
+    clock.now += 60
     for _ in range(30):
         store.record("svc", "op", KIND_SERVER, 0.4, True)
-    store.record("svc", "new", KIND_SERVER, 0.4, False)  # No baseline: not compared.
-    window, pairs = store.window_and_trends(300, 60)
-    assert window == store.window(300)
-    assert [(r.operation, r.count, r.errors) for r in window] == [("new", 1, 0), ("op", 70, 30)]
-    ((recent, baseline),) = pairs
-    assert (recent.operation, recent.count, recent.errors) == ("op", 30, 30)
-    assert (baseline.count, baseline.errors) == (40, 0)
-    assert recent.p95_seconds == 0.4 and baseline.p95_seconds == 0.1
-    assert window[1].p50_seconds == pytest.approx(0.1, rel=RELATIVE_ERROR)
-    assert window[1].p95_seconds == 0.4
-    clock.now += 5 * 60 + SLOT_SECONDS  # The baseline has left the 5 minutes.
-    window, pairs = store.window_and_trends(300, 60)
-    assert (window, pairs) == ([], [])
+    store.record("svc", "new", KIND_SERVER, 0.4, False)  # No previous window: not compared.
+    window, pairs = store.window_with_previous(60)
+    assert window == store.window(60)
+    assert [(r.operation, r.count, r.errors) for r in window] == [("new", 1, 0), ("op", 30, 30)]
+    ((current, previous),) = pairs
+    assert (current.operation, current.count, current.errors) == ("op", 30, 30)
+    assert (previous.count, previous.errors) == (40, 0)
+    assert current.p95_seconds == 0.4 and previous.p95_seconds == 0.1
+    assert previous.throughput_per_second == pytest.approx(40 / 60)
+    clock.now += 2 * 60  # Both windows have moved past the traffic.
+    assert store.window_with_previous(60) == ([], [])
+
+
+def test_running_totals_feed_prometheus_buckets() -> None:
+    store = OperationStatsStore(max_operations=10, clock=Clock())
+    for seconds in (0.001, 0.005, 0.2, 3.0, 119.0, 500.0):
+        store.record("svc", "op", KIND_SERVER, seconds, seconds > 200)
+    (row,) = store.cumulative()
+    assert (row.service, row.operation, row.kind, row.count, row.errors) == (
+        "svc", "op", "SERVER", 6, 1,
+    )  # fmt: skip
+    assert row.seconds == pytest.approx(622.206)
+    by_bound = dict(zip([*PROMETHEUS_BUCKETS, math.inf], row.buckets, strict=True))
+    assert by_bound[0.005] == 2  # A duration equal to a bound is in that bucket (le).
+    assert (by_bound[0.25], by_bound[5.0], by_bound[120.0], by_bound[math.inf]) == (1, 1, 1, 1)
+    assert sum(row.buckets) == 6
 
 
 @pytest.mark.parametrize(

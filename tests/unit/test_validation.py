@@ -8,6 +8,7 @@ from doppelganger.v1 import episode_pb2
 from services.script import validation, writer
 from services.script.validation import validate_episode
 from shared import catalog
+from shared.config import Settings
 
 Severity = episode_pb2.Severity
 
@@ -208,3 +209,48 @@ def test_element_seconds_uses_150_words_a_minute() -> None:
     assert validation.element_seconds(action) > validation.ACTION_BASE_SECONDS
     transition = episode_pb2.ScriptElement(transition=episode_pb2.Transition(text="CUT TO:"))
     assert validation.element_seconds(transition) == 0.0
+
+
+def test_the_defaults_agree_with_the_configuration() -> None:
+    defaults = Settings()
+    assert defaults.scene_seconds == validation.DEFAULT_SCENE_SECONDS
+    assert defaults.validation_threshold == validation.DEFAULT_THRESHOLD
+    assert defaults.episode_minutes == 22.0
+
+
+def test_allocate_targets_gives_runner_beats_less() -> None:
+    episode = _episode("seinfeld", "mars-colony-2157", 6, 2)
+    validation.allocate_targets(episode.outline, 600.0)
+    beats = [beat for act in episode.outline.acts for beat in act.beats]
+    assert episode.outline.target_runtime_seconds == 600.0
+    assert sum(beat.target_seconds for beat in beats) == pytest.approx(600.0, abs=0.5)
+    runner = [b.target_seconds for b in beats if b.plot == episode_pb2.PLOT_LINE_RUNNER]
+    acts = [b.target_seconds for b in beats if b.plot != episode_pb2.PLOT_LINE_RUNNER]
+    assert runner and acts
+    assert max(runner) == pytest.approx(validation.RUNNER_WEIGHT * min(acts), abs=0.1)
+
+
+@pytest.mark.parametrize(("ratio", "full_marks"), [(1.0, True), (1.14, True), (0.86, True),
+                                                    (1.3, False), (0.6, False)])  # fmt: skip
+def test_runtime_is_measured_against_the_outline_target(ratio: float, full_marks: bool) -> None:
+    episode = _episode("cheers", "enchanted-forest", 4, 1)
+    runtime = sum(scene.duration_seconds for scene in episode.scenes)
+    episode.outline.target_runtime_seconds = runtime / ratio
+    report = validate_episode(episode)
+    runtime_issues = [m for m in _issues(report, -1) if m.startswith("runtime ")]
+    assert (not runtime_issues) is full_marks
+    if not full_marks:
+        assert f"target of {runtime / ratio:.0f} s" in runtime_issues[0]
+        assert report.production < 1.0
+
+
+def test_a_line_heard_twice_is_a_warning_with_both_scenes() -> None:
+    episode = _episode("frasier", "victorian-london", 3, 2)
+    assert not any("repeats a line" in issue.message for issue in validate_episode(episode).issues)
+    heard = next(e.dialogue for e in episode.scenes[0].elements if e.HasField("dialogue"))
+    again = next(e.dialogue for e in episode.scenes[2].elements if e.HasField("dialogue"))
+    again.text = heard.text
+    report = validate_episode(episode)
+    repeats = [m for m in _issues(report, 2) if "repeats a line" in m]
+    assert repeats == [f"scene 3 repeats a line of scene 1: {heard.text[:60]!r}"]
+    assert report.production < 1.0

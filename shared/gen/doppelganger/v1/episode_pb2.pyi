@@ -296,20 +296,24 @@ class Beat(_message.Message):
     SCENE_INDEX_FIELD_NUMBER: _builtins.int
     PLOT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TARGET_SECONDS_FIELD_NUMBER: _builtins.int
     scene_index: _builtins.int
     """0-based index of the scene that plays this beat."""
     plot: Global___PlotLine.ValueType
     description: _builtins.str
+    target_seconds: _builtins.float
+    """Runtime the scene is written to (cold open and tag: shorter)."""
     def __init__(
         self,
         *,
         scene_index: _builtins.int = ...,
         plot: Global___PlotLine.ValueType = ...,
         description: _builtins.str = ...,
+        target_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "plot", b"plot", "scene_index", b"scene_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "plot", b"plot", "scene_index", b"scene_index", "target_seconds", b"target_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -349,11 +353,14 @@ class Outline(_message.Message):
     B_PLOT_FIELD_NUMBER: _builtins.int
     ACTS_FIELD_NUMBER: _builtins.int
     SCENE_COUNT_FIELD_NUMBER: _builtins.int
+    TARGET_RUNTIME_SECONDS_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     logline: _builtins.str
     a_plot: _builtins.str
     b_plot: _builtins.str
     scene_count: _builtins.int
+    target_runtime_seconds: _builtins.float
+    """The episode's runtime target, shared among the beats."""
     @_builtins.property
     def acts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Act]: ...
     def __init__(
@@ -365,10 +372,11 @@ class Outline(_message.Message):
         b_plot: _builtins.str = ...,
         acts: _abc.Iterable[Global___Act] | None = ...,
         scene_count: _builtins.int = ...,
+        target_runtime_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_plot", b"a_plot", "acts", b"acts", "b_plot", b"b_plot", "logline", b"logline", "scene_count", b"scene_count", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_plot", b"a_plot", "acts", b"acts", "b_plot", b"b_plot", "logline", b"logline", "scene_count", b"scene_count", "target_runtime_seconds", b"target_runtime_seconds", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -706,15 +714,24 @@ Global___ValidationReport: _TypeAlias = ValidationReport  # noqa: Y015
 
 @_typing.final
 class RefinementRound(_message.Message):
+    """One round of validation-driven refinement: the scenes revised and what the validator said after."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ROUND_FIELD_NUMBER: _builtins.int
     SCENE_INDICES_FIELD_NUMBER: _builtins.int
     SCORE_BEFORE_FIELD_NUMBER: _builtins.int
     SCORE_AFTER_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
     round: _builtins.int
+    """1-based."""
     score_before: _builtins.float
     score_after: _builtins.float
+    accepted: _builtins.bool
+    """The revision improved the script and was kept."""
+    passed: _builtins.bool
+    """The script passes after this round (when accepted)."""
     @_builtins.property
     def scene_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -724,14 +741,156 @@ class RefinementRound(_message.Message):
         scene_indices: _abc.Iterable[_builtins.int] | None = ...,
         score_before: _builtins.float = ...,
         score_after: _builtins.float = ...,
+        accepted: _builtins.bool = ...,
+        passed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["round", b"round", "scene_indices", b"scene_indices", "score_after", b"score_after", "score_before", b"score_before"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "passed", b"passed", "round", b"round", "scene_indices", b"scene_indices", "score_after", b"score_after", "score_before", b"score_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefinementRound: _TypeAlias = RefinementRound  # noqa: Y015
+
+@_typing.final
+class ComedyReport(_message.Message):
+    """The comedy pass: every joke scored, the weakest payoffs rewritten, the better version kept."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOKES_SCORED_FIELD_NUMBER: _builtins.int
+    REWRITES_TRIED_FIELD_NUMBER: _builtins.int
+    REWRITTEN_FIELD_NUMBER: _builtins.int
+    MEAN_BEFORE_FIELD_NUMBER: _builtins.int
+    MEAN_AFTER_FIELD_NUMBER: _builtins.int
+    jokes_scored: _builtins.int
+    rewrites_tried: _builtins.int
+    rewritten: _builtins.int
+    """Rewrites that scored higher and replaced the line."""
+    mean_before: _builtins.float
+    """Mean Joke.score of the draft."""
+    mean_after: _builtins.float
+    """Mean Joke.score after the pass."""
+    def __init__(
+        self,
+        *,
+        jokes_scored: _builtins.int = ...,
+        rewrites_tried: _builtins.int = ...,
+        rewritten: _builtins.int = ...,
+        mean_before: _builtins.float = ...,
+        mean_after: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jokes_scored", b"jokes_scored", "mean_after", b"mean_after", "mean_before", b"mean_before", "rewrites_tried", b"rewrites_tried", "rewritten", b"rewritten"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComedyReport: _TypeAlias = ComedyReport  # noqa: Y015
+
+@_typing.final
+class LlmUsage(_message.Message):
+    """LLM usage of an episode (all zero for the procedural writer)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    input_tokens: _builtins.int
+    output_tokens: _builtins.int
+    cache_creation_input_tokens: _builtins.int
+    cache_read_input_tokens: _builtins.int
+    calls: _builtins.int
+    cost_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        cache_creation_input_tokens: _builtins.int = ...,
+        cache_read_input_tokens: _builtins.int = ...,
+        calls: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "calls", b"calls", "cost_usd", b"cost_usd", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LlmUsage: _TypeAlias = LlmUsage  # noqa: Y015
+
+@_typing.final
+class WriterAttempt(_message.Message):
+    """One writer attempt in a fallback chain (empty for the procedural writer)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    SCENE_INDEX_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """"outline", "scene", "rewrite", "revise"."""
+    scene_index: _builtins.int
+    """-1 when the attempt is not about one scene."""
+    writer: _builtins.str
+    model: _builtins.str
+    outcome: _builtins.str
+    """e.g. "ok", "error", "fallback"."""
+    reason: _builtins.str
+    """Why it failed, when it did (never a secret)."""
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        scene_index: _builtins.int = ...,
+        writer: _builtins.str = ...,
+        model: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "outcome", b"outcome", "reason", b"reason", "scene_index", b"scene_index", "stage", b"stage", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriterAttempt: _TypeAlias = WriterAttempt  # noqa: Y015
+
+@_typing.final
+class SceneRevision(_message.Message):
+    """A scene rewritten with RegenerateScene."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCENE_INDEX_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    PARENT_EPISODE_ID_FIELD_NUMBER: _builtins.int
+    scene_index: _builtins.int
+    notes: _builtins.str
+    parent_episode_id: _builtins.str
+    """The episode the revision started from."""
+    def __init__(
+        self,
+        *,
+        scene_index: _builtins.int = ...,
+        notes: _builtins.str = ...,
+        parent_episode_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notes", b"notes", "parent_episode_id", b"parent_episode_id", "scene_index", b"scene_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SceneRevision: _TypeAlias = SceneRevision  # noqa: Y015
 
 @_typing.final
 class Episode(_message.Message):
@@ -754,6 +913,11 @@ class Episode(_message.Message):
     PAGE_COUNT_FIELD_NUMBER: _builtins.int
     FOUNTAIN_FIELD_NUMBER: _builtins.int
     RENDER_ERROR_FIELD_NUMBER: _builtins.int
+    COMEDY_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    PARENT_EPISODE_ID_FIELD_NUMBER: _builtins.int
+    REVISIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Content hash of the request (see docs); stable across retries."""
     request_id: _builtins.str
@@ -769,6 +933,8 @@ class Episode(_message.Message):
     """The rendered screenplay (Fountain 1.1)."""
     render_error: _builtins.str
     """Why rendering failed, when it did."""
+    parent_episode_id: _builtins.str
+    """Set by RegenerateScene: the episode this one revises."""
     @_builtins.property
     def show(self) -> Global___Show:
         """The classic show as catalogued."""
@@ -789,6 +955,16 @@ class Episode(_message.Message):
     def validation(self) -> Global___ValidationReport: ...
     @_builtins.property
     def refinement_rounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefinementRound]: ...
+    @_builtins.property
+    def comedy(self) -> Global___ComedyReport: ...
+    @_builtins.property
+    def usage(self) -> Global___LlmUsage: ...
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WriterAttempt]: ...
+    @_builtins.property
+    def revisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SceneRevision]:
+        """Every RegenerateScene applied, oldest first."""
+
     def __init__(
         self,
         *,
@@ -809,10 +985,15 @@ class Episode(_message.Message):
         page_count: _builtins.int = ...,
         fountain: _builtins.str = ...,
         render_error: _builtins.str = ...,
+        comedy: Global___ComedyReport | None = ...,
+        usage: Global___LlmUsage | None = ...,
+        attempts: _abc.Iterable[Global___WriterAttempt] | None = ...,
+        parent_episode_id: _builtins.str = ...,
+        revisions: _abc.Iterable[Global___SceneRevision] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["outline", b"outline", "setting", b"setting", "show", b"show", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comedy", b"comedy", "outline", b"outline", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cast", b"cast", "fountain", b"fountain", "id", b"id", "model", b"model", "outline", b"outline", "page_count", b"page_count", "refinement_rounds", b"refinement_rounds", "relationships", b"relationships", "render_error", b"render_error", "request_id", b"request_id", "runtime_seconds", b"runtime_seconds", "scenes", b"scenes", "seed", b"seed", "setting", b"setting", "show", b"show", "validation", b"validation", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cast", b"cast", "comedy", b"comedy", "fountain", b"fountain", "id", b"id", "model", b"model", "outline", b"outline", "page_count", b"page_count", "parent_episode_id", b"parent_episode_id", "refinement_rounds", b"refinement_rounds", "relationships", b"relationships", "render_error", b"render_error", "request_id", b"request_id", "revisions", b"revisions", "runtime_seconds", b"runtime_seconds", "scenes", b"scenes", "seed", b"seed", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

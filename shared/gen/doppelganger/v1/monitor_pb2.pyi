@@ -67,6 +67,13 @@ class HealthReport(_message.Message):
     SPANS_DROPPED_FIELD_NUMBER: _builtins.int
     EXPORTER_SPANS_DROPPED_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
+    SPANS_PENDING_FIELD_NUMBER: _builtins.int
+    SPANS_FORWARDED_FIELD_NUMBER: _builtins.int
+    FORWARD_SPANS_FAILED_FIELD_NUMBER: _builtins.int
+    FORWARD_SPANS_DROPPED_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    FIRING_FIELD_NUMBER: _builtins.int
+    SERVICE_STATS_FIELD_NUMBER: _builtins.int
     score: _builtins.float
     """0-100."""
     errors: _builtins.float
@@ -79,10 +86,26 @@ class HealthReport(_message.Message):
     """Shed by the monitor itself."""
     exporter_spans_dropped: _builtins.int
     """Reported by exporters (otel.sdk.processor.span.processed)."""
+    spans_pending: _builtins.int
+    """Accepted, not yet applied to the statistics."""
+    spans_forwarded: _builtins.int
+    """Sent on to the upstream OTLP endpoint (when configured)."""
+    forward_spans_failed: _builtins.int
+    """Given up after retries, or refused by the upstream."""
+    forward_spans_dropped: _builtins.int
+    """Not queued for forwarding: the queue was full."""
+    window_seconds: _builtins.int
+    """The window of the alert rules and the errors sub-score."""
     @_builtins.property
     def services(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Services seen in the window."""
 
+    @_builtins.property
+    def firing(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
+        """Firing alerts, most severe first."""
+
+    @_builtins.property
+    def service_stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceStats]: ...
     def __init__(
         self,
         *,
@@ -95,14 +118,66 @@ class HealthReport(_message.Message):
         spans_dropped: _builtins.int = ...,
         exporter_spans_dropped: _builtins.int = ...,
         services: _abc.Iterable[_builtins.str] | None = ...,
+        spans_pending: _builtins.int = ...,
+        spans_forwarded: _builtins.int = ...,
+        forward_spans_failed: _builtins.int = ...,
+        forward_spans_dropped: _builtins.int = ...,
+        window_seconds: _builtins.int = ...,
+        firing: _abc.Iterable[Global___Alert] | None = ...,
+        service_stats: _abc.Iterable[Global___ServiceStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "errors", b"errors", "exporter_spans_dropped", b"exporter_spans_dropped", "resources", b"resources", "score", b"score", "services", b"services", "spans_dropped", b"spans_dropped", "spans_received", b"spans_received", "trends", b"trends"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "errors", b"errors", "exporter_spans_dropped", b"exporter_spans_dropped", "firing", b"firing", "forward_spans_dropped", b"forward_spans_dropped", "forward_spans_failed", b"forward_spans_failed", "resources", b"resources", "score", b"score", "service_stats", b"service_stats", "services", b"services", "spans_dropped", b"spans_dropped", "spans_forwarded", b"spans_forwarded", "spans_pending", b"spans_pending", "spans_received", b"spans_received", "trends", b"trends", "window_seconds", b"window_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HealthReport: _TypeAlias = HealthReport  # noqa: Y015
+
+@_typing.final
+class ServiceStats(_message.Message):
+    """What the monitor knows of one service from its metrics and LLM spans, over the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    MEMORY_RSS_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_UTILIZATION_FIELD_NUMBER: _builtins.int
+    LLM_CALLS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_RATE_FIELD_NUMBER: _builtins.int
+    CACHE_LOOKUPS_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    memory_rss_bytes: _builtins.float
+    """Highest over live instances; 0 without data."""
+    cpu_utilization: _builtins.float
+    """0-1 of all cores."""
+    llm_calls_per_minute: _builtins.float
+    """CLIENT spans named "chat ..." (GenAI conventions)."""
+    tokens_per_minute: _builtins.float
+    """gen_ai.client.token.usage, input + output."""
+    cache_hit_rate: _builtins.float
+    """doppel.cache.requests get hits / (hits + misses)."""
+    cache_lookups: _builtins.int
+    """Gets in the window (hit rate needs enough of them)."""
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        memory_rss_bytes: _builtins.float = ...,
+        cpu_utilization: _builtins.float = ...,
+        llm_calls_per_minute: _builtins.float = ...,
+        tokens_per_minute: _builtins.float = ...,
+        cache_hit_rate: _builtins.float = ...,
+        cache_lookups: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_rate", b"cache_hit_rate", "cache_lookups", b"cache_lookups", "cpu_utilization", b"cpu_utilization", "llm_calls_per_minute", b"llm_calls_per_minute", "memory_rss_bytes", b"memory_rss_bytes", "service", b"service", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceStats: _TypeAlias = ServiceStats  # noqa: Y015
 
 @_typing.final
 class Alert(_message.Message):
@@ -119,9 +194,12 @@ class Alert(_message.Message):
     THRESHOLD_FIELD_NUMBER: _builtins.int
     STARTED_UNIX_NANO_FIELD_NUMBER: _builtins.int
     RESOLVED_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    FIRED_UNIX_NANO_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     rule: _builtins.str
-    """"slow_operation", "error_rate", "memory", "llm_calls", "cache_hit_rate"."""
+    """"slow_operation", "error_rate", "memory", "llm_calls", "cache_hit_rate" (warning, critical),
+    "telemetry_loss" (error), "operations_capped" (info). See docs/monitor.md.
+    """
     severity: _episode_pb2.Severity.ValueType
     state: Global___AlertState.ValueType
     service: _builtins.str
@@ -130,7 +208,10 @@ class Alert(_message.Message):
     value: _builtins.float
     threshold: _builtins.float
     started_unix_nano: _builtins.int
+    """When the condition was first seen (pending)."""
     resolved_unix_nano: _builtins.int
+    fired_unix_nano: _builtins.int
+    """When it went from pending to firing; 0 if it never did."""
     def __init__(
         self,
         *,
@@ -145,14 +226,219 @@ class Alert(_message.Message):
         threshold: _builtins.float = ...,
         started_unix_nano: _builtins.int = ...,
         resolved_unix_nano: _builtins.int = ...,
+        fired_unix_nano: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message", "operation", b"operation", "resolved_unix_nano", b"resolved_unix_nano", "rule", b"rule", "service", b"service", "severity", b"severity", "started_unix_nano", b"started_unix_nano", "state", b"state", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fired_unix_nano", b"fired_unix_nano", "id", b"id", "message", b"message", "operation", b"operation", "resolved_unix_nano", b"resolved_unix_nano", "rule", b"rule", "service", b"service", "severity", b"severity", "started_unix_nano", b"started_unix_nano", "state", b"state", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class AlertEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    initial: _builtins.bool
+    """Part of the snapshot sent when the stream opens."""
+    @_builtins.property
+    def alert(self) -> Global___Alert:
+        """The alert after the change; alert.state tells what happened."""
+
+    def __init__(
+        self,
+        *,
+        alert: Global___Alert | None = ...,
+        initial: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "initial", b"initial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlertEvent: _TypeAlias = AlertEvent  # noqa: Y015
+
+@_typing.final
+class WatchAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ONLY_NEW_FIELD_NUMBER: _builtins.int
+    only_new: _builtins.bool
+    """Skip the snapshot of alerts already active."""
+    def __init__(
+        self,
+        *,
+        only_new: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["only_new", b"only_new"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAlertsRequest: _TypeAlias = WatchAlertsRequest  # noqa: Y015
+
+@_typing.final
+class AlertThresholds(_message.Message):
+    """Alert thresholds. Higher is worse for every rule but the cache hit rate, where the critical
+    level is below the warning level.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOW_P95_WARNING_SECONDS_FIELD_NUMBER: _builtins.int
+    SLOW_P95_CRITICAL_SECONDS_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_WARNING_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_CRITICAL_FIELD_NUMBER: _builtins.int
+    MEMORY_WARNING_MB_FIELD_NUMBER: _builtins.int
+    MEMORY_CRITICAL_MB_FIELD_NUMBER: _builtins.int
+    LLM_CALLS_WARNING_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    LLM_CALLS_CRITICAL_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_RATE_WARNING_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_RATE_CRITICAL_FIELD_NUMBER: _builtins.int
+    CACHE_MIN_LOOKUPS_FIELD_NUMBER: _builtins.int
+    MIN_CALLS_FIELD_NUMBER: _builtins.int
+    HOLD_SECONDS_FIELD_NUMBER: _builtins.int
+    slow_p95_warning_seconds: _builtins.float
+    slow_p95_critical_seconds: _builtins.float
+    error_rate_warning: _builtins.float
+    """Fraction 0-1."""
+    error_rate_critical: _builtins.float
+    memory_warning_mb: _builtins.float
+    """RSS, MiB."""
+    memory_critical_mb: _builtins.float
+    llm_calls_warning_per_minute: _builtins.float
+    llm_calls_critical_per_minute: _builtins.float
+    cache_hit_rate_warning: _builtins.float
+    """Fires below it."""
+    cache_hit_rate_critical: _builtins.float
+    cache_min_lookups: _builtins.float
+    """Lookups in the window before the rule applies."""
+    min_calls: _builtins.float
+    """Calls before error rate and slow operation apply."""
+    hold_seconds: _builtins.float
+    """Pending -> firing after the condition held this long."""
+    def __init__(
+        self,
+        *,
+        slow_p95_warning_seconds: _builtins.float | None = ...,
+        slow_p95_critical_seconds: _builtins.float | None = ...,
+        error_rate_warning: _builtins.float | None = ...,
+        error_rate_critical: _builtins.float | None = ...,
+        memory_warning_mb: _builtins.float | None = ...,
+        memory_critical_mb: _builtins.float | None = ...,
+        llm_calls_warning_per_minute: _builtins.float | None = ...,
+        llm_calls_critical_per_minute: _builtins.float | None = ...,
+        cache_hit_rate_warning: _builtins.float | None = ...,
+        cache_hit_rate_critical: _builtins.float | None = ...,
+        cache_min_lookups: _builtins.float | None = ...,
+        min_calls: _builtins.float | None = ...,
+        hold_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_hit_rate_critical", b"_cache_hit_rate_critical", "_cache_hit_rate_warning", b"_cache_hit_rate_warning", "_cache_min_lookups", b"_cache_min_lookups", "_error_rate_critical", b"_error_rate_critical", "_error_rate_warning", b"_error_rate_warning", "_hold_seconds", b"_hold_seconds", "_llm_calls_critical_per_minute", b"_llm_calls_critical_per_minute", "_llm_calls_warning_per_minute", b"_llm_calls_warning_per_minute", "_memory_critical_mb", b"_memory_critical_mb", "_memory_warning_mb", b"_memory_warning_mb", "_min_calls", b"_min_calls", "_slow_p95_critical_seconds", b"_slow_p95_critical_seconds", "_slow_p95_warning_seconds", b"_slow_p95_warning_seconds", "cache_hit_rate_critical", b"cache_hit_rate_critical", "cache_hit_rate_warning", b"cache_hit_rate_warning", "cache_min_lookups", b"cache_min_lookups", "error_rate_critical", b"error_rate_critical", "error_rate_warning", b"error_rate_warning", "hold_seconds", b"hold_seconds", "llm_calls_critical_per_minute", b"llm_calls_critical_per_minute", "llm_calls_warning_per_minute", b"llm_calls_warning_per_minute", "memory_critical_mb", b"memory_critical_mb", "memory_warning_mb", b"memory_warning_mb", "min_calls", b"min_calls", "slow_p95_critical_seconds", b"slow_p95_critical_seconds", "slow_p95_warning_seconds", b"slow_p95_warning_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_hit_rate_critical", b"_cache_hit_rate_critical", "_cache_hit_rate_warning", b"_cache_hit_rate_warning", "_cache_min_lookups", b"_cache_min_lookups", "_error_rate_critical", b"_error_rate_critical", "_error_rate_warning", b"_error_rate_warning", "_hold_seconds", b"_hold_seconds", "_llm_calls_critical_per_minute", b"_llm_calls_critical_per_minute", "_llm_calls_warning_per_minute", b"_llm_calls_warning_per_minute", "_memory_critical_mb", b"_memory_critical_mb", "_memory_warning_mb", b"_memory_warning_mb", "_min_calls", b"_min_calls", "_slow_p95_critical_seconds", b"_slow_p95_critical_seconds", "_slow_p95_warning_seconds", b"_slow_p95_warning_seconds", "cache_hit_rate_critical", b"cache_hit_rate_critical", "cache_hit_rate_warning", b"cache_hit_rate_warning", "cache_min_lookups", b"cache_min_lookups", "error_rate_critical", b"error_rate_critical", "error_rate_warning", b"error_rate_warning", "hold_seconds", b"hold_seconds", "llm_calls_critical_per_minute", b"llm_calls_critical_per_minute", "llm_calls_warning_per_minute", b"llm_calls_warning_per_minute", "memory_critical_mb", b"memory_critical_mb", "memory_warning_mb", b"memory_warning_mb", "min_calls", b"min_calls", "slow_p95_critical_seconds", b"slow_p95_critical_seconds", "slow_p95_warning_seconds", b"slow_p95_warning_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cache_hit_rate_critical: _TypeAlias = _typing.Literal["cache_hit_rate_critical"]  # noqa: Y015
+    _WhichOneofArgType__cache_hit_rate_critical: _TypeAlias = _typing.Literal["_cache_hit_rate_critical", b"_cache_hit_rate_critical"]  # noqa: Y015
+    _WhichOneofReturnType__cache_hit_rate_warning: _TypeAlias = _typing.Literal["cache_hit_rate_warning"]  # noqa: Y015
+    _WhichOneofArgType__cache_hit_rate_warning: _TypeAlias = _typing.Literal["_cache_hit_rate_warning", b"_cache_hit_rate_warning"]  # noqa: Y015
+    _WhichOneofReturnType__cache_min_lookups: _TypeAlias = _typing.Literal["cache_min_lookups"]  # noqa: Y015
+    _WhichOneofArgType__cache_min_lookups: _TypeAlias = _typing.Literal["_cache_min_lookups", b"_cache_min_lookups"]  # noqa: Y015
+    _WhichOneofReturnType__error_rate_critical: _TypeAlias = _typing.Literal["error_rate_critical"]  # noqa: Y015
+    _WhichOneofArgType__error_rate_critical: _TypeAlias = _typing.Literal["_error_rate_critical", b"_error_rate_critical"]  # noqa: Y015
+    _WhichOneofReturnType__error_rate_warning: _TypeAlias = _typing.Literal["error_rate_warning"]  # noqa: Y015
+    _WhichOneofArgType__error_rate_warning: _TypeAlias = _typing.Literal["_error_rate_warning", b"_error_rate_warning"]  # noqa: Y015
+    _WhichOneofReturnType__hold_seconds: _TypeAlias = _typing.Literal["hold_seconds"]  # noqa: Y015
+    _WhichOneofArgType__hold_seconds: _TypeAlias = _typing.Literal["_hold_seconds", b"_hold_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__llm_calls_critical_per_minute: _TypeAlias = _typing.Literal["llm_calls_critical_per_minute"]  # noqa: Y015
+    _WhichOneofArgType__llm_calls_critical_per_minute: _TypeAlias = _typing.Literal["_llm_calls_critical_per_minute", b"_llm_calls_critical_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__llm_calls_warning_per_minute: _TypeAlias = _typing.Literal["llm_calls_warning_per_minute"]  # noqa: Y015
+    _WhichOneofArgType__llm_calls_warning_per_minute: _TypeAlias = _typing.Literal["_llm_calls_warning_per_minute", b"_llm_calls_warning_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__memory_critical_mb: _TypeAlias = _typing.Literal["memory_critical_mb"]  # noqa: Y015
+    _WhichOneofArgType__memory_critical_mb: _TypeAlias = _typing.Literal["_memory_critical_mb", b"_memory_critical_mb"]  # noqa: Y015
+    _WhichOneofReturnType__memory_warning_mb: _TypeAlias = _typing.Literal["memory_warning_mb"]  # noqa: Y015
+    _WhichOneofArgType__memory_warning_mb: _TypeAlias = _typing.Literal["_memory_warning_mb", b"_memory_warning_mb"]  # noqa: Y015
+    _WhichOneofReturnType__min_calls: _TypeAlias = _typing.Literal["min_calls"]  # noqa: Y015
+    _WhichOneofArgType__min_calls: _TypeAlias = _typing.Literal["_min_calls", b"_min_calls"]  # noqa: Y015
+    _WhichOneofReturnType__slow_p95_critical_seconds: _TypeAlias = _typing.Literal["slow_p95_critical_seconds"]  # noqa: Y015
+    _WhichOneofArgType__slow_p95_critical_seconds: _TypeAlias = _typing.Literal["_slow_p95_critical_seconds", b"_slow_p95_critical_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__slow_p95_warning_seconds: _TypeAlias = _typing.Literal["slow_p95_warning_seconds"]  # noqa: Y015
+    _WhichOneofArgType__slow_p95_warning_seconds: _TypeAlias = _typing.Literal["_slow_p95_warning_seconds", b"_slow_p95_warning_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_hit_rate_critical) -> _WhichOneofReturnType__cache_hit_rate_critical | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_hit_rate_warning) -> _WhichOneofReturnType__cache_hit_rate_warning | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_min_lookups) -> _WhichOneofReturnType__cache_min_lookups | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_rate_critical) -> _WhichOneofReturnType__error_rate_critical | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_rate_warning) -> _WhichOneofReturnType__error_rate_warning | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_seconds) -> _WhichOneofReturnType__hold_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__llm_calls_critical_per_minute) -> _WhichOneofReturnType__llm_calls_critical_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__llm_calls_warning_per_minute) -> _WhichOneofReturnType__llm_calls_warning_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_critical_mb) -> _WhichOneofReturnType__memory_critical_mb | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_warning_mb) -> _WhichOneofReturnType__memory_warning_mb | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_calls) -> _WhichOneofReturnType__min_calls | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__slow_p95_critical_seconds) -> _WhichOneofReturnType__slow_p95_critical_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__slow_p95_warning_seconds) -> _WhichOneofReturnType__slow_p95_warning_seconds | None: ...
+
+Global___AlertThresholds: _TypeAlias = AlertThresholds  # noqa: Y015
+
+@_typing.final
+class UpdateThresholdsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def thresholds(self) -> Global___AlertThresholds: ...
+    def __init__(
+        self,
+        *,
+        thresholds: Global___AlertThresholds | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["thresholds", b"thresholds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["thresholds", b"thresholds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateThresholdsRequest: _TypeAlias = UpdateThresholdsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateThresholdsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def thresholds(self) -> Global___AlertThresholds:
+        """Every field set: the thresholds now in force."""
+
+    def __init__(
+        self,
+        *,
+        thresholds: Global___AlertThresholds | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["thresholds", b"thresholds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["thresholds", b"thresholds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateThresholdsResponse: _TypeAlias = UpdateThresholdsResponse  # noqa: Y015
 
 @_typing.final
 class ListAlertsRequest(_message.Message):

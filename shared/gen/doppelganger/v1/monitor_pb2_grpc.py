@@ -56,6 +56,16 @@ class MonitorServiceStub:
                 request_serializer=doppelganger_dot_v1_dot_monitor__pb2.GetTraceRequest.SerializeToString,
                 response_deserializer=doppelganger_dot_v1_dot_monitor__pb2.GetTraceResponse.FromString,
                 _registered_method=True)
+        self.UpdateThresholds = channel.unary_unary(
+                '/doppelganger.v1.MonitorService/UpdateThresholds',
+                request_serializer=doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsResponse.FromString,
+                _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/doppelganger.v1.MonitorService/WatchAlerts',
+                request_serializer=doppelganger_dot_v1_dot_monitor__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_monitor__pb2.AlertEvent.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -88,6 +98,22 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateThresholds(self, request, context):
+        """Changes the alert thresholds at run time (fields left unset keep their value) and returns
+        the thresholds now in force; an empty request only reads them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAlerts(self, request, context):
+        """Alert lifecycle events (pending, firing, resolved) as they happen; by default the alerts
+        active at the start come first. A subscriber that falls too far behind is dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +136,16 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.GetTrace,
                     request_deserializer=doppelganger_dot_v1_dot_monitor__pb2.GetTraceRequest.FromString,
                     response_serializer=doppelganger_dot_v1_dot_monitor__pb2.GetTraceResponse.SerializeToString,
+            ),
+            'UpdateThresholds': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateThresholds,
+                    request_deserializer=doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=doppelganger_dot_v1_dot_monitor__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_monitor__pb2.AlertEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +258,60 @@ class MonitorService:
             '/doppelganger.v1.MonitorService/GetTrace',
             doppelganger_dot_v1_dot_monitor__pb2.GetTraceRequest.SerializeToString,
             doppelganger_dot_v1_dot_monitor__pb2.GetTraceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateThresholds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.MonitorService/UpdateThresholds',
+            doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsRequest.SerializeToString,
+            doppelganger_dot_v1_dot_monitor__pb2.UpdateThresholdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/doppelganger.v1.MonitorService/WatchAlerts',
+            doppelganger_dot_v1_dot_monitor__pb2.WatchAlertsRequest.SerializeToString,
+            doppelganger_dot_v1_dot_monitor__pb2.AlertEvent.FromString,
             options,
             channel_credentials,
             insecure,

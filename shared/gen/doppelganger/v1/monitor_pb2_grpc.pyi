@@ -40,6 +40,14 @@ class MonitorServiceStub:
     ListOperations: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.ListOperationsRequest, _monitor_pb2.ListOperationsResponse]
     GetTrace: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.GetTraceRequest, _monitor_pb2.GetTraceResponse]
     """Returns the spans of one trace that are still in the monitor's window."""
+    UpdateThresholds: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.UpdateThresholdsRequest, _monitor_pb2.UpdateThresholdsResponse]
+    """Changes the alert thresholds at run time (fields left unset keep their value) and returns
+    the thresholds now in force; an empty request only reads them.
+    """
+    WatchAlerts: _grpc.UnaryStreamMultiCallable[_monitor_pb2.WatchAlertsRequest, _monitor_pb2.AlertEvent]
+    """Alert lifecycle events (pending, firing, resolved) as they happen; by default the alerts
+    active at the start come first. A subscriber that falls too far behind is dropped.
+    """
 
 @_typing.type_check_only
 class MonitorServiceAsyncStub(MonitorServiceStub):
@@ -53,6 +61,14 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     ListOperations: _aio.UnaryUnaryMultiCallable[_monitor_pb2.ListOperationsRequest, _monitor_pb2.ListOperationsResponse]  # type: ignore[assignment]
     GetTrace: _aio.UnaryUnaryMultiCallable[_monitor_pb2.GetTraceRequest, _monitor_pb2.GetTraceResponse]  # type: ignore[assignment]
     """Returns the spans of one trace that are still in the monitor's window."""
+    UpdateThresholds: _aio.UnaryUnaryMultiCallable[_monitor_pb2.UpdateThresholdsRequest, _monitor_pb2.UpdateThresholdsResponse]  # type: ignore[assignment]
+    """Changes the alert thresholds at run time (fields left unset keep their value) and returns
+    the thresholds now in force; an empty request only reads them.
+    """
+    WatchAlerts: _aio.UnaryStreamMultiCallable[_monitor_pb2.WatchAlertsRequest, _monitor_pb2.AlertEvent]  # type: ignore[assignment]
+    """Alert lifecycle events (pending, firing, resolved) as they happen; by default the alerts
+    active at the start come first. A subscriber that falls too far behind is dropped.
+    """
 
 class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Health, alerts and operation statistics computed from the OTLP data the monitor receives.
@@ -87,5 +103,25 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitor_pb2.GetTraceResponse, _abc.Awaitable[_monitor_pb2.GetTraceResponse]]:
         """Returns the spans of one trace that are still in the monitor's window."""
+
+    @_abc_1.abstractmethod
+    def UpdateThresholds(
+        self,
+        request: _monitor_pb2.UpdateThresholdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_pb2.UpdateThresholdsResponse, _abc.Awaitable[_monitor_pb2.UpdateThresholdsResponse]]:
+        """Changes the alert thresholds at run time (fields left unset keep their value) and returns
+        the thresholds now in force; an empty request only reads them.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchAlerts(
+        self,
+        request: _monitor_pb2.WatchAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_monitor_pb2.AlertEvent], _abc.AsyncIterator[_monitor_pb2.AlertEvent]]:
+        """Alert lifecycle events (pending, firing, resolved) as they happen; by default the alerts
+        active at the start come first. A subscriber that falls too far behind is dropped.
+        """
 
 def add_MonitorServiceServicer_to_server(servicer: MonitorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

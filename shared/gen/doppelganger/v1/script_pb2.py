@@ -25,25 +25,27 @@ _sym_db = _symbol_database.Default()
 from doppelganger.v1 import episode_pb2 as doppelganger_dot_v1_dot_episode__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64oppelganger/v1/script.proto\x12\x0f\x64oppelganger.v1\x1a\x1d\x64oppelganger/v1/episode.proto\"\x93\x01\n\x16GenerateEpisodeRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\x18\n\x0bscene_count\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0e\n\x06writer\x18\x06 \x01(\tB\x0e\n\x0c_scene_count\"\x99\x02\n\x14GenerateEpisodeEvent\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.doppelganger.v1.Stage\x12\x15\n\rfraction_done\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nepisode_id\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12+\n\x07outline\x18\n \x01(\x0b\x32\x18.doppelganger.v1.OutlineH\x00\x12\'\n\x05scene\x18\x0b \x01(\x0b\x32\x16.doppelganger.v1.SceneH\x00\x12+\n\x07\x65pisode\x18\x0c \x01(\x0b\x32\x18.doppelganger.v1.EpisodeH\x00\x42\t\n\x07payload\"\'\n\x11GetEpisodeRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\"\x12\n\x10ListShowsRequest\"e\n\x11ListShowsResponse\x12$\n\x05shows\x18\x01 \x03(\x0b\x32\x15.doppelganger.v1.Show\x12*\n\x08settings\x18\x02 \x03(\x0b\x32\x18.doppelganger.v1.Setting*\xb1\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x0e\n\nSTAGE_CAST\x10\x02\x12\x11\n\rSTAGE_OUTLINE\x10\x03\x12\x10\n\x0cSTAGE_SCENES\x10\x04\x12\x10\n\x0cSTAGE_COMEDY\x10\x05\x12\x14\n\x10STAGE_VALIDATION\x10\x06\x12\x10\n\x0cSTAGE_RENDER\x10\x07\x12\x0e\n\nSTAGE_DONE\x10\x08\x32\x94\x02\n\rScriptService\x12\x63\n\x0fGenerateEpisode\x12\'.doppelganger.v1.GenerateEpisodeRequest\x1a%.doppelganger.v1.GenerateEpisodeEvent0\x01\x12J\n\nGetEpisode\x12\".doppelganger.v1.GetEpisodeRequest\x1a\x18.doppelganger.v1.Episode\x12R\n\tListShows\x12!.doppelganger.v1.ListShowsRequest\x1a\".doppelganger.v1.ListShowsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64oppelganger/v1/script.proto\x12\x0f\x64oppelganger.v1\x1a\x1d\x64oppelganger/v1/episode.proto\"\x93\x01\n\x16GenerateEpisodeRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\x18\n\x0bscene_count\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0e\n\x06writer\x18\x06 \x01(\tB\x0e\n\x0c_scene_count\"\xd7\x02\n\x14GenerateEpisodeEvent\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.doppelganger.v1.Stage\x12\x15\n\rfraction_done\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nepisode_id\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12+\n\x07outline\x18\n \x01(\x0b\x32\x18.doppelganger.v1.OutlineH\x00\x12\'\n\x05scene\x18\x0b \x01(\x0b\x32\x16.doppelganger.v1.SceneH\x00\x12+\n\x07\x65pisode\x18\x0c \x01(\x0b\x32\x18.doppelganger.v1.EpisodeH\x00\x12<\n\x10refinement_round\x18\r \x01(\x0b\x32 .doppelganger.v1.RefinementRoundH\x00\x42\t\n\x07payload\"\'\n\x11GetEpisodeRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\"P\n\x16RegenerateSceneRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x13\n\x0bscene_index\x18\x02 \x01(\x05\x12\r\n\x05notes\x18\x03 \x01(\t\"\x12\n\x10ListShowsRequest\"e\n\x11ListShowsResponse\x12$\n\x05shows\x18\x01 \x03(\x0b\x32\x15.doppelganger.v1.Show\x12*\n\x08settings\x18\x02 \x03(\x0b\x32\x18.doppelganger.v1.Setting*\xc7\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x0e\n\nSTAGE_CAST\x10\x02\x12\x11\n\rSTAGE_OUTLINE\x10\x03\x12\x10\n\x0cSTAGE_SCENES\x10\x04\x12\x10\n\x0cSTAGE_COMEDY\x10\x05\x12\x14\n\x10STAGE_VALIDATION\x10\x06\x12\x10\n\x0cSTAGE_RENDER\x10\x07\x12\x0e\n\nSTAGE_DONE\x10\x08\x12\x14\n\x10STAGE_REFINEMENT\x10\t2\xea\x02\n\rScriptService\x12\x63\n\x0fGenerateEpisode\x12\'.doppelganger.v1.GenerateEpisodeRequest\x1a%.doppelganger.v1.GenerateEpisodeEvent0\x01\x12J\n\nGetEpisode\x12\".doppelganger.v1.GetEpisodeRequest\x1a\x18.doppelganger.v1.Episode\x12T\n\x0fRegenerateScene\x12\'.doppelganger.v1.RegenerateSceneRequest\x1a\x18.doppelganger.v1.Episode\x12R\n\tListShows\x12!.doppelganger.v1.ListShowsRequest\x1a\".doppelganger.v1.ListShowsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'doppelganger.v1.script_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=679
-  _globals['_STAGE']._serialized_end=856
+  _globals['_STAGE']._serialized_start=823
+  _globals['_STAGE']._serialized_end=1022
   _globals['_GENERATEEPISODEREQUEST']._serialized_start=81
   _globals['_GENERATEEPISODEREQUEST']._serialized_end=228
   _globals['_GENERATEEPISODEEVENT']._serialized_start=231
-  _globals['_GENERATEEPISODEEVENT']._serialized_end=512
-  _globals['_GETEPISODEREQUEST']._serialized_start=514
-  _globals['_GETEPISODEREQUEST']._serialized_end=553
-  _globals['_LISTSHOWSREQUEST']._serialized_start=555
-  _globals['_LISTSHOWSREQUEST']._serialized_end=573
-  _globals['_LISTSHOWSRESPONSE']._serialized_start=575
-  _globals['_LISTSHOWSRESPONSE']._serialized_end=676
-  _globals['_SCRIPTSERVICE']._serialized_start=859
-  _globals['_SCRIPTSERVICE']._serialized_end=1135
+  _globals['_GENERATEEPISODEEVENT']._serialized_end=574
+  _globals['_GETEPISODEREQUEST']._serialized_start=576
+  _globals['_GETEPISODEREQUEST']._serialized_end=615
+  _globals['_REGENERATESCENEREQUEST']._serialized_start=617
+  _globals['_REGENERATESCENEREQUEST']._serialized_end=697
+  _globals['_LISTSHOWSREQUEST']._serialized_start=699
+  _globals['_LISTSHOWSREQUEST']._serialized_end=717
+  _globals['_LISTSHOWSRESPONSE']._serialized_start=719
+  _globals['_LISTSHOWSRESPONSE']._serialized_end=820
+  _globals['_SCRIPTSERVICE']._serialized_start=1025
+  _globals['_SCRIPTSERVICE']._serialized_end=1387
 # @@protoc_insertion_point(module_scope)

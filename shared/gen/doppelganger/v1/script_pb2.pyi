@@ -35,6 +35,8 @@ class _StageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stage.ValueType
     STAGE_VALIDATION: _Stage.ValueType  # 6
     STAGE_RENDER: _Stage.ValueType  # 7
     STAGE_DONE: _Stage.ValueType  # 8
+    STAGE_REFINEMENT: _Stage.ValueType  # 9
+    """After STAGE_VALIDATION: one event per refinement round."""
 
 class Stage(_Stage, metaclass=_StageEnumTypeWrapper): ...
 
@@ -47,6 +49,8 @@ STAGE_COMEDY: Stage.ValueType  # 5
 STAGE_VALIDATION: Stage.ValueType  # 6
 STAGE_RENDER: Stage.ValueType  # 7
 STAGE_DONE: Stage.ValueType  # 8
+STAGE_REFINEMENT: Stage.ValueType  # 9
+"""After STAGE_VALIDATION: one event per refinement round."""
 Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
 @_typing.final
@@ -64,7 +68,7 @@ class GenerateEpisodeRequest(_message.Message):
     setting: _builtins.str
     """Setting id, name, or free text. Required."""
     scene_count: _builtins.int
-    """1-20; unset means the configured default (3)."""
+    """1-20; unset: the writer picks 8-12 to fill the episode target."""
     seed: _builtins.int
     """Same seed, same episode (procedural writer)."""
     request_id: _builtins.str
@@ -103,6 +107,7 @@ class GenerateEpisodeEvent(_message.Message):
     OUTLINE_FIELD_NUMBER: _builtins.int
     SCENE_FIELD_NUMBER: _builtins.int
     EPISODE_FIELD_NUMBER: _builtins.int
+    REFINEMENT_ROUND_FIELD_NUMBER: _builtins.int
     stage: Global___Stage.ValueType
     fraction_done: _builtins.float
     """0..1 over the whole episode."""
@@ -121,6 +126,10 @@ class GenerateEpisodeEvent(_message.Message):
     def episode(self) -> _episode_pb2.Episode:
         """With STAGE_DONE, the last event."""
 
+    @_builtins.property
+    def refinement_round(self) -> _episode_pb2.RefinementRound:
+        """With STAGE_REFINEMENT."""
+
     def __init__(
         self,
         *,
@@ -132,12 +141,13 @@ class GenerateEpisodeEvent(_message.Message):
         outline: _episode_pb2.Outline | None = ...,
         scene: _episode_pb2.Scene | None = ...,
         episode: _episode_pb2.Episode | None = ...,
+        refinement_round: _episode_pb2.RefinementRound | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "outline", b"outline", "payload", b"payload", "scene", b"scene"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "episode_id", b"episode_id", "fraction_done", b"fraction_done", "message", b"message", "outline", b"outline", "payload", b"payload", "scene", b"scene", "stage", b"stage", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "episode_id", b"episode_id", "fraction_done", b"fraction_done", "message", b"message", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene", "stage", b"stage", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["outline", "scene", "episode"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["outline", "scene", "episode", "refinement_round"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -161,6 +171,34 @@ class GetEpisodeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEpisodeRequest: _TypeAlias = GetEpisodeRequest  # noqa: Y015
+
+@_typing.final
+class RegenerateSceneRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODE_ID_FIELD_NUMBER: _builtins.int
+    SCENE_INDEX_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    episode_id: _builtins.str
+    """An episode GetEpisode can return."""
+    scene_index: _builtins.int
+    """0-based; must be a scene of the episode."""
+    notes: _builtins.str
+    """What to change; at most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        episode_id: _builtins.str = ...,
+        scene_index: _builtins.int = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_id", b"episode_id", "notes", b"notes", "scene_index", b"scene_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegenerateSceneRequest: _TypeAlias = RegenerateSceneRequest  # noqa: Y015
 
 @_typing.final
 class ListShowsRequest(_message.Message):

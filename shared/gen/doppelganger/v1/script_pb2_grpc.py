@@ -46,6 +46,11 @@ class ScriptServiceStub:
                 request_serializer=doppelganger_dot_v1_dot_script__pb2.GetEpisodeRequest.SerializeToString,
                 response_deserializer=doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
                 _registered_method=True)
+        self.RegenerateScene = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/RegenerateScene',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.RegenerateSceneRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
+                _registered_method=True)
         self.ListShows = channel.unary_unary(
                 '/doppelganger.v1.ScriptService/ListShows',
                 request_serializer=doppelganger_dot_v1_dot_script__pb2.ListShowsRequest.SerializeToString,
@@ -73,6 +78,15 @@ class ScriptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegenerateScene(self, request, context):
+        """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
+        jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
+        id, the scene index and the notes); the original stays retrievable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListShows(self, request, context):
         """Lists the bundled shows and settings.
         """
@@ -91,6 +105,11 @@ def add_ScriptServiceServicer_to_server(servicer, server):
             'GetEpisode': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEpisode,
                     request_deserializer=doppelganger_dot_v1_dot_script__pb2.GetEpisodeRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_episode__pb2.Episode.SerializeToString,
+            ),
+            'RegenerateScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegenerateScene,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.RegenerateSceneRequest.FromString,
                     response_serializer=doppelganger_dot_v1_dot_episode__pb2.Episode.SerializeToString,
             ),
             'ListShows': grpc.unary_unary_rpc_method_handler(
@@ -153,6 +172,33 @@ class ScriptService:
             target,
             '/doppelganger.v1.ScriptService/GetEpisode',
             doppelganger_dot_v1_dot_script__pb2.GetEpisodeRequest.SerializeToString,
+            doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/RegenerateScene',
+            doppelganger_dot_v1_dot_script__pb2.RegenerateSceneRequest.SerializeToString,
             doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
             options,
             channel_credentials,

@@ -41,6 +41,11 @@ class ScriptServiceStub:
     """
     GetEpisode: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetEpisodeRequest, _episode_pb2.Episode]
     """Returns an episode generated earlier (while it is still cached)."""
+    RegenerateScene: _grpc.UnaryUnaryMultiCallable[_script_pb2.RegenerateSceneRequest, _episode_pb2.Episode]
+    """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
+    jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
+    id, the scene index and the notes); the original stays retrievable.
+    """
     ListShows: _grpc.UnaryUnaryMultiCallable[_script_pb2.ListShowsRequest, _script_pb2.ListShowsResponse]
     """Lists the bundled shows and settings."""
 
@@ -56,6 +61,11 @@ class ScriptServiceAsyncStub(ScriptServiceStub):
     """
     GetEpisode: _aio.UnaryUnaryMultiCallable[_script_pb2.GetEpisodeRequest, _episode_pb2.Episode]  # type: ignore[assignment]
     """Returns an episode generated earlier (while it is still cached)."""
+    RegenerateScene: _aio.UnaryUnaryMultiCallable[_script_pb2.RegenerateSceneRequest, _episode_pb2.Episode]  # type: ignore[assignment]
+    """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
+    jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
+    id, the scene index and the notes); the original stays retrievable.
+    """
     ListShows: _aio.UnaryUnaryMultiCallable[_script_pb2.ListShowsRequest, _script_pb2.ListShowsResponse]  # type: ignore[assignment]
     """Lists the bundled shows and settings."""
 
@@ -80,6 +90,17 @@ class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_episode_pb2.Episode, _abc.Awaitable[_episode_pb2.Episode]]:
         """Returns an episode generated earlier (while it is still cached)."""
+
+    @_abc_1.abstractmethod
+    def RegenerateScene(
+        self,
+        request: _script_pb2.RegenerateSceneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_episode_pb2.Episode, _abc.Awaitable[_episode_pb2.Episode]]:
+        """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
+        jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
+        id, the scene index and the notes); the original stays retrievable.
+        """
 
     @_abc_1.abstractmethod
     def ListShows(

@@ -1,0 +1,96 @@
+"""Acceptance of the procedural writers' room: every show in the catalog x 20 seeds x 3 settings.
+
+Each episode is what a request without scene_count gets (8-12 scenes for a 22-minute episode),
+taken through the pipeline's pure stages: draft, comedy pass, validation and refinement. Every
+episode must pass the validator at its default threshold (the draft too), every speaker must be in
+the transformed cast, the runtime estimate must be within 15 % of the target, no dialogue line may
+be heard twice, the comedy pass must raise the mean joke score, and the outline must have the
+show's structure with A and B plots that touch at the climax. One test per show (60 episodes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from opentelemetry import trace
+
+from doppelganger.v1 import episode_pb2
+from services.script.comedy import comedy_pass
+from services.script.refinement import RefinementPolicy, refine
+from services.script.validation import DEFAULT_THRESHOLD, target_runtime, validate_episode
+from services.script.writers import StoryContext
+from shared import catalog
+from tests.unit.episode_drafts import WRITER, dialogue, draft_episode
+
+SETTINGS = ("mars-colony-2157", "enchanted-forest", "a haunted lighthouse off the coast of Maine")
+SEEDS = range(20)
+RUNTIME_TOLERANCE = 0.15
+MIN_MEAN_GAIN = 0.02
+A, B, RUNNER = episode_pb2.PLOT_LINE_A, episode_pb2.PLOT_LINE_B, episode_pb2.PLOT_LINE_RUNNER
+
+
+async def _finish(context: StoryContext, episode: episode_pb2.Episode) -> float:
+    """Comedy pass and refinement, as the pipeline runs them; returns the mean score gain."""
+    report = await comedy_pass(WRITER, context, episode)
+    policy = RefinementPolicy(threshold=DEFAULT_THRESHOLD)
+    async for _ in refine(WRITER, context, episode, policy, trace.NoOpTracer()):
+        pass
+    assert report.mean_after > report.mean_before
+    return report.mean_after - report.mean_before
+
+
+def _check_outline(show: episode_pb2.Show, episode: episode_pb2.Episode) -> None:
+    outline = episode.outline
+    names = [act.name for act in outline.acts]
+    assert (names[0] == "Cold Open") is show.structure.cold_open
+    assert (names[-1] == "Tag") is show.structure.tag
+    assert len([n for n in names if n.startswith("Act ")]) == show.structure.acts
+    assert all(act.beats for act in outline.acts)
+    beats = [beat for act in outline.acts for beat in act.beats]
+    assert [beat.scene_index for beat in beats] == list(range(len(episode.scenes)))
+    assert outline.a_plot and outline.b_plot and {A, B} <= {beat.plot for beat in beats}
+    climax = [beat for beat in beats if beat.plot != RUNNER][-1]
+    lead, b1, b2 = (episode.cast[i].name for i in (0, 2, 3))
+    assert climax.plot == A and lead in climax.description
+    assert b1 in climax.description and b2 in climax.description
+
+
+def _check_episode(episode: episode_pb2.Episode, label: str) -> None:
+    assert episode.validation.passed, (label, [i.message for i in episode.validation.issues])
+    assert episode.validation.threshold == DEFAULT_THRESHOLD
+    cast = {character.name for character in episode.cast}
+    lines = dialogue(episode)
+    assert {line.character for line in lines} <= cast, label
+    repeated = [text for text, n in Counter(line.text for line in lines).items() if n > 1]
+    assert not repeated, (label, repeated)
+    target = target_runtime(episode)
+    assert abs(episode.runtime_seconds / target - 1) <= RUNTIME_TOLERANCE, (label, target)
+
+
+@pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)
+async def test_every_default_episode_of_the_show_is_sound(show: episode_pb2.Show) -> None:
+    gains = []
+    for setting in SETTINGS:
+        for seed in SEEDS:
+            label = f"{show.id} / {setting} / seed {seed}"
+            context, episode = await draft_episode(show.id, setting, seed)
+            assert 8 <= len(episode.scenes) <= 12, label
+            assert target_runtime(episode) == 22 * 60.0
+            assert validate_episode(episode).passed, label
+            _check_outline(show, episode)
+            gains.append(await _finish(context, episode))
+            _check_episode(episode, label)
+    assert sum(gains) / len(gains) >= MIN_MEAN_GAIN
+
+
+@pytest.mark.parametrize("scene_count", [1, 3, 20])
+async def test_explicit_scene_counts_are_sound_too(scene_count: int) -> None:
+    for show in catalog.load_shows():
+        for setting in SETTINGS:
+            label = f"{show.id} / {setting} / {scene_count} scenes"
+            context, episode = await draft_episode(show.id, setting, 5, scene_count)
+            assert len(episode.scenes) == scene_count
+            assert target_runtime(episode) == scene_count * 120.0
+            await _finish(context, episode)
+            _check_episode(episode, label)

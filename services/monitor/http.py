@@ -1,41 +1,69 @@
-"""The monitor's HTTP endpoint: a tiny HTTP/1.1 server on asyncio streams (GET and HEAD only).
+"""A tiny HTTP/1.1 server on asyncio streams: GET, HEAD and POST, one request per connection.
 
-Routes map a path to a function returning (status, content type, body). Every response closes
-the connection; a request head larger than `MAX_HEAD_BYTES` or slower than `READ_TIMEOUT_SECONDS`
-is refused. Routes of the monitor:
-- `GET /healthz`: 200 `ok` while the process serves (a liveness probe).
-- `GET /api/health`: the HealthReport as JSON (proto field names, every field present).
+Routes map a path to (allowed methods, async handler). A handler gets the parsed `Request` and
+returns a `Response`. Limits: a request head of at most `MAX_HEAD_BYTES`, read within
+`READ_TIMEOUT_SECONDS`; a body of at most `MAX_BODY_BYTES` (after gzip decoding too), sent with
+Content-Length (chunked bodies get 411). Every response closes the connection. The monitor's
+routes are in services/monitor/web.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
-
-from google.protobuf import json_format
-
-from services.monitor.state import MonitorState
+from urllib.parse import parse_qsl
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
 READ_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
-
-Response = tuple[int, str, bytes]
-Route = Callable[[], Response]
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
 
-class HttpServer:
-    """Serves `routes` on one port until `close`."""
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # Lowercase names.
+    body: bytes = b""
 
-    def __init__(self, routes: Mapping[str, Route]) -> None:
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def text(status: int, message: str) -> Response:
+    return Response(status, TEXT, (message + "\n").encode())
+
+
+class HttpServer:
+    """Serves `routes` ({path: (methods, handler)}) on one port until `close`."""
+
+    def __init__(self, routes: Mapping[str, tuple[frozenset[str], Handler]]) -> None:
         self._routes = dict(routes)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -68,13 +96,15 @@ class HttpServer:
         assert task is not None
         self._connections[task] = writer
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_SECONDS)
-            method, path = _request_line(head)
-            status, content_type, body = self._respond(method, path)
-            _write(writer, status, content_type, b"" if method == "HEAD" else body, len(body))
+            request = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT_SECONDS)
+            response = await self._respond(request)
+            body = b"" if request.method == "HEAD" else response.body
+            _write(writer, response, body, len(response.body))
             await writer.drain()
+        except HttpError as error:
+            _write(writer, text(error.status, str(error)))
         except (asyncio.LimitOverrunError, ValueError):
-            _write(writer, HTTPStatus.BAD_REQUEST, TEXT, b"bad request\n")
+            _write(writer, text(HTTPStatus.BAD_REQUEST, "bad request"))
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError) as exc:
             log.debug("http: %r", exc)
         finally:
@@ -83,57 +113,81 @@ class HttpServer:
                 await writer.wait_closed()
             del self._connections[task]
 
-    def _respond(self, method: str, path: str) -> Response:
-        route = self._routes.get(path)
+    async def _respond(self, request: Request) -> Response:
+        route = self._routes.get(request.path)
         if route is None:
-            return HTTPStatus.NOT_FOUND, TEXT, b"not found\n"
-        if method not in ("GET", "HEAD"):
-            return HTTPStatus.METHOD_NOT_ALLOWED, TEXT, b"method not allowed\n"
+            return text(HTTPStatus.NOT_FOUND, "not found")
+        methods, handler = route
+        if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
+            return Response(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                TEXT,
+                b"method not allowed\n",
+                {"Allow": ", ".join(sorted(methods))},
+            )
         try:
-            return route()
+            return await handler(request)
+        except HttpError:
+            raise
         except Exception:
-            log.exception("http: %s failed", path)
-            return HTTPStatus.INTERNAL_SERVER_ERROR, TEXT, b"internal error\n"
+            log.exception("http: %s failed", request.path)
+            return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
 
-def _request_line(head: bytes) -> tuple[str, str]:
-    """(method, path without query) of a request head; ValueError when malformed."""
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    method, target, _version = line.split(" ")
-    return method, target.split("?", 1)[0]
+async def _read_request(reader: asyncio.StreamReader) -> Request:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    path, _, query = target.partition("?")
+    body = b""
+    if method == "POST":
+        body = await _read_body(reader, headers)
+    return Request(method, path, dict(parse_qsl(query)), headers, body)
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+    if "content-length" not in headers:
+        raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+    length = int(headers["content-length"])
+    if not 0 <= length <= MAX_BODY_BYTES:
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+    body = await reader.readexactly(length)
+    encoding = headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        return _gunzip(body)
+    if encoding != "identity":
+        raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"content-encoding {encoding}")
+    return body
+
+
+def _gunzip(body: bytes) -> bytes:
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = decoder.decompress(body, MAX_BODY_BYTES + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid gzip") from exc
+    if len(data) > MAX_BODY_BYTES:
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+    return data
 
 
 def _write(
-    writer: asyncio.StreamWriter,
-    status: int,
-    content_type: str,
-    body: bytes,
-    length: int | None = None,
+    writer: asyncio.StreamWriter, response: Response, body: bytes | None = None, length: int = -1
 ) -> None:
-    reason = HTTPStatus(status).phrase
+    body = response.body if body is None else body
+    reason = HTTPStatus(response.status).phrase
+    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
     head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body) if length is None else length}\r\n"
+        f"HTTP/1.1 {response.status} {reason}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(body) if length < 0 else length}\r\n"
+        f"{extra}"
         "Cache-Control: no-store\r\n"
         "Connection: close\r\n\r\n"
     )
     writer.write(head.encode("latin-1") + body)
-
-
-def monitor_routes(state: MonitorState) -> dict[str, Route]:
-    """The monitor's routes over its state."""
-
-    def healthz() -> Response:
-        return HTTPStatus.OK, TEXT, b"ok"
-
-    def api_health() -> Response:
-        body = json_format.MessageToJson(
-            state.health_report(),
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-            unquote_int64_if_possible=True,
-        )
-        return HTTPStatus.OK, JSON, body.encode()
-
-    return {"/healthz": healthz, "/api/health": api_health}

@@ -10,11 +10,16 @@
   cumulative points the total moves by the change since the series' previous point (a value
   that went down means the series restarted and counts in full). At most `max_series` series are
   remembered, least recently updated forgotten first; their contribution stays in the totals.
+- The same increases per 10-second slot (`windowed`, keyed by (metric, service, label)), for
+  rates over the alert window. There the first point of a cumulative series counts only when the
+  series started after the monitor did: a counter that was already at a million when the monitor
+  came up is not a million lookups in its first window.
 """
 
 from __future__ import annotations
 
 import time
+import typing
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +36,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from services.monitor.rates import WindowedCounters
+from services.monitor.stats import SLOT_SECONDS
 from services.monitor.traces import value_text
 
 MEMORY = "process.memory.usage"
@@ -99,6 +106,8 @@ class MetricsStore:
         self._gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {MEMORY: {}, CPU: {}}
         self._series: OrderedDict[SeriesKey, float] = OrderedDict()
         self._totals: dict[tuple[str, str], float] = {}
+        self.windowed = WindowedCounters(max_series)
+        self._started_unix_nano = time.time_ns()
 
     def ingest(self, request: ExportMetricsServiceRequest) -> list[str]:
         """Takes in one export; returns the services it came from."""
@@ -112,6 +121,9 @@ class MetricsStore:
                     self._ingest_metric(metric, service, instance, now)
         return services
 
+    def epoch(self, now: float | None = None) -> int:
+        return int((self._clock() if now is None else now) // SLOT_SECONDS)
+
     def _ingest_metric(self, metric: Metric, service: str, instance: str, now: float) -> None:
         gauges = self._gauges.get(metric.name)
         if gauges is not None:
@@ -124,7 +136,7 @@ class MetricsStore:
             return
         counted = COUNTED.get(metric.name)
         if counted is not None:
-            self._count(metric, counted, service, instance)
+            self._count(metric, counted, service, instance, self.epoch(now))
 
     @staticmethod
     def _latest_value(metric: Metric) -> float | None:
@@ -141,7 +153,9 @@ class MetricsStore:
                 best = point
         return None if best is None else _number(best)
 
-    def _count(self, metric: Metric, counted: _Counted, service: str, instance: str) -> None:
+    def _count(
+        self, metric: Metric, counted: _Counted, service: str, instance: str, epoch: int
+    ) -> None:
         data = metric.WhichOneof("data")
         container: Any
         if data == "sum":
@@ -162,20 +176,39 @@ class MetricsStore:
                 continue
             value = _number(point) if data == "sum" else point.sum
             key = (metric.name, service, instance, attributes)
-            self._add(key, label, value, delta)
+            increase, windowed = self._increase(key, value, delta, point.start_time_unix_nano)
+            total_key = (metric.name, label)
+            self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
+            if windowed:
+                self.windowed.add((metric.name, service, label), epoch, windowed)
 
-    def _add(self, key: SeriesKey, label: str, value: float, delta: bool) -> None:
-        total_key = (key[0], label)
+    def _increase(
+        self, key: SeriesKey, value: float, delta: bool, start_unix_nano: int
+    ) -> tuple[float, float]:
+        """(increase for the totals, increase for the windows) of one point."""
         if delta:
-            increase = value
-        else:
-            previous = self._series.get(key)
-            increase = value if previous is None or value < previous else value - previous
-            self._series[key] = value
-            self._series.move_to_end(key)
-            if len(self._series) > self._max_series:
-                self._series.popitem(last=False)
-        self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
+            return value, value
+        previous = self._series.get(key)
+        self._series[key] = value
+        self._series.move_to_end(key)
+        if len(self._series) > self._max_series:
+            self._series.popitem(last=False)
+        if previous is None:
+            return value, value if start_unix_nano >= self._started_unix_nano else 0.0
+        if value < previous:
+            return value, value
+        return value - previous, value - previous
+
+    def window_total(
+        self, metric: str, first_epoch: int, last_epoch: int
+    ) -> dict[str, dict[str, float]]:
+        """Per service, the increase of a counted metric in the epochs, by label value."""
+        found: dict[str, dict[str, float]] = {}
+        for key, value in self.windowed.totals(first_epoch, last_epoch).items():
+            name, service, label = typing.cast(tuple[str, str, str], key)
+            if name == metric:
+                found.setdefault(service, {})[label] = value
+        return found
 
     def _fresh(self, name: str) -> dict[str, float]:
         now = self._clock()

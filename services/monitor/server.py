@@ -1,15 +1,21 @@
 """The monitor: an OTLP gRPC receiver (traces and metrics) and MonitorService on one port, plus
-a small HTTP endpoint (services/monitor/http.py) on another."""
+HTTP (status page, /metrics, JSON API, OTLP/HTTP; services/monitor/web.py) on another.
+
+Background tasks: the ingestion worker (services/monitor/ingest.py), the alert evaluator (every
+DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS) and, when configured, the forwarder."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -17,9 +23,11 @@ from opentelemetry.proto.collector.metrics.v1 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
-from services.monitor.http import HttpServer, monitor_routes
-from services.monitor.state import MonitorState
+from services.monitor.alerts import MAX_SUBSCRIBERS, ThresholdError
+from services.monitor.http import HttpServer
+from services.monitor.state import MonitorState, alert_proto
 from services.monitor.stats import WINDOWS_SECONDS
+from services.monitor.web import monitor_routes
 from shared.config import Settings
 from shared.server import Cleanup, ServiceServer, start_server
 from shared.telemetry import Telemetry
@@ -31,10 +39,15 @@ METRICS_SERVICE = metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsServic
 MONITOR_SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+FORWARD_FLUSH_SECONDS = 2.0
+# OTLP exporters wait this long before retrying a RESOURCE_EXHAUSTED export.
+RETRY_LATER = (
+    ("google.rpc.retryinfo-bin", RetryInfo(retry_delay=Duration(seconds=1)).SerializeToString()),
+)
 
 
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    """OTLP trace receiver: applies each export synchronously, never waits."""
+    """OTLP trace receiver: admits each export to the ingestion queue and answers at once."""
 
     def __init__(self, state: MonitorState) -> None:
         self._state = state
@@ -44,7 +57,14 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         request: trace_service_pb2.ExportTraceServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        rejected = self._state.ingest_spans(request)
+        rejected = self._state.accept_traces(request)
+        if rejected is None:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"monitor overloaded: more than {self._state.queue.max_pending_spans} spans "
+                "pending; retry later",
+                trailing_metadata=RETRY_LATER,
+            )
         if not rejected:
             return trace_service_pb2.ExportTraceServiceResponse()
         limit = self._state.max_spans_per_export
@@ -67,12 +87,15 @@ class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         request: metrics_service_pb2.ExportMetricsServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-        self._state.ingest_metrics(request)
+        self._state.accept_metrics(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
 class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
-    """Health, alerts, operation statistics and traces from what the receivers took in."""
+    """Health, alerts, operation statistics and traces from what the receivers took in.
+
+    Reads first wait until the exports accepted before them have been applied.
+    """
 
     def __init__(self, state: MonitorState) -> None:
         self._state = state
@@ -80,12 +103,15 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
     async def GetHealth(
         self, request: monitor_pb2.GetHealthRequest, context: grpc.aio.ServicerContext
     ) -> monitor_pb2.HealthReport:
+        await self._state.queue.settled()
         return self._state.health_report()
 
     async def ListAlerts(
         self, request: monitor_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
     ) -> monitor_pb2.ListAlertsResponse:
-        return monitor_pb2.ListAlertsResponse(alerts=self._state.alerts())
+        await self._state.queue.settled()
+        alerts = self._state.alerts(include_resolved=request.include_resolved)
+        return monitor_pb2.ListAlertsResponse(alerts=alerts)
 
     async def ListOperations(
         self, request: monitor_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
@@ -96,6 +122,7 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"window_seconds must be 0, 60, 300 or 900, not {request.window_seconds}",
             )
+        await self._state.queue.settled()
         return monitor_pb2.ListOperationsResponse(
             operations=self._state.operations(request.service, window), window_seconds=window
         )
@@ -108,6 +135,7 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"trace_id must be 32 lowercase hex characters, got {request.trace_id[:64]!r}",
             )
+        await self._state.queue.settled()
         spans = self._state.trace(bytes.fromhex(request.trace_id))
         if spans is None:
             await context.abort(
@@ -115,6 +143,55 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
                 f"trace {request.trace_id} is not in the monitor's window",
             )
         return monitor_pb2.GetTraceResponse(spans=spans)
+
+    async def UpdateThresholds(
+        self, request: monitor_pb2.UpdateThresholdsRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_pb2.UpdateThresholdsResponse:
+        # ListFields has only the fields set: the others keep their value.
+        changes = {f.name: value for f, value in request.thresholds.ListFields()}
+        try:
+            thresholds = self._state.update_thresholds(changes)
+        except ThresholdError as error:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"thresholds.{error.field}: {error.reason}"
+            )
+        if changes:
+            log.info("alert thresholds changed: %s", changes)
+        return monitor_pb2.UpdateThresholdsResponse(
+            thresholds=monitor_pb2.AlertThresholds(**thresholds.as_dict())
+        )
+
+    async def WatchAlerts(
+        self, request: monitor_pb2.WatchAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[monitor_pb2.AlertEvent]:
+        engine = self._state.engine
+        subscriber = engine.subscribe(snapshot=not request.only_new)
+        if subscriber is None:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {MAX_SUBSCRIBERS} WatchAlerts streams at once",
+            )
+            return
+        try:
+            while (event := await subscriber.next()) is not None:
+                yield monitor_pb2.AlertEvent(alert=alert_proto(event.alert), initial=event.initial)
+        finally:
+            engine.unsubscribe(subscriber)
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"this WatchAlerts stream fell more than {engine.subscriber_queue} events behind; "
+            "reconnect",
+        )
+
+
+async def evaluate_periodically(state: MonitorState, interval: float) -> None:
+    """Evaluates the alert rules every `interval` seconds until cancelled."""
+    while True:
+        try:
+            state.evaluate()
+        except Exception:
+            log.exception("monitor: alert evaluation failed")
+        await asyncio.sleep(interval)
 
 
 class MonitorServer(ServiceServer):
@@ -138,17 +215,49 @@ class MonitorServer(ServiceServer):
         await super().stop(grace)
 
 
+class BackgroundTasks:
+    """The ingestion worker, the alert evaluator and the forwarder of one monitor."""
+
+    def __init__(self, state: MonitorState, eval_interval: float) -> None:
+        self._state = state
+        self._eval_interval = eval_interval
+        self._evaluator: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._state.queue.start()
+        if self._state.forwarder is not None:
+            self._state.forwarder.start()
+        self._evaluator = asyncio.create_task(
+            evaluate_periodically(self._state, self._eval_interval), name="monitor-alerts"
+        )
+
+    async def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._evaluator
+        await self._state.queue.close()
+        if self._state.forwarder is not None:
+            await self._state.forwarder.close(FORWARD_FLUSH_SECONDS)
+
+
 async def create_monitor_server(
     settings: Settings,
     telemetry: Telemetry,
     *,
     clock: Callable[[], float] = time.monotonic,
 ) -> MonitorServer:
-    """Starts the HTTP endpoint, then the gRPC server; `clock` drives the statistics windows."""
+    """Starts the HTTP endpoint, the background tasks, then the gRPC server.
+
+    `clock` (monotonic seconds) drives the statistics windows and the alert hold times; tests
+    pass one they can move. Raises alerts.ThresholdError for unusable configured thresholds.
+    """
     state = MonitorState(settings, clock=clock)
     http = HttpServer(monitor_routes(state))
     await http.start(settings.host, settings.monitor_http_port)
     log.info("monitor HTTP on %s:%d", settings.host, http.port)
+    background = BackgroundTasks(state, settings.monitor_eval_interval_seconds)
+    background.start()
 
     def register(server: grpc.aio.Server) -> list[str]:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(state), server)
@@ -156,7 +265,7 @@ async def create_monitor_server(
         monitor_pb2_grpc.add_MonitorServiceServicer_to_server(MonitorService(state), server)
         return [TRACE_SERVICE, METRICS_SERVICE, MONITOR_SERVICE]
 
-    cleanups = [http.close]
+    cleanups = [http.close, background.close]
     try:
         base = await start_server(
             name="monitor",
@@ -167,6 +276,7 @@ async def create_monitor_server(
             cleanups=cleanups,
         )
     except BaseException:
+        await background.close()
         await http.close()
         raise
     return MonitorServer(base, state, http.port, cleanups)

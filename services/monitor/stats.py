@@ -22,6 +22,10 @@ reused when the ring comes round again: at most about 56 KB per operation with e
 28 MB for the default cap of 500 operations (measured with tracemalloc). Operations are
 capped at `max_operations`; spans of further operations fold into operation `_other` of their
 service and kind (at most `OTHER_LIMIT` such rows; beyond that into service `_other` as well).
+
+Totals. Beside the ring, each operation keeps running totals since the monitor started (calls,
+errors, the sum of durations, and counts in the fixed `PROMETHEUS_BUCKETS`, up to 120 s because
+LLM calls are slow) for the Prometheus counters and histograms of `/metrics`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import math
 import operator
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +48,10 @@ GROWTH = 1.15
 _INNER_BUCKETS = math.ceil(math.log(HISTOGRAM_MAX_SECONDS / HISTOGRAM_MIN_SECONDS, GROWTH))
 BUCKETS = _INNER_BUCKETS + 2
 RELATIVE_ERROR = math.sqrt(GROWTH) - 1.0
+
+PROMETHEUS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
 
 OTHER = "_other"
 OTHER_LIMIT = 100
@@ -147,7 +156,10 @@ class WindowStats:
 class _Operation:
     """The slot ring of one operation."""
 
-    __slots__ = ("counts", "epochs", "errors", "hists", "maxs", "mins")
+    __slots__ = (
+        "buckets", "counts", "epochs", "errors", "hists", "maxs", "mins", "total_count",
+        "total_errors", "total_seconds",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.epochs = [-1] * SLOTS
@@ -156,6 +168,10 @@ class _Operation:
         self.mins = [math.inf] * SLOTS
         self.maxs = [0.0] * SLOTS
         self.hists: list[array[int] | None] = [None] * SLOTS
+        self.total_count = 0
+        self.total_errors = 0
+        self.total_seconds = 0.0
+        self.buckets = [0] * (len(PROMETHEUS_BUCKETS) + 1)  # The last one is +Inf.
 
     def add(self, epoch: int, seconds: float, error: bool) -> None:
         pos = epoch % SLOTS
@@ -171,6 +187,10 @@ class _Operation:
         hist = self.hists[pos]
         assert hist is not None
         hist[bucket_index(seconds)] += 1
+        self.total_count += 1
+        self.total_errors += error
+        self.total_seconds += seconds
+        self.buckets[bisect_left(PROMETHEUS_BUCKETS, seconds)] += 1
 
     def _reset(self, pos: int, epoch: int) -> None:
         self.epochs[pos] = epoch
@@ -298,33 +318,58 @@ class OperationStatsStore:
         rows.sort(key=lambda r: (r.service, r.operation, r.kind))
         return rows
 
-    def window_and_trends(
-        self, window_seconds: int, recent_seconds: int
+    def window_with_previous(
+        self, window_seconds: int
     ) -> tuple[list[WindowStats], list[tuple[WindowStats, WindowStats]]]:
-        """`window(window_seconds)`, and per operation with traffic in both parts of it, the
-        last `recent_seconds` paired with the rest of the window (baseline). One merge each."""
+        """`window(window_seconds)`, and per operation with traffic in both, that window paired
+        with the one of the same length just before it (for trends)."""
         now = self._clock()
         last = self.epoch(now)
         slots = max(1, window_seconds // SLOT_SECONDS)
-        recent_first = last - max(1, recent_seconds // SLOT_SECONDS) + 1
         covered = self._covered(now, slots)
         rows, pairs = [], []
         for label, op in self._labelled():
-            recent_positions = op.positions(recent_first, last)
-            baseline_positions = op.positions(last - slots + 1, recent_first - 1)
-            recent = _merge(op, recent_positions) if recent_positions else None
-            baseline = _merge(op, baseline_positions) if baseline_positions else None
-            merged = recent or baseline
-            if recent is not None and baseline is not None:
-                pairs.append((recent.stats(label, 0.0), baseline.stats(label, 0.0)))
-                merged = recent + baseline
-            if merged is not None:
-                rows.append(merged.stats(label, covered))
+            current_positions = op.positions(last - slots + 1, last)
+            if not current_positions:
+                continue
+            current = _merge(op, current_positions).stats(label, covered)
+            rows.append(current)
+            previous_positions = op.positions(last - 2 * slots + 1, last - slots)
+            if previous_positions:
+                previous = _merge(op, previous_positions).stats(label, slots * SLOT_SECONDS)
+                pairs.append((current, previous))
         rows.sort(key=lambda r: (r.service, r.operation, r.kind))
         return rows, pairs
 
+    def cumulative(self) -> list[OperationTotals]:
+        """Running totals of every operation since the store was created, sorted by name."""
+        rows = [
+            OperationTotals(*label, op.total_count, op.total_errors, op.total_seconds, op.buckets)
+            for label, op in self._labelled()
+        ]
+        rows.sort(key=lambda r: (r.service, r.operation, r.kind))
+        return rows
+
+    @property
+    def capped(self) -> bool:
+        """True once operations beyond the cap have been folded into `_other`."""
+        return self._others > 0
+
     def __len__(self) -> int:
         return len(self._ops)
+
+
+@dataclass(frozen=True)
+class OperationTotals:
+    """One operation since the monitor started; `buckets` counts per PROMETHEUS_BUCKETS, +Inf."""
+
+    service: str
+    operation: str
+    kind: str
+    count: int
+    errors: int
+    seconds: float
+    buckets: Sequence[int]
 
 
 def totals(rows: Iterable[WindowStats]) -> tuple[int, int]:

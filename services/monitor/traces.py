@@ -73,6 +73,15 @@ class TraceStore:
         _, trace = self._traces.popitem(last=False)
         self._bytes -= trace.size
 
+    def latest(self, count: int) -> list[bytes]:
+        """Ids of the `count` most recently updated traces, newest first."""
+        found: list[bytes] = []
+        for trace_id in reversed(self._traces):
+            if len(found) == count:
+                break
+            found.append(trace_id)
+        return found
+
     def get(self, trace_id: bytes) -> list[StoredSpan] | None:
         stored = self._traces.get(trace_id)
         return None if stored is None else list(stored.spans)

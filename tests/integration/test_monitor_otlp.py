@@ -7,7 +7,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
 import pytest
@@ -37,9 +37,20 @@ SERVICE = "test-client"
 
 @pytest.fixture
 async def monitor(settings: Settings) -> AsyncIterator[MonitorServer]:
-    server = await create_monitor_server(settings, Telemetry("monitor", settings))
+    fast = settings.with_changes(
+        monitor_eval_interval_seconds=0.02, monitor_thresholds=(("hold_seconds", 0.0),)
+    )
+    server = await create_monitor_server(fast, Telemetry("monitor", fast))
     yield server
     await server.stop(0)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Waits until `check` passes (the alert evaluator runs on its own timer)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -117,8 +128,15 @@ async def test_spans_from_the_sdk_become_health_operations_and_traces(
     other = await stub.ListOperations(monitor_pb2.ListOperationsRequest(service="nobody"))
     assert list(other.operations) == []
 
-    alerts = (await stub.ListAlerts(monitor_pb2.ListAlertsRequest())).alerts
-    assert {(a.rule, a.operation) for a in alerts} >= {("error_rate", "inventory.Stock/Reserve")}
+    await stub.UpdateThresholds(
+        monitor_pb2.UpdateThresholdsRequest(thresholds=monitor_pb2.AlertThresholds(min_calls=5))
+    )
+
+    async def reserve_alert() -> bool:
+        alerts = (await stub.ListAlerts(monitor_pb2.ListAlertsRequest())).alerts
+        return ("error_rate", "inventory.Stock/Reserve") in {(a.rule, a.operation) for a in alerts}
+
+    await eventually(reserve_alert)
 
     spans = (await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))).spans
     assert len(spans) == 12 and {s.trace_id for s in spans} == {trace_id}

@@ -20,6 +20,7 @@ from services.monitor.alerts import (
     evaluate_rules,
 )
 from services.monitor.stats import WindowStats
+from shared.config import ConfigError, Settings
 
 START = 10_000.0
 
@@ -229,3 +230,31 @@ async def test_a_slow_subscriber_is_dropped_not_waited_for() -> None:
     assert received == 6 and not fast.dropped
     assert slow.dropped and await slow.next() is None
     assert engine.subscribers_dropped == 1 and engine.subscriber_count == 1
+
+
+def test_monitor_configuration_is_parsed_and_checked() -> None:
+    settings = Settings.from_env(
+        {
+            "DOPPEL_MONITOR_THRESHOLDS": "error_rate_warning=0.05, hold_seconds=0",
+            "DOPPEL_MONITOR_SLOW_OPERATIONS": "*/Long=60:120,batch *=off",
+            "DOPPEL_MONITOR_WINDOW_SECONDS": "120",
+        }
+    )
+    assert settings.monitor_thresholds == (("error_rate_warning", 0.05), ("hold_seconds", 0.0))
+    assert settings.monitor_slow_operations == (
+        ("*/Long", 60.0, 120.0), ("batch *", math.inf, math.inf),
+    )  # fmt: skip
+    assert settings.monitor_window_seconds == 120
+    defaults = dict((p, (w, c)) for p, w, c in Settings().monitor_slow_operations)
+    assert defaults["*/GenerateEpisode"] == (300.0, 600.0)
+    assert defaults["*/WatchAlerts"] == (math.inf, math.inf)
+    for name, value in (
+        ("DOPPEL_MONITOR_THRESHOLDS", "Error=3"),
+        ("DOPPEL_MONITOR_THRESHOLDS", "error_rate_warning"),
+        ("DOPPEL_MONITOR_SLOW_OPERATIONS", "x=3:2"),
+        ("DOPPEL_MONITOR_SLOW_OPERATIONS", "x=3"),
+        ("DOPPEL_MONITOR_WINDOW_SECONDS", "65"),
+        ("DOPPEL_MONITOR_WINDOW_SECONDS", "460"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value})

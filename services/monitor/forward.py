@@ -1,0 +1,138 @@
+"""Forwarding to an upstream OTLP gRPC endpoint (Jaeger, an OpenTelemetry Collector, a monitor).
+
+Every accepted export is queued as it arrived (the same request message, re-serialized
+unchanged) in a bounded queue; a background task sends them in order. Retryable failures
+(UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are retried with exponential
+backoff up to `MAX_ATTEMPTS`; then, or on any other error, the export is given up and counted as
+failed. When the queue is full a new export is not queued and counted as dropped. Ingestion only
+ever does a non-blocking `put_nowait`, so a dead or slow upstream never slows it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from shared.server import CHANNEL_OPTIONS
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 5.0
+CALL_TIMEOUT_SECONDS = 5.0
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+SIGNALS = ("traces", "metrics")
+
+
+@dataclass
+class ForwardCounts:
+    """Per signal: exports and items (spans, or metric data points' exports) by outcome."""
+
+    exports_sent: int = 0
+    exports_failed: int = 0
+    exports_dropped: int = 0
+    spans_sent: int = 0
+    spans_failed: int = 0
+    spans_dropped: int = 0
+
+
+_Request = (
+    trace_service_pb2.ExportTraceServiceRequest | metrics_service_pb2.ExportMetricsServiceRequest
+)
+
+
+def _target(endpoint: str) -> str:
+    """host:port of an endpoint given as host:port or http://host:port."""
+    return endpoint.removeprefix("http://").removeprefix("grpc://").rstrip("/")
+
+
+class Forwarder:
+    """Sends what the monitor receives on to `endpoint`."""
+
+    def __init__(self, endpoint: str, max_queue: int, *, backoff: float = FIRST_BACKOFF_SECONDS):
+        self.endpoint = endpoint
+        self._queue: asyncio.Queue[tuple[str, _Request, int]] = asyncio.Queue(max_queue)
+        self._first_backoff = backoff
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.counts = {signal: ForwardCounts() for signal in SIGNALS}
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def offer(self, signal: str, request: _Request, spans: int = 0) -> None:
+        """Queues one export (`spans` is 0 for metrics); counts it as dropped when full."""
+        try:
+            self._queue.put_nowait((signal, request, spans))
+        except asyncio.QueueFull:
+            counts = self.counts[signal]
+            counts.exports_dropped += 1
+            counts.spans_dropped += spans
+
+    def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(_target(self.endpoint), options=CHANNEL_OPTIONS)
+        self._task = asyncio.create_task(self._run(), name="monitor-forward")
+
+    async def close(self, timeout: float) -> None:
+        """Gives the queue up to `timeout` seconds to empty, then stops."""
+        deadline = time.monotonic() + timeout
+        while self._queue.qsize() and time.monotonic() < deadline and self._task is not None:
+            await asyncio.sleep(0.05)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def _run(self) -> None:
+        assert self._channel is not None
+        trace_stub = trace_service_pb2_grpc.TraceServiceStub(self._channel)
+        metrics_stub = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
+        while True:
+            signal, request, spans = await self._queue.get()
+            stub = trace_stub if signal == "traces" else metrics_stub
+            rejected = await self._send(stub, request)
+            counts = self.counts[signal]
+            if rejected is None:
+                counts.exports_failed += 1
+                counts.spans_failed += spans
+            else:
+                counts.exports_sent += 1
+                counts.spans_sent += spans - rejected
+                counts.spans_failed += rejected
+
+    async def _send(self, stub: object, request: _Request) -> int | None:
+        """Sends with retries; the spans the upstream rejected, or None when it failed."""
+        backoff = self._first_backoff
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = await stub.Export(request, timeout=CALL_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                    log.warning("forward to %s failed: %s", self.endpoint, error.code().name)
+                    return None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            partial = getattr(response.partial_success, "rejected_spans", 0)
+            return int(partial)
+        return None

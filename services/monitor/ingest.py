@@ -1,0 +1,126 @@
+"""Admission of OTLP trace exports: a bounded queue between the receiver and the statistics.
+
+The Export handler only counts the spans of a request and queues it (or refuses it); a worker
+task applies queued exports in chunks of about a thousand spans, giving the event loop back
+after each chunk, so receivers keep answering at once and no exporter waits behind everyone
+else's spans. At most `max_pending_spans` spans wait (a partly applied export counts with what
+is left of it); an export that would go beyond that is refused (the receiver answers
+RESOURCE_EXHAUSTED) and its spans are counted. An export is always accepted into an empty queue,
+however large, so nothing is refused for ever.
+
+Readers call `settled()` first: it waits (without blocking the loop) until everything accepted
+before the call has been applied, so a client that exported and then asks sees its own spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+log = logging.getLogger(__name__)
+
+Apply = Callable[[ExportTraceServiceRequest], Iterator[int]]  # Yields spans applied per chunk.
+
+
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    return sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
+
+
+class _Pending:
+    """One accepted export and how far its application got."""
+
+    __slots__ = ("chunks", "left", "request")
+
+    def __init__(self, request: ExportTraceServiceRequest, spans: int) -> None:
+        self.request = request
+        self.left = spans
+        self.chunks: Iterator[int] | None = None
+
+
+class IngestQueue:
+    """Accepted exports waiting for `apply`; bounded by the spans they hold."""
+
+    def __init__(self, apply: Apply, max_pending_spans: int) -> None:
+        self._apply = apply
+        self.max_pending_spans = max_pending_spans
+        self._queue: deque[_Pending] = deque()
+        self._work = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._accepted = 0  # Exports accepted so far; `_applied` of them have been applied.
+        self._applied = 0
+        self._task: asyncio.Task[None] | None = None
+        self.pending_spans = 0
+        self.refused_spans = 0
+        self.refused_exports = 0
+
+    def offer(self, request: ExportTraceServiceRequest, spans: int) -> bool:
+        """Queues an export of `spans` spans; False (counted) when it does not fit."""
+        if self.pending_spans and self.pending_spans + spans > self.max_pending_spans:
+            self.refused_spans += spans
+            self.refused_exports += 1
+            return False
+        self._queue.append(_Pending(request, spans))
+        self.pending_spans += spans
+        self._accepted += 1
+        self._work.set()
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="monitor-ingest")
+
+    async def close(self) -> None:
+        """Stops the worker, then applies everything still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.drain()
+
+    def drain(self) -> None:
+        """Applies everything queued now, synchronously."""
+        while self._queue:
+            for _ in self._step():
+                pass
+
+    def _step(self) -> Iterator[None]:
+        """Applies the export at the head chunk by chunk, yielding after each chunk."""
+        head = self._queue[0]
+        if head.chunks is None:
+            head.chunks = self._apply(head.request)
+        try:
+            for applied in head.chunks:
+                head.left -= applied
+                self.pending_spans -= applied
+                yield
+        except Exception:  # A malformed export must not stop ingestion.
+            log.exception("monitor: applying an export failed")
+        self.pending_spans -= head.left  # Spans it did not apply (beyond the cap, or failed).
+        self._queue.popleft()
+        self._applied += 1
+
+    async def _run(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._queue:
+                for _ in self._step():
+                    await asyncio.sleep(0)  # Let receivers answer between chunks.
+                async with self._progress:
+                    self._progress.notify_all()
+
+    async def settled(self) -> None:
+        """Returns once every export accepted before the call has been applied."""
+        target = self._accepted
+        if self._applied >= target:
+            return
+        if self._task is None or self._task.done():
+            self.drain()
+            return
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._applied >= target)

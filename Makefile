@@ -48,13 +48,13 @@ check-protos: venv
 bench: venv
 	$(BIN)/doppel bench
 
-## bench-check: quick benchmarks compared with bench/baseline.json; exits 1 on a regression
+## bench-check: benchmarks compared with bench/baseline.json by ratios; exits 1 on a regression
 bench-check: venv
-	$(BIN)/doppel bench --quick --check
+	$(BIN)/doppel bench --check
 
 ## load: steady, ramp, spike and soak load against a real stack; finds the breaking point
 load: venv
-	$(BIN)/doppel load
+	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS))
 
 ## deploy-check: validate Dockerfile, compose, Kubernetes, collector, Prometheus and Grafana configs
 deploy-check: venv sysdeps

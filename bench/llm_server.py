@@ -56,6 +56,7 @@ class Received:
     status: int
     retry_after: float | None  # seconds the 429 asked for
     api_key: str
+    scene_index: int = -1  # of a scene, revise or rewrite task; -1 for the outline
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -341,14 +342,16 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"type": "not_found_error", "message": path}})
                 return
             context_text, task_text = _prompt_parts(path, body)
-            task = _task_name(task_text)
-            if server.latency:
-                time.sleep(server.latency)
+            task, scene_index = _task_name(task_text), _scene_index(task_text)
             status, retry_after, headers, payload = self._respond(
                 path, body, context_text, task_text, arrived
             )
+            # The answer is written while the "model" thinks: a provider's latency is wall
+            # time on its side, and our own CPU (the benchmark's subject) must not add to it.
+            if server.latency:
+                time.sleep(max(0.0, arrived + server.latency - time.monotonic()))
             received = Received(
-                arrived, path, call[0], call[1], task, status, retry_after, key or ""
+                arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index
             )
             server.record(received)
             self._send(status, payload, headers)
@@ -466,3 +469,10 @@ def _task_name(task_text: str) -> str:
         return str(prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)["task"])
     except (ValueError, KeyError):
         return ""
+
+
+def _scene_index(task_text: str) -> int:
+    try:
+        return int(prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)["scene_index"])
+    except (ValueError, KeyError, TypeError):
+        return -1

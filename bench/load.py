@@ -28,6 +28,7 @@ import psutil
 from bench.measure import machine, percentile
 from bench.stacks import running, stack_env
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
+from shared.faults import FaultSpecError, parse_spec
 from shared.stack import Stack
 
 MAX_IN_FLIGHT = 512  # Beyond it the client sheds (counted), so memory stays bounded.
@@ -187,10 +188,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--slo-p99", type=float, default=2.0, help="p99 latency SLO, seconds")
     parser.add_argument("--out", default="bench/results/load.json")
+    parser.add_argument(
+        "--faults",
+        type=_fault_spec,
+        default="",
+        help="fault switches for every service of the stack, e.g. llm_error_rate=0.3,"
+        "cache_unavailable=1 (DOPPEL_FAULTS; docs/reliability.md)",
+    )
+
+
+def _fault_spec(text: str) -> str:
+    try:
+        parse_spec(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
-    env = stack_env(telemetry=True, extra={"OTEL_METRIC_EXPORT_INTERVAL": "2000"})
+    extra = {"OTEL_METRIC_EXPORT_INTERVAL": "2000"}
+    if getattr(args, "faults", ""):
+        extra["DOPPEL_FAULTS"] = args.faults
+    env = stack_env(telemetry=True, extra=extra)
 
     async def main() -> dict[str, Any]:
         with running(env) as stack:

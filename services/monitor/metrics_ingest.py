@@ -6,7 +6,9 @@
 - Counters, as running totals since the monitor started seeing them: dropped spans
   (`otel.sdk.processor.span.processed` points that carry `error.type`), token usage
   (`gen_ai.client.token.usage` histogram sums by `gen_ai.token.type`) and cache lookups
-  (`doppel.cache.requests` with `doppel.cache.result` hit or miss). Delta points add up; for
+  (`doppel.cache.requests` with `doppel.cache.result` hit or miss). Token usage and LLM cost
+  (`doppel.llm.cost`, USD) also go to `llm` (an `LLMStats`) by provider and model. Delta points
+  add up; for
   cumulative points the total moves by the change since the series' previous point (a value
   that went down means the series restarted and counts in full). At most `max_series` series are
   remembered, least recently updated forgotten first; their contribution stays in the totals.
@@ -36,6 +38,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from services.monitor.llm import MODEL, PROVIDER, LLMStats
 from services.monitor.rates import WindowedCounters
 from services.monitor.stats import SLOT_SECONDS
 from services.monitor.traces import value_text
@@ -45,6 +48,7 @@ CPU = "process.cpu.utilization"
 SPANS_PROCESSED = "otel.sdk.processor.span.processed"
 TOKEN_USAGE = "gen_ai.client.token.usage"
 CACHE_REQUESTS = "doppel.cache.requests"
+LLM_COST = "doppel.llm.cost"
 
 UNKNOWN_SERVICE = "unknown_service"
 DEFAULT_STALE_SECONDS = 300.0
@@ -58,12 +62,15 @@ class _Counted:
     label: str
     allowed: frozenset[str] | None  # None: every value, including none ("").
     require_label: bool = False
+    by_service: bool = True  # Totals by label and windows by (service, label).
+    by_model: bool = False  # Into `MetricsStore.llm` by provider and model.
 
 
 COUNTED = {
     SPANS_PROCESSED: _Counted("error.type", None, require_label=True),
-    TOKEN_USAGE: _Counted("gen_ai.token.type", None),
+    TOKEN_USAGE: _Counted("gen_ai.token.type", None, by_model=True),
     CACHE_REQUESTS: _Counted("doppel.cache.result", frozenset({"hit", "miss"})),
+    LLM_COST: _Counted("", None, by_service=False, by_model=True),
 }
 
 SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
@@ -99,6 +106,7 @@ class MetricsStore:
         clock: Callable[[], float] = time.monotonic,
         stale_seconds: float = DEFAULT_STALE_SECONDS,
         max_series: int = DEFAULT_MAX_SERIES,
+        llm: LLMStats | None = None,
     ) -> None:
         self._clock = clock
         self._stale = stale_seconds
@@ -107,6 +115,7 @@ class MetricsStore:
         self._series: OrderedDict[SeriesKey, float] = OrderedDict()
         self._totals: dict[tuple[str, str], float] = {}
         self.windowed = WindowedCounters(max_series)
+        self.llm = LLMStats() if llm is None else llm
         self._started_unix_nano = time.time_ns()
 
     def ingest(self, request: ExportMetricsServiceRequest) -> list[str]:
@@ -169,7 +178,8 @@ class MetricsStore:
         delta = container.aggregation_temporality == AGGREGATION_TEMPORALITY_DELTA
         for point in container.data_points:
             attributes = tuple(sorted((kv.key, value_text(kv.value)) for kv in point.attributes))
-            label = dict(attributes).get(counted.label, "")
+            named = dict(attributes)
+            label = named.get(counted.label, "")
             if (counted.require_label and not label) or (
                 counted.allowed is not None and label not in counted.allowed
             ):
@@ -177,10 +187,13 @@ class MetricsStore:
             value = _number(point) if data == "sum" else point.sum
             key = (metric.name, service, instance, attributes)
             increase, windowed = self._increase(key, value, delta, point.start_time_unix_nano)
-            total_key = (metric.name, label)
-            self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
-            if windowed:
-                self.windowed.add((metric.name, service, label), epoch, windowed)
+            if counted.by_service:
+                total_key = (metric.name, label)
+                self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
+                if windowed:
+                    self.windowed.add((metric.name, service, label), epoch, windowed)
+            if counted.by_model:
+                self._by_model(metric.name, named, label, increase)
 
     def _increase(
         self, key: SeriesKey, value: float, delta: bool, start_unix_nano: int
@@ -198,6 +211,13 @@ class MetricsStore:
         if value < previous:
             return value, value
         return value - previous, value - previous
+
+    def _by_model(self, name: str, attributes: dict[str, str], label: str, increase: float) -> None:
+        provider, model = attributes.get(PROVIDER, ""), attributes.get(MODEL, "")
+        if name == TOKEN_USAGE:
+            self.llm.add_tokens(provider, model, label, increase)
+        elif name == LLM_COST:
+            self.llm.add_cost(provider, model, increase)
 
     def window_total(
         self, metric: str, first_epoch: int, last_epoch: int

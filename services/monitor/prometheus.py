@@ -8,10 +8,19 @@ Families (every one with HELP and TYPE; `promtool check metrics` passes, a test 
   `doppel_operation_calls_total`, `doppel_operation_errors_total` and the histogram
   `doppel_operation_duration_seconds` with buckets from 5 ms to 120 s.
 - per service: RSS, CPU, LLM calls and tokens a minute, cache hit ratio (over the window).
+- per LLM (provider, model), since the monitor started (services/monitor/llm.py):
+  `doppel_llm_model_calls_total{provider,model,outcome}` (plus `error_type` on errors) and the
+  histogram `doppel_llm_model_call_duration_seconds{provider,model}` from the `chat {model}`
+  spans, `doppel_llm_model_tokens_total{provider,model,type}` from `gen_ai.client.token.usage`
+  and `doppel_llm_model_cost_usd_total{provider,model}` from `doppel.llm.cost`. Distinct from the
+  names the collector's Prometheus exporter gives the same OTLP metrics (`doppel_llm_calls_total`,
+  `gen_ai_client_*`), so a Prometheus scraping both never adds them up twice.
 - the monitor itself: spans received, dropped (by reason) and pending, spans exporters reported
   dropping, metric exports, forwarding by signal and result, WatchAlerts subscribers.
 Label values are bounded: operations by DOPPEL_MONITOR_MAX_OPERATIONS (the rest is `_other`),
-services by the services seen, alerts by rules x operations.
+services by the services seen, alerts by rules x operations, LLM models by
+`llm.DEFAULT_MAX_MODELS` (provider and model pairs; the rest is `_other`, as are error and
+token types beyond their caps).
 """
 
 from __future__ import annotations
@@ -90,6 +99,7 @@ def render_metrics(state: MonitorState) -> str:
     _alerts(out, state)
     _operations(out, state)
     _services(out, state)
+    _llm(out, state)
     _ingestion(out, state)
     return out.render()
 
@@ -182,6 +192,49 @@ def _services(out: Exposition, state: MonitorState) -> None:
         out.family(name, "gauge", help_text, samples)
 
 
+def _llm(out: Exposition, state: MonitorState) -> None:
+    llm = state.llm
+    calls = []
+    for (provider, model, error_type), count in sorted(llm.calls.items()):
+        labels = {"provider": provider, "model": model, "outcome": "error" if error_type else "ok"}
+        if error_type:
+            labels["error_type"] = error_type
+        calls.append((labels, count))
+    out.family(
+        "doppel_llm_model_calls_total",
+        "counter",
+        "LLM requests (chat CLIENT spans, every attempt) by provider, model and outcome; "
+        "error_type (the span's error.type) on errors.",
+        calls,
+    )
+    out.histogram(
+        "doppel_llm_model_call_duration_seconds",
+        "Durations of LLM requests (chat CLIENT spans) by provider and model.",
+        [
+            ({"provider": provider, "model": model}, list(t.buckets), t.seconds, t.count)
+            for (provider, model), t in sorted(llm.latency.items())
+        ],
+    )
+    out.family(
+        "doppel_llm_model_tokens_total",
+        "counter",
+        "LLM tokens by provider, model and type (gen_ai.client.token.usage sums).",
+        [
+            ({"provider": provider, "model": model, "type": kind}, tokens)
+            for (provider, model, kind), tokens in sorted(llm.tokens.items())
+        ],
+    )
+    out.family(
+        "doppel_llm_model_cost_usd_total",
+        "counter",
+        "Estimated LLM cost in USD by provider and model (doppel.llm.cost).",
+        [
+            ({"provider": provider, "model": model}, usd)
+            for (provider, model), usd in sorted(llm.cost.items())
+        ],
+    )
+
+
 def _ingestion(out: Exposition, state: MonitorState) -> None:
     queue = state.queue
     out.family(
@@ -211,6 +264,10 @@ def _ingestion(out: Exposition, state: MonitorState) -> None:
     out.family(
         "doppel_monitor_operations", "gauge", "Operations tracked (capped).",
         [({}, len(state.stats))],
+    )  # fmt: skip
+    out.family(
+        "doppel_monitor_llm_models", "gauge", "LLM (provider, model) pairs tracked (capped).",
+        [({}, state.llm.models)],
     )  # fmt: skip
     forwarder = state.forwarder
     counts = forwarder.counts if forwarder else {}

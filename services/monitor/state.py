@@ -2,8 +2,9 @@
 
 Everything runs on the event loop and no method awaits, so an export is applied in one piece and
 no lock is needed. Ingestion does per span only what the statistics need (a few fields, the
-attributes of RPC spans for their status code, the name of CLIENT spans for LLM calls) plus one
-serialization for the trace store. Alert rules are evaluated by `evaluate`, which the server
+attributes of RPC spans for their status code, the name of CLIENT spans for LLM calls, and the
+attributes of those `chat {model}` spans for the per-model LLM statistics) plus one serialization
+for the trace store. Alert rules are evaluated by `evaluate`, which the server
 calls on a timer (every DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS), never per span.
 """
 
@@ -31,6 +32,7 @@ from services.monitor.alerts import (
 from services.monitor.forward import Forwarder
 from services.monitor.health import Health, HealthInputs, compute_health
 from services.monitor.ingest import IngestQueue, count_spans
+from services.monitor.llm import SPAN_PREFIX, LLMStats
 from services.monitor.metrics_ingest import (
     CACHE_REQUESTS,
     SPANS_PROCESSED,
@@ -55,7 +57,6 @@ MAX_SPANS_PER_EXPORT = 100_000
 INGEST_CHUNK_SPANS = 1024  # About 5 ms of the event loop; the worker yields between chunks.
 SERVICES_WINDOW_SECONDS = 900
 DEFAULT_WINDOW_SECONDS = 60
-LLM_SPAN_PREFIX = "chat "  # GenAI semantic conventions: "{operation} {model}", kind CLIENT.
 MONITOR = "monitor"  # The service named in alerts about the monitor's own losses.
 
 
@@ -91,7 +92,8 @@ class MonitorState:
         self.max_spans_per_export = max_spans_per_export
         self.stats = OperationStatsStore(settings.monitor_max_operations, clock)
         self.traces = TraceStore(settings.monitor_max_traces)
-        self.metrics = MetricsStore(clock)
+        self.llm = LLMStats()  # Per model: calls and latency from spans, tokens and cost.
+        self.metrics = MetricsStore(clock, llm=self.llm)
         self.services = RecentServices()
         self.llm_calls = WindowedCounters()  # By service.
         self.lost = WindowedCounters()  # By (service, why): the monitor's own losses.
@@ -163,6 +165,7 @@ class MonitorState:
         """The per-span work: statistics, the trace store, LLM calls."""
         record = self.stats.record_at
         keep = self.traces.add
+        llm_span = self.llm.record_span
         llm_calls = 0
         for span in spans:
             kind = span.kind
@@ -171,8 +174,9 @@ class MonitorState:
             )
             seconds = (span.end_time_unix_nano - span.start_time_unix_nano) * 1e-9
             record(epoch, service, span.name, kind, seconds, error)
-            if kind == KIND_CLIENT and span.name.startswith(LLM_SPAN_PREFIX):
+            if kind == KIND_CLIENT and span.name.startswith(SPAN_PREFIX):
                 llm_calls += 1
+                llm_span(span, error)
             if span.trace_id:
                 keep(span.trace_id, StoredSpan(service, error, span.SerializeToString()))
         if llm_calls:

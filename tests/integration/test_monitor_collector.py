@@ -27,15 +27,18 @@ from shared.config import Settings
 from shared.telemetry import Telemetry
 from tests.conftest import free_port
 from tests.integration.test_monitor_alerts import (
+    CLIENT,
     Clock,
     Monitor,
     export,
+    kv,
     metrics_export,
     render_calls,
     rss,
     span,
     start_monitor,
 )
+from tests.unit.test_monitor_llm import cost, token_usage
 
 OUTSIDE = "outside-app"
 EXPORTER_SCRIPT = """
@@ -355,6 +358,12 @@ async def test_metrics_endpoint_passes_promtool(monitor: Monitor) -> None:
     await monitor.send("scene", render_calls(failing=5))
     await monitor.send("scene", [span('render "quoted"\\name', seconds=90.0)])
     await monitor.metrics.Export(metrics_export("scene", [rss(600)]))
+    chat = span("chat claude-x", kind=CLIENT, seconds=2.0)
+    chat.attributes.extend([kv("gen_ai.provider.name", "anthropic"),
+                            kv("gen_ai.request.model", "claude-x")])  # fmt: skip
+    await monitor.send("script", [chat])
+    usage = token_usage([("claude-x", "input", 1200), ("claude-x", "output", 300)])
+    await monitor.metrics.Export(metrics_export("script", [usage, cost(0.0123)]))
     await monitor.tick(0.1)
     status, content_type, body = await asyncio.to_thread(
         http_get, monitor.server.http_port, "/metrics"
@@ -383,7 +392,12 @@ async def test_metrics_endpoint_passes_promtool(monitor: Monitor) -> None:
     assert values['doppel_alerts_firing{severity="critical"}'] == 1
     assert values['doppel_alerts_firing{severity="warning"}'] == 1  # 600 MB RSS.
     assert values['doppel_service_memory_rss_bytes{service="scene"}'] == 600 * 2**20
-    assert values["doppel_monitor_spans_received_total"] == 11
+    assert values["doppel_monitor_spans_received_total"] == 12
+    claude = 'provider="anthropic",model="claude-x"'
+    assert values[f'doppel_llm_model_calls_total{{{claude},outcome="ok"}}'] == 1
+    assert values[f'doppel_llm_model_call_duration_seconds_bucket{{{claude},le="2.5"}}'] == 1
+    assert values[f'doppel_llm_model_tokens_total{{{claude},type="output"}}'] == 300
+    assert values[f"doppel_llm_model_cost_usd_total{{{claude}}}"] == 0.0123
 
 
 async def test_the_monitor_refuses_to_start_with_unusable_thresholds() -> None:

@@ -1,0 +1,138 @@
+"""Per-model LLM statistics for `/metrics`, from the spans and metrics the monitor receives.
+
+- Calls and latency from the `chat {model}` CLIENT spans (GenAI semantic conventions, one span per
+  HTTP attempt): calls by provider (`gen_ai.provider.name`), model (`gen_ai.request.model`, else
+  the span name after "chat "), outcome (`ok`, `error`) and, for errors, `error.type` (`_OTHER`
+  when an error span has none, as the conventions say); and a duration histogram by provider and
+  model in the `PROMETHEUS_BUCKETS` (5 ms to 120 s). A span is an error when its status is ERROR
+  (or, as for every CLIENT span, its RPC status says so) or it carries `error.type`.
+- Tokens by provider, model and `gen_ai.token.type`, from the sums of the
+  `gen_ai.client.token.usage` histogram, and cost in USD by provider and model from the
+  `doppel.llm.cost` counter; `MetricsStore` works out the increases (delta and cumulative points).
+
+Running totals since the monitor started. Label values are bounded: at most `max_models`
+(provider, model) pairs, later ones fold into provider and model `_other`; at most
+`MAX_ERROR_TYPES` error types and `MAX_TOKEN_TYPES` token types, later ones fold into `_other`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from services.monitor.stats import OTHER, PROMETHEUS_BUCKETS
+from services.monitor.traces import value_text
+
+SPAN_PREFIX = "chat "  # "{gen_ai.operation.name} {gen_ai.request.model}", kind CLIENT.
+PROVIDER = "gen_ai.provider.name"
+MODEL = "gen_ai.request.model"
+TOKEN_TYPE = "gen_ai.token.type"
+ERROR_TYPE = "error.type"
+UNKNOWN = "unknown"  # A provider or model the telemetry did not name.
+ERROR_OTHER = "_OTHER"  # error.type of a failed call that names no type (semantic conventions).
+DEFAULT_MAX_MODELS = 50
+MAX_ERROR_TYPES = 50
+MAX_TOKEN_TYPES = 10
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class _Capped:
+    """Passes the first `limit` distinct values through; later ones become `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[Hashable] = set()
+
+    def __call__(self, value: Key, other: Key) -> Key:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return other
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+@dataclass
+class Latency:
+    """Calls of one model in `PROMETHEUS_BUCKETS` (then +Inf), their total seconds and count."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(PROMETHEUS_BUCKETS) + 1))
+    seconds: float = 0.0
+    count: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.buckets[bisect_left(PROMETHEUS_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+        self.count += 1
+
+
+Model = tuple[str, str]  # (provider, model)
+
+
+class LLMStats:
+    """Calls, latency, tokens and cost per (provider, model), with capped label values."""
+
+    def __init__(self, max_models: int = DEFAULT_MAX_MODELS) -> None:
+        self._models = _Capped(max_models)
+        self._error_types = _Capped(MAX_ERROR_TYPES)
+        self._token_types = _Capped(MAX_TOKEN_TYPES)
+        self.calls: dict[tuple[str, str, str], int] = {}  # (provider, model, error type or "").
+        self.latency: dict[Model, Latency] = {}
+        self.tokens: dict[tuple[str, str, str], float] = {}  # (provider, model, token type).
+        self.cost: dict[Model, float] = {}
+
+    def model(self, provider: str, model: str) -> Model:
+        """The (provider, model) pair a series is kept under: `_other` beyond the cap."""
+        return self._models((provider or UNKNOWN, model or UNKNOWN), (OTHER, OTHER))
+
+    @property
+    def models(self) -> int:
+        """(provider, model) pairs tracked (at most `max_models`)."""
+        return len(self._models)
+
+    def record_span(self, span: Span, error: bool) -> None:
+        """One `chat {model}` CLIENT span; `error` as the operation statistics classified it."""
+        provider = model = error_type = ""
+        for kv in span.attributes:
+            key = kv.key
+            if key == PROVIDER:
+                provider = value_text(kv.value)
+            elif key == MODEL:
+                model = value_text(kv.value)
+            elif key == ERROR_TYPE:
+                error_type = value_text(kv.value)
+        if error and not error_type:
+            error_type = ERROR_OTHER
+        seconds = max(0.0, (span.end_time_unix_nano - span.start_time_unix_nano) * 1e-9)
+        self.record_call(provider, model or span.name[len(SPAN_PREFIX) :], seconds, error_type)
+
+    def record_call(self, provider: str, model: str, seconds: float, error_type: str = "") -> None:
+        """One call; `error_type` "" when it succeeded."""
+        key = self.model(provider, model)
+        if error_type:
+            error_type = self._error_types(error_type, OTHER)
+        calls = (*key, error_type)
+        self.calls[calls] = self.calls.get(calls, 0) + 1
+        latency = self.latency.get(key)
+        if latency is None:
+            latency = self.latency[key] = Latency()
+        latency.add(seconds)
+
+    def add_tokens(self, provider: str, model: str, token_type: str, tokens: float) -> None:
+        """Tokens of one type; points without `gen_ai.token.type` are not attributable."""
+        if not token_type:
+            return
+        key = (*self.model(provider, model), self._token_types(token_type, OTHER))
+        self.tokens[key] = self.tokens.get(key, 0.0) + tokens
+
+    def add_cost(self, provider: str, model: str, usd: float) -> None:
+        key = self.model(provider, model)
+        self.cost[key] = self.cost.get(key, 0.0) + usd

@@ -87,6 +87,16 @@ class RedisServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops the server and removes its directory. Safe to call more than once."""
+        self._terminate(timeout)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self, timeout: float = 5.0) -> RedisServer:
+        """Stops the process and starts a new one on the same socket (the same `url`), empty:
+        what clients see when Redis is restarted under them."""
+        self._terminate(timeout)
+        return self.start()
+
+    def _terminate(self, timeout: float) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -94,7 +104,6 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from shared.config import Settings
+from shared.faults import Faults, GatedMetricExporter, GatedSpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Telemetry:
     ) -> None:
         self.service_name = service_name
         self.enabled = not settings.telemetry_disabled
+        # This instance's fault switches (shared/faults.py); FaultService changes them.
+        self.faults = Faults.from_spec(settings.faults)
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._span_processor: SpanProcessor | None = None
@@ -67,15 +70,18 @@ class Telemetry:
             INSTRUMENTATION_SCOPE, settings.service_version
         )
         self.meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, settings.service_version)
+        self.faults.attach_meter(self.meter)
         if self.enabled:
             register_process_metrics(self.meter)
 
-    @staticmethod
     def _build_meter_provider(
-        resource: Resource, settings: Settings, readers: Sequence[MetricReader] | None
+        self, resource: Resource, settings: Settings, readers: Sequence[MetricReader] | None
     ) -> MeterProvider:
         if readers is None:
-            exporter = OTLPMetricExporter(endpoint=settings.otlp_traces_endpoint, insecure=True)
+            exporter = GatedMetricExporter(
+                OTLPMetricExporter(endpoint=settings.otlp_traces_endpoint, insecure=True),
+                self.faults,
+            )
             readers = [
                 PeriodicExportingMetricReader(
                     exporter, export_interval_millis=settings.metric_export_interval_ms
@@ -96,7 +102,7 @@ class Telemetry:
         # Passing the meter provider makes the SDK count what it drops
         # (otel.sdk.processor.span.processed{error.type="queue_full"}), so nothing is silent.
         self._span_processor = BatchSpanProcessor(
-            exporter,
+            GatedSpanExporter(exporter, self.faults),
             max_queue_size=settings.bsp_max_queue_size,
             max_export_batch_size=min(
                 settings.bsp_max_export_batch_size, settings.bsp_max_queue_size

@@ -80,6 +80,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
     def __init__(self, client: aioredis.Redis, settings: Settings, telemetry: Telemetry) -> None:
         self._redis = client
         self._settings = settings
+        self._faults = telemetry.faults
         self._get_and_count = client.register_script(GET_AND_COUNT)
         self._requests = telemetry.meter.create_counter(
             "doppel.cache.requests",
@@ -92,6 +93,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
     ) -> cache_pb2.GetResponse:
         await _validate(context, check_address, request.namespace, request.key)
         try:
+            self._injected_outage()
             value, ttl = await self._get_and_count(
                 keys=[entry_key(request.namespace, request.key), stats_key(request.namespace)]
             )
@@ -112,6 +114,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         await _validate(context, check_set, request, self._settings.cache_max_value_bytes)
         ttl = request.ttl_seconds or self._settings.cache_ttl_seconds
         try:
+            self._injected_outage()
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(entry_key(request.namespace, request.key), request.value, ex=ttl)
                 pipe.hincrby(stats_key(request.namespace), "sets", 1)
@@ -128,6 +131,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
     ) -> cache_pb2.DeleteResponse:
         await _validate(context, check_address, request.namespace, request.key)
         try:
+            self._injected_outage()
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.delete(entry_key(request.namespace, request.key))
                 pipe.hincrby(stats_key(request.namespace), "deletes", 1)
@@ -177,6 +181,12 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
                 "doppel.cache.namespace": namespace,
             },
         )
+
+    def _injected_outage(self) -> None:
+        """Fault switch `cache_unavailable`: Redis fails as if it were down."""
+        if self._faults.active("cache_unavailable"):
+            self._faults.count("cache_unavailable")
+            raise RedisConnectionError("injected: cache_unavailable")
 
     async def _unavailable(
         self, context: grpc.aio.ServicerContext, operation: str, namespace: str, exc: RedisError

@@ -50,6 +50,7 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         render_timeout_seconds: float = RENDER_TIMEOUT_SECONDS,
     ) -> None:
         self._tracer = telemetry.tracer
+        self._faults = telemetry.faults
         self._cache = DocumentCache() if cache is None else cache
         self._render_timeout = render_timeout_seconds
 
@@ -61,6 +62,7 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         if error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
         renderer = _renderer(request.format)
+        await self._injected_delay()
         document = await self._render(
             context, renderer, b"scene", request.scene, large, renderer.render_scene
         )
@@ -77,11 +79,19 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         if error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
         renderer = _renderer(request.format)
+        await self._injected_delay()
         document = await self._render(
             context, renderer, b"episode", request.episode, large, renderer.render_episode
         )
         for chunk in chunks(document):
             yield chunk
+
+    async def _injected_delay(self) -> None:
+        """Fault switch `render_delay_ms`: a slow renderer (the caller's deadline still holds)."""
+        delay = self._faults.value("render_delay_ms")
+        if delay > 0:
+            self._faults.count("render_delay_ms")
+            await asyncio.sleep(delay / 1000.0)
 
     async def _render(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,6 +20,7 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.script import store
+from services.script.llm.caller import client_deadline
 from services.script.llm.errors import WriterError
 from services.script.pipeline import (
     EpisodePipeline,
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 RECENT_EPISODES = 64  # Kept in memory too, so GetEpisode works while the cache is down.
 CACHE_CALL_TIMEOUT = 2.0
+RETRY_AFTER_MS_RANGE = (100, 30_000)
 
 
 class ScriptService(script_pb2_grpc.ScriptServiceServicer):
@@ -57,7 +60,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self._deps = deps
         self._settings = settings
         self._recent: OrderedDict[str, episode_pb2.Episode] = OrderedDict()
+        self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
+        self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
+        self._active_gauge = meter.create_up_down_counter(
+            "doppel.episodes.active", unit="{episode}", description="Episodes being written."
+        )
         self._episodes = meter.create_counter(
             "doppel.episodes", unit="{episode}", description="Episodes by show and outcome."
         )
@@ -75,6 +83,20 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         order = await self._order(request, context)
+        if self._active >= self._settings.max_concurrent_episodes:
+            await self._refuse_overload(order, context)
+        self._active += 1
+        self._active_gauge.add(1)
+        try:
+            async for event in self._generate(order, context):
+                yield event
+        finally:
+            self._active -= 1
+            self._active_gauge.add(-1)
+
+    async def _generate(
+        self, order: EpisodeOrder, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         await self._claim_request_id(order, context)
         span = trace.get_current_span()
         span.set_attributes(
@@ -86,18 +108,43 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         started = time.perf_counter()
         outcome = "error"
         try:
-            async for event in pipeline.run():
-                if event.HasField("episode"):
-                    self._remember(event.episode)
-                    outcome = "ok"
-                yield event
+            with client_deadline(context.time_remaining()):
+                async for event in pipeline.run():
+                    if event.HasField("episode"):
+                        self._remember(event.episode)
+                        outcome = "ok"
+                    yield event
         except WriterError as exc:
             await context.abort(exc.grpc_code, str(exc))
+        except asyncio.CancelledError:
+            # The client went away or its deadline passed: scene tasks and LLM calls stop too.
+            outcome = "cancelled"
+            log.info("episode %s cancelled by the client", pipeline.episode_id)
+            raise
         finally:
+            elapsed = time.perf_counter() - started
             attributes = {"doppel.show": order.show.id, "doppel.outcome": outcome}
             self._episodes.add(1, attributes)
-            self._duration.record(time.perf_counter() - started, attributes)
+            self._duration.record(elapsed, attributes)
+            if outcome == "ok":
+                self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * elapsed
             self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
+
+    async def _refuse_overload(
+        self, order: EpisodeOrder, context: grpc.aio.ServicerContext
+    ) -> None:
+        """RESOURCE_EXHAUSTED with a retry hint: about when one of the busy slots frees."""
+        cap = self._settings.max_concurrent_episodes
+        low, high = RETRY_AFTER_MS_RANGE
+        retry_ms = int(min(high, max(low, 1000 * self._typical_seconds / cap)))
+        self._episodes.add(1, {"doppel.show": order.show.id, "doppel.outcome": "overloaded"})
+        trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{cap} episodes are being written on this replica (DOPPEL_MAX_CONCURRENT_EPISODES); "
+            f"retry in {retry_ms} ms",
+            trailing_metadata=(("retry-after-ms", str(retry_ms)),),
+        )
 
     async def GetEpisode(
         self, request: script_pb2.GetEpisodeRequest, context: grpc.aio.ServicerContext
@@ -132,9 +179,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
              "doppel.notes.chars": len(wanted.notes), "doppel.writer": original.writer}
         )  # fmt: skip
         try:
-            episode = await regenerate_scene(
-                self._deps_for(context), writer, original, wanted.scene_index, wanted.notes
-            )
+            with client_deadline(context.time_remaining()):
+                episode = await regenerate_scene(
+                    self._deps_for(context), writer, original, wanted.scene_index, wanted.notes
+                )
         except WriterError as exc:
             await context.abort(exc.grpc_code, str(exc))
         self._remember(episode)

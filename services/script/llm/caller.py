@@ -9,10 +9,12 @@ after it, it settles both with the real usage, pauses the limiter when the provi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
@@ -21,15 +23,34 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
-from services.script.llm.errors import ProviderError
+from services.script.llm.errors import DeadlineExceeded, ProviderError
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
 from services.script.llm.ratelimit import Permit, WindowLimiter
 from services.script.llm.retry import RetryPolicy, pause_from_headers, retry_after_seconds
+from shared.faults import STORM_RETRY_AFTER_MS, Faults
 
 log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4  # Rough, and on the generous side for English prose and JSON.
+# time.monotonic() by which the client wants its answer; set per RPC by the script service.
+_DEADLINE: ContextVar[float | None] = ContextVar("doppel_llm_deadline", default=None)
+
+
+@contextlib.contextmanager
+def client_deadline(remaining_seconds: float | None) -> Iterator[None]:
+    """Bounds every LLM attempt made inside the block by the client's remaining time."""
+    deadline = None if remaining_seconds is None else time.monotonic() + remaining_seconds
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
@@ -52,6 +73,7 @@ class LLMCaller:
         instruments: genai.GenAIInstruments,
         capture_content: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        faults: Faults | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -62,6 +84,7 @@ class LLMCaller:
         self._instruments = instruments
         self._capture = capture_content
         self._sleep = sleep
+        self._faults = faults
 
     async def chat(self, request: ChatRequest, task: str, budget: EpisodeBudget) -> ChatResult:
         """The provider's reply; raises ProviderError or BudgetExceeded."""
@@ -163,7 +186,7 @@ class LLMCaller:
                 span.set_attributes(genai.content_attributes(request))
             started = time.perf_counter()
             try:
-                result = await provider.chat(request)
+                result = await self._bounded_chat(request)
             except ProviderFailure as failure:
                 span.set_attribute("error.type", failure.error_type)
                 if failure.status is not None:
@@ -181,6 +204,52 @@ class LLMCaller:
                 span.set_attributes(genai.output_attributes(result))
         self._record_metrics(result, cost, elapsed, metric_attributes)
         return result
+
+    async def _bounded_chat(self, request: ChatRequest) -> ChatResult:
+        """The provider's answer within the client's deadline, after any injected fault."""
+        left = time_left()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(
+                f"{self.provider.name} {self.model}: the client's deadline passed"
+            )
+        try:
+            async with asyncio.timeout(left):
+                await self._inject_faults()
+                return await self.provider.chat(request)
+        except TimeoutError:
+            if left is None:
+                raise
+            raise DeadlineExceeded(
+                f"{self.provider.name} {self.model}: no answer within the client's deadline"
+            ) from None
+
+    async def _inject_faults(self) -> None:
+        """DOPPEL_FAULTS / FaultService: fails the attempt as the provider would, so the same
+        retry, backoff and fallback path handles it."""
+        faults = self._faults
+        if faults is None:
+            return
+        latency = faults.value("llm_latency_ms")
+        if latency > 0:
+            faults.count("llm_latency_ms")
+            await asyncio.sleep(latency / 1000.0)
+        if faults.active("llm_429_storm"):
+            faults.count("llm_429_storm")
+            raise ProviderFailure(
+                f"{self.provider.name} answered HTTP 429 (injected: llm_429_storm)",
+                error_type="429",
+                retryable=True,
+                status=429,
+                headers={"retry-after-ms": str(STORM_RETRY_AFTER_MS)},
+            )
+        if faults.roll("llm_error_rate"):
+            faults.count("llm_error_rate")
+            raise ProviderFailure(
+                f"{self.provider.name} answered HTTP 500 (injected: llm_error_rate)",
+                error_type="500",
+                retryable=True,
+                status=500,
+            )
 
     def _record_metrics(
         self, result: ChatResult, cost: float, elapsed: float, attributes: dict[str, Any]

@@ -1,7 +1,8 @@
 """The fallback chain: a Writer that tries its members in order (e.g. anthropic, openai,
 procedural) and records who wrote each part and why the others were passed over.
 
-A member is passed over when it raises a WriterError other than BudgetExceeded: the budget is the
+A member is passed over when it raises a WriterError other than BudgetExceeded or DeadlineExceeded
+(no member can beat the client's deadline either): the budget is the
 episode's, and running out of it stops the episode rather than quietly switching writers. Each
 fallback becomes a `doppel.writer.fallback` event on the current span (the pipeline stage) and a
 `Fallback` on the part's provenance record.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
-from services.script.llm.errors import BudgetExceeded, WriterError
+from services.script.llm.errors import BudgetExceeded, DeadlineExceeded, WriterError
 from services.script.llm.provenance import OUTLINE, REVISE, REWRITE, SCENE, Fallback, part_scope
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class FallbackWriter:
             for position, member in enumerate(self.members):
                 try:
                     result = await call(member)
-                except BudgetExceeded:
+                except (BudgetExceeded, DeadlineExceeded):
                     raise
                 except WriterError as exc:
                     if position == len(self.members) - 1:

@@ -38,3 +38,10 @@ class BudgetExceeded(WriterError):
 
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     error_type = "budget_exceeded"
+
+
+class DeadlineExceeded(WriterError):
+    """The client's deadline leaves no time for the call; the chain does not fall back on it."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    error_type = "deadline_exceeded"

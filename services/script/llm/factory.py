@@ -65,6 +65,7 @@ def build_llm_writers(
         caller = LLMCaller(
             provider, model, limits.limiter(name, model), policy, prices,
             telemetry.tracer, instruments, settings.llm_capture_content,
+            faults=telemetry.faults,
         )  # fmt: skip
         writers[name] = LLMWriter(
             name, caller, budgets, settings.llm_temperature, settings.llm_max_output_tokens

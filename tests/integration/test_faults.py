@@ -206,6 +206,28 @@ async def test_cache_unavailable_episodes_still_complete_and_an_alert_fires(
         await monitor.stop(0)
 
 
+async def test_cache_service_gone_episodes_complete_and_the_callers_side_alerts(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    """The cache process itself is gone: the script's CLIENT spans to it fail, and alert."""
+    monitor_settings = settings.with_changes(
+        monitor_port=0, monitor_http_port=0, monitor_eval_interval_seconds=0.05,
+        monitor_thresholds=(("hold_seconds", 0.0), ("min_calls", 5.0)),
+    )  # fmt: skip
+    monitor = await create_monitor_server(monitor_settings, Telemetry("monitor", monitor_settings))
+    try:
+        async with studio(settings, redis_server, monitor_port=monitor.port) as s:
+            await s.cache.stop(0)
+            outcomes = await run_episodes(s, count=10)
+            assert [o.code for o in outcomes] == [grpc.StatusCode.OK] * 10
+            await asyncio.to_thread(s.script.telemetry.force_flush)
+            alerts = await _wait_for_alert(monitor.port, "script")
+        cache_calls = [a for a in alerts if a.operation.startswith("doppelganger.v1.CacheService/")]
+        assert any(a.rule == "error_rate" for a in cache_calls), alerts
+    finally:
+        await monitor.stop(0)
+
+
 async def _wait_for_alert(port: int, service: str) -> list[monitor_pb2.Alert]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load deploy-check
+.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load deploy-check fuzz
 
 all: test
 
@@ -55,6 +55,10 @@ bench-check: venv
 ## load: steady, ramp, spike and soak load against a real stack; finds the breaking point
 load: venv
 	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS))
+
+## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 300 each)
+fuzz: venv
+	DOPPEL_FUZZ_EXAMPLES=$${DOPPEL_FUZZ_EXAMPLES:-10000} $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_fuzz_rpcs.py
 
 ## deploy-check: validate Dockerfile, compose, Kubernetes, collector, Prometheus and Grafana configs
 deploy-check: venv sysdeps

@@ -31,7 +31,7 @@ from bench import load as bench_load
 from bench import main as bench_main
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
-from shared import health_cli
+from shared import health_cli, security
 from shared.config import ConfigError, Settings
 from shared.server import create_channel
 from shared.stack import SERVICES, Stack, StackError, address_of
@@ -69,7 +69,7 @@ async def _generate(
     """Streams GenerateEpisode with a progress bar; returns the episode and the trace id."""
     telemetry = Telemetry("doppel-cli", settings)
     try:
-        async with create_channel(settings.script_address, telemetry) as channel:
+        async with create_channel(settings.script_address, telemetry, settings) as channel:
             stub = script_pb2_grpc.ScriptServiceStub(channel)
             with telemetry.tracer.start_as_current_span("doppel generate"):
                 trace_id = trace_id_hex()
@@ -165,7 +165,7 @@ async def _regenerate(
 ) -> tuple[episode_pb2.Episode, str]:
     telemetry = Telemetry("doppel-cli", settings)
     try:
-        async with create_channel(settings.script_address, telemetry) as channel:
+        async with create_channel(settings.script_address, telemetry, settings) as channel:
             stub = script_pb2_grpc.ScriptServiceStub(channel)
             with telemetry.tracer.start_as_current_span("doppel regenerate"):
                 trace_id = trace_id_hex()
@@ -200,9 +200,9 @@ def cmd_regenerate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
-    with grpc.insecure_channel(settings.script_address) as channel:
+    with security.blocking_channel(settings.script_address, settings) as channel:
         response = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
-            script_pb2.ListShowsRequest(), timeout=10
+            script_pb2.ListShowsRequest(), timeout=10, metadata=security.call_metadata(settings)
         )
     if args.json:
         out.print_json(json_format.MessageToJson(response))

@@ -126,6 +126,14 @@ def _slow_operations(text: str) -> tuple[tuple[str, float, float], ...]:
     return tuple(items)
 
 
+def _client_auth(text: str) -> str:
+    """`none` (server-side TLS only) or `require` (mutual TLS)."""
+    value = text.strip().lower() or "none"
+    if value not in ("none", "require"):
+        raise ValueError(f"expected none or require: {text!r}")
+    return value
+
+
 WRITER_NAMES = ("anthropic", "openai", "procedural")
 
 
@@ -163,6 +171,13 @@ def _model_prices(text: str) -> tuple[tuple[str, float, float], ...]:
         values = (_non_negative_float(price_in), _non_negative_float(price_out))
         prices.append((model.strip(), *values))
     return tuple(prices)
+
+
+def _fault_spec(text: str) -> str:
+    from shared.faults import parse_spec  # Late: faults imports the generated stubs.
+
+    parse_spec(text)
+    return text
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
@@ -356,6 +371,18 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Per server; beyond it calls get RESOURCE_EXHAUSTED.",
     ),
     EnvVar(
+        "DOPPEL_MAX_CONCURRENT_EPISODES",
+        "max_concurrent_episodes",
+        _positive_int,
+        "Episodes a script replica writes at once; beyond it RESOURCE_EXHAUSTED, retry-after-ms.",
+    ),
+    EnvVar(
+        "DOPPEL_FAULTS",
+        "faults",
+        _fault_spec,
+        "Fault injection switches, name=value,... (docs/reliability.md); off when unset.",
+    ),
+    EnvVar(
         "DOPPEL_GRACE_SECONDS",
         "grace_seconds",
         _positive_float,
@@ -432,6 +459,42 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "monitor_forward_queue",
         _positive_int,
         "Exports waiting to be forwarded; when full, new ones are dropped and counted.",
+    ),
+    EnvVar(
+        "DOPPEL_TLS_CERT", "tls_cert", str, "Server certificate chain (PEM file); with the key: TLS"
+    ),
+    EnvVar("DOPPEL_TLS_KEY", "tls_key", str, "Server private key (PEM file)."),
+    EnvVar(
+        "DOPPEL_TLS_CA",
+        "tls_ca",
+        str,
+        "CA (PEM file) clients trust, and servers check client certificates against; set: TLS.",
+    ),
+    EnvVar(
+        "DOPPEL_TLS_CLIENT_AUTH",
+        "tls_client_auth",
+        _client_auth,
+        "`require`: mutual TLS, servers refuse clients without a certificate from the CA.",
+    ),
+    EnvVar("DOPPEL_TLS_CLIENT_CERT", "tls_client_cert", str, "Client certificate (mutual TLS)."),
+    EnvVar("DOPPEL_TLS_CLIENT_KEY", "tls_client_key", str, "Client private key (mutual TLS)."),
+    EnvVar(
+        "DOPPEL_AUTH_TOKENS",
+        "auth_tokens",
+        str,
+        "Bearer tokens script, scene and monitor accept (comma separated); unset: no check.",
+    ),
+    EnvVar(
+        "DOPPEL_AUTH_TOKENS_FILE",
+        "auth_tokens_file",
+        str,
+        "File of accepted bearer tokens, one a line (added to DOPPEL_AUTH_TOKENS).",
+    ),
+    EnvVar(
+        "DOPPEL_AUTH_TOKEN",
+        "auth_token",
+        str,
+        "Bearer token clients (CLI, script service calling scene) send (never logged).",
     ),
     EnvVar("DOPPEL_LOG_LEVEL", "log_level", str, "Python logging level."),
     EnvVar("OTEL_SDK_DISABLED", "telemetry_disabled", _bool, "true: no spans or metrics."),
@@ -524,6 +587,8 @@ class Settings:
     )
     llm_capture_content: bool = False
     max_concurrent_rpcs: int = 256
+    max_concurrent_episodes: int = 16
+    faults: str = ""
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 30.0
     cache_ttl_seconds: int = 7 * 24 * 3600
@@ -537,10 +602,20 @@ class Settings:
         ("*/GenerateEpisode", 300.0, 600.0),
         ("doppel generate", 300.0, 600.0),
         ("chat *", 60.0, 120.0),
+        ("*/WatchAlerts", float("inf"), float("inf")),
     )
     monitor_max_pending_spans: int = 200_000
     monitor_forward_endpoint: str = ""
     monitor_forward_queue: int = 1000
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_client_auth: str = "none"
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+    auth_tokens: str = field(default="", repr=False)
+    auth_tokens_file: str = ""
+    auth_token: str = field(default="", repr=False)
     log_level: str = "INFO"
     telemetry_disabled: bool = False
     otlp_endpoint: str = ""

@@ -19,7 +19,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shared import security
 from shared.config import Settings
+from shared.faults import add_fault_service
 from shared.grpc_telemetry import ServerTelemetryInterceptor, client_interceptors
 from shared.telemetry import Telemetry
 
@@ -95,19 +97,28 @@ async def start_server(
 ) -> ServiceServer:
     """Builds, binds and starts a server; `register` adds servicers and returns their names."""
     server = grpc.aio.server(
-        interceptors=[ServerTelemetryInterceptor(telemetry), *extra_interceptors],
+        interceptors=[
+            ServerTelemetryInterceptor(telemetry),
+            *security.server_interceptors(name, settings),
+            *extra_interceptors,
+        ],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     service_names = list(register(server))
+    service_names.append(add_fault_service(server, telemetry.faults))  # shared/faults.py
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     address = f"{settings.host}:{port}"
+    credentials = security.server_credentials(settings)
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise OSError(f"{name}: cannot bind {address}: {exc}") from exc
     await server.start()
@@ -117,11 +128,17 @@ async def start_server(
     return ServiceServer(name, server, bound, health_servicer, telemetry, cleanups)
 
 
-def create_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
-    """An insecure channel whose calls carry trace context and are traced."""
-    return grpc.aio.insecure_channel(
-        target, options=CHANNEL_OPTIONS, interceptors=client_interceptors(telemetry, target)
-    )
+def create_channel(
+    target: str, telemetry: Telemetry, settings: Settings | None = None
+) -> grpc.aio.Channel:
+    """A channel whose calls carry trace context and are traced.
+
+    With `settings`: TLS when `DOPPEL_TLS_CA` is set, and the bearer token `DOPPEL_AUTH_TOKEN`.
+    """
+    interceptors = client_interceptors(telemetry, target)
+    if settings is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return security.secure_channel(target, settings, CHANNEL_OPTIONS, interceptors)
 
 
 def configure_logging(level: str, service: str) -> None:

@@ -53,7 +53,7 @@ async def render_episode(
     request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)  # type: ignore[arg-type]
     telemetry = Telemetry("doppel-cli", settings)
     try:
-        async with create_channel(settings.scene_address, telemetry) as channel:
+        async with create_channel(settings.scene_address, telemetry, settings) as channel:
             stub = scene_pb2_grpc.SceneServiceStub(channel)
             with telemetry.tracer.start_as_current_span("doppel render"):
                 stream = stub.RenderEpisode(request, timeout=settings.rpc_timeout_seconds)

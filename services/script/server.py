@@ -265,8 +265,8 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
 
 async def create_script_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
     """The script service on `settings.script_port`, talking to the cache and scene services."""
-    cache_channel = create_channel(settings.cache_address, telemetry)
-    scene_channel = create_channel(settings.scene_address, telemetry)
+    cache_channel = create_channel(settings.cache_address, telemetry, settings)
+    scene_channel = create_channel(settings.scene_address, telemetry, settings)
     deps = PipelineDeps(
         cache=store.SoftCache(
             cache_pb2_grpc.CacheServiceStub(cache_channel),

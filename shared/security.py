@@ -1,0 +1,206 @@
+"""TLS, mutual TLS and bearer tokens for every gRPC server and client.
+
+Servers: `server_credentials` gives TLS credentials when `DOPPEL_TLS_CERT` and `DOPPEL_TLS_KEY`
+are set (plaintext otherwise); `DOPPEL_TLS_CLIENT_AUTH=require` adds mutual TLS, client
+certificates checked against `DOPPEL_TLS_CA`. The public services (script, scene, monitor) check
+bearer tokens (`DOPPEL_AUTH_TOKENS`, `DOPPEL_AUTH_TOKENS_FILE`) with `BearerTokenInterceptor`;
+health checks, reflection and OTLP ingestion stay open (probes and exporters carry no token).
+Clients: `channel_credentials` trusts `DOPPEL_TLS_CA` (and presents `DOPPEL_TLS_CLIENT_CERT`/
+`_KEY` for mutual TLS); `token_interceptors` send `DOPPEL_AUTH_TOKEN`. Tokens are compared in
+constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from shared.config import ConfigError, Settings
+
+PUBLIC_SERVICES = frozenset({"script", "scene", "monitor"})
+
+# Method prefixes anyone may call: probes, reflection, and telemetry exporters.
+OPEN_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/opentelemetry.proto.collector.",
+)
+
+AUTHORIZATION = "authorization"
+BEARER = "bearer "
+
+
+def _read(path: str, variable: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {type(exc).__name__}") from exc
+
+
+def accepted_tokens(settings: Settings) -> frozenset[str]:
+    """Tokens from `DOPPEL_AUTH_TOKENS` (comma separated) and one a line from the tokens file."""
+    tokens = [token.strip() for token in settings.auth_tokens.split(",")]
+    if settings.auth_tokens_file:
+        text = _read(settings.auth_tokens_file, "DOPPEL_AUTH_TOKENS_FILE").decode()
+        tokens += [line.strip() for line in text.splitlines() if not line.startswith("#")]
+    return frozenset(token for token in tokens if token)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS) credentials for a server; None means plaintext."""
+    if not (settings.tls_cert or settings.tls_key):
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise ConfigError("DOPPEL_TLS_CERT and DOPPEL_TLS_KEY must be set together")
+    key = _read(settings.tls_key, "DOPPEL_TLS_KEY")
+    chain = _read(settings.tls_cert, "DOPPEL_TLS_CERT")
+    require = settings.tls_client_auth == "require"
+    if require and not settings.tls_ca:
+        raise ConfigError("DOPPEL_TLS_CLIENT_AUTH=require needs DOPPEL_TLS_CA")
+    roots = _read(settings.tls_ca, "DOPPEL_TLS_CA") if require else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=roots, require_client_auth=require
+    )
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a client when `DOPPEL_TLS_CA` is set; None means plaintext."""
+    if not settings.tls_ca:
+        return None
+    cert = settings.tls_client_cert
+    key = settings.tls_client_key
+    if bool(cert) != bool(key):
+        raise ConfigError("DOPPEL_TLS_CLIENT_CERT and DOPPEL_TLS_CLIENT_KEY must be set together")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(settings.tls_ca, "DOPPEL_TLS_CA"),
+        private_key=_read(key, "DOPPEL_TLS_CLIENT_KEY") if key else None,
+        certificate_chain=_read(cert, "DOPPEL_TLS_CLIENT_CERT") if cert else None,
+    )
+
+
+def _presented_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
+    for key, value in metadata or ():
+        is_bearer = isinstance(value, str) and value[: len(BEARER)].lower() == BEARER
+        if key.lower() == AUTHORIZATION and is_bearer:
+            return str(value)[len(BEARER) :].strip()
+    return ""
+
+
+def _is_accepted(token: str, tokens: frozenset[str]) -> bool:
+    """Constant-time comparison with every accepted token (no early exit on a match)."""
+    presented = token.encode()
+    matches = [hmac.compare_digest(presented, accepted.encode()) for accepted in tokens]
+    return bool(token) and any(matches)
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without an accepted `authorization: Bearer <token>` with UNAUTHENTICATED."""
+
+    def __init__(self, tokens: frozenset[str]) -> None:
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        token = _presented_token(handler_call_details.invocation_metadata)
+        if _is_accepted(token, self._tokens):
+            return handler
+        return _refusal(handler)
+
+
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that ends the call with UNAUTHENTICATED."""
+    message = "missing or invalid bearer token (authorization: Bearer <token>)"
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover - abort raises; this makes the function a generator.
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
+
+
+def server_interceptors(name: str, settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    """The token check for a public service when tokens are configured; nothing otherwise."""
+    tokens = accepted_tokens(settings)
+    if name not in PUBLIC_SERVICES or not tokens:
+        return []
+    return [BearerTokenInterceptor(tokens)]
+
+
+def _with_token(details: Any, token: str) -> Any:
+    metadata = [*(details.metadata or ()), (AUTHORIZATION, f"Bearer {token}")]
+    return details._replace(metadata=metadata)
+
+
+class _TokenUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
+
+
+class _TokenUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
+
+
+def token_interceptors(settings: Settings) -> list[grpc.aio.ClientInterceptor]:
+    """Client interceptors that send `DOPPEL_AUTH_TOKEN` on every call (none when unset)."""
+    if not settings.auth_token:
+        return []
+    return [_TokenUnaryUnary(settings.auth_token), _TokenUnaryStream(settings.auth_token)]
+
+
+def call_metadata(settings: Settings) -> list[tuple[str, str]]:
+    """Metadata for blocking stubs: the bearer token when `DOPPEL_AUTH_TOKEN` is set."""
+    return [(AUTHORIZATION, f"Bearer {settings.auth_token}")] if settings.auth_token else []
+
+
+def secure_channel(
+    target: str,
+    settings: Settings,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """An asyncio channel with TLS when configured and the bearer token when set."""
+    every = [*interceptors, *token_interceptors(settings)]
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=every)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=every)
+
+
+def blocking_channel(target: str, settings: Settings) -> grpc.Channel:
+    """A blocking channel with TLS when configured (send `call_metadata` with each call)."""
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)

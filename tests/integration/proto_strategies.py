@@ -1,0 +1,194 @@
+"""Hypothesis strategies built from protobuf descriptors: any request message, valid or hostile.
+
+Strings mix short unicode, values the services accept (so validation passes and deeper code
+runs), control characters and huge texts; integers reach their type's extremes; floats include
+NaN and infinities; enums take unknown numbers; repeated fields are empty, short or thousands
+long; nested messages go as deep as the schema does (capped at `MAX_DEPTH`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from hypothesis import strategies as st
+
+MAX_DEPTH = 6
+LONG_LIST_DEPTH = 2
+HUGE_TEXT_DEPTH = 2
+MAX_REQUEST_BYTES = 12 * 1024 * 1024  # Below the 16 MiB gRPC limit: fuzz the services, not it.
+
+# Values that pass some service's validation, so fuzzing reaches past the first check.
+PLAUSIBLE_STRINGS = (
+    "",
+    "I Love Lucy",
+    "seinfeld",
+    "The Office",
+    "a Mars colony in 2157",
+    "procedural",
+    "chain",
+    "anthropic",
+    "openai",
+    "ep-0123456789abcdef0123",
+    "0123456789abcdef0123456789abcdef",
+    "episodes",
+    "scene-1",
+    "script",
+    "GenerateEpisode",
+    "req-1",
+    " ",
+    "\x00",
+    "\n\t",
+    "\u202e\ufeff",
+    "🎬" * 3,
+)
+
+INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+def huge_text() -> st.SearchStrategy[str]:
+    """Texts of 10,000 to 200,000 characters (one character repeated: cheap to generate)."""
+    return st.builds(
+        lambda char, count: char * count,
+        st.characters(codec="utf-8"),
+        st.integers(10_000, 60_000),
+    )
+
+
+def text(small: bool) -> st.SearchStrategy[str]:
+    """Short texts; unless `small`, also long and huge ones."""
+    short = st.one_of(st.sampled_from(PLAUSIBLE_STRINGS), st.text(max_size=40))
+    if small:
+        return short
+    long_ascii = st.text(alphabet=st.characters(codec="ascii"), min_size=100, max_size=3000)
+    return st.one_of(short, long_ascii, huge_text())
+
+
+def integer(low: int, high: int) -> st.SearchStrategy[int]:
+    candidates = {low, high, 0, 1, -1, 19, 20, 21, 60, 300, 900}
+    edges = sorted(value for value in candidates if low <= value <= high)
+    small = st.integers(max(low, -3), min(high, 30))
+    return st.one_of(st.sampled_from(edges), st.integers(low, high), small)
+
+
+def scalar(field: FieldDescriptor, small: bool = False) -> st.SearchStrategy[Any]:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return text(small)
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return st.one_of(st.binary(max_size=64), st.binary(min_size=1000, max_size=5000))
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if kind == FieldDescriptor.TYPE_DOUBLE:
+        return st.one_of(st.floats(), st.floats(-10, 1000), st.sampled_from([0.0, 1.0, 60.0]))
+    if kind == FieldDescriptor.TYPE_FLOAT:
+        return st.floats(width=32)
+    if kind == FieldDescriptor.TYPE_ENUM:
+        known = [value.number for value in field.enum_type.values]
+        return st.one_of(st.sampled_from(known), integer(-(2**31), 2**31 - 1))
+    low, high = INT_RANGES[kind]
+    if low < 0:
+        return st.one_of(integer(low, high), st.integers(-1000, 1000))
+    return integer(low, high)
+
+
+def repeated(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStrategy[list[Any]]:
+    """Empty, short, or one small element repeated into a long list beyond any documented cap.
+
+    Elements of long lists are `small` (short texts, short lists): nested long lists of huge
+    texts would need gigabytes.
+    """
+    short = st.one_of(
+        st.just([]), st.lists(single(field, depth, small), max_size=2 if small else 4)
+    )
+    if small or depth > LONG_LIST_DEPTH:
+        return short
+    long_list = st.builds(
+        lambda item, count: [item] * count, single(field, depth, True), st.integers(100, 2500)
+    )
+    return st.one_of(short, long_list)
+
+
+def message(
+    descriptor: Descriptor, depth: int = 0, small: bool = False
+) -> st.SearchStrategy[Message]:
+    """A message of `descriptor`'s type with any subset of its fields set."""
+    cls = GetMessageClass(descriptor)
+    small = small or depth > HUGE_TEXT_DEPTH
+    fields = {
+        field.name: st.one_of(st.none(), field_value(field, depth, small))
+        for field in descriptor.fields
+    }
+    built = st.fixed_dictionaries(fields).map(lambda values: build(cls, values))
+    if depth == 0:
+        return built.filter(lambda request: request.ByteSize() <= MAX_REQUEST_BYTES)
+    return built
+
+
+def field_value(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStrategy[Any]:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        entry = field.message_type
+        if entry.GetOptions().map_entry:
+            key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            return st.dictionaries(scalar(key, True), single(value, depth, True), max_size=4)
+        if depth >= MAX_DEPTH:
+            return st.none()
+    if field.is_repeated:
+        return repeated(field, depth, small)
+    return single(field, depth, small)
+
+
+def single(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStrategy[Any]:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return st.deferred(lambda: message(field.message_type, depth + 1, small))
+    return scalar(field, small)
+
+
+def build(cls: type[Message], values: dict[str, Any]) -> Message:
+    """Sets the chosen fields; for a oneof the last one set wins, as on the wire."""
+    instance = cls()
+    for name, value in values.items():
+        if value is None:
+            continue
+        field = cls.DESCRIPTOR.fields_by_name[name]
+        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            target = getattr(instance, name)
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    target[key].CopyFrom(item)
+                else:
+                    target[key] = item
+        elif field.is_repeated:
+            getattr(instance, name).extend(value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(instance, name).CopyFrom(value)
+        else:
+            setattr(instance, name, value)
+    return instance
+
+
+def field_names(descriptor: Descriptor, seen: set[str] | None = None) -> set[str]:
+    """Every field name reachable from `descriptor` (what an INVALID_ARGUMENT may name)."""
+    seen = seen if seen is not None else set()
+    if descriptor.full_name in seen:
+        return set()
+    seen.add(descriptor.full_name)
+    names: set[str] = set()
+    for field in descriptor.fields:
+        names.add(field.name)
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            names |= field_names(field.message_type, seen)
+    return names

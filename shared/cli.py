@@ -202,7 +202,7 @@ def cmd_regenerate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
     with security.blocking_channel(settings.script_address, settings) as channel:
         response = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
-            script_pb2.ListShowsRequest(), timeout=10, metadata=security.call_metadata(settings)
+            script_pb2.ListShowsRequest(), timeout=10
         )
     if args.json:
         out.print_json(json_format.MessageToJson(response))
@@ -217,8 +217,10 @@ def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def fetch_health(address: str) -> tuple[monitor_pb2.HealthReport, monitor_pb2.ListAlertsResponse]:
-    with grpc.insecure_channel(address) as channel:
+def fetch_health(
+    settings: Settings,
+) -> tuple[monitor_pb2.HealthReport, monitor_pb2.ListAlertsResponse]:
+    with security.blocking_channel(settings.monitor_address, settings) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
         report = stub.GetHealth(monitor_pb2.GetHealthRequest(), timeout=10)
         alerts = stub.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=10)
@@ -227,8 +229,8 @@ def fetch_health(address: str) -> tuple[monitor_pb2.HealthReport, monitor_pb2.Li
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch:
-        return health_cli.watch(settings.monitor_address, out)
-    report, alerts, operations = health_cli.fetch(settings.monitor_address)
+        return health_cli.watch(settings, out)
+    report, alerts, operations = health_cli.fetch(settings)
     if args.json:
         print(json.dumps(health_cli.as_json(report, alerts, operations), indent=2))
         return 0
@@ -270,11 +272,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             out.print("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
 
 
-def wait_for_trace(address: str, trace_id: str, services: set[str], timeout: float) -> set[str]:
+def wait_for_trace(
+    settings: Settings, trace_id: str, services: set[str], timeout: float
+) -> set[str]:
     """Services that reported spans of the trace to the monitor, waiting up to `timeout`."""
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with security.blocking_channel(settings.monitor_address, settings) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
         while time.monotonic() < deadline and not services <= seen:
             try:
@@ -295,8 +299,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         )
         episode, trace_id = asyncio.run(_generate(settings, request, quiet=False))
         fountain_path, json_path = write_episode(episode, out_dir)
-        seen = wait_for_trace(settings.monitor_address, trace_id, {"script", "cache", "scene"}, 15)
-        report, alerts = fetch_health(settings.monitor_address)
+        seen = wait_for_trace(settings, trace_id, {"script", "cache", "scene"}, 15)
+        report, alerts = fetch_health(settings)
         out.print(f"episode   {episode.outline.title} ({len(episode.scenes)} scenes)")
         out.print(f"fountain  {fountain_path}")
         out.print(f"json      {json_path}")

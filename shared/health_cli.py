@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc
+from shared import security
+from shared.config import Settings
 
 RECONNECT_SECONDS = 2.0
 STATES = {
@@ -33,9 +35,11 @@ def severity_name(alert: monitor_pb2.Alert) -> str:
     return episode_pb2.Severity.Name(alert.severity).removeprefix("SEVERITY_").lower()
 
 
-def fetch(address: str) -> tuple[monitor_pb2.HealthReport, list[monitor_pb2.Alert], list[Any]]:
+def fetch(
+    settings: Settings,
+) -> tuple[monitor_pb2.HealthReport, list[monitor_pb2.Alert], list[Any]]:
     """The health report, the active alerts and the last minute's operations."""
-    with grpc.insecure_channel(address) as channel:
+    with security.blocking_channel(settings.monitor_address, settings) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
         report = stub.GetHealth(monitor_pb2.GetHealthRequest(), timeout=10)
         alerts = stub.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=10).alerts
@@ -114,8 +118,9 @@ def event_line(event: monitor_pb2.AlertEvent) -> str:
     return f"{when}  {state:9} {severity_name(alert):8} {alert.rule:17} {where}: {alert.message}"
 
 
-def watch(address: str, out: Console) -> int:
+def watch(settings: Settings, out: Console) -> int:
     """Prints alert events until Ctrl-C (or SIGTERM); returns the exit code."""
+    address = settings.monitor_address
     stop = threading.Event()
     current: list[grpc.Future] = []
 
@@ -128,7 +133,7 @@ def watch(address: str, out: Console) -> int:
     out.print(f"watching alerts on {address} (Ctrl-C stops)")
     _flush(out)
     try:
-        with grpc.insecure_channel(address) as channel:
+        with security.blocking_channel(address, settings) as channel:
             stub = monitor_pb2_grpc.MonitorServiceStub(channel)
             while not stop.is_set():
                 _follow(stub, out, stop, current)

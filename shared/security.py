@@ -12,6 +12,7 @@ constant time and never logged.
 
 from __future__ import annotations
 
+import collections
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -179,11 +180,6 @@ def token_interceptors(settings: Settings) -> list[grpc.aio.ClientInterceptor]:
     return [_TokenUnaryUnary(settings.auth_token), _TokenUnaryStream(settings.auth_token)]
 
 
-def call_metadata(settings: Settings) -> list[tuple[str, str]]:
-    """Metadata for blocking stubs: the bearer token when `DOPPEL_AUTH_TOKEN` is set."""
-    return [(AUTHORIZATION, f"Bearer {settings.auth_token}")] if settings.auth_token else []
-
-
 def secure_channel(
     target: str,
     settings: Settings,
@@ -198,9 +194,45 @@ def secure_channel(
     return grpc.aio.secure_channel(target, credentials, options=options, interceptors=every)
 
 
+class _BlockingCallDetails(
+    collections.namedtuple(
+        "_BlockingCallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    """Call details with the bearer token added (grpc's own class is abstract)."""
+
+
+class _BlockingToken(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Sends the bearer token on every call of a blocking channel."""
+
+    def __init__(self, token: str) -> None:
+        self._token = ((AUTHORIZATION, f"Bearer {token}"),)
+
+    def _details(self, details: Any) -> _BlockingCallDetails:
+        return _BlockingCallDetails(
+            details.method, details.timeout, (*(details.metadata or ()), *self._token),
+            details.credentials, details.wait_for_ready, getattr(details, "compression", None),
+        )  # fmt: skip
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
 def blocking_channel(target: str, settings: Settings) -> grpc.Channel:
-    """A blocking channel with TLS when configured (send `call_metadata` with each call)."""
+    """A blocking channel with TLS when configured and the bearer token when set."""
     credentials = channel_credentials(settings)
     if credentials is None:
-        return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, credentials)
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials)
+    if settings.auth_token:
+        return grpc.intercept_channel(channel, _BlockingToken(settings.auth_token))
+    return channel

@@ -198,11 +198,12 @@ def test_the_llm_families_are_present_but_empty_without_llm_traffic() -> None:
     assert "doppel_monitor_llm_models 0" in text
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_the_llm_families_pass_promtool() -> None:
     """tests/integration/test_monitor_collector.py checks a real scrape; this, the families."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make test` installs it (scripts/system_deps.sh)"
     result = subprocess.run(
-        ["promtool", "check", "metrics"], input=render_metrics(llm_state()),
+        [promtool, "check", "metrics"], input=render_metrics(llm_state()),
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr

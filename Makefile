@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-fast lint protos check-protos up clean bench bench-check load deploy-check fuzz
+.PHONY: all venv sysdeps demo test lint protos check-protos up clean bench bench-check load deploy-check fuzz
 
 all: test
 

@@ -297,12 +297,23 @@ def test_llm_panels_show_the_loopback_provider(observed: Observed) -> None:
     tokens = query(f"sum by (type) (doppel_llm_model_tokens_total{{{who}}}) > 0")
     assert {r["metric"]["type"] for r in tokens} == {"input", "output"}
     assert query(f"doppel_llm_model_cost_usd_total{{{who}}} > 0")
-    ok = query(f'doppel_llm_model_calls_total{{{who}, outcome="ok"}}')
-    assert ok and float(ok[0]["value"][1]) >= 8  # Two episodes: an outline and 3 scenes each.
+
+    def value(expr: str) -> float:
+        result = query(expr)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    ok_calls = f'doppel_llm_model_calls_total{{{who}, outcome="ok"}}'
+    durations = f"doppel_llm_model_call_duration_seconds_count{{{who}}}"
+    # The last spans reach the monitor, then Prometheus, a scrape or two after the episodes.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+        value(ok_calls) < 8 or value(durations) != value(ok_calls) + 1
+    ):
+        time.sleep(0.5)
+    assert value(ok_calls) >= 8  # Two episodes: an outline and 3 scenes each.
     refused = query(f'doppel_llm_model_calls_total{{{who}, error_type="429"}}')
     assert [float(r["value"][1]) for r in refused] == [1.0]
-    latency = query(f"doppel_llm_model_call_duration_seconds_count{{{who}}}")
-    assert float(latency[0]["value"][1]) == float(ok[0]["value"][1]) + 1
+    assert value(durations) == value(ok_calls) + 1
 
 
 def test_the_variable_query_lists_the_services(observed: Observed) -> None:

@@ -15,6 +15,7 @@ from shared.stack import SERVICES, Stack
 
 
 def free_port() -> int:
+    """A TCP port that was free a moment ago (for child processes that cannot report theirs)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
+from bench.stacks import free_port as free_port  # Re-exported: tests import it from here.
 from shared.config import Settings
 from shared.redis_server import RedisServer
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (for child processes that cannot report theirs)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,11 @@ Running totals since the monitor started. Label values are bounded: at most `max
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from services.monitor.stats import OTHER, PROMETHEUS_BUCKETS
+from services.monitor.stats import OTHER, PROMETHEUS_BUCKETS, CappedValues
 from services.monitor.traces import value_text
 
 SPAN_PREFIX = "chat "  # "{gen_ai.operation.name} {gen_ai.request.model}", kind CLIENT.
@@ -37,27 +35,6 @@ ERROR_OTHER = "_OTHER"  # error.type of a failed call that names no type (semant
 DEFAULT_MAX_MODELS = 50
 MAX_ERROR_TYPES = 50
 MAX_TOKEN_TYPES = 10
-
-Key = TypeVar("Key", bound=Hashable)
-
-
-class _Capped:
-    """Passes the first `limit` distinct values through; later ones become `other`."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: set[Hashable] = set()
-
-    def __call__(self, value: Key, other: Key) -> Key:
-        if value in self._seen:
-            return value
-        if len(self._seen) < self._limit:
-            self._seen.add(value)
-            return value
-        return other
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 @dataclass
@@ -81,9 +58,9 @@ class LLMStats:
     """Calls, latency, tokens and cost per (provider, model), with capped label values."""
 
     def __init__(self, max_models: int = DEFAULT_MAX_MODELS) -> None:
-        self._models = _Capped(max_models)
-        self._error_types = _Capped(MAX_ERROR_TYPES)
-        self._token_types = _Capped(MAX_TOKEN_TYPES)
+        self._models = CappedValues(max_models)
+        self._error_types = CappedValues(MAX_ERROR_TYPES)
+        self._token_types = CappedValues(MAX_TOKEN_TYPES)
         self.calls: dict[tuple[str, str, str], int] = {}  # (provider, model, error type or "").
         self.latency: dict[Model, Latency] = {}
         self.tokens: dict[tuple[str, str, str], float] = {}  # (provider, model, token type).

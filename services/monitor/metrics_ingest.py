@@ -40,7 +40,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from services.monitor.llm import MODEL, PROVIDER, LLMStats
 from services.monitor.rates import WindowedCounters
-from services.monitor.stats import SLOT_SECONDS
+from services.monitor.stats import OTHER, SLOT_SECONDS, CappedValues
 from services.monitor.traces import value_text
 
 MEMORY = "process.memory.usage"
@@ -53,6 +53,7 @@ LLM_COST = "doppel.llm.cost"
 UNKNOWN_SERVICE = "unknown_service"
 DEFAULT_STALE_SECONDS = 300.0
 DEFAULT_MAX_SERIES = 10_000
+MAX_TOTAL_LABELS = 200  # (metric, label) pairs with running totals; later labels fold into _other.
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class MetricsStore:
         self._gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {MEMORY: {}, CPU: {}}
         self._series: OrderedDict[SeriesKey, float] = OrderedDict()
         self._totals: dict[tuple[str, str], float] = {}
+        self._total_labels = CappedValues(MAX_TOTAL_LABELS)  # Labels come from the wire.
         self.windowed = WindowedCounters(max_series)
         self.llm = LLMStats() if llm is None else llm
         self._started_unix_nano = time.time_ns()
@@ -188,10 +190,10 @@ class MetricsStore:
             key = (metric.name, service, instance, attributes)
             increase, windowed = self._increase(key, value, delta, point.start_time_unix_nano)
             if counted.by_service:
-                total_key = (metric.name, label)
+                total_key = self._total_labels((metric.name, label), (metric.name, OTHER))
                 self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
                 if windowed:
-                    self.windowed.add((metric.name, service, label), epoch, windowed)
+                    self.windowed.add((metric.name, service, total_key[1]), epoch, windowed)
             if counted.by_model:
                 self._by_model(metric.name, named, label, increase)
 

@@ -35,8 +35,9 @@ import operator
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 SLOT_SECONDS = 10
 WINDOWS_SECONDS = (60, 300, 900)
@@ -54,6 +55,30 @@ PROMETHEUS_BUCKETS = (
 )  # fmt: skip
 
 OTHER = "_other"
+MAX_SPAN_KIND = 5  # SPAN_KIND_CONSUMER; OTLP's enum is open, so larger values arrive too.
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class CappedValues:
+    """Passes the first `limit` distinct values through; later ones become `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[Hashable] = set()
+
+    def __call__(self, value: Key, other: Key) -> Key:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return other
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 OTHER_LIMIT = 100
 
 # OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
@@ -276,7 +301,8 @@ class OperationStatsStore:
     def record_at(
         self, epoch: int, service: str, name: str, kind: int, seconds: float, error: bool
     ) -> None:
-        key = (service, name, kind)
+        # An unknown kind would open a new `_other` row per value; it counts as unspecified.
+        key = (service, name, kind if 0 <= kind <= MAX_SPAN_KIND else 0)
         op = self._ops.get(key) or self._new_operation(key)
         op.add(epoch, seconds if seconds > 0.0 else 0.0, error)
 

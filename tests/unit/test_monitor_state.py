@@ -14,8 +14,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from doppelganger.v1 import episode_pb2, monitor_pb2
 from services.monitor.health import MB
-from services.monitor.metrics_ingest import MetricsStore
+from services.monitor.metrics_ingest import MAX_TOTAL_LABELS, MetricsStore
 from services.monitor.state import MonitorState
+from services.monitor.stats import OTHER
 from services.monitor.traces import StoredSpan, TraceStore, value_text
 from shared.config import Settings
 
@@ -229,6 +230,17 @@ def test_counters_total_cumulative_and_delta_points() -> None:
     )
     store.ingest(metrics_export("cache", [requests]))
     assert store.cache_lookups() == (7, 3)
+
+
+def test_totals_keep_a_bounded_number_of_labels_and_fold_the_rest() -> None:
+    store = MetricsStore(Clock())
+    name = "otel.sdk.processor.span.processed"
+    points = [(1, [kv("error.type", f"made-up-{i}")]) for i in range(MAX_TOTAL_LABELS + 50)]
+    store.ingest(metrics_export("script", [counter_metric(name, points, delta=True)]))
+    totals = store.total(name)
+    assert len(totals) == MAX_TOTAL_LABELS + 1
+    assert totals[OTHER] == 50  # Nothing is lost: later labels are counted under _other.
+    assert sum(totals.values()) == MAX_TOTAL_LABELS + 50
 
 
 def test_token_usage_sums_histograms_by_token_type() -> None:

@@ -161,6 +161,16 @@ def test_operations_beyond_the_cap_fold_into_other() -> None:
     assert len(store) == 5
 
 
+def test_span_kinds_outside_the_enum_count_as_unspecified() -> None:
+    store = OperationStatsStore(max_operations=1, clock=Clock())
+    for kind in range(6, 3000):  # OTLP's enum is open: any int32 arrives on the wire.
+        store.record("svc", f"op{kind}", kind, 0.01, False)
+    rows = store.window(60)
+    assert len(store) <= 2
+    assert sum(row.count for row in rows) == 3000 - 6
+    assert {row.kind for row in rows} == {"UNSPECIFIED"}
+
+
 def test_trends_pair_the_window_with_the_one_before() -> None:
     clock = Clock()
     store = OperationStatsStore(max_operations=10, clock=clock)

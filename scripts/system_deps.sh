@@ -2,11 +2,15 @@
 # Installs the Debian packages the tests need, when their commands are missing.
 # Each line of NEEDED is "command package". Needs root and apt-get (CI has both); elsewhere it
 # says what to install and fails, rather than letting tests skip.
+# redis-tools ships Debian's TLS-capable Redis as /usr/bin/redis-check-rdb (the redis-server
+# package only adds the redis-server name and a system service): the Redis TLS tests run it under
+# the name redis-server, and every other test keeps the Redis shared/redis_server.py finds.
 set -euo pipefail
 NEEDED=(
   "promtool prometheus"
   "chromium chromium"
   "kubectl kubectl"
+  "redis-check-rdb redis-tools"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do

@@ -2,7 +2,8 @@
 
 Keys are `doppel:v1:{namespace}:{key}`. Statistics live in Redis too (a hash per namespace), so
 they are shared by every replica and survive a restart of the service. A lookup and its
-statistics update are one Lua call: one round trip per Get.
+statistics update are one Lua call: one round trip per Get. REDIS_URL (user, password, TLS) is
+read, checked at start and redacted for logs in services/cache/redis_url.py.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from collections.abc import Callable
 import grpc
 import redis.asyncio as aioredis
 from opentelemetry import trace
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
+from services.cache.redis_url import (
+    check_redis,
+    connect_redis,
+    credentials_refused,
+    refused_credentials,
+)
 from shared.config import Settings
 from shared.server import ServiceServer, start_server
 from shared.telemetry import Telemetry
@@ -192,9 +196,12 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         self, context: grpc.aio.ServicerContext, operation: str, namespace: str, exc: RedisError
     ) -> None:
         self._count(operation, "error", namespace)
-        # The exception text never includes the URL, so no password can leak from here.
-        log.warning("redis %s failed: %s", operation, type(exc).__name__)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {type(exc).__name__}")
+        # Only the exception's type and fixed text: never the URL, so never its password.
+        why = type(exc).__name__
+        if refused_credentials(exc):
+            why = f"AuthenticationError: {credentials_refused(self._settings.redis_url)}"
+        log.warning("redis %s failed: %s", operation, why)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {why}")
 
 
 def _text(value: bytes | str) -> str:
@@ -211,23 +218,19 @@ async def _validate(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    """A client that reconnects by itself after Redis restarts."""
-    return aioredis.from_url(
-        url,
-        socket_timeout=5.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-
-
 async def create_cache_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
-    """The cache service on `settings.cache_port`, backed by `settings.redis_url`."""
+    """The cache service on `settings.cache_port`, backed by `settings.redis_url`.
+
+    Raises OSError when REDIS_URL is unset or unusable, or Redis refuses its credentials.
+    """
     if not settings.redis_url:
         raise OSError("cache: REDIS_URL is not set (doppel up starts a private Redis for you)")
     client = connect_redis(settings.redis_url)
+    try:
+        await check_redis(client, settings.redis_url)
+    except OSError:
+        await client.aclose()
+        raise
 
     def register(server: grpc.aio.Server) -> list[str]:
         cache_pb2_grpc.add_CacheServiceServicer_to_server(

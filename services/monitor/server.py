@@ -28,6 +28,7 @@ from services.monitor.http import HttpServer
 from services.monitor.state import MonitorState, alert_proto
 from services.monitor.stats import WINDOWS_SECONDS
 from services.monitor.web import monitor_routes
+from shared import security
 from shared.config import Settings
 from shared.server import Cleanup, ServiceServer, start_server
 from shared.telemetry import Telemetry
@@ -253,7 +254,7 @@ async def create_monitor_server(
     pass one they can move. Raises alerts.ThresholdError for unusable configured thresholds.
     """
     state = MonitorState(settings, clock=clock)
-    http = HttpServer(monitor_routes(state))
+    http = HttpServer(monitor_routes(state, security.accepted_tokens(settings)))
     await http.start(settings.host, settings.monitor_http_port)
     log.info("monitor HTTP on %s:%d", settings.host, http.port)
     background = BackgroundTasks(state, settings.monitor_eval_interval_seconds)

@@ -9,11 +9,22 @@
 - `POST /v1/traces`, `POST /v1/metrics`: OTLP/HTTP with protobuf bodies (gzip allowed); JSON
   bodies get 415. Under overload 429 with Retry-After, as the OTLP/HTTP spec asks.
 Reads wait until the exports accepted before them have been applied.
+
+Bearer tokens: when `DOPPEL_AUTH_TOKENS`/`_FILE` is set, every route but `/healthz` and the OTLP
+receivers (open, as on gRPC: exporters carry no token) needs `Authorization: Bearer <token>` or
+the session cookie; anything else gets 401 with `WWW-Authenticate: Bearer`. A browser logs in by
+opening `/?token=<token>` once: the monitor answers 303 to `/` with an HttpOnly, SameSite=Strict
+session cookie (an HMAC of the token under a key made at start, never the token), which the
+page's own API requests then carry. Tokens are compared in constant time (shared/security.py)
+and never logged or echoed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -30,11 +41,24 @@ from services.monitor.prometheus import render_metrics
 from services.monitor.state import MonitorState
 from services.monitor.stats import WINDOWS_SECONDS
 from services.monitor.status_page import STATUS_PAGE
+from shared import security
 
 PROTOBUF = "application/x-protobuf"
 MAX_TRACES_LISTED = 20
 GET = frozenset({"GET"})
 POST = frozenset({"POST"})
+
+Routes = dict[str, tuple[frozenset[str], Handler]]
+
+# Open with tokens configured: the liveness probe and the OTLP receivers (exporters carry no
+# token, as on gRPC). Every other route, present or future, is guarded.
+OPEN_PATHS = frozenset({"/healthz", "/v1/traces", "/v1/metrics", "/favicon.ico"})
+LOGIN_PATH = "/"  # The only route that takes `?token=` (a browser's first visit).
+TOKEN_COOKIE = "doppel_monitor_token"
+UNAUTHORIZED = (
+    "missing or invalid bearer token: send Authorization: Bearer <token> "
+    "(in a browser, open /?token=<token> once)"
+)
 
 
 def _as_dict(message: Message) -> dict[str, Any]:
@@ -67,8 +91,75 @@ def _protobuf_body(request: Request, message_type: type[Message]) -> Message:
         raise HttpError(HTTPStatus.BAD_REQUEST, "body is not a valid OTLP protobuf") from exc
 
 
-def monitor_routes(state: MonitorState) -> dict[str, tuple[frozenset[str], Handler]]:
-    """Every route of the monitor over its state."""
+def _cookie(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+def _presented(request: Request) -> tuple[str, str]:
+    """What the request carries and where: `header`, `query` (login on `/`), `cookie` or ``."""
+    header = request.headers.get("authorization", "")
+    token = security._presented_token([(security.AUTHORIZATION, header)])
+    if token:
+        return token, "header"
+    if request.path == LOGIN_PATH and "token" in request.query:
+        return request.query["token"], "query"
+    cookie = _cookie(request.headers.get("cookie", ""), TOKEN_COOKIE)
+    return cookie, "cookie" if cookie else ""
+
+
+def _unauthorized() -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="doppelganger-monitor"'}
+    return Response(HTTPStatus.UNAUTHORIZED, TEXT, (UNAUTHORIZED + "\n").encode(), headers)
+
+
+class _Sessions:
+    """Browser sessions: the cookie holds HMAC(key, token), never the token. The key is made
+    at start, so a restart logs every browser out and a cookie reveals nothing of the token."""
+
+    def __init__(self, tokens: frozenset[str]) -> None:
+        self._key = secrets.token_bytes(32)
+        self.values = frozenset(self.value(token) for token in tokens)
+
+    def value(self, token: str) -> str:
+        return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+
+    def login(self, token: str) -> Response:
+        """303 to the page (no token in its address) with the session cookie."""
+        cookie = f"{TOKEN_COOKIE}={self.value(token)}; Path=/; HttpOnly; SameSite=Strict"
+        headers = {"Location": LOGIN_PATH, "Set-Cookie": cookie, "Referrer-Policy": "no-referrer"}
+        return Response(HTTPStatus.SEE_OTHER, TEXT, b"logged in: see /\n", headers)
+
+
+def _guarded(handler: Handler, tokens: frozenset[str], sessions: _Sessions) -> Handler:
+    async def guarded(request: Request) -> Response:
+        presented, source = _presented(request)
+        accepted = sessions.values if source == "cookie" else tokens
+        if not security._is_accepted(presented, accepted):
+            return _unauthorized()
+        if source == "query":
+            return sessions.login(presented)
+        return await handler(request)
+
+    return guarded
+
+
+def guard_routes(routes: Routes, tokens: frozenset[str]) -> Routes:
+    """`routes` with every path outside `OPEN_PATHS` behind the token check (none: unchanged)."""
+    if not tokens:
+        return dict(routes)
+    sessions = _Sessions(tokens)
+    return {
+        path: (methods, handler if path in OPEN_PATHS else _guarded(handler, tokens, sessions))
+        for path, (methods, handler) in routes.items()
+    }
+
+
+def monitor_routes(state: MonitorState, tokens: frozenset[str] = frozenset()) -> Routes:
+    """Every route of the monitor over its state; with `tokens`, guarded (`guard_routes`)."""
 
     async def page(request: Request) -> Response:
         return Response(HTTPStatus.OK, "text/html; charset=utf-8", STATUS_PAGE.encode())
@@ -132,7 +223,7 @@ def monitor_routes(state: MonitorState) -> dict[str, tuple[frozenset[str], Handl
     async def not_found(request: Request) -> Response:
         return text(HTTPStatus.NOT_FOUND, "not found")
 
-    return {
+    routes: Routes = {
         "/": (GET, page),
         "/healthz": (GET, healthz),
         "/api/health": (GET, api_health),
@@ -144,3 +235,4 @@ def monitor_routes(state: MonitorState) -> dict[str, tuple[frozenset[str], Handl
         "/v1/metrics": (POST, otlp_metrics),
         "/favicon.ico": (GET, not_found),
     }
+    return guard_routes(routes, tokens)

@@ -323,6 +323,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Longest pause a retry-after or rate-limit reset may ask for; longer fails the call.",
     ),
     EnvVar(
+        "DOPPEL_LLM_MAX_QUEUE_SECONDS",
+        "llm_max_queue_seconds",
+        _positive_float,
+        "Longest an LLM call waits for a client-side rate-limit slot; longer fails the call "
+        "(RESOURCE_EXHAUSTED, or the chain's next writer).",
+    ),
+    EnvVar(
         "DOPPEL_LLM_TIMEOUT_SECONDS",
         "llm_timeout_seconds",
         _positive_float,
@@ -374,7 +381,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DOPPEL_MAX_CONCURRENT_EPISODES",
         "max_concurrent_episodes",
         _positive_int,
-        "Episodes a script replica writes at once; beyond it RESOURCE_EXHAUSTED, retry-after-ms.",
+        "Episodes (and scene revisions) a script replica writes at once; beyond it "
+        "RESOURCE_EXHAUSTED, retry-after-ms.",
+    ),
+    EnvVar(
+        "DOPPEL_EPISODE_TIMEOUT_SECONDS",
+        "episode_timeout_seconds",
+        _positive_float,
+        "Longest an episode or revision may run, whatever the client's deadline; then "
+        "DEADLINE_EXCEEDED.",
     ),
     EnvVar(
         "DOPPEL_FAULTS",
@@ -572,6 +587,7 @@ class Settings:
     llm_backoff_seconds: float = 0.5
     llm_max_backoff_seconds: float = 30.0
     llm_max_wait_seconds: float = 120.0
+    llm_max_queue_seconds: float = 30.0
     llm_timeout_seconds: float = 120.0
     llm_temperature: float = 0.8
     llm_max_output_tokens: int = 4096
@@ -588,6 +604,7 @@ class Settings:
     llm_capture_content: bool = False
     max_concurrent_rpcs: int = 256
     max_concurrent_episodes: int = 16
+    episode_timeout_seconds: float = 900.0
     faults: str = ""
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 30.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -83,16 +84,28 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         order = await self._order(request, context)
+        async with self._slot(order.show.id, context):
+            async for event in self._generate(order, context):
+                yield event
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, show_id: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """One of the replica's `max_concurrent_episodes` slots, or RESOURCE_EXHAUSTED."""
         if self._active >= self._settings.max_concurrent_episodes:
-            await self._refuse_overload(order, context)
+            await self._refuse_overload(show_id, context)
         self._active += 1
         self._active_gauge.add(1)
         try:
-            async for event in self._generate(order, context):
-                yield event
+            yield
         finally:
             self._active -= 1
             self._active_gauge.add(-1)
+
+    def _time_allowed(self, context: grpc.aio.ServicerContext) -> float:
+        """Seconds the work may take: the client's deadline or DOPPEL_EPISODE_TIMEOUT_SECONDS."""
+        remaining = context.time_remaining()
+        limit = self._settings.episode_timeout_seconds
+        return limit if remaining is None else min(remaining, limit)
 
     async def _generate(
         self, order: EpisodeOrder, context: grpc.aio.ServicerContext
@@ -107,15 +120,20 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         pipeline = EpisodePipeline(self._deps_for(context), order)
         started = time.perf_counter()
         outcome = "error"
+        allowed = self._time_allowed(context)
         try:
-            with client_deadline(context.time_remaining()):
-                async for event in pipeline.run():
-                    if event.HasField("episode"):
-                        self._remember(event.episode)
-                        outcome = "ok"
-                    yield event
+            with client_deadline(allowed):
+                async with asyncio.timeout(allowed):
+                    async for event in pipeline.run():
+                        if event.HasField("episode"):
+                            self._remember(event.episode)
+                            outcome = "ok"
+                        yield event
         except WriterError as exc:
             await context.abort(exc.grpc_code, str(exc))
+        except TimeoutError:
+            outcome = "timeout"
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
         except asyncio.CancelledError:
             # The client went away or its deadline passed: scene tasks and LLM calls stop too.
             outcome = "cancelled"
@@ -130,14 +148,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
                 self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * elapsed
             self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
 
-    async def _refuse_overload(
-        self, order: EpisodeOrder, context: grpc.aio.ServicerContext
-    ) -> None:
+    async def _refuse_overload(self, show_id: str, context: grpc.aio.ServicerContext) -> None:
         """RESOURCE_EXHAUSTED with a retry hint: about when one of the busy slots frees."""
         cap = self._settings.max_concurrent_episodes
         low, high = RETRY_AFTER_MS_RANGE
         retry_ms = int(min(high, max(low, 1000 * self._typical_seconds / cap)))
-        self._episodes.add(1, {"doppel.show": order.show.id, "doppel.outcome": "overloaded"})
+        self._episodes.add(1, {"doppel.show": show_id, "doppel.outcome": "overloaded"})
         trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
         await context.abort(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -178,15 +194,30 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             {"doppel.show": original.show.id, "doppel.scene.index": wanted.scene_index,
              "doppel.notes.chars": len(wanted.notes), "doppel.writer": original.writer}
         )  # fmt: skip
-        try:
-            with client_deadline(context.time_remaining()):
-                episode = await regenerate_scene(
-                    self._deps_for(context), writer, original, wanted.scene_index, wanted.notes
-                )
-        except WriterError as exc:
-            await context.abort(exc.grpc_code, str(exc))
+        async with self._slot(original.show.id, context):
+            index, notes = wanted.scene_index, wanted.notes
+            episode = await self._revise(context, writer, original, index, notes)
         self._remember(episode)
         return episode
+
+    async def _revise(
+        self,
+        context: grpc.aio.ServicerContext,
+        writer: Writer,
+        original: episode_pb2.Episode,
+        scene_index: int,
+        notes: str,
+    ) -> episode_pb2.Episode:
+        allowed = self._time_allowed(context)
+        deps = self._deps_for(context)
+        try:
+            with client_deadline(allowed):
+                async with asyncio.timeout(allowed):
+                    return await regenerate_scene(deps, writer, original, scene_index, notes)
+        except WriterError as exc:
+            return await context.abort(exc.grpc_code, str(exc))
+        except TimeoutError:
+            return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
 
     async def ListShows(
         self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
@@ -307,4 +338,11 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
         port=settings.script_port,
         register=register,
         cleanups=[close_channels, close_writers],
+    )
+
+
+def _timeout_message(allowed: float) -> str:
+    return (
+        f"not finished within {allowed:.1f} s (the client's deadline or "
+        "DOPPEL_EPISODE_TIMEOUT_SECONDS)"
     )

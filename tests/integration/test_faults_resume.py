@@ -134,6 +134,62 @@ async def test_overload_answers_resource_exhausted_with_a_retry_hint(
     assert events[-1].stage == Stage.STAGE_DONE
 
 
+async def test_scene_revisions_take_an_episode_slot_too(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    with LLMServer(latency=0.2) as provider:
+        config = llm_settings(provider, max_concurrent_episodes=1, refinement_rounds=0,
+                              script_port=0, scene_port=0, cache_port=0)  # fmt: skip
+        async with studio(config, redis_server) as s:
+            events = [e async for e in s.stub.GenerateEpisode(request(seed=11), timeout=60)]
+            episode_id = events[-1].episode.id
+            busy = s.stub.GenerateEpisode(
+                request(seed=int(time.time()), writer="anthropic"), timeout=60
+            )
+            await busy.read()  # ACCEPTED: the one slot is taken.
+            revision = script_pb2.RegenerateSceneRequest(
+                episode_id=episode_id, scene_index=0, notes="more pratfalls"
+            )
+            try:
+                await s.stub.RegenerateScene(revision, timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                refused = exc
+            else:
+                raise AssertionError("a revision beyond the episode cap was accepted")
+            while await busy.read() is not grpc.aio.EOF:
+                pass
+            revised = await s.stub.RegenerateScene(revision, timeout=60)  # The slot is free.
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert retry_after_ms(refused) >= 100
+    assert revised.id != episode_id and len(revised.scenes) == len(events[-1].episode.scenes)
+
+
+async def test_an_episode_ends_at_the_server_time_limit_without_a_client_deadline(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    with LLMServer(latency=0.3) as provider:
+        config = llm_settings(provider, max_parallel_scenes=1, refinement_rounds=0,
+                              episode_timeout_seconds=1.0, max_concurrent_episodes=1,
+                              script_port=0, scene_port=0, cache_port=0)  # fmt: skip
+        async with studio(config, redis_server) as s:
+            message = request(seed=int(time.time()), scene_count=8, writer="anthropic")
+            try:
+                [event async for event in s.stub.GenerateEpisode(message)]  # No deadline.
+            except grpc.aio.AioRpcError as exc:
+                stopped = exc
+            else:
+                raise AssertionError("an 8-scene episode at 0.3 s a call finished within 1 s")
+            stopped_at = time.monotonic()
+            await asyncio.sleep(0.8)  # Long enough for calls that would still start.
+            arrived = [r.at for r in provider.received]
+            # The slot was given back: the next episode is accepted, not refused.
+            accepted = await s.stub.GenerateEpisode(request(seed=5), timeout=60).read()
+    assert stopped.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "DOPPEL_EPISODE_TIMEOUT_SECONDS" in (stopped.details() or "")
+    assert arrived and max(arrived) <= stopped_at + 0.05  # None was started after the limit.
+    assert accepted.stage == Stage.STAGE_ACCEPTED
+
+
 async def test_a_client_that_goes_away_stops_the_llm_calls(
     settings: Settings, redis_server: RedisServer
 ) -> None:

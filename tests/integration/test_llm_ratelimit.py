@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
+from services.script.llm.caller import client_deadline
+from services.script.llm.errors import DeadlineExceeded, RateLimitQueueFull
 from services.script.writers import build_writers
 from tests.fakes.llm_support import llm_settings, story
 
@@ -103,3 +106,21 @@ def _telemetry(settings):  # type: ignore[no-untyped-def]
     from shared.telemetry import Telemetry
 
     return Telemetry("script", settings)
+
+
+async def test_a_rate_limit_queue_that_cannot_drain_in_time_refuses_instead_of_hanging() -> None:
+    # One request a minute: after the outline, a scene would wait a minute for its slot.
+    with LLMServer() as server:
+        settings = llm_settings(
+            server, llm_requests_per_minute=1, llm_max_queue_seconds=0.2
+        )  # fmt: skip
+        writer = build_writers(settings, _telemetry(settings))["anthropic"]
+        context = story(scene_count=2)
+        outline = await writer.write_outline(context)
+        with pytest.raises(RateLimitQueueFull) as refused:
+            await writer.write_scene(context, outline, 0, [])
+        assert refused.value.grpc_code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "DOPPEL_LLM_MAX_QUEUE_SECONDS" in str(refused.value)
+        with client_deadline(0.1), pytest.raises(DeadlineExceeded):  # The client's is shorter.
+            await writer.write_scene(context, outline, 1, [])
+        assert len(server.received) == 1  # Neither scene reached the provider.

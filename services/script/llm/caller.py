@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
-from services.script.llm.errors import DeadlineExceeded, ProviderError
+from services.script.llm.errors import DeadlineExceeded, ProviderError, RateLimitQueueFull
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
 from services.script.llm.ratelimit import Permit, WindowLimiter
@@ -101,7 +101,7 @@ class LLMCaller:
             attempt_request = replace(request, attempt=attempt)
             reservation = budget.reserve(tokens, cost)
             try:
-                permit = await self.limiter.acquire(tokens)
+                permit = await self._acquire(tokens)
             except BaseException:
                 budget.settle(reservation)
                 raise
@@ -125,6 +125,27 @@ class LLMCaller:
             self._record_usage(result, spent)
             return result
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _acquire(self, tokens: int) -> Permit:
+        """A rate-limit slot, waited for no longer than the client's deadline and
+        DOPPEL_LLM_MAX_QUEUE_SECONDS: a queue that cannot drain in time refuses at once."""
+        left = time_left()
+        by_client = left is not None and left < self.policy.max_queue_seconds
+        limit = left if by_client and left is not None else self.policy.max_queue_seconds
+        try:
+            async with asyncio.timeout(max(0.0, limit)):
+                return await self.limiter.acquire(tokens)
+        except TimeoutError:
+            where = f"{self.provider.name} {self.model}"
+            if by_client:
+                raise DeadlineExceeded(
+                    f"{where}: no rate-limit slot before the client's deadline"
+                ) from None
+            raise RateLimitQueueFull(
+                f"{where}: no rate-limit slot within {limit:.0f} s "
+                "(DOPPEL_LLM_MAX_QUEUE_SECONDS, DOPPEL_LLM_REQUESTS_PER_MINUTE); retry later",
+                error_type="rate_limit_queue",
+            ) from None
 
     def _after_failure(self, failure: ProviderFailure, attempt: int) -> float:
         """The delay before the next attempt, or ProviderError when there is none."""

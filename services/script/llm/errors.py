@@ -26,6 +26,13 @@ class ProviderError(WriterError):
         self.status = status
 
 
+class RateLimitQueueFull(ProviderError):
+    """No client-side rate-limit slot within DOPPEL_LLM_MAX_QUEUE_SECONDS: the replica is
+    asking more of the provider than its limits allow. The chain may fall back on it."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class InvalidOutputError(WriterError):
     """The model's reply did not match the schema, even after the one repair attempt."""
 

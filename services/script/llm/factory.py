@@ -61,6 +61,7 @@ def build_llm_writers(
             base_seconds=settings.llm_backoff_seconds,
             max_seconds=settings.llm_max_backoff_seconds,
             max_wait_seconds=settings.llm_max_wait_seconds,
+            max_queue_seconds=settings.llm_max_queue_seconds,
         )
         caller = LLMCaller(
             provider, model, limits.limiter(name, model), policy, prices,

@@ -38,6 +38,7 @@ class RetryPolicy:
     base_seconds: float = 0.5
     max_seconds: float = 30.0
     max_wait_seconds: float = 120.0
+    max_queue_seconds: float = 30.0  # For a client-side rate-limit slot.
     rng: random.Random = field(default_factory=random.Random)
 
     def backoff(self, attempt: int) -> float:

@@ -6,7 +6,8 @@ open (grpc_health_probe is a separate binary the image would have to download).
 
 TARGET is `host:port`, or a service name (script, scene, cache, monitor) probed on 127.0.0.1 at
 its configured port (`DOPPEL_<NAME>_PORT`). Without TARGET it probes the service this container
-runs: the process started as `python -m services.<name>` (found in /proc).
+runs: the process started as `python -m services.<name>` (found in /proc). It speaks TLS (with
+the client certificate under mutual TLS) when `DOPPEL_TLS_CA` is set, as every client does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shared import security
 from shared.config import ConfigError, Settings
 
 SERVICE_PORTS = {
@@ -73,9 +75,14 @@ def resolve_address(target: str | None, settings: Settings) -> str:
     return name
 
 
-def check(address: str, service: str = "", timeout: float = 3.0) -> str:
-    """The health status name the server reports, or the gRPC error code when the call fails."""
-    with grpc.insecure_channel(address) as channel:
+def check(
+    address: str, service: str = "", timeout: float = 3.0, settings: Settings | None = None
+) -> str:
+    """The health status name the server reports, or the gRPC error code when the call fails.
+
+    With `settings`, over TLS (and mutual TLS) when they configure it (`DOPPEL_TLS_CA`, ...).
+    """
+    with security.probe_channel(address, settings) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -91,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     args = parser.parse_args(argv)
     try:
-        address = resolve_address(args.target, Settings.from_env())
+        settings = Settings.from_env()
+        address = resolve_address(args.target, settings)
+        security.channel_credentials(settings)  # A bad TLS setting is a usage error.
     except (ProbeUsageError, ConfigError) as exc:
         print(f"healthcheck: {exc}", file=sys.stderr)
         return 2
-    status = check(address, args.service, args.timeout)
+    status = check(address, args.service, args.timeout, settings)
     print(f"{address} {status}")
     return 0 if status == "SERVING" else 1
 

@@ -6,8 +6,10 @@ certificates checked against `DOPPEL_TLS_CA`. The public services (script, scene
 bearer tokens (`DOPPEL_AUTH_TOKENS`, `DOPPEL_AUTH_TOKENS_FILE`) with `BearerTokenInterceptor`;
 health checks, reflection and OTLP ingestion stay open (probes and exporters carry no token).
 Clients: `channel_credentials` trusts `DOPPEL_TLS_CA` (and presents `DOPPEL_TLS_CLIENT_CERT`/
-`_KEY` for mutual TLS); `token_interceptors` send `DOPPEL_AUTH_TOKEN`. Tokens are compared in
-constant time and never logged.
+`_KEY` for mutual TLS); `token_interceptors` send `DOPPEL_AUTH_TOKEN`. Every client uses them:
+channels between services and from the CLI (`secure_channel`, `blocking_channel`), health probes
+(`probe_channel`: TLS, no token) and the OTLP exporters (shared/telemetry.py). Tokens are
+compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _read(path: str, variable: str) -> bytes:
         raise ConfigError(f"{variable}: cannot read {path}: {type(exc).__name__}") from exc
 
 
+def _read_pem(path: str, variable: str) -> bytes:
+    """A PEM file's bytes; ConfigError naming the variable (never the contents) otherwise."""
+    data = _read(path, variable)
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{variable}: {path} is not a PEM file")
+    return data
+
+
 def accepted_tokens(settings: Settings) -> frozenset[str]:
     """Tokens from `DOPPEL_AUTH_TOKENS` (comma separated) and one a line from the tokens file."""
     tokens = [token.strip() for token in settings.auth_tokens.split(",")]
@@ -54,16 +64,18 @@ def accepted_tokens(settings: Settings) -> frozenset[str]:
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS (or mutual TLS) credentials for a server; None means plaintext."""
+    require = settings.tls_client_auth == "require"
     if not (settings.tls_cert or settings.tls_key):
+        if require:  # Asked for mutual TLS: never fall back to plaintext silently.
+            raise ConfigError("DOPPEL_TLS_CLIENT_AUTH=require needs DOPPEL_TLS_CERT and _KEY")
         return None
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("DOPPEL_TLS_CERT and DOPPEL_TLS_KEY must be set together")
-    key = _read(settings.tls_key, "DOPPEL_TLS_KEY")
-    chain = _read(settings.tls_cert, "DOPPEL_TLS_CERT")
-    require = settings.tls_client_auth == "require"
+    key = _read_pem(settings.tls_key, "DOPPEL_TLS_KEY")
+    chain = _read_pem(settings.tls_cert, "DOPPEL_TLS_CERT")
     if require and not settings.tls_ca:
         raise ConfigError("DOPPEL_TLS_CLIENT_AUTH=require needs DOPPEL_TLS_CA")
-    roots = _read(settings.tls_ca, "DOPPEL_TLS_CA") if require else None
+    roots = _read_pem(settings.tls_ca, "DOPPEL_TLS_CA") if require else None
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=roots, require_client_auth=require
     )
@@ -71,17 +83,28 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
     """TLS credentials for a client when `DOPPEL_TLS_CA` is set; None means plaintext."""
-    if not settings.tls_ca:
-        return None
     cert = settings.tls_client_cert
     key = settings.tls_client_key
     if bool(cert) != bool(key):
         raise ConfigError("DOPPEL_TLS_CLIENT_CERT and DOPPEL_TLS_CLIENT_KEY must be set together")
+    if not settings.tls_ca:
+        if cert:  # A client certificate over plaintext would silently not be sent.
+            raise ConfigError("DOPPEL_TLS_CLIENT_CERT needs DOPPEL_TLS_CA")
+        return None
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(settings.tls_ca, "DOPPEL_TLS_CA"),
-        private_key=_read(key, "DOPPEL_TLS_CLIENT_KEY") if key else None,
-        certificate_chain=_read(cert, "DOPPEL_TLS_CLIENT_CERT") if cert else None,
+        root_certificates=_read_pem(settings.tls_ca, "DOPPEL_TLS_CA"),
+        private_key=_read_pem(key, "DOPPEL_TLS_CLIENT_KEY") if key else None,
+        certificate_chain=_read_pem(cert, "DOPPEL_TLS_CLIENT_CERT") if cert else None,
     )
+
+
+def check_tls(settings: Settings) -> None:
+    """Reads every configured TLS file now, so a bad setting stops a process at start.
+
+    Raises ConfigError naming the variable; the message holds paths, never file contents.
+    """
+    server_credentials(settings)
+    channel_credentials(settings)
 
 
 def _presented_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
@@ -226,13 +249,17 @@ class _BlockingToken(
         return continuation(self._details(details), request)
 
 
+def probe_channel(target: str, settings: Settings | None) -> grpc.Channel:
+    """A blocking channel with TLS when configured and no token (health checks are open)."""
+    credentials = None if settings is None else channel_credentials(settings)
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)
+
+
 def blocking_channel(target: str, settings: Settings) -> grpc.Channel:
     """A blocking channel with TLS when configured and the bearer token when set."""
-    credentials = channel_credentials(settings)
-    if credentials is None:
-        channel = grpc.insecure_channel(target)
-    else:
-        channel = grpc.secure_channel(target, credentials)
+    channel = probe_channel(target, settings)
     if settings.auth_token:
         return grpc.intercept_channel(channel, _BlockingToken(settings.auth_token))
     return channel

@@ -4,6 +4,8 @@ A service module provides a factory `create_<name>_server(settings, telemetry, .
 `start_server` and returns the running `ServiceServer`; `serve()` runs one until SIGTERM or SIGINT.
 On a signal: health flips to NOT_SERVING, new calls are refused, in-flight calls get
 `grace_seconds`, the service's own resources are closed, telemetry is flushed, exit code 0.
+A configuration error (a bad variable, an unreadable TLS file) stops it at start with exit code 2
+and a message naming the variable.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -20,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shared import security
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.faults import add_fault_service
 from shared.grpc_telemetry import ServerTelemetryInterceptor, client_interceptors
 from shared.telemetry import Telemetry
@@ -173,6 +176,17 @@ async def serve(
 ) -> int:
     """Runs one service until a signal, then shuts it down gracefully. Returns the exit code."""
     configure_logging(settings.log_level, name)
+    try:
+        security.check_tls(settings)  # Before anything starts: a bad TLS file stops us here.
+    except ConfigError as exc:
+        log.error("%s: configuration: %s", name, exc)
+        return 2
+    if settings.tls_client_auth == "require" and not settings.tls_client_cert:
+        log.warning(
+            "%s: mutual TLS without DOPPEL_TLS_CLIENT_CERT/_KEY: its own calls and telemetry "
+            "exports present no certificate, so mutual-TLS peers refuse them",
+            name,
+        )
     telemetry = Telemetry(name, settings)
     try:
         running = await factory(settings, telemetry)
@@ -191,6 +205,10 @@ async def serve(
 
 def run(name: str, factory: Callable[[Settings, Telemetry], Awaitable[ServiceServer]]) -> None:
     """Entry point of `python -m services.<name>`: reads the environment once and serves."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"{name}: configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     with contextlib.suppress(KeyboardInterrupt):
         raise SystemExit(asyncio.run(serve(name, settings, factory)))

@@ -1,7 +1,8 @@
 """`doppel up`: Redis (when REDIS_URL is unset) and the four services as child processes.
 
 Services start in dependency order (monitor first, so telemetry has somewhere to go) and count
-as up only when they answer grpc.health.v1.Health/Check with SERVING. They stop in reverse order
+as up only when they answer grpc.health.v1.Health/Check with SERVING (asked over TLS, with the
+client certificate, when `settings` configure it). They stop in reverse order
 with SIGTERM, each given its grace period, the monitor last so it receives everyone's final spans.
 """
 
@@ -20,6 +21,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shared import security
 from shared.config import Settings
 from shared.redis_server import RedisServer
 
@@ -48,10 +50,18 @@ def address_of(settings: Settings, name: str) -> str:
     return addresses[name]
 
 
-def wait_until_serving(address: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
-    """Polls the standard health service until SERVING; fails fast if the process exits."""
+def wait_until_serving(
+    address: str,
+    timeout: float,
+    process: subprocess.Popen[bytes],
+    settings: Settings | None = None,
+) -> None:
+    """Polls the standard health service until SERVING; fails fast if the process exits.
+
+    With `settings`, over TLS (and mutual TLS) when they configure it; plaintext otherwise.
+    """
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with security.probe_channel(address, settings) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -89,6 +99,8 @@ class Stack:
         self.children: list[ChildService] = []
 
     def start(self) -> Stack:
+        """Raises ConfigError (naming the variable) before starting anything on bad TLS files."""
+        security.check_tls(self.settings)
         env = dict(self._env)
         try:
             if not self.settings.redis_url and "cache" in self.services:
@@ -115,7 +127,7 @@ class Stack:
         )
         child = ChildService(name, address_of(self.settings, name), process, log_file)
         self.children.append(child)
-        wait_until_serving(child.address, self.startup_timeout, process)
+        wait_until_serving(child.address, self.startup_timeout, process, self.settings)
 
     def pid(self, name: str) -> int:
         """Process id of a running service."""

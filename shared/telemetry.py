@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import psutil
 from opentelemetry import metrics, trace
@@ -24,6 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from shared import security
 from shared.config import Settings
 from shared.faults import Faults, GatedMetricExporter, GatedSpanExporter
 
@@ -31,6 +33,20 @@ log = logging.getLogger(__name__)
 
 INSTRUMENTATION_SCOPE = "doppelganger"
 SDK_INTERNAL_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+
+
+def otlp_exporter_arguments(settings: Settings) -> dict[str, Any]:
+    """Endpoint and channel security of the OTLP gRPC exporters.
+
+    TLS exactly when every other client uses it (`DOPPEL_TLS_CA` set): the monitor serves OTLP
+    on its gRPC port, which is TLS then. The client certificate goes along for mutual TLS.
+    """
+    credentials = security.channel_credentials(settings)
+    return {
+        "endpoint": settings.otlp_traces_endpoint,
+        "insecure": credentials is None,
+        "credentials": credentials,
+    }
 
 
 class Telemetry:
@@ -79,7 +95,7 @@ class Telemetry:
     ) -> MeterProvider:
         if readers is None:
             exporter = GatedMetricExporter(
-                OTLPMetricExporter(endpoint=settings.otlp_traces_endpoint, insecure=True),
+                OTLPMetricExporter(**otlp_exporter_arguments(settings)),
                 self.faults,
             )
             readers = [
@@ -96,9 +112,7 @@ class Telemetry:
             # The SDK reads this switch from the environment only, when a processor is built.
             os.environ[SDK_INTERNAL_METRICS] = "true"
         provider = TracerProvider(resource=resource)
-        exporter = exporter or OTLPSpanExporter(
-            endpoint=settings.otlp_traces_endpoint, insecure=True
-        )
+        exporter = exporter or OTLPSpanExporter(**otlp_exporter_arguments(settings))
         # Passing the meter provider makes the SDK count what it drops
         # (otel.sdk.processor.span.processed{error.type="queue_full"}), so nothing is silent.
         self._span_processor = BatchSpanProcessor(

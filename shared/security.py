@@ -107,7 +107,7 @@ def check_tls(settings: Settings) -> None:
     channel_credentials(settings)
 
 
-def _presented_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
+def presented_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
     for key, value in metadata or ():
         is_bearer = isinstance(value, str) and value[: len(BEARER)].lower() == BEARER
         if key.lower() == AUTHORIZATION and is_bearer:
@@ -115,7 +115,7 @@ def _presented_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
     return ""
 
 
-def _is_accepted(token: str, tokens: frozenset[str]) -> bool:
+def is_accepted(token: str, tokens: frozenset[str]) -> bool:
     """Constant-time comparison with every accepted token (no early exit on a match)."""
     presented = token.encode()
     matches = [hmac.compare_digest(presented, accepted.encode()) for accepted in tokens]
@@ -137,8 +137,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method or ""
         if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        token = _presented_token(handler_call_details.invocation_metadata)
-        if _is_accepted(token, self._tokens):
+        token = presented_token(handler_call_details.invocation_metadata)
+        if is_accepted(token, self._tokens):
             return handler
         return _refusal(handler)
 

@@ -102,7 +102,7 @@ def _cookie(header: str, name: str) -> str:
 def _presented(request: Request) -> tuple[str, str]:
     """What the request carries and where: `header`, `query` (login on `/`), `cookie` or ``."""
     header = request.headers.get("authorization", "")
-    token = security._presented_token([(security.AUTHORIZATION, header)])
+    token = security.presented_token([(security.AUTHORIZATION, header)])
     if token:
         return token, "header"
     if request.path == LOGIN_PATH and "token" in request.query:
@@ -138,7 +138,7 @@ def _guarded(handler: Handler, tokens: frozenset[str], sessions: _Sessions) -> H
     async def guarded(request: Request) -> Response:
         presented, source = _presented(request)
         accepted = sessions.values if source == "cookie" else tokens
-        if not security._is_accepted(presented, accepted):
+        if not security.is_accepted(presented, accepted):
             return _unauthorized()
         if source == "query":
             return sessions.login(presented)

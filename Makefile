@@ -54,7 +54,7 @@ bench-check: venv
 
 ## load: steady, ramp, spike and soak load against a real stack; finds the breaking point
 load: venv
-	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS))
+	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS)) $(LOAD_ARGS)
 
 ## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 300 each)
 fuzz: venv

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.server import ServiceServer
-from shared.telemetry import Telemetry
+from shared.telemetry import Telemetry, export_timeout_seconds
 
 BURST = 20_000
 
@@ -100,3 +101,42 @@ async def test_a_queue_too_small_counts_what_it_drops(
     # SDK checks "queue full" and appends without a lock, so a race can count one drop that
     # did not happen: the count may be a little high, never low.)
     assert lost <= report.exporter_spans_dropped <= lost + 5
+
+
+class _RefusingCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    """A collector that is always unavailable; records the deadline each export came with."""
+
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []
+
+    async def Export(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self.deadlines.append(context.time_remaining() or float("inf"))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "collector is down")
+        raise AssertionError("abort returns only by raising")
+
+
+async def test_exports_to_a_dead_collector_give_up_within_the_grace_budget(
+    settings: Settings,
+) -> None:
+    collector = _RefusingCollector()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    config = settings.with_changes(
+        telemetry_disabled=False, otlp_endpoint=f"http://127.0.0.1:{port}", grace_seconds=8.0
+    )
+    telemetry = Telemetry("script", config)
+    with telemetry.tracer.start_as_current_span("last words"):
+        pass
+    await asyncio.to_thread(telemetry.shutdown)  # Flushes: the export is refused and retried.
+    await server.stop(0)
+    budget = export_timeout_seconds(config)
+    assert budget == 2.0  # A quarter of the grace period.
+    assert len(collector.deadlines) >= 1
+    # Every attempt shares one deadline of the budget, not the exporter's default 10 s each.
+    assert max(collector.deadlines) <= budget

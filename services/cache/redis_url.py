@@ -6,6 +6,12 @@ password in the URL, TLS options such as `ssl_ca_certs`, `ssl_certfile`, `ssl_ke
 replaced by `***`. At start the cache pings Redis once: credentials Redis refuses stop the service
 with a message saying so (a configuration error that waiting will not fix); a Redis that cannot be
 reached yet is logged, and calls fail UNAVAILABLE until it can.
+
+The client's connections come from a `BoundedPool`: at most `max_connections` (the cache sizes it
+to DOPPEL_MAX_CONCURRENT_RPCS, so every admitted call can hold one), and a command that finds them
+all busy waits up to `POOL_WAIT_SECONDS` for one, then fails with `PoolExhausted` (which the
+service answers RESOURCE_EXHAUSTED with a retry hint) instead of opening one more connection or
+failing at once as redis-py's default pool does.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, RedisError
@@ -25,6 +32,35 @@ log = logging.getLogger(__name__)
 
 STARTUP_PING_SECONDS = 5.0
 REDACTED = "***"
+# How long a command waits for a free pooled connection before PoolExhausted. Short: a Redis
+# command takes well under a millisecond, so a pool still full after a second means Redis is
+# slow or stuck, and the caller is better told so (with a retry hint) than kept waiting.
+POOL_WAIT_SECONDS = 1.0
+
+
+class PoolExhausted(RedisConnectionError):
+    """Every pooled connection stayed busy for the pool's whole wait (not a Redis failure)."""
+
+    def __init__(self, max_connections: int, wait_seconds: float) -> None:
+        super().__init__(
+            f"all {max_connections} Redis connections stayed busy for {wait_seconds:g} s"
+        )
+        self.wait_seconds = wait_seconds
+
+
+class BoundedPool(aioredis.BlockingConnectionPool):
+    """redis-py's blocking pool, with its wait timeout told apart from connection errors."""
+
+    async def get_connection(self, *args: object, **kwargs: object) -> Connection:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-any-return]
+        except RedisConnectionError as exc:
+            # The pool raises ConnectionError("No connection available.") from the expired wait
+            # (a builtin TimeoutError); a failed connect raises redis' own TimeoutError or a
+            # ConnectionError from an OSError instead.
+            if isinstance(exc.__cause__, TimeoutError):
+                raise PoolExhausted(self.max_connections, self.timeout or 0.0) from exc
+            raise
 
 
 def redact_url(url: str) -> str:
@@ -65,12 +101,19 @@ def refused_credentials(exc: BaseException) -> bool:
     return False
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    """A client that reconnects by itself after Redis restarts. Raises OSError for a URL that
-    redis-py cannot use (its message, never the URL)."""
+def connect_redis(
+    url: str, *, max_connections: int, pool_wait_seconds: float = POOL_WAIT_SECONDS
+) -> aioredis.Redis:
+    """A client that reconnects by itself after Redis restarts, on a `BoundedPool` of
+    `max_connections` that waits `pool_wait_seconds` for a free one. Raises OSError for a URL
+    that redis-py cannot use (its message, never the URL)."""
+    if max_connections < 1 or pool_wait_seconds <= 0:
+        raise ValueError("the Redis pool needs at least one connection and a positive wait")
     try:
-        return aioredis.from_url(
+        pool = BoundedPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=pool_wait_seconds,
             socket_timeout=5.0,
             socket_connect_timeout=2.0,
             health_check_interval=30,
@@ -79,6 +122,7 @@ def connect_redis(url: str) -> aioredis.Redis:
         )
     except ValueError as exc:
         raise OSError(f"cache: REDIS_URL {redact_url(url)} is not usable: {exc}") from None
+    return aioredis.Redis.from_pool(pool)  # The client closes the pool with itself.
 
 
 async def check_redis(client: aioredis.Redis, url: str) -> None:

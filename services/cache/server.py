@@ -4,6 +4,11 @@ Keys are `doppel:v1:{namespace}:{key}`. Statistics live in Redis too (a hash per
 they are shared by every replica and survive a restart of the service. A lookup and its
 statistics update are one Lua call: one round trip per Get. REDIS_URL (user, password, TLS) is
 read, checked at start and redacted for logs in services/cache/redis_url.py.
+
+Bounded: the Redis pool holds at most `max_concurrent_rpcs` connections (DOPPEL_MAX_CONCURRENT_RPCS,
+so each call gRPC admits can have one); a command that finds none free within POOL_WAIT_SECONDS
+(1 s) is answered RESOURCE_EXHAUSTED with trailing metadata `retry-after-ms` (the pool's wait
+again), never left waiting and never given one connection more.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from redis.exceptions import RedisError
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
 from services.cache.redis_url import (
+    POOL_WAIT_SECONDS,
+    PoolExhausted,
     check_redis,
     connect_redis,
     credentials_refused,
@@ -36,6 +43,9 @@ NAMESPACES_KEY = f"{KEY_PREFIX}:namespaces"
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
 MAX_TTL_SECONDS = 365 * 24 * 3600
+# The retry hint when the Redis pool stayed full for its whole wait: about as long again
+# (POOL_WAIT_SECONDS, 1 s), within these bounds.
+RETRY_AFTER_MS_RANGE = (100, 30_000)
 
 # Returns {value or false, ttl}; counts the hit or miss in the namespace's stats hash.
 GET_AND_COUNT = """
@@ -89,7 +99,9 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         self._requests = telemetry.meter.create_counter(
             "doppel.cache.requests",
             unit="{request}",
-            description="Cache requests by operation and result (hit, miss, ok, error).",
+            description=(
+                "Cache requests by operation and result (hit, miss, ok, error, overloaded)."
+            ),
         )
 
     async def Get(
@@ -195,6 +207,8 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
     async def _unavailable(
         self, context: grpc.aio.ServicerContext, operation: str, namespace: str, exc: RedisError
     ) -> None:
+        if isinstance(exc, PoolExhausted):
+            await self._refuse_overload(context, operation, namespace, exc)
         self._count(operation, "error", namespace)
         # Only the exception's type and fixed text: never the URL, so never its password.
         why = type(exc).__name__
@@ -202,6 +216,26 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
             why = f"AuthenticationError: {credentials_refused(self._settings.redis_url)}"
         log.warning("redis %s failed: %s", operation, why)
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"redis unavailable: {why}")
+
+    async def _refuse_overload(
+        self,
+        context: grpc.aio.ServicerContext,
+        operation: str,
+        namespace: str,
+        exc: PoolExhausted,
+    ) -> None:
+        """RESOURCE_EXHAUSTED with a retry hint: the pool stayed full for its whole wait, so
+        about that long again."""
+        low, high = RETRY_AFTER_MS_RANGE
+        retry_ms = int(min(high, max(low, 1000 * exc.wait_seconds)))
+        self._count(operation, "overloaded", namespace)
+        trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
+        log.warning("redis %s refused: %s", operation, exc)
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"cache overloaded: {exc}; retry in {retry_ms} ms",
+            trailing_metadata=(("retry-after-ms", str(retry_ms)),),
+        )
 
 
 def _text(value: bytes | str) -> str:
@@ -218,14 +252,27 @@ async def _validate(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
-async def create_cache_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
-    """The cache service on `settings.cache_port`, backed by `settings.redis_url`.
+async def create_cache_server(
+    settings: Settings,
+    telemetry: Telemetry,
+    *,
+    pool_connections: int | None = None,
+    pool_wait_seconds: float = POOL_WAIT_SECONDS,
+) -> ServiceServer:
+    """The cache service on `settings.cache_port`, backed by `settings.redis_url` through a pool
+    of `pool_connections` (default: `settings.max_concurrent_rpcs`) Redis connections.
 
     Raises OSError when REDIS_URL is unset or unusable, or Redis refuses its credentials.
     """
     if not settings.redis_url:
         raise OSError("cache: REDIS_URL is not set (doppel up starts a private Redis for you)")
-    client = connect_redis(settings.redis_url)
+    client = connect_redis(
+        settings.redis_url,
+        max_connections=(
+            settings.max_concurrent_rpcs if pool_connections is None else pool_connections
+        ),
+        pool_wait_seconds=pool_wait_seconds,
+    )
     try:
         await check_redis(client, settings.redis_url)
     except OSError:

@@ -8,20 +8,29 @@ serialized episode or scene (`cast` does not change the output, so it is not par
 Large requests (over `THREAD_SCENES` scenes or `THREAD_BYTES` encoded) are validated in a worker
 thread, and they and every PDF, FDX and HTML render are rendered in one, so the event loop stays
 responsive; such a render is capped at `RENDER_TIMEOUT_SECONDS` or the call's deadline, whichever
-is sooner (DEADLINE_EXCEEDED; the thread finishes in the background, its result is dropped).
+is sooner, waiting for a render thread included (DEADLINE_EXCEEDED; the thread finishes in the
+background, its result is dropped).
+
+Bounded (services/scene/admission.py): at most `RENDER_WORKERS` (the CPUs) render threads, which
+abandoned renders keep until they finish, and at most `RENDER_WORKERS + RENDER_QUEUE` calls inside
+the service at once; beyond that a call is refused at once with RESOURCE_EXHAUSTED and trailing
+metadata `retry-after-ms`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import grpc
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from doppelganger.v1 import scene_pb2, scene_pb2_grpc
+from services.scene.admission import RENDER_QUEUE, RENDER_WORKERS, Overloaded, RenderGate
 from services.scene.lru import DocumentCache
 from services.scene.render import Document, Renderer, renderer_for, resolve_format
 from services.scene.validation import check_episode_request, check_scene_request
@@ -34,6 +43,7 @@ CHUNK_BYTES = 64 * 1024
 THREAD_SCENES = 50
 THREAD_BYTES = 256 * 1024
 RENDER_TIMEOUT_SECONDS = 30.0
+FAULT_POLL_SECONDS = 0.05  # How often an injected render delay looks at its switch again.
 # Episode fields that hold a previous rendering: ignored (cleared) on input.
 EPISODE_OUTPUT_FIELDS = ("fountain", "page_count", "render_error")
 
@@ -48,50 +58,80 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         telemetry: Telemetry,
         cache: DocumentCache | None = None,
         render_timeout_seconds: float = RENDER_TIMEOUT_SECONDS,
+        gate: RenderGate | None = None,
     ) -> None:
         self._tracer = telemetry.tracer
         self._faults = telemetry.faults
         self._cache = DocumentCache() if cache is None else cache
         self._render_timeout = render_timeout_seconds
+        self.gate = RenderGate() if gate is None else gate
 
     async def RenderScene(
         self, request: scene_pb2.RenderSceneRequest, context: grpc.aio.ServicerContext
     ) -> scene_pb2.RenderResponse:
-        large = request.ByteSize() > THREAD_BYTES
-        error = await _maybe_in_thread(large, check_scene_request, request)
-        if error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-        renderer = _renderer(request.format)
-        await self._injected_delay()
-        document = await self._render(
-            context, renderer, b"scene", request.scene, large, renderer.render_scene
-        )
+        async with self._admission(context):
+            large = request.ByteSize() > THREAD_BYTES
+            error = await _maybe_in_thread(large, check_scene_request, request)
+            if error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+            renderer = _renderer(request.format)
+            await self._injected_delay()
+            document = await self._render(
+                context, renderer, b"scene", request.scene, large, renderer.render_scene
+            )
         return scene_pb2.RenderResponse(info=document.info(), document=document.data)
 
     async def RenderEpisode(
         self, request: scene_pb2.RenderEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scene_pb2.RenderChunk]:
-        if request.HasField("episode"):
-            for output in EPISODE_OUTPUT_FIELDS:
-                request.episode.ClearField(output)
-        large = len(request.episode.scenes) > THREAD_SCENES or request.ByteSize() > THREAD_BYTES
-        error = await _maybe_in_thread(large, check_episode_request, request)
-        if error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-        renderer = _renderer(request.format)
-        await self._injected_delay()
-        document = await self._render(
-            context, renderer, b"episode", request.episode, large, renderer.render_episode
-        )
+        async with self._admission(context):  # Held while rendering, not while streaming.
+            if request.HasField("episode"):
+                for output in EPISODE_OUTPUT_FIELDS:
+                    request.episode.ClearField(output)
+            scenes = len(request.episode.scenes)
+            large = scenes > THREAD_SCENES or request.ByteSize() > THREAD_BYTES
+            error = await _maybe_in_thread(large, check_episode_request, request)
+            if error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+            renderer = _renderer(request.format)
+            await self._injected_delay()
+            document = await self._render(
+                context, renderer, b"episode", request.episode, large, renderer.render_episode
+            )
         for chunk in chunks(document):
             yield chunk
 
+    @contextlib.asynccontextmanager
+    async def _admission(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """A place among the gate's `workers + queue`, or RESOURCE_EXHAUSTED with a retry hint."""
+        try:
+            admission = self.gate.admit()
+        except Overloaded as exc:
+            trace.get_current_span().set_attribute("doppel.retry_after_ms", exc.retry_after_ms)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{exc}; retry in {exc.retry_after_ms} ms",
+                trailing_metadata=(("retry-after-ms", str(exc.retry_after_ms)),),
+            )
+            raise  # Unreachable: abort raises.
+        with admission:
+            yield
+
     async def _injected_delay(self) -> None:
-        """Fault switch `render_delay_ms`: a slow renderer (the caller's deadline still holds)."""
-        delay = self._faults.value("render_delay_ms")
-        if delay > 0:
-            self._faults.count("render_delay_ms")
-            await asyncio.sleep(delay / 1000.0)
+        """Fault switch `render_delay_ms`: a slow renderer (the caller's deadline still holds).
+        The delay holds the call's admission (not a render thread) and follows the switch: it
+        ends once it has lasted the switch's current value, so lowering or clearing the switch
+        also shortens delays already under way."""
+        if self._faults.value("render_delay_ms") <= 0:
+            return
+        self._faults.count("render_delay_ms")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            left = self._faults.value("render_delay_ms") / 1000.0 - (loop.time() - started)
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, FAULT_POLL_SECONDS))
 
     async def _render(
         self,
@@ -137,7 +177,7 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         if remaining is not None:
             timeout = min(timeout, max(remaining, 0.0))
         try:
-            return await asyncio.wait_for(asyncio.to_thread(render, subject), timeout)
+            return await self.gate.run(render, subject, timeout)
         except TimeoutError:
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -180,13 +220,20 @@ async def create_scene_server(
     telemetry: Telemetry,
     *,
     render_timeout_seconds: float = RENDER_TIMEOUT_SECONDS,
+    render_workers: int = RENDER_WORKERS,
+    render_queue: int = RENDER_QUEUE,
 ) -> ServiceServer:
-    """Starts SceneService on `settings.scene_port` (0: the OS picks; see `.port`)."""
-    service = SceneService(telemetry, render_timeout_seconds=render_timeout_seconds)
+    """Starts SceneService on `settings.scene_port` (0: the OS picks; see `.port`), with at most
+    `render_workers` render threads and `render_workers + render_queue` calls admitted."""
+    gate = RenderGate(render_workers, render_queue)
+    service = SceneService(telemetry, render_timeout_seconds=render_timeout_seconds, gate=gate)
 
     def register(server: grpc.aio.Server) -> list[str]:
         scene_pb2_grpc.add_SceneServiceServicer_to_server(service, server)
         return [SERVICE_NAME]
+
+    async def close_gate() -> None:
+        gate.close()
 
     return await start_server(
         name="scene",
@@ -194,4 +241,5 @@ async def create_scene_server(
         telemetry=telemetry,
         port=settings.scene_port,
         register=register,
+        cleanups=[close_gate],
     )

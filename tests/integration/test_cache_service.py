@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -108,4 +109,64 @@ async def test_redis_down_gives_unavailable(settings: Settings) -> None:
             assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
             assert "redis unavailable" in (raised.value.details() or "")
         finally:
+            await server.stop(0)
+
+
+async def test_full_redis_pool_waits_then_refuses_with_a_retry_hint(settings: Settings) -> None:
+    """Two pooled connections, five concurrent Sets on a Redis paused for writes: two Sets hold
+    the connections (stuck in the paused Redis), three wait for one, and once the pool's wait
+    expires are refused RESOURCE_EXHAUSTED with `retry-after-ms`; no third connection is opened.
+    Unpaused, the two held Sets complete and the service answers as before."""
+    with RedisServer() as private:
+        config = settings.with_changes(redis_url=private.url)
+        server = await create_cache_server(
+            config, Telemetry("cache", config), pool_connections=2, pool_wait_seconds=0.25
+        )
+        direct = redis.Redis(unix_socket_path=str(private.socket_path))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = cache_pb2_grpc.CacheServiceStub(channel)
+                direct.client_pause(600_000, all=False)  # WRITE mode: writes wait, reads run.
+                try:
+                    keys = {
+                        asyncio.ensure_future(
+                            stub.Set(
+                                cache_pb2.SetRequest(namespace="pool", key=f"k{n}", value=b"v")
+                            )
+                        ): f"k{n}"
+                        for n in range(5)
+                    }
+                    done: set[asyncio.Future[cache_pb2.SetResponse]] = set()
+                    pending = set(keys)
+                    while len(done) < 3:
+                        finished, pending = await asyncio.wait(
+                            pending, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        done |= finished
+                    assert len(done) == 3 and len(pending) == 2
+                    for call in done:
+                        error = call.exception()
+                        assert isinstance(error, grpc.aio.AioRpcError)
+                        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                        assert "2 Redis connections" in (error.details() or "")
+                        hint = dict(error.trailing_metadata() or ())["retry-after-ms"]
+                        assert int(hint) == 250  # The pool's wait: about when to try again.
+                    # The pool opened exactly its two connections (plus this test's own one).
+                    own = direct.client_id()
+                    others = [c for c in direct.client_list() if int(c["id"]) != own]
+                    assert len(others) == 2
+                finally:
+                    direct.client_unpause()
+                # The two held Sets complete once Redis resumes, and their values are there.
+                assert await asyncio.gather(*pending) == [cache_pb2.SetResponse()] * 2
+                held = sorted(keys[call] for call in pending)
+                stored = [n for n in range(5) if direct.exists(entry_key("pool", f"k{n}"))]
+                assert sorted(f"k{n}" for n in stored) == held
+                got = await stub.Get(cache_pb2.GetRequest(namespace="pool", key=held[0]))
+                assert got.found and got.value == b"v"
+                await stub.Set(cache_pb2.SetRequest(namespace="pool", key="after", value=b"ok"))
+                after = await stub.Get(cache_pb2.GetRequest(namespace="pool", key="after"))
+                assert after.found and after.value == b"ok"
+        finally:
+            direct.close()
             await server.stop(0)

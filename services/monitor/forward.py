@@ -1,11 +1,14 @@
 """Forwarding to an upstream OTLP gRPC endpoint (Jaeger, an OpenTelemetry Collector, a monitor).
 
 Every accepted export is queued as it arrived (the same request message, re-serialized
-unchanged) in a bounded queue; a background task sends them in order. Retryable failures
-(UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are retried with exponential
-backoff up to `MAX_ATTEMPTS`; then, or on any other error, the export is given up and counted as
-failed. When the queue is full a new export is not queued and counted as dropped. Ingestion only
-ever does a non-blocking `put_nowait`, so a dead or slow upstream never slows it down.
+unchanged) in a queue bounded twice: by exports (DOPPEL_MONITOR_FORWARD_QUEUE) and by bytes
+(`MAX_QUEUE_BYTES` of serialized exports, queued or being sent); a background task sends them
+in order. Retryable failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are
+retried with exponential backoff up to `MAX_ATTEMPTS`; then, or on any other error, the export
+is given up and counted as failed. When either bound is reached a new export is not queued and
+counted as dropped (an export is always queued when nothing else is, so none is dropped for its
+size alone). Ingestion only ever does a non-blocking `put_nowait`, so a dead or slow upstream
+never slows it down.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ RETRYABLE = frozenset(
     }
 )
 SIGNALS = ("traces", "metrics")
+# Exports are held as parsed messages, about 1 KB resident a small span (~300 B serialized):
+# 64 MiB serialized is ~220,000 spans, ~200 MB resident, like the ingestion queue's span bound.
+MAX_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ForwardCounts:
     spans_sent: int = 0
     spans_failed: int = 0
     spans_dropped: int = 0
+    bytes_dropped: int = 0
 
 
 _Request = (
@@ -64,9 +71,18 @@ def _target(endpoint: str) -> str:
 class Forwarder:
     """Sends what the monitor receives on to `endpoint`."""
 
-    def __init__(self, endpoint: str, max_queue: int, *, backoff: float = FIRST_BACKOFF_SECONDS):
+    def __init__(
+        self,
+        endpoint: str,
+        max_queue: int,
+        *,
+        max_bytes: int = MAX_QUEUE_BYTES,
+        backoff: float = FIRST_BACKOFF_SECONDS,
+    ):
         self.endpoint = endpoint
-        self._queue: asyncio.Queue[tuple[str, _Request, int]] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[tuple[str, _Request, int, int]] = asyncio.Queue(max_queue)
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0  # Serialized size of the exports queued or being sent.
         self._first_backoff = backoff
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
@@ -76,14 +92,22 @@ class Forwarder:
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def offer(self, signal: str, request: _Request, spans: int = 0) -> None:
-        """Queues one export (`spans` is 0 for metrics); counts it as dropped when full."""
+    def offer(self, signal: str, request: _Request, spans: int = 0, size: int = -1) -> None:
+        """Queues one export (`spans` is 0 for metrics; `size` defaults to its ByteSize());
+        counts it as dropped when the queue is full by exports or by bytes."""
+        if size < 0:
+            size = request.ByteSize()
         try:
-            self._queue.put_nowait((signal, request, spans))
+            if self.queued_bytes and self.queued_bytes + size > self.max_bytes:
+                raise asyncio.QueueFull
+            self._queue.put_nowait((signal, request, spans, size))
         except asyncio.QueueFull:
             counts = self.counts[signal]
             counts.exports_dropped += 1
             counts.spans_dropped += spans
+            counts.bytes_dropped += size
+            return
+        self.queued_bytes += size
 
     def start(self) -> None:
         self._channel = grpc.aio.insecure_channel(_target(self.endpoint), options=CHANNEL_OPTIONS)
@@ -108,9 +132,13 @@ class Forwarder:
         trace_stub = trace_service_pb2_grpc.TraceServiceStub(self._channel)
         metrics_stub = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
         while True:
-            signal, request, spans = await self._queue.get()
+            signal, request, spans, size = await self._queue.get()
             stub = trace_stub if signal == "traces" else metrics_stub
-            rejected = await self._send(stub, request)
+            try:
+                rejected = await self._send(stub, request)
+            finally:
+                self.queued_bytes -= size
+            del request
             counts = self.counts[signal]
             if rejected is None:
                 counts.exports_failed += 1

@@ -1,10 +1,25 @@
 """A tiny HTTP/1.1 server on asyncio streams: GET, HEAD and POST, one request per connection.
 
 Routes map a path to (allowed methods, async handler). A handler gets the parsed `Request` and
-returns a `Response`. Limits: a request head of at most `MAX_HEAD_BYTES`, read within
-`READ_TIMEOUT_SECONDS`; a body of at most `MAX_BODY_BYTES` (after gzip decoding too), sent with
-Content-Length (chunked bodies get 411). Every response closes the connection. The monitor's
-routes are in services/monitor/web.py.
+returns a `Response`. Every response closes the connection.
+
+Limits (module constants; none waits or grows without bound):
+- at most `MAX_CONNECTIONS` connections at once; one more is answered 503 with `Retry-After`
+  at once, without reading its request, and closed;
+- a request head of at most `MAX_HEAD_BYTES`, head and body read within `READ_TIMEOUT_SECONDS`;
+- a body of at most `MAX_BODY_BYTES` (after gzip decoding too), sent with Content-Length
+  (chunked bodies get 411);
+- bodies of all connections together within `BODY_BUDGET_BYTES`: a body's Content-Length (and,
+  for gzip, its decoded size) is reserved before it is read and released when its connection
+  ends; a request whose body does not fit in what is left gets 429 with `Retry-After`, and its
+  body is never stored;
+- the handler, writing the response and draining it to the client within
+  `RESPOND_TIMEOUT_SECONDS`: a handler that takes longer gets 503 with `Retry-After`; a client
+  that does not read its response in time has its connection aborted (its buffer is freed).
+After a refusal the connection is closed gracefully: the server half-closes and discards what
+the client still sends (at most `LINGER_BYTES`, for at most `LINGER_SECONDS`), so the client
+reads the refusal instead of a connection reset.
+The monitor's routes are in services/monitor/web.py.
 """
 
 from __future__ import annotations
@@ -23,8 +38,14 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_CONNECTIONS = 64
+BODY_BUDGET_BYTES = 64 * 1024 * 1024
 READ_TIMEOUT_SECONDS = 10.0
+RESPOND_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+LINGER_SECONDS = 2.0
+LINGER_BYTES = MAX_BODY_BYTES
+RETRY_AFTER_SECONDS = 1
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -51,23 +72,87 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
 
 
-def text(status: int, message: str) -> Response:
-    return Response(status, TEXT, (message + "\n").encode())
+def text(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status, TEXT, (message + "\n").encode(), dict(headers or {}))
+
+
+def _retry_later(status: int, message: str) -> Response:
+    return text(status, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+class BodyBudget:
+    """Bytes of request bodies all connections may hold at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reserved = 0
+
+    def take(self, size: int) -> bool:
+        if self.reserved + size > self.limit:
+            return False
+        self.reserved += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.reserved -= size
+
+
+class _Reservation:
+    """What one connection holds of the budget; all of it is given back when it ends."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if not self._budget.take(size):
+            raise HttpError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"too many request bodies in flight (over {self._budget.limit} bytes); retry later",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        size = min(size, self.held)
+        self._budget.give_back(size)
+        self.held -= size
 
 
 class HttpServer:
     """Serves `routes` ({path: (methods, handler)}) on one port until `close`."""
 
-    def __init__(self, routes: Mapping[str, tuple[frozenset[str], Handler]]) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, tuple[frozenset[str], Handler]],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        body_budget: int = BODY_BUDGET_BYTES,
+        respond_timeout: float = RESPOND_TIMEOUT_SECONDS,
+    ) -> None:
         self._routes = dict(routes)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._refusing: dict[asyncio.Task[None], asyncio.StreamWriter] = {}  # Over the cap.
+        self.max_connections = max_connections
+        self.budget = BodyBudget(body_budget)
+        self.respond_timeout = respond_timeout
         self.port = 0
+        # Refusals since start: connections over the cap, bodies over the budget, responses
+        # not made (503) or not taken (aborted) within the respond timeout.
+        self.refused_connections = 0
+        self.refused_bodies = 0
+        self.timed_out = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     async def start(self, host: str, port: int) -> None:
         try:
@@ -83,10 +168,11 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
-        for writer in self._connections.values():
+        tasks = {**self._connections, **self._refusing}
+        for writer in tasks.values():
             writer.close()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=CLOSE_TIMEOUT_SECONDS)
+        if tasks:
+            await asyncio.wait(list(tasks), timeout=CLOSE_TIMEOUT_SECONDS)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT_SECONDS)
         self._server = None
@@ -94,24 +180,63 @@ class HttpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.max_connections:
+            self.refused_connections += 1
+            self._refusing[task] = writer
+            try:
+                busy = f"more than {self.max_connections} connections open; retry later"
+                _write(writer, _retry_later(HTTPStatus.SERVICE_UNAVAILABLE, busy))
+                await _linger(reader, writer)
+                await _close(writer, abort=False)
+            finally:
+                del self._refusing[task]
+            return
         self._connections[task] = writer
+        reservation = _Reservation(self.budget)
+        abort = refused = False
         try:
-            request = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT_SECONDS)
-            response = await self._respond(request)
-            body = b"" if request.method == "HEAD" else response.body
-            _write(writer, response, body, len(response.body))
-            await writer.drain()
+            request = await asyncio.wait_for(
+                _read_request(reader, reservation), READ_TIMEOUT_SECONDS
+            )
+            abort = await self._answer(request, writer)
+            del request  # Its body is no longer reserved: do not hold it while closing.
         except HttpError as error:
-            _write(writer, text(error.status, str(error)))
+            if error.status == HTTPStatus.TOO_MANY_REQUESTS:
+                self.refused_bodies += 1
+            reservation.give_back(reservation.held)
+            _write(writer, text(error.status, str(error), error.headers))
+            refused = True
         except (asyncio.LimitOverrunError, ValueError):
             _write(writer, text(HTTPStatus.BAD_REQUEST, "bad request"))
+            refused = True
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError) as exc:
             log.debug("http: %r", exc)
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            reservation.give_back(reservation.held)
+            if refused:
+                await _linger(reader, writer)
+            await _close(writer, abort=abort)
             del self._connections[task]
+
+    async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+        """Runs the route and sends its response within the respond timeout; True when the
+        connection must be aborted (the client did not take the response in time)."""
+        written = False
+        try:
+            async with asyncio.timeout(self.respond_timeout):
+                response = await self._respond(request)
+                body = b"" if request.method == "HEAD" else response.body
+                _write(writer, response, body, len(response.body))
+                written = True
+                await writer.drain()
+        except TimeoutError:
+            self.timed_out += 1
+            if written:
+                log.debug("http: %s: the client did not read the response in time", request.path)
+                return True
+            busy = f"no answer within {self.respond_timeout:g} s; retry later"
+            _write(writer, _retry_later(HTTPStatus.SERVICE_UNAVAILABLE, busy))
+        return False
 
     async def _respond(self, request: Request) -> Response:
         route = self._routes.get(request.path)
@@ -134,7 +259,34 @@ class HttpServer:
             return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request:
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After a refusal: sends what was written and a FIN, then reads and drops what the client
+    still sends, until it closes, `LINGER_BYTES` or `LINGER_SECONDS`. Closing with unread data
+    would send a reset, and the client would lose the refusal it has not read yet."""
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError, RuntimeError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            if writer.can_write_eof():
+                writer.write_eof()
+            left = LINGER_BYTES
+            while left > 0 and (chunk := await reader.read(min(left, 64 * 1024))):
+                left -= len(chunk)
+
+
+async def _close(writer: asyncio.StreamWriter, *, abort: bool) -> None:
+    """Closes the connection: at once (dropping unsent data) when `abort`, else after what was
+    written is sent, for at most CLOSE_TIMEOUT_SECONDS."""
+    if abort:
+        writer.transport.abort()
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        writer.transport.abort()
+    except ConnectionError:
+        pass
+
+
+async def _read_request(reader: asyncio.StreamReader, reservation: _Reservation) -> Request:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     method, target, _version = lines[0].split(" ")
@@ -146,23 +298,29 @@ async def _read_request(reader: asyncio.StreamReader) -> Request:
     path, _, query = target.partition("?")
     body = b""
     if method == "POST":
-        body = await _read_body(reader, headers)
+        body = await _read_body(reader, headers, reservation)
     return Request(method, path, dict(parse_qsl(query)), headers, body)
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+async def _read_body(
+    reader: asyncio.StreamReader, headers: Mapping[str, str], reservation: _Reservation
+) -> bytes:
     if "content-length" not in headers:
         raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
     length = int(headers["content-length"])
     if not 0 <= length <= MAX_BODY_BYTES:
         raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
-    body = await reader.readexactly(length)
     encoding = headers.get("content-encoding", "identity").lower()
-    if encoding == "gzip":
-        return _gunzip(body)
-    if encoding != "identity":
+    if encoding not in ("gzip", "identity"):
         raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"content-encoding {encoding}")
-    return body
+    reservation.take(length)  # Before reading: over the budget, the body is never read.
+    body = await reader.readexactly(length)
+    if encoding == "identity":
+        return body
+    data = _gunzip(body)
+    reservation.take(len(data))
+    reservation.give_back(length)  # The compressed body is dropped on return.
+    return data
 
 
 def _gunzip(body: bytes) -> bytes:

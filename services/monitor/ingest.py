@@ -3,8 +3,11 @@
 The Export handler only counts the spans of a request and queues it (or refuses it); a worker
 task applies queued exports in chunks of about a thousand spans, giving the event loop back
 after each chunk, so receivers keep answering at once and no exporter waits behind everyone
-else's spans. At most `max_pending_spans` spans wait (a partly applied export counts with what
-is left of it); an export that would go beyond that is refused (the receiver answers
+else's spans. Two bounds: at most `max_pending_spans` spans wait (a partly applied export counts
+with what is left of it; an export without spans counts as one, so empty exports cannot pile up
+for free), and at most `max_pending_bytes` bytes of exports (serialized size, `ByteSize()`, held
+until the export is fully applied; it covers exports of few but fat spans, which the span bound
+lets through). An export that would go beyond either is refused (the receiver answers
 RESOURCE_EXHAUSTED) and its spans are counted. An export is always accepted into an empty queue,
 however large, so nothing is refused for ever.
 
@@ -24,6 +27,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 log = logging.getLogger(__name__)
 
+# About 1 KB resident a small span (ByteSize about 300 B): the span bound caps the usual case at
+# ~200 MB; this caps exports of large spans (big attributes, events) near 128 MiB resident.
+MAX_PENDING_BYTES = 128 * 1024 * 1024
+
 Apply = Callable[[ExportTraceServiceRequest], Iterator[int]]  # Yields spans applied per chunk.
 
 
@@ -34,20 +41,24 @@ def count_spans(request: ExportTraceServiceRequest) -> int:
 class _Pending:
     """One accepted export and how far its application got."""
 
-    __slots__ = ("chunks", "left", "request")
+    __slots__ = ("chunks", "left", "request", "size")
 
-    def __init__(self, request: ExportTraceServiceRequest, spans: int) -> None:
+    def __init__(self, request: ExportTraceServiceRequest, spans: int, size: int) -> None:
         self.request = request
         self.left = spans
+        self.size = size
         self.chunks: Iterator[int] | None = None
 
 
 class IngestQueue:
-    """Accepted exports waiting for `apply`; bounded by the spans they hold."""
+    """Accepted exports waiting for `apply`; bounded by the spans and the bytes they hold."""
 
-    def __init__(self, apply: Apply, max_pending_spans: int) -> None:
+    def __init__(
+        self, apply: Apply, max_pending_spans: int, max_pending_bytes: int = MAX_PENDING_BYTES
+    ) -> None:
         self._apply = apply
         self.max_pending_spans = max_pending_spans
+        self.max_pending_bytes = max_pending_bytes
         self._queue: deque[_Pending] = deque()
         self._work = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -55,17 +66,27 @@ class IngestQueue:
         self._applied = 0
         self._task: asyncio.Task[None] | None = None
         self.pending_spans = 0
+        self.pending_bytes = 0
         self.refused_spans = 0
         self.refused_exports = 0
+        self.refused_for_bytes = 0  # Exports of those refused because of the byte bound.
 
-    def offer(self, request: ExportTraceServiceRequest, spans: int) -> bool:
-        """Queues an export of `spans` spans; False (counted) when it does not fit."""
-        if self.pending_spans and self.pending_spans + spans > self.max_pending_spans:
-            self.refused_spans += spans
-            self.refused_exports += 1
-            return False
-        self._queue.append(_Pending(request, spans))
-        self.pending_spans += spans
+    def offer(self, request: ExportTraceServiceRequest, spans: int, size: int = -1) -> bool:
+        """Queues an export of `spans` spans and `size` bytes (default: its ByteSize()); False
+        (counted) when it does not fit."""
+        if size < 0:
+            size = request.ByteSize()
+        weight = max(spans, 1)
+        if self._queue:
+            over_bytes = self.pending_bytes + size > self.max_pending_bytes
+            if over_bytes or self.pending_spans + weight > self.max_pending_spans:
+                self.refused_spans += spans
+                self.refused_exports += 1
+                self.refused_for_bytes += over_bytes
+                return False
+        self._queue.append(_Pending(request, weight, size))
+        self.pending_spans += weight
+        self.pending_bytes += size
         self._accepted += 1
         self._work.set()
         return True
@@ -101,6 +122,7 @@ class IngestQueue:
         except Exception:  # A malformed export must not stop ingestion.
             log.exception("monitor: applying an export failed")
         self.pending_spans -= head.left  # Spans it did not apply (beyond the cap, or failed).
+        self.pending_bytes -= head.size
         self._queue.popleft()
         self._applied += 1
 

@@ -45,6 +45,10 @@ FORWARD_FLUSH_SECONDS = 2.0
 RETRY_LATER = (
     ("google.rpc.retryinfo-bin", RetryInfo(retry_delay=Duration(seconds=1)).SerializeToString()),
 )
+# A WatchAlerts stream refused at the subscriber cap is told to come back after this long
+# (`retry-after-ms` trailing metadata, as the script service does at its episode cap): watch
+# streams last as long as their watcher, so a slot frees only when one of them leaves.
+WATCH_RETRY_AFTER_MS = 5000
 
 
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -60,10 +64,11 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         rejected = self._state.accept_traces(request)
         if rejected is None:
+            queue = self._state.queue
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"monitor overloaded: more than {self._state.queue.max_pending_spans} spans "
-                "pending; retry later",
+                f"monitor overloaded: more than {queue.max_pending_spans} spans or "
+                f"{queue.max_pending_bytes / 2**20:g} MiB of exports pending; retry later",
                 trailing_metadata=RETRY_LATER,
             )
         if not rejected:
@@ -170,7 +175,9 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
         if subscriber is None:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"at most {MAX_SUBSCRIBERS} WatchAlerts streams at once",
+                f"at most {MAX_SUBSCRIBERS} WatchAlerts streams at once; "
+                f"retry in {WATCH_RETRY_AFTER_MS} ms",
+                trailing_metadata=(("retry-after-ms", str(WATCH_RETRY_AFTER_MS)),),
             )
             return
         try:
@@ -196,14 +203,19 @@ async def evaluate_periodically(state: MonitorState, interval: float) -> None:
 
 
 class MonitorServer(ServiceServer):
-    """The running monitor: the gRPC server, its state and the bound HTTP port."""
+    """The running monitor: the gRPC server, its state and the HTTP server (and its port)."""
 
     def __init__(
-        self, base: ServiceServer, state: MonitorState, http_port: int, cleanups: Sequence[Cleanup]
+        self,
+        base: ServiceServer,
+        state: MonitorState,
+        http: HttpServer,
+        cleanups: Sequence[Cleanup],
     ) -> None:
         super().__init__(base.name, base.server, base.port, base.health, base.telemetry, cleanups)
         self.state = state
-        self.http_port = http_port
+        self.http = http
+        self.http_port = http.port
 
     async def stop(self, grace: float) -> None:
         """Like ServiceServer.stop, but flushes the monitor's own telemetry first.
@@ -280,4 +292,4 @@ async def create_monitor_server(
         await background.close()
         await http.close()
         raise
-    return MonitorServer(base, state, http.port, cleanups)
+    return MonitorServer(base, state, http, cleanups)

@@ -116,11 +116,12 @@ class MonitorState:
         """Admits an export for ingestion (and forwarding): None when refused under overload
         (counted), else how many of its spans are beyond the per-export cap."""
         spans = count_spans(request)
-        if not self.queue.offer(request, spans):
+        size = request.ByteSize()  # Once, for both bounded queues.
+        if not self.queue.offer(request, spans, size):
             self.count_lost(spans, "overload")
             return None
         if self.forwarder is not None:
-            self.forwarder.offer("traces", request, spans)
+            self.forwarder.offer("traces", request, spans, size)
         return max(0, spans - self.max_spans_per_export)
 
     def accept_metrics(self, request: ExportMetricsServiceRequest) -> None:

@@ -235,7 +235,7 @@ def test_counters_total_cumulative_and_delta_points() -> None:
 def test_totals_keep_a_bounded_number_of_labels_and_fold_the_rest() -> None:
     store = MetricsStore(Clock())
     name = "otel.sdk.processor.span.processed"
-    points = [(1, [kv("error.type", f"made-up-{i}")]) for i in range(MAX_TOTAL_LABELS + 50)]
+    points = [(1.0, [kv("error.type", f"made-up-{i}")]) for i in range(MAX_TOTAL_LABELS + 50)]
     store.ingest(metrics_export("script", [counter_metric(name, points, delta=True)]))
     totals = store.total(name)
     assert len(totals) == MAX_TOTAL_LABELS + 1

@@ -46,15 +46,15 @@ def otlp_exporter_arguments(settings: Settings) -> dict[str, Any]:
         "endpoint": settings.otlp_traces_endpoint,
         "insecure": credentials is None,
         "credentials": credentials,
-        "timeout": export_timeout_seconds(settings),
     }
 
 
-def export_timeout_seconds(settings: Settings) -> float:
-    """One export's time, retries included: a quarter of the grace period, 1 to 5 s.
+def final_flush_seconds(settings: Settings) -> float:
+    """How long the last exports may take at shutdown: a quarter of the grace period, 1 to 5 s.
 
-    The exporter's default (10 s, retrying UNAVAILABLE with backoff) made a service whose monitor
-    was gone take about 20 s to exit on SIGTERM (spans, then metrics), past its grace period."""
+    An export retries for up to 10 s (the exporter's default, right while running: a busy
+    monitor answers RESOURCE_EXHAUSTED with a retry delay). At shutdown that made a service whose
+    monitor was gone take about 20 s to exit (spans, then metrics), past its grace period."""
     return max(1.0, min(5.0, settings.grace_seconds / 4))
 
 
@@ -76,6 +76,8 @@ class Telemetry:
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._span_processor: SpanProcessor | None = None
+        self._otlp_exporters: list[OTLPSpanExporter | OTLPMetricExporter] = []
+        self._final_flush_seconds = final_flush_seconds(settings)
         if not self.enabled:
             self.tracer_provider: trace.TracerProvider = trace.NoOpTracerProvider()
             self.meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
@@ -103,10 +105,9 @@ class Telemetry:
         self, resource: Resource, settings: Settings, readers: Sequence[MetricReader] | None
     ) -> MeterProvider:
         if readers is None:
-            exporter = GatedMetricExporter(
-                OTLPMetricExporter(**otlp_exporter_arguments(settings)),
-                self.faults,
-            )
+            otlp = OTLPMetricExporter(**otlp_exporter_arguments(settings))
+            self._otlp_exporters.append(otlp)
+            exporter = GatedMetricExporter(otlp, self.faults)
             readers = [
                 PeriodicExportingMetricReader(
                     exporter, export_interval_millis=settings.metric_export_interval_ms
@@ -121,7 +122,9 @@ class Telemetry:
             # The SDK reads this switch from the environment only, when a processor is built.
             os.environ[SDK_INTERNAL_METRICS] = "true"
         provider = TracerProvider(resource=resource)
-        exporter = exporter or OTLPSpanExporter(**otlp_exporter_arguments(settings))
+        if exporter is None:
+            exporter = OTLPSpanExporter(**otlp_exporter_arguments(settings))
+            self._otlp_exporters.append(exporter)
         # Passing the meter provider makes the SDK count what it drops
         # (otel.sdk.processor.span.processed{error.type="queue_full"}), so nothing is silent.
         self._span_processor = BatchSpanProcessor(
@@ -149,10 +152,21 @@ class Telemetry:
             if self._is_shut_down:
                 return
             self._is_shut_down = True
-        if isinstance(self.tracer_provider, TracerProvider):
-            self.tracer_provider.shutdown()
-        if isinstance(self.meter_provider, MeterProvider):
-            self.meter_provider.shutdown()
+        # Past the final-flush budget, the exporters stop: retries in progress end at once.
+        deadline = threading.Timer(self._final_flush_seconds, self._stop_exporting)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            if isinstance(self.tracer_provider, TracerProvider):
+                self.tracer_provider.shutdown()
+            if isinstance(self.meter_provider, MeterProvider):
+                self.meter_provider.shutdown()
+        finally:
+            deadline.cancel()
+
+    def _stop_exporting(self) -> None:
+        for exporter in self._otlp_exporters:
+            exporter.shutdown()
 
 
 def register_process_metrics(meter: metrics.Meter) -> None:

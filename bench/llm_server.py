@@ -70,6 +70,15 @@ def max_in_window(times: Iterable[float], window: float) -> int:
     return best
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    """A thread per connection, and a listen backlog a burst of parallel scenes fits in: with
+    the default of 5, the sixth simultaneous new connection has its SYN dropped and the client
+    retries it a second later, a stall no real provider adds."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 class LLMServer:
     """Start with `with LLMServer(...) as server:`; `anthropic_url` and `openai_url` are bases."""
 
@@ -96,8 +105,7 @@ class LLMServer:
         self._faults: deque[tuple[str, str | None]] = deque()
         self._cached_contexts: set[int] = set()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _ThreadingServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -58,6 +58,28 @@ redis.call('HINCRBY', KEYS[2], 'misses', 1)
 return {false, -2}
 """
 
+# GetMany: KEYS are the entries, then the stats hash; returns {value or false, ttl} per entry.
+GET_MANY_AND_COUNT = """
+local stats = KEYS[#KEYS]
+local found, missed, out = 0, 0, {}
+for i = 1, #KEYS - 1 do
+  local value = redis.call('GET', KEYS[i])
+  if value then
+    found = found + 1
+    out[#out + 1] = value
+    out[#out + 1] = redis.call('TTL', KEYS[i])
+  else
+    missed = missed + 1
+    out[#out + 1] = false
+    out[#out + 1] = -2
+  end
+end
+if found > 0 then redis.call('HINCRBY', stats, 'hits', found) end
+if missed > 0 then redis.call('HINCRBY', stats, 'misses', missed) end
+return out
+"""
+MAX_GET_MANY_KEYS = 64
+
 
 class InvalidRequest(ValueError):
     """A request field breaks a documented limit; the message names the field."""
@@ -78,6 +100,16 @@ def check_address(namespace: str, key: str) -> None:
         raise InvalidRequest("key must be 1-256 printable ASCII characters without spaces")
 
 
+def check_get_many(request: cache_pb2.GetManyRequest) -> None:
+    if not 1 <= len(request.keys) <= MAX_GET_MANY_KEYS:
+        raise InvalidRequest(f"keys must hold 1-{MAX_GET_MANY_KEYS} keys")
+    for index, key in enumerate(request.keys):
+        try:
+            check_address(request.namespace, key)
+        except InvalidRequest as exc:
+            raise InvalidRequest(str(exc).replace("key must", f"keys[{index}] must")) from None
+
+
 def check_set(request: cache_pb2.SetRequest, max_value_bytes: int) -> None:
     check_address(request.namespace, request.key)
     if len(request.value) > max_value_bytes:
@@ -96,6 +128,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         self._settings = settings
         self._faults = telemetry.faults
         self._get_and_count = client.register_script(GET_AND_COUNT)
+        self._get_many_and_count = client.register_script(GET_MANY_AND_COUNT)
         self._requests = telemetry.meter.create_counter(
             "doppel.cache.requests",
             unit="{request}",
@@ -123,6 +156,28 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         if not found:
             return cache_pb2.GetResponse(found=False)
         return cache_pb2.GetResponse(found=True, value=value, ttl_seconds=int(ttl))
+
+    async def GetMany(
+        self, request: cache_pb2.GetManyRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.GetManyResponse:
+        await _validate(context, check_get_many, request)
+        namespace = request.namespace
+        keys = [entry_key(namespace, key) for key in request.keys]
+        try:
+            self._injected_outage()
+            flat = await self._get_many_and_count(keys=[*keys, stats_key(namespace)])
+        except RedisError as exc:
+            await self._unavailable(context, "get", namespace, exc)
+        budget = self._settings.cache_max_value_bytes  # So any client's default limit holds.
+        response = _get_many_response(flat[0::2], flat[1::2], budget)
+        hits = sum(entry.found for entry in response.entries)
+        self._count("get", "hit", namespace, hits)
+        self._count("get", "miss", namespace, len(keys) - hits)
+        trace.get_current_span().set_attributes(
+            {"doppel.cache.namespace": namespace, "doppel.cache.keys": len(keys),
+             "doppel.cache.hits": hits}
+        )  # fmt: skip
+        return response
 
     async def Set(
         self, request: cache_pb2.SetRequest, context: grpc.aio.ServicerContext
@@ -188,9 +243,11 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         response.hit_rate = response.hits / lookups if lookups else 0.0
         return response
 
-    def _count(self, operation: str, result: str, namespace: str) -> None:
+    def _count(self, operation: str, result: str, namespace: str, requests: int = 1) -> None:
+        if requests <= 0:
+            return
         self._requests.add(
-            1,
+            requests,
             {
                 "doppel.cache.operation": operation,
                 "doppel.cache.result": result,
@@ -236,6 +293,23 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
             f"cache overloaded: {exc}; retry in {retry_ms} ms",
             trailing_metadata=(("retry-after-ms", str(retry_ms)),),
         )
+
+
+def _get_many_response(
+    values: list[bytes | None], ttls: list[int], budget: int
+) -> cache_pb2.GetManyResponse:
+    """Entries in order; values past `budget` bytes in all are left out as not found."""
+    response = cache_pb2.GetManyResponse()
+    for value, ttl in zip(values, ttls, strict=True):
+        if value is None:
+            response.entries.add(found=False)
+        elif len(value) > budget:
+            response.entries.add(found=False)
+            response.omitted += 1
+        else:
+            budget -= len(value)
+            response.entries.add(found=True, value=value, ttl_seconds=int(ttl))
+    return response
 
 
 def _text(value: bytes | str) -> str:

@@ -233,6 +233,7 @@ class EpisodePipeline:
                  "doppel.outline.target_seconds": outline.target_runtime_seconds,
                  "doppel.outline.acts": len(outline.acts)}
             )  # fmt: skip
+            # Stored before the client hears of it: a resumed episode never writes it again.
             await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
             return outline
 
@@ -241,9 +242,13 @@ class EpisodePipeline:
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         count = self._order.scene_count
         outline_key = store.content_key(episode.outline.SerializeToString(deterministic=True).hex())
+        keys = [store.content_key("scene", *self._identity, outline_key, i) for i in range(count)]
+        cached = await self._deps.cache.get_many(store.SCENES, keys)  # One call for every scene.
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
         tasks = [
-            asyncio.create_task(self._scene(context, episode.outline, index, outline_key, limit))
+            asyncio.create_task(
+                self._scene(context, episode.outline, index, keys[index], cached[index], limit)
+            )
             for index in range(count)
         ]
         scenes: dict[int, episode_pb2.Scene] = {}
@@ -269,28 +274,37 @@ class EpisodePipeline:
         context: StoryContext,
         outline: episode_pb2.Outline,
         index: int,
-        outline_key: str,
+        key: str,
+        cached_data: bytes | None,
         limit: asyncio.Semaphore,
     ) -> episode_pb2.Scene:
-        key = store.content_key("scene", *self._identity, outline_key, index)
-        async with limit:
+        cached = _parse(episode_pb2.Scene, cached_data)
+        if cached is not None:
             with self._tracer.start_as_current_span(f"scene {index + 1}") as span:
-                span.set_attribute("doppel.scene.index", index)
-                cached = _parse(episode_pb2.Scene, await self._deps.cache.get(store.SCENES, key))
-                span.set_attribute("doppel.cache.hit", cached is not None)
-                if cached is not None:
-                    self.scenes_from_cache += 1
-                    return cached
-                earlier = [
-                    beat.description
-                    for act in outline.acts
-                    for beat in act.beats
-                    if beat.scene_index < index
-                ]
-                scene = await self._writer.write_scene(context, outline, index, earlier)
-                span.set_attributes(_scene_attributes(scene))
-                await self._deps.cache.set(store.SCENES, key, scene.SerializeToString())
-                return scene
+                span.set_attributes({"doppel.scene.index": index, "doppel.cache.hit": True})
+            self.scenes_from_cache += 1
+            return cached
+        async with limit:
+            scene = await self._write_scene(context, outline, index)
+        # Stored before the client hears of it (outside the parallelism slot, which the next
+        # scene can use meanwhile): a resumed episode never writes it again.
+        await self._deps.cache.set(store.SCENES, key, scene.SerializeToString())
+        return scene
+
+    async def _write_scene(
+        self, context: StoryContext, outline: episode_pb2.Outline, index: int
+    ) -> episode_pb2.Scene:
+        with self._tracer.start_as_current_span(f"scene {index + 1}") as span:
+            span.set_attributes({"doppel.scene.index": index, "doppel.cache.hit": False})
+            earlier = [
+                beat.description
+                for act in outline.acts
+                for beat in act.beats
+                if beat.scene_index < index
+            ]
+            scene = await self._writer.write_scene(context, outline, index, earlier)
+            span.set_attributes(_scene_attributes(scene))
+            return scene
 
     async def _comedy(
         self, context: StoryContext, episode: episode_pb2.Episode

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -47,6 +48,19 @@ class SoftCache:
             self._failed("get", namespace, exc)
             return None
         return response.value if response.found else None
+
+    async def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        """Values of `keys` in order (None: absent), in one call; all None when it fails."""
+        if not keys:
+            return []
+        try:
+            response = await self._stub.GetMany(
+                cache_pb2.GetManyRequest(namespace=namespace, keys=keys), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            self._failed("get", namespace, exc)
+            return [None] * len(keys)
+        return [entry.value if entry.found else None for entry in response.entries]
 
     async def set(self, namespace: str, key: str, value: bytes, ttl_seconds: int = 0) -> None:
         try:

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
-from services.cache.server import create_cache_server, entry_key
+from services.cache.server import MAX_GET_MANY_KEYS, create_cache_server, entry_key
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
@@ -65,6 +65,57 @@ async def test_namespaces_are_separate_and_counted(cache: cache_pb2_grpc.CacheSe
     assert stats.hits >= 2 and stats.misses >= 1
     assert 0 < stats.hit_rate < 1
     assert stats.keys >= 2 and stats.used_memory_bytes > 0
+
+
+async def test_get_many_answers_in_order_and_counts_each_lookup(
+    cache: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    for key in ("one", "three"):
+        await cache.Set(cache_pb2.SetRequest(namespace="many", key=key, value=key.encode()))
+    keys = ["one", "two", "three", "four"]
+    got = await cache.GetMany(cache_pb2.GetManyRequest(namespace="many", keys=keys))
+    assert [(e.found, e.value) for e in got.entries] == [
+        (True, b"one"), (False, b""), (True, b"three"), (False, b""),
+    ]  # fmt: skip
+    assert got.omitted == 0 and all(e.ttl_seconds > 0 for e in got.entries if e.found)
+    stats = await cache.Stats(cache_pb2.StatsRequest())
+    (many,) = [ns for ns in stats.namespaces if ns.namespace == "many"]
+    assert (many.hits, many.misses) == (2, 2)
+
+
+async def test_get_many_refuses_bad_keys_by_index_and_too_many(
+    cache: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as bad_key:
+        await cache.GetMany(cache_pb2.GetManyRequest(namespace="many", keys=["ok", "has space"]))
+    assert bad_key.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "keys[1]" in (bad_key.value.details() or "")
+    for keys in ([], [f"k{i}" for i in range(MAX_GET_MANY_KEYS + 1)]):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await cache.GetMany(cache_pb2.GetManyRequest(namespace="many", keys=keys))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"1-{MAX_GET_MANY_KEYS} keys" in (refused.value.details() or "")
+
+
+async def test_get_many_leaves_out_values_past_its_byte_budget(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    size = 1_200_000  # Two fit in an answer (at most the value size limit in all); three do not.
+    config = settings.with_changes(redis_url=redis_server.url, cache_max_value_bytes=3_000_000)
+    server = await create_cache_server(config, Telemetry("cache", config))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = cache_pb2_grpc.CacheServiceStub(channel)
+            for key in ("a", "b", "c"):
+                value = key.encode() * size
+                await stub.Set(cache_pb2.SetRequest(namespace="big", key=key, value=value))
+            got = await stub.GetMany(
+                cache_pb2.GetManyRequest(namespace="big", keys=["a", "b", "c"])
+            )
+    finally:
+        await server.stop(0)
+    assert [e.found for e in got.entries] == [True, True, False]
+    assert got.omitted == 1 and got.entries[1].value == b"b" * size
 
 
 async def test_ttl_expires_entries(cache: cache_pb2_grpc.CacheServiceStub) -> None:

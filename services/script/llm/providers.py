@@ -123,6 +123,14 @@ def _invalid_response(provider: str, exc: Exception) -> ProviderFailure:
     )
 
 
+# The SDKs' pool limits, with idle connections kept 30 s instead of 5: scene calls come in
+# bursts (a wave of scenes, then of rewrites) seconds apart, and a burst that finds its
+# connections expired pays a TCP and TLS handshake for each parallel call.
+CONNECTION_LIMITS = type(anthropic.DEFAULT_CONNECTION_LIMITS)(
+    max_connections=1000, max_keepalive_connections=100, keepalive_expiry=30.0
+)
+
+
 class AnthropicChat:
     """The Messages API through `anthropic.AsyncAnthropic`.
 
@@ -141,6 +149,7 @@ class AnthropicChat:
             max_retries=0,
             timeout=timeout,
             open_telemetry=False,  # Our own GenAI spans; the SDK's would duplicate them.
+            http_client=anthropic.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
         )
 
     async def chat(self, request: ChatRequest) -> ChatResult:
@@ -198,8 +207,9 @@ class OpenAIChat:
     def __init__(self, api_key: str, base_url: str, timeout: float) -> None:
         self.server_address, self.server_port = _address(base_url, DEFAULT_OPENAI_URL)
         self._client = openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY, base_url=base_url or None, max_retries=0, timeout=timeout
-        )
+            api_key=api_key or NO_KEY, base_url=base_url or None, max_retries=0, timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
+        )  # fmt: skip
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         # The shared context leads the prompt, so servers with prefix caching reuse it.

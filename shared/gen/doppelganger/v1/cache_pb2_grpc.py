@@ -40,6 +40,11 @@ class CacheServiceStub:
                 request_serializer=doppelganger_dot_v1_dot_cache__pb2.GetRequest.SerializeToString,
                 response_deserializer=doppelganger_dot_v1_dot_cache__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.GetMany = channel.unary_unary(
+                '/doppelganger.v1.CacheService/GetMany',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.GetManyRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.GetManyResponse.FromString,
+                _registered_method=True)
         self.Set = channel.unary_unary(
                 '/doppelganger.v1.CacheService/Set',
                 request_serializer=doppelganger_dot_v1_dot_cache__pb2.SetRequest.SerializeToString,
@@ -63,6 +68,13 @@ class CacheServiceServicer:
 
     def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMany(self, request, context):
+        """Several keys of one namespace in one round trip (e.g. every scene of an episode).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -92,6 +104,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=doppelganger_dot_v1_dot_cache__pb2.GetRequest.FromString,
                     response_serializer=doppelganger_dot_v1_dot_cache__pb2.GetResponse.SerializeToString,
+            ),
+            'GetMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMany,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.GetManyRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.GetManyResponse.SerializeToString,
             ),
             'Set': grpc.unary_unary_rpc_method_handler(
                     servicer.Set,
@@ -137,6 +154,33 @@ class CacheService:
             '/doppelganger.v1.CacheService/Get',
             doppelganger_dot_v1_dot_cache__pb2.GetRequest.SerializeToString,
             doppelganger_dot_v1_dot_cache__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/GetMany',
+            doppelganger_dot_v1_dot_cache__pb2.GetManyRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.GetManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

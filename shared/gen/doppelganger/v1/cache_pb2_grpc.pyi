@@ -34,6 +34,8 @@ class CacheServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CacheServiceAsyncStub: ...
     Get: _grpc.UnaryUnaryMultiCallable[_cache_pb2.GetRequest, _cache_pb2.GetResponse]
+    GetMany: _grpc.UnaryUnaryMultiCallable[_cache_pb2.GetManyRequest, _cache_pb2.GetManyResponse]
+    """Several keys of one namespace in one round trip (e.g. every scene of an episode)."""
     Set: _grpc.UnaryUnaryMultiCallable[_cache_pb2.SetRequest, _cache_pb2.SetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_cache_pb2.DeleteRequest, _cache_pb2.DeleteResponse]
     Stats: _grpc.UnaryUnaryMultiCallable[_cache_pb2.StatsRequest, _cache_pb2.StatsResponse]
@@ -44,6 +46,8 @@ class CacheServiceAsyncStub(CacheServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Get: _aio.UnaryUnaryMultiCallable[_cache_pb2.GetRequest, _cache_pb2.GetResponse]  # type: ignore[assignment]
+    GetMany: _aio.UnaryUnaryMultiCallable[_cache_pb2.GetManyRequest, _cache_pb2.GetManyResponse]  # type: ignore[assignment]
+    """Several keys of one namespace in one round trip (e.g. every scene of an episode)."""
     Set: _aio.UnaryUnaryMultiCallable[_cache_pb2.SetRequest, _cache_pb2.SetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_cache_pb2.DeleteRequest, _cache_pb2.DeleteResponse]  # type: ignore[assignment]
     Stats: _aio.UnaryUnaryMultiCallable[_cache_pb2.StatsRequest, _cache_pb2.StatsResponse]  # type: ignore[assignment]
@@ -57,6 +61,14 @@ class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cache_pb2.GetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cache_pb2.GetResponse, _abc.Awaitable[_cache_pb2.GetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMany(
+        self,
+        request: _cache_pb2.GetManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.GetManyResponse, _abc.Awaitable[_cache_pb2.GetManyResponse]]:
+        """Several keys of one namespace in one round trip (e.g. every scene of an episode)."""
 
     @_abc_1.abstractmethod
     def Set(

@@ -140,6 +140,7 @@ class EpisodePipeline:
         self._labels = {"doppel.show": order.show.id, "doppel.writer": order.writer}
         self.episode_id = episode_id_for(order, self._writer, deps.policy)
         self.scenes_from_cache = 0
+        self._outline_was_cached = False
 
     def _event(
         self, stage: int, message: str, fraction: float | None = None
@@ -224,6 +225,7 @@ class EpisodePipeline:
             cached = _parse(episode_pb2.Outline, await self._deps.cache.get(store.OUTLINES, key))
             span.set_attribute("doppel.cache.hit", cached is not None)
             if cached is not None:
+                self._outline_was_cached = True
                 return cached
             outline = await self._writer.write_outline(context)
             # The runtime target is the request's, whatever the writer assumed.
@@ -243,7 +245,7 @@ class EpisodePipeline:
         count = self._order.scene_count
         outline_key = store.content_key(episode.outline.SerializeToString(deterministic=True).hex())
         keys = [store.content_key("scene", *self._identity, outline_key, i) for i in range(count)]
-        cached = await self._deps.cache.get_many(store.SCENES, keys)  # One call for every scene.
+        cached = await self._cached_scenes(keys)
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
         tasks = [
             asyncio.create_task(
@@ -268,6 +270,14 @@ class EpisodePipeline:
                 task.cancel()
         episode.scenes.extend(scenes[index] for index in range(count))
         episode.runtime_seconds = round(sum(s.duration_seconds for s in episode.scenes), 1)
+
+    async def _cached_scenes(self, keys: list[str]) -> list[bytes | None]:
+        """Scenes already written, looked up in one call. Scene keys hold the outline's content,
+        so an outline written just now has none: its episode skips the lookup (a round trip on
+        the way to the first LLM call). A resumed episode finds its outline, so it looks."""
+        if not self._outline_was_cached:
+            return [None] * len(keys)
+        return await self._deps.cache.get_many(store.SCENES, keys)
 
     async def _scene(
         self,

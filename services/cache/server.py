@@ -187,15 +187,18 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         try:
             self._injected_outage()
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(entry_key(request.namespace, request.key), request.value, ex=ttl)
+                key = entry_key(request.namespace, request.key)
+                pipe.set(key, request.value, ex=ttl, nx=request.if_absent)
                 pipe.hincrby(stats_key(request.namespace), "sets", 1)
                 pipe.sadd(NAMESPACES_KEY, request.namespace)
-                await pipe.execute()
+                stored, *_ = await pipe.execute()
         except RedisError as exc:
             await self._unavailable(context, "set", request.namespace, exc)
         self._count("set", "ok", request.namespace)
-        trace.get_current_span().set_attribute("doppel.cache.namespace", request.namespace)
-        return cache_pb2.SetResponse()
+        trace.get_current_span().set_attributes(
+            {"doppel.cache.namespace": request.namespace, "doppel.cache.stored": bool(stored)}
+        )
+        return cache_pb2.SetResponse(stored=bool(stored))
 
     async def Delete(
         self, request: cache_pb2.DeleteRequest, context: grpc.aio.ServicerContext

@@ -270,14 +270,13 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             return
         key = store.content_key("request", order.request_id)
         episode_id = episode_id_for(order, self._deps.writers[order.writer], self._deps.policy)
-        claimed = await self._deps.cache.get(store.REQUESTS, key)
+        # Atomic (SET NX): of two different requests racing with one id, only one gets it.
+        claimed = await self._deps.cache.claim(store.REQUESTS, key, episode_id.encode())
         if claimed is not None and claimed.decode() != episode_id:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"request_id {order.request_id!r} was already used for a different request",
             )
-        if claimed is None:
-            await self._deps.cache.set(store.REQUESTS, key, episode_id.encode())
 
     def _deps_for(self, context: grpc.aio.ServicerContext) -> PipelineDeps:
         """The client's deadline bounds every downstream call."""

@@ -73,6 +73,19 @@ class SoftCache:
         except grpc.aio.AioRpcError as exc:
             self._failed("set", namespace, exc)
 
+    async def claim(self, namespace: str, key: str, value: bytes) -> bytes | None:
+        """Stores `value` unless the key has one (atomically); returns the value that was
+        already there, or None when this call stored it or the cache is unavailable."""
+        request = cache_pb2.SetRequest(namespace=namespace, key=key, value=value, if_absent=True)
+        try:
+            response = await self._stub.Set(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            self._failed("set", namespace, exc)
+            return None
+        if response.stored:
+            return None
+        return await self.get(namespace, key)
+
     def _failed(self, operation: str, namespace: str, exc: grpc.aio.AioRpcError) -> None:
         self.failures += 1
         log.warning("cache %s %s failed: %s", operation, namespace, exc.code().name)

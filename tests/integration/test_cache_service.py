@@ -51,6 +51,17 @@ async def test_set_get_delete_round_trip(
     assert not again.deleted
 
 
+async def test_set_if_absent_keeps_the_first_value(cache: cache_pb2_grpc.CacheServiceStub) -> None:
+    first = cache_pb2.SetRequest(namespace="claims", key="job-1", value=b"ep-a", if_absent=True)
+    second = cache_pb2.SetRequest(namespace="claims", key="job-1", value=b"ep-b", if_absent=True)
+    assert (await cache.Set(first)).stored
+    assert not (await cache.Set(second)).stored
+    got = await cache.Get(cache_pb2.GetRequest(namespace="claims", key="job-1"))
+    assert got.value == b"ep-a"
+    plain = cache_pb2.SetRequest(namespace="claims", key="job-1", value=b"ep-c")
+    assert (await cache.Set(plain)).stored  # Without if_absent a set overwrites, as before.
+
+
 async def test_namespaces_are_separate_and_counted(cache: cache_pb2_grpc.CacheServiceStub) -> None:
     await cache.Set(cache_pb2.SetRequest(namespace="ns-a", key="same", value=b"a"))
     await cache.Set(cache_pb2.SetRequest(namespace="ns-b", key="same", value=b"b"))
@@ -209,7 +220,7 @@ async def test_full_redis_pool_waits_then_refuses_with_a_retry_hint(settings: Se
                 finally:
                     direct.client_unpause()
                 # The two held Sets complete once Redis resumes, and their values are there.
-                assert await asyncio.gather(*pending) == [cache_pb2.SetResponse()] * 2
+                assert await asyncio.gather(*pending) == [cache_pb2.SetResponse(stored=True)] * 2
                 held = sorted(keys[call] for call in pending)
                 stored = [n for n in range(5) if direct.exists(entry_key("pool", f"k{n}"))]
                 assert sorted(f"k{n}" for n in stored) == held

@@ -184,6 +184,18 @@ async def test_request_id_cannot_be_reused_for_another_episode(studio: Studio) -
     assert "request_id" in (raised.value.details() or "")
 
 
+async def test_two_requests_racing_for_one_request_id_get_one_episode(studio: Studio) -> None:
+    racers = [request(seed=seed, request_id="job-race") for seed in range(500, 508)]
+    outcomes = await asyncio.gather(
+        *(collect(studio.script_stub, racer) for racer in racers), return_exceptions=True
+    )
+    written = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(written) == 1 and written[0][-1].stage == Stage.STAGE_DONE
+    assert len(refused) == 7
+    assert {r.code() for r in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
+
+
 async def test_get_episode_errors(studio: Studio) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as malformed:
         await studio.script_stub.GetEpisode(script_pb2.GetEpisodeRequest(episode_id="nope"))

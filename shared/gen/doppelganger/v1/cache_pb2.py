@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64oppelganger/v1/cache.proto\x12\x0f\x64oppelganger.v1\",\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"@\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"1\n\x0eGetManyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"Q\n\x0fGetManyResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.doppelganger.v1.GetResponse\x12\x0f\n\x07omitted\x18\x02 \x01(\x05\"P\n\nSetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\"\r\n\x0bSetResponse\"/\n\rDeleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"`\n\x0eNamespaceStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x0c\n\x04sets\x18\x04 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x05 \x01(\x03\"\xbc\x01\n\rStatsResponse\x12\x0c\n\x04hits\x18\x01 \x01(\x03\x12\x0e\n\x06misses\x18\x02 \x01(\x03\x12\x0c\n\x04sets\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x04 \x01(\x03\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x0c\n\x04keys\x18\x06 \x01(\x03\x12\x19\n\x11used_memory_bytes\x18\x07 \x01(\x03\x12\x33\n\nnamespaces\x18\x08 \x03(\x0b\x32\x1f.doppelganger.v1.NamespaceStats2\xf3\x02\n\x0c\x43\x61\x63heService\x12@\n\x03Get\x12\x1b.doppelganger.v1.GetRequest\x1a\x1c.doppelganger.v1.GetResponse\x12L\n\x07GetMany\x12\x1f.doppelganger.v1.GetManyRequest\x1a .doppelganger.v1.GetManyResponse\x12@\n\x03Set\x12\x1b.doppelganger.v1.SetRequest\x1a\x1c.doppelganger.v1.SetResponse\x12I\n\x06\x44\x65lete\x12\x1e.doppelganger.v1.DeleteRequest\x1a\x1f.doppelganger.v1.DeleteResponse\x12\x46\n\x05Stats\x12\x1d.doppelganger.v1.StatsRequest\x1a\x1e.doppelganger.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64oppelganger/v1/cache.proto\x12\x0f\x64oppelganger.v1\",\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"@\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"1\n\x0eGetManyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"Q\n\x0fGetManyResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.doppelganger.v1.GetResponse\x12\x0f\n\x07omitted\x18\x02 \x01(\x05\"c\n\nSetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\x12\x11\n\tif_absent\x18\x05 \x01(\x08\"\x1d\n\x0bSetResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"/\n\rDeleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"`\n\x0eNamespaceStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x0c\n\x04sets\x18\x04 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x05 \x01(\x03\"\xbc\x01\n\rStatsResponse\x12\x0c\n\x04hits\x18\x01 \x01(\x03\x12\x0e\n\x06misses\x18\x02 \x01(\x03\x12\x0c\n\x04sets\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x04 \x01(\x03\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x0c\n\x04keys\x18\x06 \x01(\x03\x12\x19\n\x11used_memory_bytes\x18\x07 \x01(\x03\x12\x33\n\nnamespaces\x18\x08 \x03(\x0b\x32\x1f.doppelganger.v1.NamespaceStats2\xf3\x02\n\x0c\x43\x61\x63heService\x12@\n\x03Get\x12\x1b.doppelganger.v1.GetRequest\x1a\x1c.doppelganger.v1.GetResponse\x12L\n\x07GetMany\x12\x1f.doppelganger.v1.GetManyRequest\x1a .doppelganger.v1.GetManyResponse\x12@\n\x03Set\x12\x1b.doppelganger.v1.SetRequest\x1a\x1c.doppelganger.v1.SetResponse\x12I\n\x06\x44\x65lete\x12\x1e.doppelganger.v1.DeleteRequest\x1a\x1f.doppelganger.v1.DeleteResponse\x12\x46\n\x05Stats\x12\x1d.doppelganger.v1.StatsRequest\x1a\x1e.doppelganger.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,19 +40,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMANYRESPONSE']._serialized_start=211
   _globals['_GETMANYRESPONSE']._serialized_end=292
   _globals['_SETREQUEST']._serialized_start=294
-  _globals['_SETREQUEST']._serialized_end=374
-  _globals['_SETRESPONSE']._serialized_start=376
-  _globals['_SETRESPONSE']._serialized_end=389
-  _globals['_DELETEREQUEST']._serialized_start=391
-  _globals['_DELETEREQUEST']._serialized_end=438
-  _globals['_DELETERESPONSE']._serialized_start=440
-  _globals['_DELETERESPONSE']._serialized_end=473
-  _globals['_STATSREQUEST']._serialized_start=475
-  _globals['_STATSREQUEST']._serialized_end=489
-  _globals['_NAMESPACESTATS']._serialized_start=491
-  _globals['_NAMESPACESTATS']._serialized_end=587
-  _globals['_STATSRESPONSE']._serialized_start=590
-  _globals['_STATSRESPONSE']._serialized_end=778
-  _globals['_CACHESERVICE']._serialized_start=781
-  _globals['_CACHESERVICE']._serialized_end=1152
+  _globals['_SETREQUEST']._serialized_end=393
+  _globals['_SETRESPONSE']._serialized_start=395
+  _globals['_SETRESPONSE']._serialized_end=424
+  _globals['_DELETEREQUEST']._serialized_start=426
+  _globals['_DELETEREQUEST']._serialized_end=473
+  _globals['_DELETERESPONSE']._serialized_start=475
+  _globals['_DELETERESPONSE']._serialized_end=508
+  _globals['_STATSREQUEST']._serialized_start=510
+  _globals['_STATSREQUEST']._serialized_end=524
+  _globals['_NAMESPACESTATS']._serialized_start=526
+  _globals['_NAMESPACESTATS']._serialized_end=622
+  _globals['_STATSRESPONSE']._serialized_start=625
+  _globals['_STATSRESPONSE']._serialized_end=813
+  _globals['_CACHESERVICE']._serialized_start=816
+  _globals['_CACHESERVICE']._serialized_end=1187
 # @@protoc_insertion_point(module_scope)

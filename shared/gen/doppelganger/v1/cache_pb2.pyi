@@ -128,12 +128,15 @@ class SetRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    IF_ABSENT_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     key: _builtins.str
     value: _builtins.bytes
     """At most the configured value size (default 4 MiB)."""
     ttl_seconds: _builtins.int
     """0 means the configured default TTL."""
+    if_absent: _builtins.bool
+    """Store only when the key has no value (Redis SET NX)."""
     def __init__(
         self,
         *,
@@ -141,10 +144,11 @@ class SetRequest(_message.Message):
         key: _builtins.str = ...,
         value: _builtins.bytes = ...,
         ttl_seconds: _builtins.int = ...,
+        if_absent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "ttl_seconds", b"ttl_seconds", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["if_absent", b"if_absent", "key", b"key", "namespace", b"namespace", "ttl_seconds", b"ttl_seconds", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,12 +158,17 @@ Global___SetRequest: _TypeAlias = SetRequest  # noqa: Y015
 class SetResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    STORED_FIELD_NUMBER: _builtins.int
+    stored: _builtins.bool
+    """False only when `if_absent` found a value already there."""
     def __init__(
         self,
+        *,
+        stored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stored", b"stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

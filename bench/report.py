@@ -141,7 +141,8 @@ def _spread(figures: Sequence[Figure]) -> list[list[float]]:
 
 
 def _history_chart(directory: Path, history: Sequence[Path], plt: Any) -> Path:
-    runs = [json.loads(path.read_text()) for path in history]
+    # Only benchmark runs: `doppel load` writes its results (no figures) beside them.
+    runs = [run for run in map(json.loads, (p.read_text() for p in history)) if "figures" in run]
     names = sorted({f["name"] for run in runs for f in run["figures"] if f.get("is_ratio")})
     fig, ax = plt.subplots(figsize=(9, 4))
     for name in names:

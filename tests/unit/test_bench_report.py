@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from bench.measure import Figure, percentile
-from bench.report import regressions, summary
+from bench.report import charts, regressions, summary
 
 
 def figure(name: str, median: float, *, higher: bool = True, ratio: bool = True) -> dict:
@@ -50,3 +52,14 @@ def test_summary_marks_missed_targets() -> None:
         {"cpu_model": "cpu", "cpu_count": 2, "memory_gib": 24, "python": "3.11"},
     )
     assert "MISSED" in text.splitlines()[4] and "met" in text.splitlines()[5]
+
+
+def test_history_chart_skips_load_results_beside_the_runs(tmp_path: Path) -> None:
+    run = {"commit": "abcdef0123", "figures": [{**figure("eff", 0.9), "values": [0.9]}]}
+    (tmp_path / "20260101T000000Z-abc.json").write_text(json.dumps(run))
+    (tmp_path / "load.json").write_text(json.dumps({"steady": [], "machine": {}}))
+    pictures = charts(
+        tmp_path / "charts", [Figure("eff", "ratio", [0.9])], sorted(tmp_path.glob("*.json"))
+    )
+    assert tmp_path / "charts" / "history.png" in pictures
+    assert (tmp_path / "charts" / "history.png").stat().st_size > 1000

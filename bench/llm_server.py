@@ -57,6 +57,7 @@ class Received:
     retry_after: float | None  # seconds the 429 asked for
     api_key: str
     scene_index: int = -1  # of a scene, revise or rewrite task; -1 for the outline
+    answered_at: float = 0.0  # time.monotonic() when the answer was sent
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -359,8 +360,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             if server.latency:
                 time.sleep(max(0.0, arrived + server.latency - time.monotonic()))
             received = Received(
-                arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index
-            )
+                arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
+                answered_at=time.monotonic(),
+            )  # fmt: skip
             server.record(received)
             self._send(status, payload, headers)
 

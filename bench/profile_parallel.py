@@ -1,10 +1,16 @@
-"""Where the CPU of a parallel scene phase goes: `python -m bench.profile_parallel [OUT]`.
+"""Where the time of a parallel scene phase goes: `python -m bench.profile_parallel [OUT]`.
 
-Runs cache, scene and script in this process (so one profile sees them all) against the loopback
-provider at 200 ms a call, writes three 8-scene episodes with `max_parallel_scenes=8`, and writes
-the scene-phase times and the functions with the most CPU time to OUT (default
-bench/results/profile-parallel.txt). In-process, the services share one event loop, which
-exaggerates serialisation; read it for where the time goes, not for the figure itself.
+Two views, written to OUT (default bench/results/profile-parallel.txt):
+1. A timeline on the real stack (cache, scene and script as processes, the loopback provider at
+   200 ms a call, 8-scene episodes with `max_parallel_scenes=8`): for every scene, when its
+   request reached the provider, when the answer left, and when the client got the scene event,
+   all from the outline event. The phase beyond the 200 ms ideal splits into the dispatch
+   spread (the last request's arrival: requests leave one after another from the script's one
+   event loop) and the tail (last answer to last scene event: replies are parsed, checked,
+   converted and cached one after another on that loop).
+2. A cProfile of the same work with the services in this process (so one profile sees them
+   all): which functions take the CPU. In-process the services share one event loop, which
+   exaggerates serialisation; read it for where the CPU goes, not for the figure itself.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from pathlib import Path
 
 import grpc
 
-from bench.llm_server import LLMServer
+from bench.llm_server import LLMServer, Received
+from bench.stacks import running
+from bench.suites import llm as llm_suite
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
@@ -77,10 +85,62 @@ async def profile() -> str:
     return text.getvalue()
 
 
+async def _timed_episode(address: str, seed: int) -> tuple[float, dict[int, float]]:
+    """The outline event's time and each scene event's time (time.monotonic, as the provider)."""
+    outline_at, scene_at = 0.0, {}
+    request = script_pb2.GenerateEpisodeRequest(
+        show="Frasier", setting="Victorian London", scene_count=SCENES, seed=seed,
+        writer="anthropic",
+    )  # fmt: skip
+    async with grpc.aio.insecure_channel(address) as channel:
+        async for event in script_pb2_grpc.ScriptServiceStub(channel).GenerateEpisode(request):
+            if event.stage == script_pb2.STAGE_OUTLINE:
+                outline_at = time.monotonic()
+            elif event.stage == script_pb2.STAGE_SCENES:
+                scene_at[event.scene.index] = time.monotonic()
+    return outline_at, scene_at
+
+
+async def timeline(episodes: int = 6) -> str:
+    """Per scene: request arrival, answer sent, scene event (ms from the outline event)."""
+    lines = ["Timeline on the real stack (ms from the outline event; ideal phase 200):", ""]
+    lines.append("episode  phase  dispatch  tail   per scene (arrived / answered / event)")
+    with LLMServer(latency=0.2) as provider:
+        env = llm_suite._llm_env(provider, SCENES)
+        with running(env, services=("cache", "scene", "script")) as stack:
+            await _timed_episode(stack.settings.script_address, 1)  # Warm-up.
+            for number in range(episodes):
+                before = len(provider.received)
+                start, events = await _timed_episode(stack.settings.script_address, 100 + number)
+                scenes = [r for r in provider.received[before:] if r.task == "scene"]
+                lines.append(_timeline_row(number, start, events, scenes))
+    return "\n".join(lines) + "\n"
+
+
+def _timeline_row(
+    number: int, start: float, events: dict[int, float], scenes: list[Received]
+) -> str:
+    def ms(moment: float) -> int:
+        return round((moment - start) * 1000)
+
+    rows = sorted(
+        (ms(r.at), ms(r.answered_at), ms(events[r.scene_index]))
+        for r in scenes
+        if r.scene_index in events
+    )
+    last_answer = max(answered for _, answered, _ in rows)
+    phase = max(event for _, _, event in rows)
+    dispatch = max(arrived for arrived, _, _ in rows)
+    cells = " ".join(f"{a}/{b}/{c}" for a, b, c in rows)
+    return f"{number:7}  {phase:5}  {dispatch:8}  {phase - last_answer:4}   {cells}"
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/profile-parallel.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(asyncio.run(profile()))
+    text = asyncio.run(timeline()) + "\n" + asyncio.run(profile())
+    out.write_text(text)
+    print(text[:2000])
     print(out)
 
 

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene.fountain import parse_fountain
 from tests.conftest import free_port
+from tests.e2e.processes import read_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -47,20 +48,6 @@ def doppel(
         [sys.executable, "-m", "shared.cli", *args],
         env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def read_until_ready(process: subprocess.Popen[str], timeout: float) -> list[str]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"doppel up exited early: {lines}")
-        lines.append(line.rstrip())
-        if line.startswith("ready"):
-            return lines
-    raise AssertionError(f"doppel up not ready in {timeout}s: {lines}")
 
 
 @pytest.fixture(scope="module")

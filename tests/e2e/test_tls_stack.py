@@ -24,6 +24,7 @@ from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from shared import security
 from shared.config import Settings
 from tests.conftest import free_port
+from tests.e2e.processes import read_until_ready
 from tests.tls_certs import TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.e2e
@@ -73,20 +74,6 @@ def doppel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "shared.cli", *args],
         env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def read_until_ready(process: subprocess.Popen[str], timeout: float) -> list[str]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"doppel up exited early: {lines}")
-        lines.append(line.rstrip())
-        if line.startswith("ready"):
-            return lines
-    raise AssertionError(f"doppel up not ready in {timeout}s: {lines}")
 
 
 @pytest.fixture(scope="module")

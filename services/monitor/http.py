@@ -125,6 +125,17 @@ class _Reservation:
         self.held -= size
 
 
+@dataclass
+class HttpCounters:
+    """Refusals since start: connections over the cap, bodies over the budget, responses not
+    made (503) or not taken (aborted) within the respond timeout. The monitor's state holds
+    them, so `/metrics` shows them."""
+
+    refused_connections: int = 0
+    refused_bodies: int = 0
+    timed_out: int = 0
+
+
 class HttpServer:
     """Serves `routes` ({path: (methods, handler)}) on one port until `close`."""
 
@@ -135,6 +146,7 @@ class HttpServer:
         max_connections: int = MAX_CONNECTIONS,
         body_budget: int = BODY_BUDGET_BYTES,
         respond_timeout: float = RESPOND_TIMEOUT_SECONDS,
+        counters: HttpCounters | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._server: asyncio.Server | None = None
@@ -144,15 +156,23 @@ class HttpServer:
         self.budget = BodyBudget(body_budget)
         self.respond_timeout = respond_timeout
         self.port = 0
-        # Refusals since start: connections over the cap, bodies over the budget, responses
-        # not made (503) or not taken (aborted) within the respond timeout.
-        self.refused_connections = 0
-        self.refused_bodies = 0
-        self.timed_out = 0
+        self.counters = HttpCounters() if counters is None else counters
 
     @property
     def open_connections(self) -> int:
         return len(self._connections)
+
+    @property
+    def refused_connections(self) -> int:
+        return self.counters.refused_connections
+
+    @property
+    def refused_bodies(self) -> int:
+        return self.counters.refused_bodies
+
+    @property
+    def timed_out(self) -> int:
+        return self.counters.timed_out
 
     async def start(self, host: str, port: int) -> None:
         try:
@@ -181,7 +201,7 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.max_connections:
-            self.refused_connections += 1
+            self.counters.refused_connections += 1
             self._refusing[task] = writer
             try:
                 busy = f"more than {self.max_connections} connections open; retry later"
@@ -202,7 +222,7 @@ class HttpServer:
             del request  # Its body is no longer reserved: do not hold it while closing.
         except HttpError as error:
             if error.status == HTTPStatus.TOO_MANY_REQUESTS:
-                self.refused_bodies += 1
+                self.counters.refused_bodies += 1
             reservation.give_back(reservation.held)
             _write(writer, text(error.status, str(error), error.headers))
             refused = True
@@ -230,7 +250,7 @@ class HttpServer:
                 written = True
                 await writer.drain()
         except TimeoutError:
-            self.timed_out += 1
+            self.counters.timed_out += 1
             if written:
                 log.debug("http: %s: the client did not read the response in time", request.path)
                 return True

@@ -296,6 +296,21 @@ def _ingestion(out: Exposition, state: MonitorState) -> None:
         "doppel_monitor_forward_queue_exports", "gauge", "Exports waiting to be forwarded.",
         [({}, forwarder.queued)] if forwarder else [],
     )  # fmt: skip
+    out.family(
+        "doppel_monitor_forward_dropped_bytes_total", "counter",
+        "Bytes of exports dropped from the forward queue (full in exports or in bytes).",
+        [({}, sum(c.bytes_dropped for c in counts.values()))] if forwarder else [],
+    )  # fmt: skip
+    http = state.http
+    out.family(
+        "doppel_monitor_http_refused_total",
+        "counter",
+        "HTTP requests refused: connections over the cap (503), bodies over the budget (429), "
+        "responses past the respond timeout.",
+        [({"reason": "connections"}, http.refused_connections),
+         ({"reason": "body_budget"}, http.refused_bodies),
+         ({"reason": "timeout"}, http.timed_out)],
+    )  # fmt: skip
     engine = state.engine
     out.family(
         "doppel_monitor_watch_subscribers", "gauge", "Open WatchAlerts streams.",

@@ -266,7 +266,9 @@ async def create_monitor_server(
     pass one they can move. Raises alerts.ThresholdError for unusable configured thresholds.
     """
     state = MonitorState(settings, clock=clock)
-    http = HttpServer(monitor_routes(state, security.accepted_tokens(settings)))
+    http = HttpServer(
+        monitor_routes(state, security.accepted_tokens(settings)), counters=state.http
+    )
     await http.start(settings.host, settings.monitor_http_port)
     log.info("monitor HTTP on %s:%d", settings.host, http.port)
     background = BackgroundTasks(state, settings.monitor_eval_interval_seconds)

@@ -31,6 +31,7 @@ from services.monitor.alerts import (
 )
 from services.monitor.forward import Forwarder
 from services.monitor.health import Health, HealthInputs, compute_health
+from services.monitor.http import HttpCounters
 from services.monitor.ingest import IngestQueue, count_spans
 from services.monitor.llm import SPAN_PREFIX, LLMStats
 from services.monitor.metrics_ingest import (
@@ -99,6 +100,7 @@ class MonitorState:
         self.lost = WindowedCounters()  # By (service, why): the monitor's own losses.
         self.engine = AlertEngine(clock)
         self.queue = IngestQueue(self.ingest_in_chunks, settings.monitor_max_pending_spans)
+        self.http = HttpCounters()  # The HTTP port's refusals (services/monitor/http.py).
         self.forwarder: Forwarder | None = None
         if settings.monitor_forward_endpoint:
             self.forwarder = Forwarder(

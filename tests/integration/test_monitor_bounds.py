@@ -114,6 +114,10 @@ async def test_connections_over_the_cap_get_503_with_retry_after_then_service_re
         writer.close()
     await until(lambda: server.http.open_connections == 0, "held connections closed")
     assert await exchange(port, get("/healthz")) == (200, plain_headers(), b"ok")
+    status, _, metrics = await exchange(port, get("/metrics"))  # Prometheus sees the refusal.
+    assert status == 200
+    assert 'doppel_monitor_http_refused_total{reason="connections"} 1' in metrics.decode()
+    assert 'doppel_monitor_http_refused_total{reason="body_budget"} 0' in metrics.decode()
 
 
 def plain_headers() -> dict[str, str]:

@@ -154,11 +154,9 @@ async def drive(load: Load, phase: Phase) -> None:
 
 def sample_services(load: Load) -> dict[str, dict[str, float]]:
     """CPU (percent of one core, since the last sample) and RSS of every service."""
+    rss = rss_mb(load)
     return {
-        name: {
-            "cpu_percent": process.cpu_percent(interval=None),
-            "rss_mb": process.memory_info().rss / 2**20,
-        }
+        name: {"cpu_percent": process.cpu_percent(interval=None), "rss_mb": rss[name]}
         for name, process in load.processes.items()
     }
 

@@ -122,13 +122,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         outcome = "error"
         allowed = self._time_allowed(context)
         try:
-            with client_deadline(allowed):
-                async with asyncio.timeout(allowed):
-                    async for event in pipeline.run():
-                        if event.HasField("episode"):
-                            self._remember(event.episode)
-                            outcome = "ok"
-                        yield event
+            async with _within(allowed):
+                async for event in pipeline.run():
+                    if event.HasField("episode"):
+                        self._remember(event.episode)
+                        outcome = "ok"
+                    yield event
         except WriterError as exc:
             await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
@@ -211,9 +210,8 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         allowed = self._time_allowed(context)
         deps = self._deps_for(context)
         try:
-            with client_deadline(allowed):
-                async with asyncio.timeout(allowed):
-                    return await regenerate_scene(deps, writer, original, scene_index, notes)
+            async with _within(allowed):
+                return await regenerate_scene(deps, writer, original, scene_index, notes)
         except WriterError as exc:
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
@@ -338,6 +336,15 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
         register=register,
         cleanups=[close_channels, close_writers],
     )
+
+
+@contextlib.asynccontextmanager
+async def _within(seconds: float) -> AsyncIterator[None]:
+    """The block ends with TimeoutError after `seconds`, and every LLM attempt in it is bounded
+    by the same time (`client_deadline`)."""
+    with client_deadline(seconds):
+        async with asyncio.timeout(seconds):
+            yield
 
 
 def _timeout_message(allowed: float) -> str:

@@ -126,6 +126,24 @@ def test_up_refuses_a_taken_monitor_http_port(held_port: int, tmp_path: Path) ->
     assert processes_of_run(run) == []
 
 
+def test_demo_refuses_to_write_through_another_stack(
+    other_stack_scene: int, tmp_path: Path
+) -> None:
+    ports = {name: free_port() for name in PORTS} | {"scene": other_stack_scene}
+    run = uuid.uuid4().hex
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "demo", "--out", str(tmp_path / "out")],
+        env=stack_env(ports, run), capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    output = one_line(result.stdout + result.stderr)
+    assert result.returncode == 1, output
+    assert f"port {other_stack_scene} is in use by another process" in output
+    assert "DOPPEL_SCENE_PORT" in output
+    assert not list((tmp_path / "out").glob("*.fountain"))  # Nothing written anywhere.
+    assert processes_of_run(run) == []
+
+
 def test_a_port_taken_after_the_first_check_stops_everything_started(tmp_path: Path) -> None:
     """Scene and cache set to one port: free when `doppel up` starts, taken by the cache child
     by the time the scene is due. The monitor, the cache and Redis are up by then, and must go."""

@@ -27,6 +27,7 @@ class Figure:
     is_ratio: bool = False
     target: float | None = None  # The target, when there is one.
     note: str = ""
+    suite: str = ""  # The suite that measured it (set by `bench.main.measure`).
 
     @property
     def median(self) -> float:
@@ -60,6 +61,7 @@ class Figure:
             "target": self.target,
             "meets_target": self.meets_target(),
             "note": self.note,
+            "suite": self.suite,
         }
 
 

@@ -1,4 +1,4 @@
-"""Results as JSON (one file a run), a Markdown summary, charts, and regression checks."""
+"""Results as JSON (one file a run), a Markdown summary and charts (regressions: `regression`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import Figure
-
-DEFAULT_TOLERANCE = 0.10
 
 
 def write_results(
@@ -58,29 +56,6 @@ def _fmt(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-
-
-def regressions(
-    figures: Sequence[dict[str, Any]],
-    baseline: Sequence[dict[str, Any]],
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> list[str]:
-    """Ratio figures worse than the baseline by more than `tolerance` (relative)."""
-    base = {figure["name"]: figure for figure in baseline if figure.get("is_ratio")}
-    found = []
-    for figure in figures:
-        reference = base.get(figure["name"])
-        if reference is None or not figure.get("is_ratio"):
-            continue
-        now, then = figure["median"], reference["median"]
-        change = (now - then) / then if then else 0.0
-        worse = -change if figure["higher_is_better"] else change
-        if worse > tolerance:
-            found.append(
-                f"{figure['name']}: {now:.3g} against a baseline of {then:.3g} "
-                f"({worse:.0%} worse; tolerance {tolerance:.0%})"
-            )
-    return found
 
 
 def charts(directory: Path, figures: Sequence[Figure], history: Sequence[Path]) -> list[Path]:

@@ -13,6 +13,10 @@ screenwriting font that ships with `screenplain`, embedded as a subset and metri
 Courier, so columns stay aligned. Characters neither font has (CJK, emoji) print as the font's
 missing-glyph box; the HTML and FDX versions keep them. Output is byte-identical for identical
 input (reportlab's invariant mode: no timestamps or random ids).
+
+Thread safety: the scene service renders PDFs on several worker threads at once, and reportlab
+keeps one registered TTFont (with one parsed face) per font name for the whole process. What it
+shares across documents is guarded here; see `SubsetLockedTTFont`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import functools
 import importlib.resources
 import io
 import logging
+import threading
 
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase import pdfmetrics
@@ -171,15 +176,50 @@ def _in_courier(char: str) -> bool:
     return True
 
 
+class SubsetLockedTTFont(TTFont):
+    """A TTFont whose subsetting runs one document at a time.
+
+    Why (reportlab 5.1, pdfbase/ttfonts.py): every document that uses a registered TTFont
+    shares its one `TTFontFace`, and `TTFontFace.makeSubset` (called from `TTFont.addObjects`
+    when a canvas is saved) walks composite glyphs with the face's single read cursor
+    (`seek` / `skip` / `read_ushort` move `self._pos`). Two threads subsetting at once move each
+    other's cursor: one reads component glyph ids from the wrong offset, and then fails on
+    `glyphSet[glyphIdx]` (KeyError), on `glyphPos[...]` (IndexError), or silently embeds wrong
+    glyphs. The rest of TTFont's per-document state lives in `TTFont.state`, a dict keyed by
+    document: each thread reads and writes only its own document's entry, one dict operation
+    at a time (atomic under the GIL). So the lock covers `addObjects` only (about 1% of a
+    40-page episode's render, some 15% of a short scene dense with accents); drawing stays
+    concurrent.
+    """
+
+    _subset_lock = threading.Lock()
+
+    def addObjects(self, doc: object) -> None:
+        with self._subset_lock:
+            super().addObjects(doc)
+
+
+_fallback_lock = threading.Lock()
+
+
 @functools.cache
 def _fallback_font() -> str | None:
-    """Registers Courier Prime (shipped with screenplain) once; None when it cannot be loaded."""
-    package, *parts = FALLBACK_FONT_FILE
-    try:
-        resource = importlib.resources.files(package).joinpath(*parts)
-        with importlib.resources.as_file(resource) as path:
-            pdfmetrics.registerFont(TTFont(FALLBACK_FONT, str(path)))
-    except Exception as exc:  # A missing or unreadable font only costs glyphs, never the PDF.
-        log.warning("fallback font unavailable (%s); non-Latin-1 text prints as boxes", exc)
-        return None
-    return FALLBACK_FONT
+    """Registers Courier Prime (shipped with screenplain) once; None when it cannot be loaded.
+
+    Under a lock: two renders starting together must not register two font objects under one
+    name (a document would then hold subsets in one and draw with the other)."""
+    with _fallback_lock:
+        if FALLBACK_FONT in pdfmetrics.getRegisteredFontNames():
+            return FALLBACK_FONT
+        package, *parts = FALLBACK_FONT_FILE
+        try:
+            resource = importlib.resources.files(package).joinpath(*parts)
+            with importlib.resources.as_file(resource) as path:
+                pdfmetrics.registerFont(SubsetLockedTTFont(FALLBACK_FONT, str(path)))
+        except Exception as exc:  # A missing or unreadable font only costs glyphs, never the PDF.
+            log.warning("fallback font unavailable (%s); non-Latin-1 text prints as boxes", exc)
+            return None
+        return FALLBACK_FONT
+
+
+pdfmetrics.getFont(FONT)  # Registers Courier now rather than racing to on first use.

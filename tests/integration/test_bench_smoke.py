@@ -15,18 +15,60 @@ def doppel(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def cache_baseline(path: Path, ratio: float) -> Path:
+    """A baseline whose cache ratios are `ratio` with no spread (the floor decides)."""
+    figures = [
+        {"name": name, "median": ratio, "min": ratio, "max": ratio, "values": [ratio] * 3,
+         "higher_is_better": True, "is_ratio": True}
+        for name in ("cache.set_ratio_vs_redis", "cache.get_ratio_vs_redis")
+    ]  # fmt: skip
+    path.write_text(json.dumps({"figures": figures}))
+    return path
+
+
 def test_bench_writes_results_charts_and_checks(tmp_path: Path) -> None:
-    result = doppel("bench", "--quick", "--suite", "cache", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (results,) = tmp_path.glob("*.json")
+    baseline = cache_baseline(tmp_path / "baseline.json", 1e-6)  # Any real run is better.
+    out = tmp_path / "results"
+    result = doppel(
+        "bench", "--quick", "--suite", "cache", "--out", str(out),
+        "--check", "--baseline", str(baseline),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no regressions against the baseline (2 ratio figures judged)" in result.stdout
+    assert "again" not in result.stderr  # Nothing suspect, nothing measured twice.
+    (results,) = out.glob("*.json")
     data = json.loads(results.read_text())
     names = {figure["name"] for figure in data["figures"]}
     assert {"cache.grpc_get_per_s", "cache.redis_get_per_s", "cache.get_ratio_vs_redis"} <= names
     assert all(len(figure["values"]) == 3 for figure in data["figures"])
     assert all(figure["median"] > 0 for figure in data["figures"])
     assert data["machine"]["cpu_count"] >= 1 and data["commit"]
-    assert (tmp_path / "charts" / "ratios.png").stat().st_size > 1000
+    assert (out / "charts" / "ratios.png").stat().st_size > 1000
     assert "| cache.get_ratio_vs_redis |" in result.stdout
+    assert data["check"]["suspects"] == [] and data["check"]["remeasured"] == []
+
+
+def test_bench_check_measures_a_suspect_again_before_calling_it_a_regression(
+    tmp_path: Path,
+) -> None:
+    baseline = cache_baseline(tmp_path / "baseline.json", 1e6)  # No real run comes close.
+    out = tmp_path / "results"
+    result = doppel(
+        "bench", "--quick", "--suite", "cache", "--out", str(out),
+        "--check", "--baseline", str(baseline),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "measuring cache again for suspect figures" in result.stderr
+    assert result.stdout.count("suspect    cache.") == 2
+    assert "REGRESSION cache.get_ratio_vs_redis" in result.stdout
+    assert "threshold 10%, 6 samples)" in result.stdout  # Judged on both runs' samples.
+    assert "2 regression(s)" in result.stdout
+    (results,) = out.glob("*.json")
+    check = json.loads(results.read_text())["check"]
+    assert check["remeasured_suites"] == ["cache"]
+    remeasured = {figure["name"]: figure for figure in check["remeasured"]}
+    assert len(remeasured["cache.get_ratio_vs_redis"]["values"]) == 3
+    assert len(check["regressions"]) == 2
 
 
 def test_load_runs_every_scenario_and_reports(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Benchmark bookkeeping: statistics, targets and regression detection by ratios."""
+"""Benchmark bookkeeping: statistics, targets, summary and charts (regression checks:
+test_bench_regression.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from pathlib import Path
 
 from bench.measure import Figure, percentile
-from bench.report import charts, regressions, summary
+from bench.report import charts, summary
 
 
 def figure(name: str, median: float, *, higher: bool = True, ratio: bool = True) -> dict:
@@ -29,21 +30,6 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(sample, 99) == 99.0
     assert percentile(sample, 100) == 100.0
     assert percentile([3.0], 99) == 3.0
-
-
-def test_regressions_compare_ratios_with_a_tolerance() -> None:
-    baseline = [figure("speedup", 7.5), figure("overhead", 1.0, higher=False)]
-    fine = [figure("speedup", 7.0), figure("overhead", 1.05, higher=False)]
-    assert regressions(fine, baseline, tolerance=0.10) == []
-    worse = [figure("speedup", 6.0), figure("overhead", 1.2, higher=False)]
-    found = regressions(worse, baseline, tolerance=0.10)
-    assert len(found) == 2 and "speedup" in found[0] and "overhead" in found[1]
-
-
-def test_absolute_rates_and_new_figures_are_not_judged() -> None:
-    baseline = [figure("spans_per_s", 90_000, ratio=False)]
-    current = [figure("spans_per_s", 10_000, ratio=False), figure("new_ratio", 0.1)]
-    assert regressions(current, baseline) == []
 
 
 def test_summary_marks_missed_targets() -> None:

@@ -8,7 +8,6 @@ positions (in points: 72 a inch) for the margins.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pypdf
@@ -267,20 +266,3 @@ def test_empty_and_huge_episodes_render() -> None:
     assert "Line 199." in last and "200" in last
     laid_out = Screenplay.from_fountain(render_episode(episode(*scenes))).layout
     assert big.page_count == laid_out.page_count
-
-
-def test_concurrent_renders_in_threads_match_sequential_ones() -> None:
-    """The server renders PDFs in worker threads; reportlab's shared font state must hold."""
-    episodes = [
-        episode(
-            *[
-                scene(f"café {i}-{j}", line("Łukasz", f"Dzień dobry {i}, Ő €."), action("İŞ " * 40))
-                for j in range(10)
-            ]
-        )
-        for i in range(4)
-    ]
-    sequential = [PDF.render_episode(e).data for e in episodes]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        concurrent = list(pool.map(lambda e: PDF.render_episode(e).data, episodes * 2))
-    assert concurrent == sequential * 2

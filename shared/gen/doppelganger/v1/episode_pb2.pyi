@@ -97,6 +97,40 @@ SEVERITY_ERROR: Severity.ValueType  # 3
 SEVERITY_CRITICAL: Severity.ValueType  # 4
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
+class _DraftKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DraftKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DraftKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DRAFT_KIND_UNSPECIFIED: _DraftKind.ValueType  # 0
+    DRAFT_KIND_GENERATED: _DraftKind.ValueType  # 1
+    """GenerateEpisode."""
+    DRAFT_KIND_REGENERATED: _DraftKind.ValueType  # 2
+    """RegenerateScene."""
+    DRAFT_KIND_REVISED: _DraftKind.ValueType  # 3
+    """ReviseEpisode."""
+    DRAFT_KIND_IMPORTED: _DraftKind.ValueType  # 4
+    """ImportDraft (a writer's hand edit)."""
+    DRAFT_KIND_OUTLINE: _DraftKind.ValueType  # 5
+    """ProposeOutlines: an outline and cast, no scenes yet."""
+
+class DraftKind(_DraftKind, metaclass=_DraftKindEnumTypeWrapper):
+    """How a draft came to be."""
+
+DRAFT_KIND_UNSPECIFIED: DraftKind.ValueType  # 0
+DRAFT_KIND_GENERATED: DraftKind.ValueType  # 1
+"""GenerateEpisode."""
+DRAFT_KIND_REGENERATED: DraftKind.ValueType  # 2
+"""RegenerateScene."""
+DRAFT_KIND_REVISED: DraftKind.ValueType  # 3
+"""ReviseEpisode."""
+DRAFT_KIND_IMPORTED: DraftKind.ValueType  # 4
+"""ImportDraft (a writer's hand edit)."""
+DRAFT_KIND_OUTLINE: DraftKind.ValueType  # 5
+"""ProposeOutlines: an outline and cast, no scenes yet."""
+Global___DraftKind: _TypeAlias = DraftKind  # noqa: Y015
+
 @_typing.final
 class Character(_message.Message):
     """The episode model: everything the writers' room produces, from show DNA to the validated script.
@@ -113,6 +147,7 @@ class Character(_message.Message):
     TRAITS_FIELD_NUMBER: _builtins.int
     VERBAL_TICS_FIELD_NUMBER: _builtins.int
     CATCHPHRASES_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name in this context (e.g. "Luna" after transformation)."""
     original_name: _builtins.str
@@ -127,6 +162,13 @@ class Character(_message.Message):
     def verbal_tics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def catchphrases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every other form of the name the character goes by: surname, full name, nicknames, title and
+        surname ("Dr. Crane", "Mrs. Ricardo"). The cast transform renames all of them, so no original
+        name reaches the new world.
+        """
+
     def __init__(
         self,
         *,
@@ -137,10 +179,11 @@ class Character(_message.Message):
         traits: _abc.Iterable[_builtins.str] | None = ...,
         verbal_tics: _abc.Iterable[_builtins.str] | None = ...,
         catchphrases: _abc.Iterable[_builtins.str] | None = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archetype", b"archetype", "catchphrases", b"catchphrases", "name", b"name", "original_name", b"original_name", "role", b"role", "traits", b"traits", "verbal_tics", b"verbal_tics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "archetype", b"archetype", "catchphrases", b"catchphrases", "name", b"name", "original_name", b"original_name", "role", b"role", "traits", b"traits", "verbal_tics", b"verbal_tics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -212,11 +255,14 @@ class Show(_message.Message):
     LOCATIONS_FIELD_NUMBER: _builtins.int
     HUMOR_PATTERNS_FIELD_NUMBER: _builtins.int
     STRUCTURE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Slug, e.g. "i-love-lucy"."""
     title: _builtins.str
     premise: _builtins.str
     era: _builtins.str
+    source: _builtins.str
+    """"catalog" (bundled), "user" (CreateShow), "analysed" (AnalyzeShow)."""
     @_builtins.property
     def characters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Character]: ...
     @_builtins.property
@@ -241,10 +287,11 @@ class Show(_message.Message):
         locations: _abc.Iterable[_builtins.str] | None = ...,
         humor_patterns: _abc.Iterable[_builtins.str] | None = ...,
         structure: Global___EpisodeStructure | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["structure", b"structure"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "era", b"era", "humor_patterns", b"humor_patterns", "id", b"id", "locations", b"locations", "premise", b"premise", "relationships", b"relationships", "structure", b"structure", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "era", b"era", "humor_patterns", b"humor_patterns", "id", b"id", "locations", b"locations", "premise", b"premise", "relationships", b"relationships", "source", b"source", "structure", b"structure", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,19 +337,87 @@ class Setting(_message.Message):
 Global___Setting: _TypeAlias = Setting  # noqa: Y015
 
 @_typing.final
+class Setup(_message.Message):
+    """Something planted in one scene for a later scene to pay off."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Unique within the outline, e.g. "s2-broken-valve"."""
+    description: _builtins.str
+    """What the audience learns, e.g. "the airlock valve sticks"."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Setup: _TypeAlias = Setup  # noqa: Y015
+
+@_typing.final
 class Beat(_message.Message):
+    """One beat of the outline, and the card of the scene that plays it: where, when, who, and which
+    threads it picks up and plants. Scenes are written in parallel, so a scene learns what earlier
+    scenes planted from the cards, not from their text.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCENE_INDEX_FIELD_NUMBER: _builtins.int
     PLOT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     TARGET_SECONDS_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    TIME_OF_DAY_FIELD_NUMBER: _builtins.int
+    CHARACTERS_FIELD_NUMBER: _builtins.int
+    ENTRANCES_FIELD_NUMBER: _builtins.int
+    EXITS_FIELD_NUMBER: _builtins.int
+    SETUPS_FIELD_NUMBER: _builtins.int
+    PAYOFFS_FIELD_NUMBER: _builtins.int
+    RUNNING_GAG_FIELD_NUMBER: _builtins.int
     scene_index: _builtins.int
     """0-based index of the scene that plays this beat."""
     plot: Global___PlotLine.ValueType
     description: _builtins.str
     target_seconds: _builtins.float
     """Runtime the scene is written to (cold open and tag: shorter)."""
+    location: _builtins.str
+    """e.g. "HYDROPONICS BAY"; the scene's slugline uses it."""
+    placement: Global___Placement.ValueType
+    """INT / EXT / INT./EXT."""
+    time_of_day: _builtins.str
+    """e.g. "DAY", "NIGHT", "CONTINUOUS"."""
+    running_gag: _builtins.str
+    """The running gag's state after this scene (empty: untouched)."""
+    @_builtins.property
+    def characters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Present when the scene starts (cast names)."""
+
+    @_builtins.property
+    def entrances(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Characters who enter during the scene."""
+
+    @_builtins.property
+    def exits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Characters who leave during the scene."""
+
+    @_builtins.property
+    def setups(self) -> _containers.RepeatedCompositeFieldContainer[Global___Setup]:
+        """Planted here."""
+
+    @_builtins.property
+    def payoffs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of setups of earlier beats paid off here."""
+
     def __init__(
         self,
         *,
@@ -310,10 +425,19 @@ class Beat(_message.Message):
         plot: Global___PlotLine.ValueType = ...,
         description: _builtins.str = ...,
         target_seconds: _builtins.float = ...,
+        location: _builtins.str = ...,
+        placement: Global___Placement.ValueType = ...,
+        time_of_day: _builtins.str = ...,
+        characters: _abc.Iterable[_builtins.str] | None = ...,
+        entrances: _abc.Iterable[_builtins.str] | None = ...,
+        exits: _abc.Iterable[_builtins.str] | None = ...,
+        setups: _abc.Iterable[Global___Setup] | None = ...,
+        payoffs: _abc.Iterable[_builtins.str] | None = ...,
+        running_gag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "plot", b"plot", "scene_index", b"scene_index", "target_seconds", b"target_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "description", b"description", "entrances", b"entrances", "exits", b"exits", "location", b"location", "payoffs", b"payoffs", "placement", b"placement", "plot", b"plot", "running_gag", b"running_gag", "scene_index", b"scene_index", "setups", b"setups", "target_seconds", b"target_seconds", "time_of_day", b"time_of_day"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -354,6 +478,9 @@ class Outline(_message.Message):
     ACTS_FIELD_NUMBER: _builtins.int
     SCENE_COUNT_FIELD_NUMBER: _builtins.int
     TARGET_RUNTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    PREMISE_FIELD_NUMBER: _builtins.int
+    KERNEL_FIELD_NUMBER: _builtins.int
+    RUNNING_GAG_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     logline: _builtins.str
     a_plot: _builtins.str
@@ -361,6 +488,12 @@ class Outline(_message.Message):
     scene_count: _builtins.int
     target_runtime_seconds: _builtins.float
     """The episode's runtime target, shared among the beats."""
+    premise: _builtins.str
+    """The writer's premise the outline is built around."""
+    kernel: _builtins.str
+    """The A plot's story kernel (a season uses each once)."""
+    running_gag: _builtins.str
+    """The episode's running gag."""
     @_builtins.property
     def acts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Act]: ...
     def __init__(
@@ -373,10 +506,13 @@ class Outline(_message.Message):
         acts: _abc.Iterable[Global___Act] | None = ...,
         scene_count: _builtins.int = ...,
         target_runtime_seconds: _builtins.float = ...,
+        premise: _builtins.str = ...,
+        kernel: _builtins.str = ...,
+        running_gag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_plot", b"a_plot", "acts", b"acts", "b_plot", b"b_plot", "logline", b"logline", "scene_count", b"scene_count", "target_runtime_seconds", b"target_runtime_seconds", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_plot", b"a_plot", "acts", b"acts", "b_plot", b"b_plot", "kernel", b"kernel", "logline", b"logline", "premise", b"premise", "running_gag", b"running_gag", "scene_count", b"scene_count", "target_runtime_seconds", b"target_runtime_seconds", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -601,6 +737,9 @@ class Scene(_message.Message):
     JOKES_FIELD_NUMBER: _builtins.int
     CHARACTERS_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    NUMBER_LABEL_FIELD_NUMBER: _builtins.int
+    OMITTED_FIELD_NUMBER: _builtins.int
+    REVISION_MARKS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """0-based."""
     number: _builtins.int
@@ -609,6 +748,10 @@ class Scene(_message.Message):
     summary: _builtins.str
     duration_seconds: _builtins.float
     """Runtime estimate."""
+    number_label: _builtins.str
+    """The scene number as printed once numbers are locked: "3", "3A", "3AA". Empty: `number`."""
+    omitted: _builtins.bool
+    """Cut after numbers were locked: printed as the number and OMITTED."""
     @_builtins.property
     def slugline(self) -> Global___Slugline: ...
     @_builtins.property
@@ -618,6 +761,10 @@ class Scene(_message.Message):
     @_builtins.property
     def characters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Speakers, in order of first appearance."""
+
+    @_builtins.property
+    def revision_marks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevisionMark]:
+        """What changed in which revision set."""
 
     def __init__(
         self,
@@ -631,14 +778,112 @@ class Scene(_message.Message):
         jokes: _abc.Iterable[Global___Joke] | None = ...,
         characters: _abc.Iterable[_builtins.str] | None = ...,
         duration_seconds: _builtins.float = ...,
+        number_label: _builtins.str = ...,
+        omitted: _builtins.bool = ...,
+        revision_marks: _abc.Iterable[Global___RevisionMark] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["slugline", b"slugline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["act", b"act", "characters", b"characters", "duration_seconds", b"duration_seconds", "elements", b"elements", "index", b"index", "jokes", b"jokes", "number", b"number", "slugline", b"slugline", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["act", b"act", "characters", b"characters", "duration_seconds", b"duration_seconds", "elements", b"elements", "index", b"index", "jokes", b"jokes", "number", b"number", "number_label", b"number_label", "omitted", b"omitted", "revision_marks", b"revision_marks", "slugline", b"slugline", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Scene: _TypeAlias = Scene  # noqa: Y015
+
+@_typing.final
+class RevisionMark(_message.Message):
+    """A changed paragraph of a scene, marked with the revision set that changed it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ELEMENT_INDEX_FIELD_NUMBER: _builtins.int
+    REVISION_ID_FIELD_NUMBER: _builtins.int
+    element_index: _builtins.int
+    """Index into Scene.elements; -1 marks the scene heading."""
+    revision_id: _builtins.int
+    """RevisionSet.id."""
+    def __init__(
+        self,
+        *,
+        element_index: _builtins.int = ...,
+        revision_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["element_index", b"element_index", "revision_id", b"revision_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionMark: _TypeAlias = RevisionMark  # noqa: Y015
+
+@_typing.final
+class RevisionSet(_message.Message):
+    """A production revision pass: changed lines are marked in its colour (White, Blue, Pink, ...)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    COLOR_FIELD_NUMBER: _builtins.int
+    COLOR_HEX_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """1-based, in the order the sets were made."""
+    name: _builtins.str
+    """e.g. "Blue Revision"."""
+    color: _builtins.str
+    """e.g. "Blue", "Double White"."""
+    color_hex: _builtins.str
+    """e.g. "#BFD7FF": the mark colour in HTML and PDF."""
+    date: _builtins.str
+    """ISO date (YYYY-MM-DD) printed in revised page headers."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        color: _builtins.str = ...,
+        color_hex: _builtins.str = ...,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["color", b"color", "color_hex", b"color_hex", "date", b"date", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionSet: _TypeAlias = RevisionSet  # noqa: Y015
+
+@_typing.final
+class RevisionState(_message.Message):
+    """The revision state of a draft: once numbers are locked, scenes keep their printed numbers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBERS_LOCKED_FIELD_NUMBER: _builtins.int
+    SETS_FIELD_NUMBER: _builtins.int
+    ACTIVE_SET_FIELD_NUMBER: _builtins.int
+    numbers_locked: _builtins.bool
+    active_set: _builtins.int
+    """RevisionSet.id of the newest pass; 0: no revision yet."""
+    @_builtins.property
+    def sets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevisionSet]:
+        """Every set so far, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        numbers_locked: _builtins.bool = ...,
+        sets: _abc.Iterable[Global___RevisionSet] | None = ...,
+        active_set: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_set", b"active_set", "numbers_locked", b"numbers_locked", "sets", b"sets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionState: _TypeAlias = RevisionState  # noqa: Y015
 
 @_typing.final
 class ValidationIssue(_message.Message):
@@ -648,12 +893,21 @@ class ValidationIssue(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     SCENE_INDEX_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    ELEMENT_INDEX_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
     severity: Global___Severity.ValueType
     category: _builtins.str
     """"character", "comedy", "plot", "production"."""
     scene_index: _builtins.int
     """-1 when the issue concerns the whole episode."""
     message: _builtins.str
+    element_index: _builtins.int
+    """Index into Scene.elements; -1: the whole scene (or heading)."""
+    check: _builtins.str
+    """Stable id of the check that raised it, e.g. "self_naming", "original_name",
+    "heading_action", "speaks_before_entering", "silent_presence", "form_of_address",
+    "orphan_payoff", "time_of_day", "stranger", "runtime".
+    """
     def __init__(
         self,
         *,
@@ -661,10 +915,12 @@ class ValidationIssue(_message.Message):
         category: _builtins.str = ...,
         scene_index: _builtins.int = ...,
         message: _builtins.str = ...,
+        element_index: _builtins.int = ...,
+        check: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "message", b"message", "scene_index", b"scene_index", "severity", b"severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "check", b"check", "element_index", b"element_index", "message", b"message", "scene_index", b"scene_index", "severity", b"severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -893,6 +1149,39 @@ class SceneRevision(_message.Message):
 Global___SceneRevision: _TypeAlias = SceneRevision  # noqa: Y015
 
 @_typing.final
+class ContinuityNote(_message.Message):
+    """What the continuity pass found in one scene, and what became of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCENE_INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    scene_index: _builtins.int
+    kind: _builtins.str
+    """e.g. "missing_payoff", "absent_speaker", "location"."""
+    message: _builtins.str
+    """The note the scene was revised with (its own time base)."""
+    outcome: _builtins.str
+    """"revised", "unresolved", "accepted"."""
+    def __init__(
+        self,
+        *,
+        scene_index: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        message: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message", b"message", "outcome", b"outcome", "scene_index", b"scene_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContinuityNote: _TypeAlias = ContinuityNote  # noqa: Y015
+
+@_typing.final
 class Episode(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -918,6 +1207,15 @@ class Episode(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     PARENT_EPISODE_ID_FIELD_NUMBER: _builtins.int
     REVISIONS_FIELD_NUMBER: _builtins.int
+    PREMISE_FIELD_NUMBER: _builtins.int
+    LINEAGE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    EPISODE_NUMBER_FIELD_NUMBER: _builtins.int
+    CONTINUITY_NOTES_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    BIBLE_CALLBACKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Content hash of the request (see docs); stable across retries."""
     request_id: _builtins.str
@@ -935,6 +1233,19 @@ class Episode(_message.Message):
     """Why rendering failed, when it did."""
     parent_episode_id: _builtins.str
     """Set by RegenerateScene: the episode this one revises."""
+    premise: _builtins.str
+    """The writer's premise (GenerateEpisodeRequest.premise)."""
+    lineage_id: _builtins.str
+    """The library episode this draft belongs to: the id of the first draft of its lineage (equal to
+    `id` for a first draft). Drafts are immutable; each has its own `id`.
+    """
+    kind: Global___DraftKind.ValueType
+    notes: _builtins.str
+    """The notes or request behind this draft (regenerate, revise, import)."""
+    series_id: _builtins.str
+    """Set when the episode belongs to a series."""
+    episode_number: _builtins.int
+    """1-based within the series; 0 outside one."""
     @_builtins.property
     def show(self) -> Global___Show:
         """The classic show as catalogued."""
@@ -965,6 +1276,14 @@ class Episode(_message.Message):
     def revisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SceneRevision]:
         """Every RegenerateScene applied, oldest first."""
 
+    @_builtins.property
+    def continuity_notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContinuityNote]: ...
+    @_builtins.property
+    def revision(self) -> Global___RevisionState: ...
+    @_builtins.property
+    def bible_callbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of series bible facts this episode calls back to."""
+
     def __init__(
         self,
         *,
@@ -990,10 +1309,19 @@ class Episode(_message.Message):
         attempts: _abc.Iterable[Global___WriterAttempt] | None = ...,
         parent_episode_id: _builtins.str = ...,
         revisions: _abc.Iterable[Global___SceneRevision] | None = ...,
+        premise: _builtins.str = ...,
+        lineage_id: _builtins.str = ...,
+        kind: Global___DraftKind.ValueType = ...,
+        notes: _builtins.str = ...,
+        series_id: _builtins.str = ...,
+        episode_number: _builtins.int = ...,
+        continuity_notes: _abc.Iterable[Global___ContinuityNote] | None = ...,
+        revision: Global___RevisionState | None = ...,
+        bible_callbacks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["comedy", b"comedy", "outline", b"outline", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comedy", b"comedy", "outline", b"outline", "revision", b"revision", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cast", b"cast", "comedy", b"comedy", "fountain", b"fountain", "id", b"id", "model", b"model", "outline", b"outline", "page_count", b"page_count", "parent_episode_id", b"parent_episode_id", "refinement_rounds", b"refinement_rounds", "relationships", b"relationships", "render_error", b"render_error", "request_id", b"request_id", "revisions", b"revisions", "runtime_seconds", b"runtime_seconds", "scenes", b"scenes", "seed", b"seed", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bible_callbacks", b"bible_callbacks", "cast", b"cast", "comedy", b"comedy", "continuity_notes", b"continuity_notes", "episode_number", b"episode_number", "fountain", b"fountain", "id", b"id", "kind", b"kind", "lineage_id", b"lineage_id", "model", b"model", "notes", b"notes", "outline", b"outline", "page_count", b"page_count", "parent_episode_id", b"parent_episode_id", "premise", b"premise", "refinement_rounds", b"refinement_rounds", "relationships", b"relationships", "render_error", b"render_error", "request_id", b"request_id", "revision", b"revision", "revisions", b"revisions", "runtime_seconds", b"runtime_seconds", "scenes", b"scenes", "seed", b"seed", "series_id", b"series_id", "setting", b"setting", "show", b"show", "usage", b"usage", "validation", b"validation", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,29 +23,91 @@ _sym_db = _symbol_database.Default()
 
 
 from doppelganger.v1 import episode_pb2 as doppelganger_dot_v1_dot_episode__pb2
+from doppelganger.v1 import library_pb2 as doppelganger_dot_v1_dot_library__pb2
+from doppelganger.v1 import series_pb2 as doppelganger_dot_v1_dot_series__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64oppelganger/v1/script.proto\x12\x0f\x64oppelganger.v1\x1a\x1d\x64oppelganger/v1/episode.proto\"\x93\x01\n\x16GenerateEpisodeRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\x18\n\x0bscene_count\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0e\n\x06writer\x18\x06 \x01(\tB\x0e\n\x0c_scene_count\"\xd7\x02\n\x14GenerateEpisodeEvent\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.doppelganger.v1.Stage\x12\x15\n\rfraction_done\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nepisode_id\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12+\n\x07outline\x18\n \x01(\x0b\x32\x18.doppelganger.v1.OutlineH\x00\x12\'\n\x05scene\x18\x0b \x01(\x0b\x32\x16.doppelganger.v1.SceneH\x00\x12+\n\x07\x65pisode\x18\x0c \x01(\x0b\x32\x18.doppelganger.v1.EpisodeH\x00\x12<\n\x10refinement_round\x18\r \x01(\x0b\x32 .doppelganger.v1.RefinementRoundH\x00\x42\t\n\x07payload\"\'\n\x11GetEpisodeRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\"P\n\x16RegenerateSceneRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x13\n\x0bscene_index\x18\x02 \x01(\x05\x12\r\n\x05notes\x18\x03 \x01(\t\"\x12\n\x10ListShowsRequest\"e\n\x11ListShowsResponse\x12$\n\x05shows\x18\x01 \x03(\x0b\x32\x15.doppelganger.v1.Show\x12*\n\x08settings\x18\x02 \x03(\x0b\x32\x18.doppelganger.v1.Setting*\xc7\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x0e\n\nSTAGE_CAST\x10\x02\x12\x11\n\rSTAGE_OUTLINE\x10\x03\x12\x10\n\x0cSTAGE_SCENES\x10\x04\x12\x10\n\x0cSTAGE_COMEDY\x10\x05\x12\x14\n\x10STAGE_VALIDATION\x10\x06\x12\x10\n\x0cSTAGE_RENDER\x10\x07\x12\x0e\n\nSTAGE_DONE\x10\x08\x12\x14\n\x10STAGE_REFINEMENT\x10\t2\xea\x02\n\rScriptService\x12\x63\n\x0fGenerateEpisode\x12\'.doppelganger.v1.GenerateEpisodeRequest\x1a%.doppelganger.v1.GenerateEpisodeEvent0\x01\x12J\n\nGetEpisode\x12\".doppelganger.v1.GetEpisodeRequest\x1a\x18.doppelganger.v1.Episode\x12T\n\x0fRegenerateScene\x12\'.doppelganger.v1.RegenerateSceneRequest\x1a\x18.doppelganger.v1.Episode\x12R\n\tListShows\x12!.doppelganger.v1.ListShowsRequest\x1a\".doppelganger.v1.ListShowsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64oppelganger/v1/script.proto\x12\x0f\x64oppelganger.v1\x1a\x1d\x64oppelganger/v1/episode.proto\x1a\x1d\x64oppelganger/v1/library.proto\x1a\x1c\x64oppelganger/v1/series.proto\"\xd1\x02\n\x16GenerateEpisodeRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\x18\n\x0bscene_count\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0e\n\x06writer\x18\x06 \x01(\t\x12\x0f\n\x07premise\x18\x07 \x01(\t\x12)\n\x07outline\x18\x08 \x01(\x0b\x32\x18.doppelganger.v1.Outline\x12(\n\x04\x63\x61st\x18\t \x03(\x0b\x32\x1a.doppelganger.v1.Character\x12\x34\n\rrelationships\x18\n \x03(\x0b\x32\x1d.doppelganger.v1.Relationship\x12\x11\n\tseries_id\x18\x0b \x01(\t\x12\r\n\x05\x62\x61tch\x18\x0c \x01(\x08\x42\x0e\n\x0c_scene_count\"\xbf\x03\n\x14GenerateEpisodeEvent\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.doppelganger.v1.Stage\x12\x15\n\rfraction_done\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nepisode_id\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12+\n\x07outline\x18\n \x01(\x0b\x32\x18.doppelganger.v1.OutlineH\x00\x12\'\n\x05scene\x18\x0b \x01(\x0b\x32\x16.doppelganger.v1.SceneH\x00\x12+\n\x07\x65pisode\x18\x0c \x01(\x0b\x32\x18.doppelganger.v1.EpisodeH\x00\x12<\n\x10refinement_round\x18\r \x01(\x0b\x32 .doppelganger.v1.RefinementRoundH\x00\x12:\n\x0f\x63ontinuity_note\x18\x0e \x01(\x0b\x32\x1f.doppelganger.v1.ContinuityNoteH\x00\x12*\n\x05\x62\x61tch\x18\x0f \x01(\x0b\x32\x19.doppelganger.v1.BatchJobH\x00\x42\t\n\x07payload\"7\n\x11GetEpisodeRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x0e\n\x06latest\x18\x02 \x01(\x08\"P\n\x16RegenerateSceneRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x13\n\x0bscene_index\x18\x02 \x01(\x05\x12\r\n\x05notes\x18\x03 \x01(\t\"\x12\n\x10ListShowsRequest\"e\n\x11ListShowsResponse\x12$\n\x05shows\x18\x01 \x03(\x0b\x32\x15.doppelganger.v1.Show\x12*\n\x08settings\x18\x02 \x03(\x0b\x32\x18.doppelganger.v1.Setting\"\x92\x02\n\x16ProposeOutlinesRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\x0f\n\x07premise\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x0e\n\x06writer\x18\x06 \x01(\t\x12\x18\n\x0bscene_count\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tseries_id\x18\x08 \x01(\t\x12(\n\x04\x63\x61st\x18\t \x03(\x0b\x32\x1a.doppelganger.v1.Character\x12\x34\n\rrelationships\x18\n \x03(\x0b\x32\x1d.doppelganger.v1.RelationshipB\x0e\n\x0c_scene_count\"\xec\x01\n\x0fOutlineProposal\x12\x10\n\x08\x64raft_id\x18\x01 \x01(\t\x12)\n\x07outline\x18\x02 \x01(\x0b\x32\x18.doppelganger.v1.Outline\x12(\n\x04\x63\x61st\x18\x03 \x03(\x0b\x32\x1a.doppelganger.v1.Character\x12\x34\n\rrelationships\x18\x04 \x03(\x0b\x32\x1d.doppelganger.v1.Relationship\x12\x0c\n\x04show\x18\x05 \x01(\t\x12\x0f\n\x07setting\x18\x06 \x01(\t\x12\x0f\n\x07premise\x18\x07 \x01(\t\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"N\n\x17ProposeOutlinesResponse\x12\x33\n\tproposals\x18\x01 \x03(\x0b\x32 .doppelganger.v1.OutlineProposal\"\x85\x01\n\x13ListEpisodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04show\x18\x03 \x01(\t\x12\x11\n\tseries_id\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x18\n\x10include_archived\x18\x06 \x01(\x08\"b\n\x14ListEpisodesResponse\x12\x31\n\x08\x65pisodes\x18\x01 \x03(\x0b\x32\x1f.doppelganger.v1.EpisodeSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetHistoryRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\"T\n\x12GetHistoryResponse\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12*\n\x06\x64rafts\x18\x02 \x03(\x0b\x32\x1a.doppelganger.v1.DraftInfo\"~\n\x12ImportDraftRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x17\n\x0fparent_draft_id\x18\x04 \x01(\t\x12\x0c\n\x04show\x18\x05 \x01(\t\x12\r\n\x05notes\x18\x06 \x01(\t\"?\n\x14\x43ompareDraftsRequest\x12\x15\n\rbase_draft_id\x18\x01 \x01(\t\x12\x10\n\x08\x64raft_id\x18\x02 \x01(\t\"<\n\x15\x41rchiveEpisodeRequest\x12\x12\n\nepisode_id\x18\x01 \x01(\t\x12\x0f\n\x07restore\x18\x02 \x01(\x08\"\x85\x01\n\x16ValidateEpisodeRequest\x12\x10\n\x08\x64raft_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x0c\n\x04show\x18\x05 \x01(\t\x12\x17\n\x0fparent_draft_id\x18\x06 \x01(\t\"w\n\x17ValidateEpisodeResponse\x12\x31\n\x06report\x18\x01 \x01(\x0b\x32!.doppelganger.v1.ValidationReport\x12)\n\x07\x65pisode\x18\x02 \x01(\x0b\x32\x18.doppelganger.v1.Episode\"*\n\nSceneNotes\x12\r\n\x05scene\x18\x01 \x01(\t\x12\r\n\x05notes\x18\x02 \x01(\t\"R\n\x0eSceneInsertion\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x65\x61t\x18\x02 \x01(\t\x12#\n\x04\x63\x61rd\x18\x03 \x01(\x0b\x32\x15.doppelganger.v1.Beat\"\x9c\x02\n\x14ReviseEpisodeRequest\x12\x10\n\x08\x64raft_id\x18\x01 \x01(\t\x12\x0c\n\x04lock\x18\x02 \x03(\t\x12*\n\x05notes\x18\x03 \x03(\x0b\x32\x1b.doppelganger.v1.SceneNotes\x12\x18\n\x10rewrite_unlocked\x18\x04 \x01(\x08\x12\x16\n\x0eunlocked_notes\x18\x05 \x01(\t\x12\x30\n\x07inserts\x18\x06 \x03(\x0b\x32\x1f.doppelganger.v1.SceneInsertion\x12\x0c\n\x04omit\x18\x07 \x03(\t\x12\x32\n\x0crevision_set\x18\x08 \x01(\x0b\x32\x1c.doppelganger.v1.RevisionSet\x12\x12\n\nrequest_id\x18\t \x01(\t\"I\n\x11\x43reateShowRequest\x12#\n\x04show\x18\x01 \x01(\x0b\x32\x15.doppelganger.v1.Show\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"\x1e\n\x0eGetShowRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\"B\n\x0cSourceScript\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"\x94\x01\n\x11\x43haracterAnalysis\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x05\x12\r\n\x05words\x18\x03 \x01(\x05\x12\x0e\n\x06scenes\x18\x04 \x01(\x05\x12\x14\n\x0c\x63\x61tchphrases\x18\x05 \x03(\t\x12\x13\n\x0bverbal_tics\x18\x06 \x03(\t\x12\x18\n\x10\x66orms_of_address\x18\x07 \x03(\t\"C\n\x0fPatternEvidence\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x10\n\x08\x65vidence\x18\x03 \x01(\t\"\xc6\x01\n\x0cShowAnalysis\x12\x0f\n\x07scripts\x18\x01 \x01(\x05\x12\x0e\n\x06scenes\x18\x02 \x01(\x05\x12\x36\n\ncharacters\x18\x03 \x03(\x0b\x32\".doppelganger.v1.CharacterAnalysis\x12\x11\n\tlocations\x18\x04 \x03(\t\x12\x38\n\x0ehumor_patterns\x18\x05 \x03(\x0b\x32 .doppelganger.v1.PatternEvidence\x12\x10\n\x08warnings\x18\x06 \x03(\t\"c\n\x12\x41nalyzeShowRequest\x12.\n\x07scripts\x18\x01 \x03(\x0b\x32\x1d.doppelganger.v1.SourceScript\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06writer\x18\x03 \x01(\t\"k\n\x13\x41nalyzeShowResponse\x12#\n\x04show\x18\x01 \x01(\x0b\x32\x15.doppelganger.v1.Show\x12/\n\x08\x61nalysis\x18\x02 \x01(\x0b\x32\x1d.doppelganger.v1.ShowAnalysis\"\xb1\x01\n\x13\x43reateSeriesRequest\x12\x0c\n\x04show\x18\x01 \x01(\t\x12\x0f\n\x07setting\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12(\n\x04\x63\x61st\x18\x05 \x03(\x0b\x32\x1a.doppelganger.v1.Character\x12\x34\n\rrelationships\x18\x06 \x03(\x0b\x32\x1d.doppelganger.v1.Relationship\"%\n\x10GetSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\"H\n\x11ListSeriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04show\x18\x03 \x01(\t\"V\n\x12ListSeriesResponse\x12\'\n\x06series\x18\x01 \x03(\x0b\x32\x17.doppelganger.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd5\x01\n\x12WriteSeasonRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12\x0c\n\x04show\x18\x02 \x01(\t\x12\x0f\n\x07setting\x18\x03 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x0e\n\x06writer\x18\x06 \x01(\t\x12\x18\n\x0bscene_count\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x62\x61tch\x18\x08 \x01(\x08\x12\x10\n\x08premises\x18\t \x03(\t\x12\x12\n\nrequest_id\x18\n \x01(\tB\x0e\n\x0c_scene_count\"\xd6\x01\n\x0bSeasonEvent\x12\x16\n\x0e\x65pisode_number\x18\x01 \x01(\x05\x12\x15\n\rfraction_done\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x34\n\x05\x65vent\x18\x04 \x01(\x0b\x32%.doppelganger.v1.GenerateEpisodeEvent\x12\'\n\x06series\x18\x05 \x01(\x0b\x32\x17.doppelganger.v1.Series\x12(\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x19.doppelganger.v1.BatchJob\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t*\x80\x02\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x0e\n\nSTAGE_CAST\x10\x02\x12\x11\n\rSTAGE_OUTLINE\x10\x03\x12\x10\n\x0cSTAGE_SCENES\x10\x04\x12\x10\n\x0cSTAGE_COMEDY\x10\x05\x12\x14\n\x10STAGE_VALIDATION\x10\x06\x12\x10\n\x0cSTAGE_RENDER\x10\x07\x12\x0e\n\nSTAGE_DONE\x10\x08\x12\x14\n\x10STAGE_REFINEMENT\x10\t\x12\x14\n\x10STAGE_CONTINUITY\x10\n\x12\x10\n\x0cSTAGE_STORED\x10\x0b\x12\x0f\n\x0bSTAGE_BATCH\x10\x0c\x32\xc0\r\n\rScriptService\x12\x63\n\x0fGenerateEpisode\x12\'.doppelganger.v1.GenerateEpisodeRequest\x1a%.doppelganger.v1.GenerateEpisodeEvent0\x01\x12J\n\nGetEpisode\x12\".doppelganger.v1.GetEpisodeRequest\x1a\x18.doppelganger.v1.Episode\x12T\n\x0fRegenerateScene\x12\'.doppelganger.v1.RegenerateSceneRequest\x1a\x18.doppelganger.v1.Episode\x12R\n\tListShows\x12!.doppelganger.v1.ListShowsRequest\x1a\".doppelganger.v1.ListShowsResponse\x12\x64\n\x0fProposeOutlines\x12\'.doppelganger.v1.ProposeOutlinesRequest\x1a(.doppelganger.v1.ProposeOutlinesResponse\x12[\n\x0cListEpisodes\x12$.doppelganger.v1.ListEpisodesRequest\x1a%.doppelganger.v1.ListEpisodesResponse\x12U\n\nGetHistory\x12\".doppelganger.v1.GetHistoryRequest\x1a#.doppelganger.v1.GetHistoryResponse\x12L\n\x0bImportDraft\x12#.doppelganger.v1.ImportDraftRequest\x1a\x18.doppelganger.v1.Episode\x12X\n\rCompareDrafts\x12%.doppelganger.v1.CompareDraftsRequest\x1a .doppelganger.v1.DraftComparison\x12Y\n\x0e\x41rchiveEpisode\x12&.doppelganger.v1.ArchiveEpisodeRequest\x1a\x1f.doppelganger.v1.EpisodeSummary\x12\x64\n\x0fValidateEpisode\x12\'.doppelganger.v1.ValidateEpisodeRequest\x1a(.doppelganger.v1.ValidateEpisodeResponse\x12_\n\rReviseEpisode\x12%.doppelganger.v1.ReviseEpisodeRequest\x1a%.doppelganger.v1.GenerateEpisodeEvent0\x01\x12G\n\nCreateShow\x12\".doppelganger.v1.CreateShowRequest\x1a\x15.doppelganger.v1.Show\x12\x41\n\x07GetShow\x12\x1f.doppelganger.v1.GetShowRequest\x1a\x15.doppelganger.v1.Show\x12X\n\x0b\x41nalyzeShow\x12#.doppelganger.v1.AnalyzeShowRequest\x1a$.doppelganger.v1.AnalyzeShowResponse\x12M\n\x0c\x43reateSeries\x12$.doppelganger.v1.CreateSeriesRequest\x1a\x17.doppelganger.v1.Series\x12G\n\tGetSeries\x12!.doppelganger.v1.GetSeriesRequest\x1a\x17.doppelganger.v1.Series\x12U\n\nListSeries\x12\".doppelganger.v1.ListSeriesRequest\x1a#.doppelganger.v1.ListSeriesResponse\x12R\n\x0bWriteSeason\x12#.doppelganger.v1.WriteSeasonRequest\x1a\x1c.doppelganger.v1.SeasonEvent0\x01\x12G\n\x08GetBatch\x12 .doppelganger.v1.GetBatchRequest\x1a\x19.doppelganger.v1.BatchJobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'doppelganger.v1.script_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=823
-  _globals['_STAGE']._serialized_end=1022
-  _globals['_GENERATEEPISODEREQUEST']._serialized_start=81
-  _globals['_GENERATEEPISODEREQUEST']._serialized_end=228
-  _globals['_GENERATEEPISODEEVENT']._serialized_start=231
-  _globals['_GENERATEEPISODEEVENT']._serialized_end=574
-  _globals['_GETEPISODEREQUEST']._serialized_start=576
-  _globals['_GETEPISODEREQUEST']._serialized_end=615
-  _globals['_REGENERATESCENEREQUEST']._serialized_start=617
-  _globals['_REGENERATESCENEREQUEST']._serialized_end=697
-  _globals['_LISTSHOWSREQUEST']._serialized_start=699
-  _globals['_LISTSHOWSREQUEST']._serialized_end=717
-  _globals['_LISTSHOWSRESPONSE']._serialized_start=719
-  _globals['_LISTSHOWSRESPONSE']._serialized_end=820
-  _globals['_SCRIPTSERVICE']._serialized_start=1025
-  _globals['_SCRIPTSERVICE']._serialized_end=1387
+  _globals['_STAGE']._serialized_start=4737
+  _globals['_STAGE']._serialized_end=4993
+  _globals['_GENERATEEPISODEREQUEST']._serialized_start=142
+  _globals['_GENERATEEPISODEREQUEST']._serialized_end=479
+  _globals['_GENERATEEPISODEEVENT']._serialized_start=482
+  _globals['_GENERATEEPISODEEVENT']._serialized_end=929
+  _globals['_GETEPISODEREQUEST']._serialized_start=931
+  _globals['_GETEPISODEREQUEST']._serialized_end=986
+  _globals['_REGENERATESCENEREQUEST']._serialized_start=988
+  _globals['_REGENERATESCENEREQUEST']._serialized_end=1068
+  _globals['_LISTSHOWSREQUEST']._serialized_start=1070
+  _globals['_LISTSHOWSREQUEST']._serialized_end=1088
+  _globals['_LISTSHOWSRESPONSE']._serialized_start=1090
+  _globals['_LISTSHOWSRESPONSE']._serialized_end=1191
+  _globals['_PROPOSEOUTLINESREQUEST']._serialized_start=1194
+  _globals['_PROPOSEOUTLINESREQUEST']._serialized_end=1468
+  _globals['_OUTLINEPROPOSAL']._serialized_start=1471
+  _globals['_OUTLINEPROPOSAL']._serialized_end=1707
+  _globals['_PROPOSEOUTLINESRESPONSE']._serialized_start=1709
+  _globals['_PROPOSEOUTLINESRESPONSE']._serialized_end=1787
+  _globals['_LISTEPISODESREQUEST']._serialized_start=1790
+  _globals['_LISTEPISODESREQUEST']._serialized_end=1923
+  _globals['_LISTEPISODESRESPONSE']._serialized_start=1925
+  _globals['_LISTEPISODESRESPONSE']._serialized_end=2023
+  _globals['_GETHISTORYREQUEST']._serialized_start=2025
+  _globals['_GETHISTORYREQUEST']._serialized_end=2064
+  _globals['_GETHISTORYRESPONSE']._serialized_start=2066
+  _globals['_GETHISTORYRESPONSE']._serialized_end=2150
+  _globals['_IMPORTDRAFTREQUEST']._serialized_start=2152
+  _globals['_IMPORTDRAFTREQUEST']._serialized_end=2278
+  _globals['_COMPAREDRAFTSREQUEST']._serialized_start=2280
+  _globals['_COMPAREDRAFTSREQUEST']._serialized_end=2343
+  _globals['_ARCHIVEEPISODEREQUEST']._serialized_start=2345
+  _globals['_ARCHIVEEPISODEREQUEST']._serialized_end=2405
+  _globals['_VALIDATEEPISODEREQUEST']._serialized_start=2408
+  _globals['_VALIDATEEPISODEREQUEST']._serialized_end=2541
+  _globals['_VALIDATEEPISODERESPONSE']._serialized_start=2543
+  _globals['_VALIDATEEPISODERESPONSE']._serialized_end=2662
+  _globals['_SCENENOTES']._serialized_start=2664
+  _globals['_SCENENOTES']._serialized_end=2706
+  _globals['_SCENEINSERTION']._serialized_start=2708
+  _globals['_SCENEINSERTION']._serialized_end=2790
+  _globals['_REVISEEPISODEREQUEST']._serialized_start=2793
+  _globals['_REVISEEPISODEREQUEST']._serialized_end=3077
+  _globals['_CREATESHOWREQUEST']._serialized_start=3079
+  _globals['_CREATESHOWREQUEST']._serialized_end=3152
+  _globals['_GETSHOWREQUEST']._serialized_start=3154
+  _globals['_GETSHOWREQUEST']._serialized_end=3184
+  _globals['_SOURCESCRIPT']._serialized_start=3186
+  _globals['_SOURCESCRIPT']._serialized_end=3252
+  _globals['_CHARACTERANALYSIS']._serialized_start=3255
+  _globals['_CHARACTERANALYSIS']._serialized_end=3403
+  _globals['_PATTERNEVIDENCE']._serialized_start=3405
+  _globals['_PATTERNEVIDENCE']._serialized_end=3472
+  _globals['_SHOWANALYSIS']._serialized_start=3475
+  _globals['_SHOWANALYSIS']._serialized_end=3673
+  _globals['_ANALYZESHOWREQUEST']._serialized_start=3675
+  _globals['_ANALYZESHOWREQUEST']._serialized_end=3774
+  _globals['_ANALYZESHOWRESPONSE']._serialized_start=3776
+  _globals['_ANALYZESHOWRESPONSE']._serialized_end=3883
+  _globals['_CREATESERIESREQUEST']._serialized_start=3886
+  _globals['_CREATESERIESREQUEST']._serialized_end=4063
+  _globals['_GETSERIESREQUEST']._serialized_start=4065
+  _globals['_GETSERIESREQUEST']._serialized_end=4102
+  _globals['_LISTSERIESREQUEST']._serialized_start=4104
+  _globals['_LISTSERIESREQUEST']._serialized_end=4176
+  _globals['_LISTSERIESRESPONSE']._serialized_start=4178
+  _globals['_LISTSERIESRESPONSE']._serialized_end=4264
+  _globals['_WRITESEASONREQUEST']._serialized_start=4267
+  _globals['_WRITESEASONREQUEST']._serialized_end=4480
+  _globals['_SEASONEVENT']._serialized_start=4483
+  _globals['_SEASONEVENT']._serialized_end=4697
+  _globals['_GETBATCHREQUEST']._serialized_start=4699
+  _globals['_GETBATCHREQUEST']._serialized_end=4734
+  _globals['_SCRIPTSERVICE']._serialized_start=4996
+  _globals['_SCRIPTSERVICE']._serialized_end=6724
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,8 @@ isort:skip_file
 
 from collections import abc as _abc
 from doppelganger.v1 import episode_pb2 as _episode_pb2
+from doppelganger.v1 import library_pb2 as _library_pb2
+from doppelganger.v1 import series_pb2 as _series_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -37,6 +39,12 @@ class _StageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stage.ValueType
     STAGE_DONE: _Stage.ValueType  # 8
     STAGE_REFINEMENT: _Stage.ValueType  # 9
     """After STAGE_VALIDATION: one event per refinement round."""
+    STAGE_CONTINUITY: _Stage.ValueType  # 10
+    """After STAGE_SCENES: one event per continuity note."""
+    STAGE_STORED: _Stage.ValueType  # 11
+    """The draft is in the library (just before STAGE_DONE)."""
+    STAGE_BATCH: _Stage.ValueType  # 12
+    """Waiting for a provider batch (batch mode)."""
 
 class Stage(_Stage, metaclass=_StageEnumTypeWrapper): ...
 
@@ -51,6 +59,12 @@ STAGE_RENDER: Stage.ValueType  # 7
 STAGE_DONE: Stage.ValueType  # 8
 STAGE_REFINEMENT: Stage.ValueType  # 9
 """After STAGE_VALIDATION: one event per refinement round."""
+STAGE_CONTINUITY: Stage.ValueType  # 10
+"""After STAGE_SCENES: one event per continuity note."""
+STAGE_STORED: Stage.ValueType  # 11
+"""The draft is in the library (just before STAGE_DONE)."""
+STAGE_BATCH: Stage.ValueType  # 12
+"""Waiting for a provider batch (batch mode)."""
 Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
 @_typing.final
@@ -63,6 +77,12 @@ class GenerateEpisodeRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     WRITER_FIELD_NUMBER: _builtins.int
+    PREMISE_FIELD_NUMBER: _builtins.int
+    OUTLINE_FIELD_NUMBER: _builtins.int
+    CAST_FIELD_NUMBER: _builtins.int
+    RELATIONSHIPS_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     show: _builtins.str
     """Show id or title, e.g. "I Love Lucy". Required."""
     setting: _builtins.str
@@ -75,6 +95,29 @@ class GenerateEpisodeRequest(_message.Message):
     """Optional idempotency key."""
     writer: _builtins.str
     """Empty means the configured default ("procedural")."""
+    premise: _builtins.str
+    """The writer's pitch, at most 2,000 characters."""
+    series_id: _builtins.str
+    """The episode reads the series bible and joins the series."""
+    batch: _builtins.bool
+    """Through the provider's batch API (half price, slower)."""
+    @_builtins.property
+    def outline(self) -> _episode_pb2.Outline:
+        """Write from this outline (e.g. one of ProposeOutlines, edited) instead of writing one. Its
+        beats must cover scenes 0..n-1 in order; n is the scene count.
+        """
+
+    @_builtins.property
+    def cast(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Character]:
+        """Use this cast (e.g. edited) instead of transforming the show's. A character keeps its link to
+        the classic show through `original_name`; a renamed character's relationships and
+        catchphrases follow it; new characters have no original name.
+        """
+
+    @_builtins.property
+    def relationships(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Relationship]:
+        """With `cast`: between names of `cast`."""
+
     def __init__(
         self,
         *,
@@ -84,10 +127,16 @@ class GenerateEpisodeRequest(_message.Message):
         seed: _builtins.int = ...,
         request_id: _builtins.str = ...,
         writer: _builtins.str = ...,
+        premise: _builtins.str = ...,
+        outline: _episode_pb2.Outline | None = ...,
+        cast: _abc.Iterable[_episode_pb2.Character] | None = ...,
+        relationships: _abc.Iterable[_episode_pb2.Relationship] | None = ...,
+        series_id: _builtins.str = ...,
+        batch: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "scene_count", b"scene_count"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "outline", b"outline", "scene_count", b"scene_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "request_id", b"request_id", "scene_count", b"scene_count", "seed", b"seed", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "batch", b"batch", "cast", b"cast", "outline", b"outline", "premise", b"premise", "relationships", b"relationships", "request_id", b"request_id", "scene_count", b"scene_count", "seed", b"seed", "series_id", b"series_id", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__scene_count: _TypeAlias = _typing.Literal["scene_count"]  # noqa: Y015
     _WhichOneofArgType__scene_count: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count"]  # noqa: Y015
@@ -108,6 +157,8 @@ class GenerateEpisodeEvent(_message.Message):
     SCENE_FIELD_NUMBER: _builtins.int
     EPISODE_FIELD_NUMBER: _builtins.int
     REFINEMENT_ROUND_FIELD_NUMBER: _builtins.int
+    CONTINUITY_NOTE_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     stage: Global___Stage.ValueType
     fraction_done: _builtins.float
     """0..1 over the whole episode."""
@@ -130,6 +181,14 @@ class GenerateEpisodeEvent(_message.Message):
     def refinement_round(self) -> _episode_pb2.RefinementRound:
         """With STAGE_REFINEMENT."""
 
+    @_builtins.property
+    def continuity_note(self) -> _episode_pb2.ContinuityNote:
+        """With STAGE_CONTINUITY."""
+
+    @_builtins.property
+    def batch(self) -> _library_pb2.BatchJob:
+        """With STAGE_BATCH."""
+
     def __init__(
         self,
         *,
@@ -142,12 +201,14 @@ class GenerateEpisodeEvent(_message.Message):
         scene: _episode_pb2.Scene | None = ...,
         episode: _episode_pb2.Episode | None = ...,
         refinement_round: _episode_pb2.RefinementRound | None = ...,
+        continuity_note: _episode_pb2.ContinuityNote | None = ...,
+        batch: _library_pb2.BatchJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "continuity_note", b"continuity_note", "episode", b"episode", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "episode_id", b"episode_id", "fraction_done", b"fraction_done", "message", b"message", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene", "stage", b"stage", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "continuity_note", b"continuity_note", "episode", b"episode", "episode_id", b"episode_id", "fraction_done", b"fraction_done", "message", b"message", "outline", b"outline", "payload", b"payload", "refinement_round", b"refinement_round", "scene", b"scene", "stage", b"stage", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["outline", "scene", "episode", "refinement_round"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["outline", "scene", "episode", "refinement_round", "continuity_note", "batch"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -158,15 +219,20 @@ class GetEpisodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EPISODE_ID_FIELD_NUMBER: _builtins.int
+    LATEST_FIELD_NUMBER: _builtins.int
     episode_id: _builtins.str
+    """A draft id ("ep-..."), or a library episode's id."""
+    latest: _builtins.bool
+    """The newest draft of the episode `episode_id` belongs to."""
     def __init__(
         self,
         *,
         episode_id: _builtins.str = ...,
+        latest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_id", b"episode_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_id", b"episode_id", "latest", b"latest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,7 +246,7 @@ class RegenerateSceneRequest(_message.Message):
     SCENE_INDEX_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     episode_id: _builtins.str
-    """An episode GetEpisode can return."""
+    """A stored draft."""
     scene_index: _builtins.int
     """0-based; must be a scene of the episode."""
     notes: _builtins.str
@@ -222,7 +288,9 @@ class ListShowsResponse(_message.Message):
     SHOWS_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def shows(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Show]: ...
+    def shows(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Show]:
+        """The catalog's, then the users' (Show.source tells)."""
+
     @_builtins.property
     def settings(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Setting]: ...
     def __init__(
@@ -238,3 +306,975 @@ class ListShowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListShowsResponse: _TypeAlias = ListShowsResponse  # noqa: Y015
+
+@_typing.final
+class ProposeOutlinesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHOW_FIELD_NUMBER: _builtins.int
+    SETTING_FIELD_NUMBER: _builtins.int
+    PREMISE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    SCENE_COUNT_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    CAST_FIELD_NUMBER: _builtins.int
+    RELATIONSHIPS_FIELD_NUMBER: _builtins.int
+    show: _builtins.str
+    """As GenerateEpisodeRequest."""
+    setting: _builtins.str
+    premise: _builtins.str
+    """At most 2,000 characters."""
+    count: _builtins.int
+    """1-5; 0 means 3."""
+    seed: _builtins.int
+    writer: _builtins.str
+    scene_count: _builtins.int
+    series_id: _builtins.str
+    """Outlines avoid the series' used A plots and read its bible."""
+    @_builtins.property
+    def cast(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Character]:
+        """As GenerateEpisodeRequest.cast."""
+
+    @_builtins.property
+    def relationships(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Relationship]: ...
+    def __init__(
+        self,
+        *,
+        show: _builtins.str = ...,
+        setting: _builtins.str = ...,
+        premise: _builtins.str = ...,
+        count: _builtins.int = ...,
+        seed: _builtins.int = ...,
+        writer: _builtins.str = ...,
+        scene_count: _builtins.int | None = ...,
+        series_id: _builtins.str = ...,
+        cast: _abc.Iterable[_episode_pb2.Character] | None = ...,
+        relationships: _abc.Iterable[_episode_pb2.Relationship] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "scene_count", b"scene_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "cast", b"cast", "count", b"count", "premise", b"premise", "relationships", b"relationships", "scene_count", b"scene_count", "seed", b"seed", "series_id", b"series_id", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__scene_count: _TypeAlias = _typing.Literal["scene_count"]  # noqa: Y015
+    _WhichOneofArgType__scene_count: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scene_count) -> _WhichOneofReturnType__scene_count | None: ...
+
+Global___ProposeOutlinesRequest: _TypeAlias = ProposeOutlinesRequest  # noqa: Y015
+
+@_typing.final
+class OutlineProposal(_message.Message):
+    """One proposed outline with the cast it was written for: edit it and pass outline and cast to
+    GenerateEpisode (the CLI writes it as JSON for exactly that).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAFT_ID_FIELD_NUMBER: _builtins.int
+    OUTLINE_FIELD_NUMBER: _builtins.int
+    CAST_FIELD_NUMBER: _builtins.int
+    RELATIONSHIPS_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    SETTING_FIELD_NUMBER: _builtins.int
+    PREMISE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    draft_id: _builtins.str
+    """Stored as an outline draft in the library."""
+    show: _builtins.str
+    """Show id."""
+    setting: _builtins.str
+    """The setting as requested."""
+    premise: _builtins.str
+    seed: _builtins.int
+    @_builtins.property
+    def outline(self) -> _episode_pb2.Outline: ...
+    @_builtins.property
+    def cast(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Character]: ...
+    @_builtins.property
+    def relationships(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Relationship]: ...
+    def __init__(
+        self,
+        *,
+        draft_id: _builtins.str = ...,
+        outline: _episode_pb2.Outline | None = ...,
+        cast: _abc.Iterable[_episode_pb2.Character] | None = ...,
+        relationships: _abc.Iterable[_episode_pb2.Relationship] | None = ...,
+        show: _builtins.str = ...,
+        setting: _builtins.str = ...,
+        premise: _builtins.str = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outline", b"outline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cast", b"cast", "draft_id", b"draft_id", "outline", b"outline", "premise", b"premise", "relationships", b"relationships", "seed", b"seed", "setting", b"setting", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutlineProposal: _TypeAlias = OutlineProposal  # noqa: Y015
+
+@_typing.final
+class ProposeOutlinesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutlineProposal]:
+        """Distinct A plots."""
+
+    def __init__(
+        self,
+        *,
+        proposals: _abc.Iterable[Global___OutlineProposal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposals", b"proposals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeOutlinesResponse: _TypeAlias = ProposeOutlinesResponse  # noqa: Y015
+
+@_typing.final
+class ListEpisodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1-100; 0 means 20."""
+    page_token: _builtins.str
+    """From the previous response; empty for the first page."""
+    show: _builtins.str
+    """Show id or title."""
+    series_id: _builtins.str
+    text: _builtins.str
+    """Words in the title or logline."""
+    include_archived: _builtins.bool
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        show: _builtins.str = ...,
+        series_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        include_archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_archived", b"include_archived", "page_size", b"page_size", "page_token", b"page_token", "series_id", b"series_id", "show", b"show", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEpisodesRequest: _TypeAlias = ListEpisodesRequest  # noqa: Y015
+
+@_typing.final
+class ListEpisodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def episodes(self) -> _containers.RepeatedCompositeFieldContainer[_library_pb2.EpisodeSummary]:
+        """Most recently updated first."""
+
+    def __init__(
+        self,
+        *,
+        episodes: _abc.Iterable[_library_pb2.EpisodeSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episodes", b"episodes", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEpisodesResponse: _TypeAlias = ListEpisodesResponse  # noqa: Y015
+
+@_typing.final
+class GetHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODE_ID_FIELD_NUMBER: _builtins.int
+    episode_id: _builtins.str
+    """Any draft of the episode, or the episode's id."""
+    def __init__(
+        self,
+        *,
+        episode_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_id", b"episode_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHistoryRequest: _TypeAlias = GetHistoryRequest  # noqa: Y015
+
+@_typing.final
+class GetHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODE_ID_FIELD_NUMBER: _builtins.int
+    DRAFTS_FIELD_NUMBER: _builtins.int
+    episode_id: _builtins.str
+    @_builtins.property
+    def drafts(self) -> _containers.RepeatedCompositeFieldContainer[_library_pb2.DraftInfo]:
+        """Oldest first; each names its parent and the notes behind it."""
+
+    def __init__(
+        self,
+        *,
+        episode_id: _builtins.str = ...,
+        drafts: _abc.Iterable[_library_pb2.DraftInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drafts", b"drafts", "episode_id", b"episode_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
+
+@_typing.final
+class ImportDraftRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    PARENT_DRAFT_ID_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The script; at most DOPPEL_IMPORT_MAX_BYTES."""
+    format: _builtins.str
+    """"fountain", "fdx", "json"; empty: detected from the content."""
+    file_name: _builtins.str
+    """For messages and the draft's notes."""
+    parent_draft_id: _builtins.str
+    """The draft this edit started from. Empty: the draft the file itself names (the JSON's id, or
+    the Fountain/FDX title page written by `doppel`); when it names none, a new episode of `show`.
+    """
+    show: _builtins.str
+    """Show id or title, for a script with no parent draft."""
+    notes: _builtins.str
+    """What the writer changed, at most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        content: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        parent_draft_id: _builtins.str = ...,
+        show: _builtins.str = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "file_name", b"file_name", "format", b"format", "notes", b"notes", "parent_draft_id", b"parent_draft_id", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDraftRequest: _TypeAlias = ImportDraftRequest  # noqa: Y015
+
+@_typing.final
+class CompareDraftsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_DRAFT_ID_FIELD_NUMBER: _builtins.int
+    DRAFT_ID_FIELD_NUMBER: _builtins.int
+    base_draft_id: _builtins.str
+    """The older draft."""
+    draft_id: _builtins.str
+    """The newer draft."""
+    def __init__(
+        self,
+        *,
+        base_draft_id: _builtins.str = ...,
+        draft_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_draft_id", b"base_draft_id", "draft_id", b"draft_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompareDraftsRequest: _TypeAlias = CompareDraftsRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveEpisodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODE_ID_FIELD_NUMBER: _builtins.int
+    RESTORE_FIELD_NUMBER: _builtins.int
+    episode_id: _builtins.str
+    restore: _builtins.bool
+    """Unarchive instead."""
+    def __init__(
+        self,
+        *,
+        episode_id: _builtins.str = ...,
+        restore: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_id", b"episode_id", "restore", b"restore"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveEpisodeRequest: _TypeAlias = ArchiveEpisodeRequest  # noqa: Y015
+
+@_typing.final
+class ValidateEpisodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAFT_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    PARENT_DRAFT_ID_FIELD_NUMBER: _builtins.int
+    draft_id: _builtins.str
+    """A stored draft; or the script below."""
+    content: _builtins.bytes
+    """Fountain, FDX or episode JSON (as ImportDraft); nothing stored."""
+    format: _builtins.str
+    file_name: _builtins.str
+    show: _builtins.str
+    """As ImportDraftRequest.show."""
+    parent_draft_id: _builtins.str
+    """As ImportDraftRequest.parent_draft_id."""
+    def __init__(
+        self,
+        *,
+        draft_id: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        show: _builtins.str = ...,
+        parent_draft_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "draft_id", b"draft_id", "file_name", b"file_name", "format", b"format", "parent_draft_id", b"parent_draft_id", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateEpisodeRequest: _TypeAlias = ValidateEpisodeRequest  # noqa: Y015
+
+@_typing.final
+class ValidateEpisodeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    EPISODE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> _episode_pb2.ValidationReport: ...
+    @_builtins.property
+    def episode(self) -> _episode_pb2.Episode:
+        """The script as parsed (from `content`), or the stored draft."""
+
+    def __init__(
+        self,
+        *,
+        report: _episode_pb2.ValidationReport | None = ...,
+        episode: _episode_pb2.Episode | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateEpisodeResponse: _TypeAlias = ValidateEpisodeResponse  # noqa: Y015
+
+@_typing.final
+class SceneNotes(_message.Message):
+    """Notes for one scene, named by its printed number ("3", "3A")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCENE_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    scene: _builtins.str
+    notes: _builtins.str
+    """At most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        scene: _builtins.str = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notes", b"notes", "scene", b"scene"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SceneNotes: _TypeAlias = SceneNotes  # noqa: Y015
+
+@_typing.final
+class SceneInsertion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_FIELD_NUMBER: _builtins.int
+    BEAT_FIELD_NUMBER: _builtins.int
+    CARD_FIELD_NUMBER: _builtins.int
+    after: _builtins.str
+    """Printed number of the scene it follows; "0": before the first."""
+    beat: _builtins.str
+    """What happens, at most 2,000 characters."""
+    @_builtins.property
+    def card(self) -> _episode_pb2.Beat:
+        """Optional: where, when, who (its description defaults to beat)."""
+
+    def __init__(
+        self,
+        *,
+        after: _builtins.str = ...,
+        beat: _builtins.str = ...,
+        card: _episode_pb2.Beat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "beat", b"beat", "card", b"card"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SceneInsertion: _TypeAlias = SceneInsertion  # noqa: Y015
+
+@_typing.final
+class ReviseEpisodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAFT_ID_FIELD_NUMBER: _builtins.int
+    LOCK_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    REWRITE_UNLOCKED_FIELD_NUMBER: _builtins.int
+    UNLOCKED_NOTES_FIELD_NUMBER: _builtins.int
+    INSERTS_FIELD_NUMBER: _builtins.int
+    OMIT_FIELD_NUMBER: _builtins.int
+    REVISION_SET_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    draft_id: _builtins.str
+    rewrite_unlocked: _builtins.bool
+    """Rewrite every scene not locked (with `unlocked_notes`)."""
+    unlocked_notes: _builtins.str
+    request_id: _builtins.str
+    """Optional idempotency key."""
+    @_builtins.property
+    def lock(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Printed numbers of scenes that must come back byte for byte."""
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SceneNotes]:
+        """Scenes to rewrite, with notes."""
+
+    @_builtins.property
+    def inserts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SceneInsertion]: ...
+    @_builtins.property
+    def omit(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Printed numbers of scenes to cut (they print as OMITTED)."""
+
+    @_builtins.property
+    def revision_set(self) -> _episode_pb2.RevisionSet:
+        """Name and colour of this pass. Empty: the next set in the industry order (Blue, Pink, Yellow,
+        Green, Goldenrod, Buff, Salmon, Cherry, then double colours), dated today.
+        """
+
+    def __init__(
+        self,
+        *,
+        draft_id: _builtins.str = ...,
+        lock: _abc.Iterable[_builtins.str] | None = ...,
+        notes: _abc.Iterable[Global___SceneNotes] | None = ...,
+        rewrite_unlocked: _builtins.bool = ...,
+        unlocked_notes: _builtins.str = ...,
+        inserts: _abc.Iterable[Global___SceneInsertion] | None = ...,
+        omit: _abc.Iterable[_builtins.str] | None = ...,
+        revision_set: _episode_pb2.RevisionSet | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revision_set", b"revision_set"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draft_id", b"draft_id", "inserts", b"inserts", "lock", b"lock", "notes", b"notes", "omit", b"omit", "request_id", b"request_id", "revision_set", b"revision_set", "rewrite_unlocked", b"rewrite_unlocked", "unlocked_notes", b"unlocked_notes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviseEpisodeRequest: _TypeAlias = ReviseEpisodeRequest  # noqa: Y015
+
+@_typing.final
+class CreateShowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHOW_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    replace: _builtins.bool
+    """Replace the user's show of the same id."""
+    @_builtins.property
+    def show(self) -> _episode_pb2.Show:
+        """Validated: archetypes and humour patterns from the library."""
+
+    def __init__(
+        self,
+        *,
+        show: _episode_pb2.Show | None = ...,
+        replace: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["show", b"show"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replace", b"replace", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateShowRequest: _TypeAlias = CreateShowRequest  # noqa: Y015
+
+@_typing.final
+class GetShowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHOW_FIELD_NUMBER: _builtins.int
+    show: _builtins.str
+    """Id or title."""
+    def __init__(
+        self,
+        *,
+        show: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShowRequest: _TypeAlias = GetShowRequest  # noqa: Y015
+
+@_typing.final
+class SourceScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    content: _builtins.bytes
+    format: _builtins.str
+    """"fountain", "fdx", "text" (a transcript); empty: detected."""
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "file_name", b"file_name", "format", b"format"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceScript: _TypeAlias = SourceScript  # noqa: Y015
+
+@_typing.final
+class CharacterAnalysis(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    SCENES_FIELD_NUMBER: _builtins.int
+    CATCHPHRASES_FIELD_NUMBER: _builtins.int
+    VERBAL_TICS_FIELD_NUMBER: _builtins.int
+    FORMS_OF_ADDRESS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    lines: _builtins.int
+    words: _builtins.int
+    scenes: _builtins.int
+    @_builtins.property
+    def catchphrases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lines the character repeats."""
+
+    @_builtins.property
+    def verbal_tics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def forms_of_address(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """How others address them ("Mr. Mertz", "honey")."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        lines: _builtins.int = ...,
+        words: _builtins.int = ...,
+        scenes: _builtins.int = ...,
+        catchphrases: _abc.Iterable[_builtins.str] | None = ...,
+        verbal_tics: _abc.Iterable[_builtins.str] | None = ...,
+        forms_of_address: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catchphrases", b"catchphrases", "forms_of_address", b"forms_of_address", "lines", b"lines", "name", b"name", "scenes", b"scenes", "verbal_tics", b"verbal_tics", "words", b"words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CharacterAnalysis: _TypeAlias = CharacterAnalysis  # noqa: Y015
+
+@_typing.final
+class PatternEvidence(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    pattern: _builtins.str
+    """Humour pattern id."""
+    score: _builtins.float
+    """0..1."""
+    evidence: _builtins.str
+    def __init__(
+        self,
+        *,
+        pattern: _builtins.str = ...,
+        score: _builtins.float = ...,
+        evidence: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "pattern", b"pattern", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatternEvidence: _TypeAlias = PatternEvidence  # noqa: Y015
+
+@_typing.final
+class ShowAnalysis(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    SCENES_FIELD_NUMBER: _builtins.int
+    CHARACTERS_FIELD_NUMBER: _builtins.int
+    LOCATIONS_FIELD_NUMBER: _builtins.int
+    HUMOR_PATTERNS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    scripts: _builtins.int
+    scenes: _builtins.int
+    @_builtins.property
+    def characters(self) -> _containers.RepeatedCompositeFieldContainer[Global___CharacterAnalysis]:
+        """The speaking cast, most lines first."""
+
+    @_builtins.property
+    def locations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """From sluglines, most used first."""
+
+    @_builtins.property
+    def humor_patterns(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternEvidence]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What could not be read or inferred."""
+
+    def __init__(
+        self,
+        *,
+        scripts: _builtins.int = ...,
+        scenes: _builtins.int = ...,
+        characters: _abc.Iterable[Global___CharacterAnalysis] | None = ...,
+        locations: _abc.Iterable[_builtins.str] | None = ...,
+        humor_patterns: _abc.Iterable[Global___PatternEvidence] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "humor_patterns", b"humor_patterns", "locations", b"locations", "scenes", b"scenes", "scripts", b"scripts", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowAnalysis: _TypeAlias = ShowAnalysis  # noqa: Y015
+
+@_typing.final
+class AnalyzeShowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPTS_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """The show's title; the id is derived from it."""
+    writer: _builtins.str
+    """An LLM writer refines the analysis; empty: computed offline."""
+    @_builtins.property
+    def scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceScript]:
+        """1-20 scripts."""
+
+    def __init__(
+        self,
+        *,
+        scripts: _abc.Iterable[Global___SourceScript] | None = ...,
+        title: _builtins.str = ...,
+        writer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scripts", b"scripts", "title", b"title", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzeShowRequest: _TypeAlias = AnalyzeShowRequest  # noqa: Y015
+
+@_typing.final
+class AnalyzeShowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHOW_FIELD_NUMBER: _builtins.int
+    ANALYSIS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def show(self) -> _episode_pb2.Show:
+        """Review it, then CreateShow."""
+
+    @_builtins.property
+    def analysis(self) -> Global___ShowAnalysis: ...
+    def __init__(
+        self,
+        *,
+        show: _episode_pb2.Show | None = ...,
+        analysis: Global___ShowAnalysis | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "show", b"show"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzeShowResponse: _TypeAlias = AnalyzeShowResponse  # noqa: Y015
+
+@_typing.final
+class CreateSeriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHOW_FIELD_NUMBER: _builtins.int
+    SETTING_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    CAST_FIELD_NUMBER: _builtins.int
+    RELATIONSHIPS_FIELD_NUMBER: _builtins.int
+    show: _builtins.str
+    setting: _builtins.str
+    title: _builtins.str
+    """Empty: derived from show and setting."""
+    seed: _builtins.int
+    @_builtins.property
+    def cast(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Character]:
+        """As GenerateEpisodeRequest.cast."""
+
+    @_builtins.property
+    def relationships(self) -> _containers.RepeatedCompositeFieldContainer[_episode_pb2.Relationship]: ...
+    def __init__(
+        self,
+        *,
+        show: _builtins.str = ...,
+        setting: _builtins.str = ...,
+        title: _builtins.str = ...,
+        seed: _builtins.int = ...,
+        cast: _abc.Iterable[_episode_pb2.Character] | None = ...,
+        relationships: _abc.Iterable[_episode_pb2.Relationship] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cast", b"cast", "relationships", b"relationships", "seed", b"seed", "setting", b"setting", "show", b"show", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSeriesRequest: _TypeAlias = CreateSeriesRequest  # noqa: Y015
+
+@_typing.final
+class GetSeriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    series_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        series_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series_id", b"series_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSeriesRequest: _TypeAlias = GetSeriesRequest  # noqa: Y015
+
+@_typing.final
+class ListSeriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    show: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        show: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "show", b"show"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSeriesRequest: _TypeAlias = ListSeriesRequest  # noqa: Y015
+
+@_typing.final
+class ListSeriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[_series_pb2.Series]: ...
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[_series_pb2.Series] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSeriesResponse: _TypeAlias = ListSeriesResponse  # noqa: Y015
+
+@_typing.final
+class WriteSeasonRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_ID_FIELD_NUMBER: _builtins.int
+    SHOW_FIELD_NUMBER: _builtins.int
+    SETTING_FIELD_NUMBER: _builtins.int
+    EPISODES_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    SCENE_COUNT_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    PREMISES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    series_id: _builtins.str
+    """An existing series; or show and setting to start one."""
+    show: _builtins.str
+    setting: _builtins.str
+    episodes: _builtins.int
+    """1-26 episodes to add."""
+    seed: _builtins.int
+    writer: _builtins.str
+    scene_count: _builtins.int
+    batch: _builtins.bool
+    """Through the provider's batch API (half price, slower)."""
+    request_id: _builtins.str
+    @_builtins.property
+    def premises(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional, one per episode."""
+
+    def __init__(
+        self,
+        *,
+        series_id: _builtins.str = ...,
+        show: _builtins.str = ...,
+        setting: _builtins.str = ...,
+        episodes: _builtins.int = ...,
+        seed: _builtins.int = ...,
+        writer: _builtins.str = ...,
+        scene_count: _builtins.int | None = ...,
+        batch: _builtins.bool = ...,
+        premises: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "scene_count", b"scene_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count", "batch", b"batch", "episodes", b"episodes", "premises", b"premises", "request_id", b"request_id", "scene_count", b"scene_count", "seed", b"seed", "series_id", b"series_id", "setting", b"setting", "show", b"show", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__scene_count: _TypeAlias = _typing.Literal["scene_count"]  # noqa: Y015
+    _WhichOneofArgType__scene_count: _TypeAlias = _typing.Literal["_scene_count", b"_scene_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scene_count) -> _WhichOneofReturnType__scene_count | None: ...
+
+Global___WriteSeasonRequest: _TypeAlias = WriteSeasonRequest  # noqa: Y015
+
+@_typing.final
+class SeasonEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPISODE_NUMBER_FIELD_NUMBER: _builtins.int
+    FRACTION_DONE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    episode_number: _builtins.int
+    """0 for season-wide events."""
+    fraction_done: _builtins.float
+    """0..1 over the season."""
+    message: _builtins.str
+    @_builtins.property
+    def event(self) -> Global___GenerateEpisodeEvent:
+        """Progress of one episode."""
+
+    @_builtins.property
+    def series(self) -> _series_pb2.Series:
+        """With the last event: the series and its bible after the season."""
+
+    @_builtins.property
+    def batch(self) -> _library_pb2.BatchJob:
+        """Batch mode: the submitted batch."""
+
+    def __init__(
+        self,
+        *,
+        episode_number: _builtins.int = ...,
+        fraction_done: _builtins.float = ...,
+        message: _builtins.str = ...,
+        event: Global___GenerateEpisodeEvent | None = ...,
+        series: _series_pb2.Series | None = ...,
+        batch: _library_pb2.BatchJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "event", b"event", "series", b"series"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "episode_number", b"episode_number", "event", b"event", "fraction_done", b"fraction_done", "message", b"message", "series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeasonEvent: _TypeAlias = SeasonEvent  # noqa: Y015
+
+@_typing.final
+class GetBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBatchRequest: _TypeAlias = GetBatchRequest  # noqa: Y015

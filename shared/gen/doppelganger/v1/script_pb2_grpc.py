@@ -4,7 +4,9 @@ import grpc
 import warnings
 
 from doppelganger.v1 import episode_pb2 as doppelganger_dot_v1_dot_episode__pb2
+from doppelganger.v1 import library_pb2 as doppelganger_dot_v1_dot_library__pb2
 from doppelganger.v1 import script_pb2 as doppelganger_dot_v1_dot_script__pb2
+from doppelganger.v1 import series_pb2 as doppelganger_dot_v1_dot_series__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -27,7 +29,7 @@ if _version_not_supported:
 
 
 class ScriptServiceStub:
-    """Writes episodes.
+    """Writes episodes, and keeps every draft in the library.
     """
 
     def __init__(self, channel):
@@ -56,39 +58,228 @@ class ScriptServiceStub:
                 request_serializer=doppelganger_dot_v1_dot_script__pb2.ListShowsRequest.SerializeToString,
                 response_deserializer=doppelganger_dot_v1_dot_script__pb2.ListShowsResponse.FromString,
                 _registered_method=True)
+        self.ProposeOutlines = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ProposeOutlines',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesResponse.FromString,
+                _registered_method=True)
+        self.ListEpisodes = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ListEpisodes',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ListEpisodesRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.ListEpisodesResponse.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/GetHistory',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
+        self.ImportDraft = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ImportDraft',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ImportDraftRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
+                _registered_method=True)
+        self.CompareDrafts = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/CompareDrafts',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.CompareDraftsRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_library__pb2.DraftComparison.FromString,
+                _registered_method=True)
+        self.ArchiveEpisode = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ArchiveEpisode',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ArchiveEpisodeRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_library__pb2.EpisodeSummary.FromString,
+                _registered_method=True)
+        self.ValidateEpisode = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ValidateEpisode',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeResponse.FromString,
+                _registered_method=True)
+        self.ReviseEpisode = channel.unary_stream(
+                '/doppelganger.v1.ScriptService/ReviseEpisode',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ReviseEpisodeRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.GenerateEpisodeEvent.FromString,
+                _registered_method=True)
+        self.CreateShow = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/CreateShow',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.CreateShowRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_episode__pb2.Show.FromString,
+                _registered_method=True)
+        self.GetShow = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/GetShow',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.GetShowRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_episode__pb2.Show.FromString,
+                _registered_method=True)
+        self.AnalyzeShow = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/AnalyzeShow',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.AnalyzeShowRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.AnalyzeShowResponse.FromString,
+                _registered_method=True)
+        self.CreateSeries = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/CreateSeries',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.CreateSeriesRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_series__pb2.Series.FromString,
+                _registered_method=True)
+        self.GetSeries = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/GetSeries',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.GetSeriesRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_series__pb2.Series.FromString,
+                _registered_method=True)
+        self.ListSeries = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/ListSeries',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.ListSeriesRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.ListSeriesResponse.FromString,
+                _registered_method=True)
+        self.WriteSeason = channel.unary_stream(
+                '/doppelganger.v1.ScriptService/WriteSeason',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.WriteSeasonRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_script__pb2.SeasonEvent.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/doppelganger.v1.ScriptService/GetBatch',
+                request_serializer=doppelganger_dot_v1_dot_script__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_library__pb2.BatchJob.FromString,
+                _registered_method=True)
 
 
 class ScriptServiceServicer:
-    """Writes episodes.
+    """Writes episodes, and keeps every draft in the library.
     """
 
     def GenerateEpisode(self, request, context):
         """Generates an episode. Streams progress events; one event per finished scene, and a last
         event carrying the whole episode. The same request_id asks for the same episode again and
-        reuses whatever was already finished.
+        reuses whatever was already finished. The finished draft is stored in the library before the
+        last event is sent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetEpisode(self, request, context):
-        """Returns an episode generated earlier (while it is still cached).
+        """Returns a stored draft (`episode_id` names a draft), or the newest draft of its episode.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegenerateScene(self, request, context):
-        """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
-        jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
-        id, the scene index and the notes); the original stays retrievable.
+        """Rewrites one scene of a stored draft following the notes, keeps the rest, re-scores the
+        scene's jokes, re-validates and re-renders. Returns (and stores) a new draft whose parent is
+        the given one (its id derives from the parent id, the scene index and the notes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListShows(self, request, context):
-        """Lists the bundled shows and settings.
+        """Lists the bundled shows and the users' own, and the bundled settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeOutlines(self, request, context):
+        """Outlines to choose from: distinct A plots for one pitch, each stored as an outline draft.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEpisodes(self, request, context):
+        """The library.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportDraft(self, request, context):
+        """A writer's hand-edited script (Fountain, FDX or episode JSON) as a new draft: parsed,
+        speakers mapped to the cast, validated, stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareDrafts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveEpisode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateEpisode(self, request, context):
+        """The validator's report on a stored draft or on a script the writer sends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviseEpisode(self, request, context):
+        """A production revision: lock scenes, rewrite others with notes, insert and omit scenes, and
+        mark what changed in a revision set's colour. Streams progress; the last event carries the
+        new draft (stored before it is sent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateShow(self, request, context):
+        """Shows of the users' own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnalyzeShow(self, request, context):
+        """Derives a show's DNA from scripts the user supplies (nothing is fetched from the internet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSeries(self, request, context):
+        """Seasons: a series keeps a bible every episode reads and adds to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSeries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSeries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteSeason(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """A provider batch submitted for a season or an episode (batch mode).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,6 +308,86 @@ def add_ScriptServiceServicer_to_server(servicer, server):
                     request_deserializer=doppelganger_dot_v1_dot_script__pb2.ListShowsRequest.FromString,
                     response_serializer=doppelganger_dot_v1_dot_script__pb2.ListShowsResponse.SerializeToString,
             ),
+            'ProposeOutlines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeOutlines,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesResponse.SerializeToString,
+            ),
+            'ListEpisodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEpisodes,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ListEpisodesRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.ListEpisodesResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.GetHistoryRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'ImportDraft': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportDraft,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ImportDraftRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_episode__pb2.Episode.SerializeToString,
+            ),
+            'CompareDrafts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareDrafts,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.CompareDraftsRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_library__pb2.DraftComparison.SerializeToString,
+            ),
+            'ArchiveEpisode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveEpisode,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ArchiveEpisodeRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_library__pb2.EpisodeSummary.SerializeToString,
+            ),
+            'ValidateEpisode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateEpisode,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeResponse.SerializeToString,
+            ),
+            'ReviseEpisode': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReviseEpisode,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ReviseEpisodeRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.GenerateEpisodeEvent.SerializeToString,
+            ),
+            'CreateShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateShow,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.CreateShowRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_episode__pb2.Show.SerializeToString,
+            ),
+            'GetShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShow,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.GetShowRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_episode__pb2.Show.SerializeToString,
+            ),
+            'AnalyzeShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeShow,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.AnalyzeShowRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.AnalyzeShowResponse.SerializeToString,
+            ),
+            'CreateSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSeries,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.CreateSeriesRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_series__pb2.Series.SerializeToString,
+            ),
+            'GetSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSeries,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.GetSeriesRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_series__pb2.Series.SerializeToString,
+            ),
+            'ListSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSeries,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.ListSeriesRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.ListSeriesResponse.SerializeToString,
+            ),
+            'WriteSeason': grpc.unary_stream_rpc_method_handler(
+                    servicer.WriteSeason,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.WriteSeasonRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_script__pb2.SeasonEvent.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=doppelganger_dot_v1_dot_script__pb2.GetBatchRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_library__pb2.BatchJob.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'doppelganger.v1.ScriptService', rpc_method_handlers)
@@ -126,7 +397,7 @@ def add_ScriptServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ScriptService:
-    """Writes episodes.
+    """Writes episodes, and keeps every draft in the library.
     """
 
     @staticmethod
@@ -227,6 +498,438 @@ class ScriptService:
             '/doppelganger.v1.ScriptService/ListShows',
             doppelganger_dot_v1_dot_script__pb2.ListShowsRequest.SerializeToString,
             doppelganger_dot_v1_dot_script__pb2.ListShowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeOutlines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ProposeOutlines',
+            doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.ProposeOutlinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEpisodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ListEpisodes',
+            doppelganger_dot_v1_dot_script__pb2.ListEpisodesRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.ListEpisodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/GetHistory',
+            doppelganger_dot_v1_dot_script__pb2.GetHistoryRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportDraft(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ImportDraft',
+            doppelganger_dot_v1_dot_script__pb2.ImportDraftRequest.SerializeToString,
+            doppelganger_dot_v1_dot_episode__pb2.Episode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareDrafts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/CompareDrafts',
+            doppelganger_dot_v1_dot_script__pb2.CompareDraftsRequest.SerializeToString,
+            doppelganger_dot_v1_dot_library__pb2.DraftComparison.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveEpisode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ArchiveEpisode',
+            doppelganger_dot_v1_dot_script__pb2.ArchiveEpisodeRequest.SerializeToString,
+            doppelganger_dot_v1_dot_library__pb2.EpisodeSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateEpisode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ValidateEpisode',
+            doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.ValidateEpisodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviseEpisode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ReviseEpisode',
+            doppelganger_dot_v1_dot_script__pb2.ReviseEpisodeRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.GenerateEpisodeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/CreateShow',
+            doppelganger_dot_v1_dot_script__pb2.CreateShowRequest.SerializeToString,
+            doppelganger_dot_v1_dot_episode__pb2.Show.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/GetShow',
+            doppelganger_dot_v1_dot_script__pb2.GetShowRequest.SerializeToString,
+            doppelganger_dot_v1_dot_episode__pb2.Show.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/AnalyzeShow',
+            doppelganger_dot_v1_dot_script__pb2.AnalyzeShowRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.AnalyzeShowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/CreateSeries',
+            doppelganger_dot_v1_dot_script__pb2.CreateSeriesRequest.SerializeToString,
+            doppelganger_dot_v1_dot_series__pb2.Series.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/GetSeries',
+            doppelganger_dot_v1_dot_script__pb2.GetSeriesRequest.SerializeToString,
+            doppelganger_dot_v1_dot_series__pb2.Series.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/ListSeries',
+            doppelganger_dot_v1_dot_script__pb2.ListSeriesRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.ListSeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteSeason(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/WriteSeason',
+            doppelganger_dot_v1_dot_script__pb2.WriteSeasonRequest.SerializeToString,
+            doppelganger_dot_v1_dot_script__pb2.SeasonEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.ScriptService/GetBatch',
+            doppelganger_dot_v1_dot_script__pb2.GetBatchRequest.SerializeToString,
+            doppelganger_dot_v1_dot_library__pb2.BatchJob.FromString,
             options,
             channel_credentials,
             insecure,

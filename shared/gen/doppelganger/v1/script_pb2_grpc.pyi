@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from doppelganger.v1 import episode_pb2 as _episode_pb2
+from doppelganger.v1 import library_pb2 as _library_pb2
 from doppelganger.v1 import script_pb2 as _script_pb2
+from doppelganger.v1 import series_pb2 as _series_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -28,7 +30,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ScriptServiceStub:
-    """Writes episodes."""
+    """Writes episodes, and keeps every draft in the library."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,40 +39,102 @@ class ScriptServiceStub:
     GenerateEpisode: _grpc.UnaryStreamMultiCallable[_script_pb2.GenerateEpisodeRequest, _script_pb2.GenerateEpisodeEvent]
     """Generates an episode. Streams progress events; one event per finished scene, and a last
     event carrying the whole episode. The same request_id asks for the same episode again and
-    reuses whatever was already finished.
+    reuses whatever was already finished. The finished draft is stored in the library before the
+    last event is sent.
     """
     GetEpisode: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetEpisodeRequest, _episode_pb2.Episode]
-    """Returns an episode generated earlier (while it is still cached)."""
+    """Returns a stored draft (`episode_id` names a draft), or the newest draft of its episode."""
     RegenerateScene: _grpc.UnaryUnaryMultiCallable[_script_pb2.RegenerateSceneRequest, _episode_pb2.Episode]
-    """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
-    jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
-    id, the scene index and the notes); the original stays retrievable.
+    """Rewrites one scene of a stored draft following the notes, keeps the rest, re-scores the
+    scene's jokes, re-validates and re-renders. Returns (and stores) a new draft whose parent is
+    the given one (its id derives from the parent id, the scene index and the notes).
     """
     ListShows: _grpc.UnaryUnaryMultiCallable[_script_pb2.ListShowsRequest, _script_pb2.ListShowsResponse]
-    """Lists the bundled shows and settings."""
+    """Lists the bundled shows and the users' own, and the bundled settings."""
+    ProposeOutlines: _grpc.UnaryUnaryMultiCallable[_script_pb2.ProposeOutlinesRequest, _script_pb2.ProposeOutlinesResponse]
+    """Outlines to choose from: distinct A plots for one pitch, each stored as an outline draft."""
+    ListEpisodes: _grpc.UnaryUnaryMultiCallable[_script_pb2.ListEpisodesRequest, _script_pb2.ListEpisodesResponse]
+    """The library."""
+    GetHistory: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetHistoryRequest, _script_pb2.GetHistoryResponse]
+    ImportDraft: _grpc.UnaryUnaryMultiCallable[_script_pb2.ImportDraftRequest, _episode_pb2.Episode]
+    """A writer's hand-edited script (Fountain, FDX or episode JSON) as a new draft: parsed,
+    speakers mapped to the cast, validated, stored.
+    """
+    CompareDrafts: _grpc.UnaryUnaryMultiCallable[_script_pb2.CompareDraftsRequest, _library_pb2.DraftComparison]
+    ArchiveEpisode: _grpc.UnaryUnaryMultiCallable[_script_pb2.ArchiveEpisodeRequest, _library_pb2.EpisodeSummary]
+    ValidateEpisode: _grpc.UnaryUnaryMultiCallable[_script_pb2.ValidateEpisodeRequest, _script_pb2.ValidateEpisodeResponse]
+    """The validator's report on a stored draft or on a script the writer sends."""
+    ReviseEpisode: _grpc.UnaryStreamMultiCallable[_script_pb2.ReviseEpisodeRequest, _script_pb2.GenerateEpisodeEvent]
+    """A production revision: lock scenes, rewrite others with notes, insert and omit scenes, and
+    mark what changed in a revision set's colour. Streams progress; the last event carries the
+    new draft (stored before it is sent).
+    """
+    CreateShow: _grpc.UnaryUnaryMultiCallable[_script_pb2.CreateShowRequest, _episode_pb2.Show]
+    """Shows of the users' own."""
+    GetShow: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetShowRequest, _episode_pb2.Show]
+    AnalyzeShow: _grpc.UnaryUnaryMultiCallable[_script_pb2.AnalyzeShowRequest, _script_pb2.AnalyzeShowResponse]
+    """Derives a show's DNA from scripts the user supplies (nothing is fetched from the internet)."""
+    CreateSeries: _grpc.UnaryUnaryMultiCallable[_script_pb2.CreateSeriesRequest, _series_pb2.Series]
+    """Seasons: a series keeps a bible every episode reads and adds to."""
+    GetSeries: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetSeriesRequest, _series_pb2.Series]
+    ListSeries: _grpc.UnaryUnaryMultiCallable[_script_pb2.ListSeriesRequest, _script_pb2.ListSeriesResponse]
+    WriteSeason: _grpc.UnaryStreamMultiCallable[_script_pb2.WriteSeasonRequest, _script_pb2.SeasonEvent]
+    GetBatch: _grpc.UnaryUnaryMultiCallable[_script_pb2.GetBatchRequest, _library_pb2.BatchJob]
+    """A provider batch submitted for a season or an episode (batch mode)."""
 
 @_typing.type_check_only
 class ScriptServiceAsyncStub(ScriptServiceStub):
-    """Writes episodes."""
+    """Writes episodes, and keeps every draft in the library."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GenerateEpisode: _aio.UnaryStreamMultiCallable[_script_pb2.GenerateEpisodeRequest, _script_pb2.GenerateEpisodeEvent]  # type: ignore[assignment]
     """Generates an episode. Streams progress events; one event per finished scene, and a last
     event carrying the whole episode. The same request_id asks for the same episode again and
-    reuses whatever was already finished.
+    reuses whatever was already finished. The finished draft is stored in the library before the
+    last event is sent.
     """
     GetEpisode: _aio.UnaryUnaryMultiCallable[_script_pb2.GetEpisodeRequest, _episode_pb2.Episode]  # type: ignore[assignment]
-    """Returns an episode generated earlier (while it is still cached)."""
+    """Returns a stored draft (`episode_id` names a draft), or the newest draft of its episode."""
     RegenerateScene: _aio.UnaryUnaryMultiCallable[_script_pb2.RegenerateSceneRequest, _episode_pb2.Episode]  # type: ignore[assignment]
-    """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
-    jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
-    id, the scene index and the notes); the original stays retrievable.
+    """Rewrites one scene of a stored draft following the notes, keeps the rest, re-scores the
+    scene's jokes, re-validates and re-renders. Returns (and stores) a new draft whose parent is
+    the given one (its id derives from the parent id, the scene index and the notes).
     """
     ListShows: _aio.UnaryUnaryMultiCallable[_script_pb2.ListShowsRequest, _script_pb2.ListShowsResponse]  # type: ignore[assignment]
-    """Lists the bundled shows and settings."""
+    """Lists the bundled shows and the users' own, and the bundled settings."""
+    ProposeOutlines: _aio.UnaryUnaryMultiCallable[_script_pb2.ProposeOutlinesRequest, _script_pb2.ProposeOutlinesResponse]  # type: ignore[assignment]
+    """Outlines to choose from: distinct A plots for one pitch, each stored as an outline draft."""
+    ListEpisodes: _aio.UnaryUnaryMultiCallable[_script_pb2.ListEpisodesRequest, _script_pb2.ListEpisodesResponse]  # type: ignore[assignment]
+    """The library."""
+    GetHistory: _aio.UnaryUnaryMultiCallable[_script_pb2.GetHistoryRequest, _script_pb2.GetHistoryResponse]  # type: ignore[assignment]
+    ImportDraft: _aio.UnaryUnaryMultiCallable[_script_pb2.ImportDraftRequest, _episode_pb2.Episode]  # type: ignore[assignment]
+    """A writer's hand-edited script (Fountain, FDX or episode JSON) as a new draft: parsed,
+    speakers mapped to the cast, validated, stored.
+    """
+    CompareDrafts: _aio.UnaryUnaryMultiCallable[_script_pb2.CompareDraftsRequest, _library_pb2.DraftComparison]  # type: ignore[assignment]
+    ArchiveEpisode: _aio.UnaryUnaryMultiCallable[_script_pb2.ArchiveEpisodeRequest, _library_pb2.EpisodeSummary]  # type: ignore[assignment]
+    ValidateEpisode: _aio.UnaryUnaryMultiCallable[_script_pb2.ValidateEpisodeRequest, _script_pb2.ValidateEpisodeResponse]  # type: ignore[assignment]
+    """The validator's report on a stored draft or on a script the writer sends."""
+    ReviseEpisode: _aio.UnaryStreamMultiCallable[_script_pb2.ReviseEpisodeRequest, _script_pb2.GenerateEpisodeEvent]  # type: ignore[assignment]
+    """A production revision: lock scenes, rewrite others with notes, insert and omit scenes, and
+    mark what changed in a revision set's colour. Streams progress; the last event carries the
+    new draft (stored before it is sent).
+    """
+    CreateShow: _aio.UnaryUnaryMultiCallable[_script_pb2.CreateShowRequest, _episode_pb2.Show]  # type: ignore[assignment]
+    """Shows of the users' own."""
+    GetShow: _aio.UnaryUnaryMultiCallable[_script_pb2.GetShowRequest, _episode_pb2.Show]  # type: ignore[assignment]
+    AnalyzeShow: _aio.UnaryUnaryMultiCallable[_script_pb2.AnalyzeShowRequest, _script_pb2.AnalyzeShowResponse]  # type: ignore[assignment]
+    """Derives a show's DNA from scripts the user supplies (nothing is fetched from the internet)."""
+    CreateSeries: _aio.UnaryUnaryMultiCallable[_script_pb2.CreateSeriesRequest, _series_pb2.Series]  # type: ignore[assignment]
+    """Seasons: a series keeps a bible every episode reads and adds to."""
+    GetSeries: _aio.UnaryUnaryMultiCallable[_script_pb2.GetSeriesRequest, _series_pb2.Series]  # type: ignore[assignment]
+    ListSeries: _aio.UnaryUnaryMultiCallable[_script_pb2.ListSeriesRequest, _script_pb2.ListSeriesResponse]  # type: ignore[assignment]
+    WriteSeason: _aio.UnaryStreamMultiCallable[_script_pb2.WriteSeasonRequest, _script_pb2.SeasonEvent]  # type: ignore[assignment]
+    GetBatch: _aio.UnaryUnaryMultiCallable[_script_pb2.GetBatchRequest, _library_pb2.BatchJob]  # type: ignore[assignment]
+    """A provider batch submitted for a season or an episode (batch mode)."""
 
 class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Writes episodes."""
+    """Writes episodes, and keeps every draft in the library."""
 
     @_abc_1.abstractmethod
     def GenerateEpisode(
@@ -80,7 +144,8 @@ class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_script_pb2.GenerateEpisodeEvent], _abc.AsyncIterator[_script_pb2.GenerateEpisodeEvent]]:
         """Generates an episode. Streams progress events; one event per finished scene, and a last
         event carrying the whole episode. The same request_id asks for the same episode again and
-        reuses whatever was already finished.
+        reuses whatever was already finished. The finished draft is stored in the library before the
+        last event is sent.
         """
 
     @_abc_1.abstractmethod
@@ -89,7 +154,7 @@ class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _script_pb2.GetEpisodeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_episode_pb2.Episode, _abc.Awaitable[_episode_pb2.Episode]]:
-        """Returns an episode generated earlier (while it is still cached)."""
+        """Returns a stored draft (`episode_id` names a draft), or the newest draft of its episode."""
 
     @_abc_1.abstractmethod
     def RegenerateScene(
@@ -97,9 +162,9 @@ class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _script_pb2.RegenerateSceneRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_episode_pb2.Episode, _abc.Awaitable[_episode_pb2.Episode]]:
-        """Rewrites one scene of an episode following the notes, keeps the rest, re-scores the scene's
-        jokes, re-validates and re-renders. Returns a new episode (its id derives from the original
-        id, the scene index and the notes); the original stays retrievable.
+        """Rewrites one scene of a stored draft following the notes, keeps the rest, re-scores the
+        scene's jokes, re-validates and re-renders. Returns (and stores) a new draft whose parent is
+        the given one (its id derives from the parent id, the scene index and the notes).
         """
 
     @_abc_1.abstractmethod
@@ -108,6 +173,132 @@ class ScriptServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _script_pb2.ListShowsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_script_pb2.ListShowsResponse, _abc.Awaitable[_script_pb2.ListShowsResponse]]:
-        """Lists the bundled shows and settings."""
+        """Lists the bundled shows and the users' own, and the bundled settings."""
+
+    @_abc_1.abstractmethod
+    def ProposeOutlines(
+        self,
+        request: _script_pb2.ProposeOutlinesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.ProposeOutlinesResponse, _abc.Awaitable[_script_pb2.ProposeOutlinesResponse]]:
+        """Outlines to choose from: distinct A plots for one pitch, each stored as an outline draft."""
+
+    @_abc_1.abstractmethod
+    def ListEpisodes(
+        self,
+        request: _script_pb2.ListEpisodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.ListEpisodesResponse, _abc.Awaitable[_script_pb2.ListEpisodesResponse]]:
+        """The library."""
+
+    @_abc_1.abstractmethod
+    def GetHistory(
+        self,
+        request: _script_pb2.GetHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.GetHistoryResponse, _abc.Awaitable[_script_pb2.GetHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportDraft(
+        self,
+        request: _script_pb2.ImportDraftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_episode_pb2.Episode, _abc.Awaitable[_episode_pb2.Episode]]:
+        """A writer's hand-edited script (Fountain, FDX or episode JSON) as a new draft: parsed,
+        speakers mapped to the cast, validated, stored.
+        """
+
+    @_abc_1.abstractmethod
+    def CompareDrafts(
+        self,
+        request: _script_pb2.CompareDraftsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_library_pb2.DraftComparison, _abc.Awaitable[_library_pb2.DraftComparison]]: ...
+
+    @_abc_1.abstractmethod
+    def ArchiveEpisode(
+        self,
+        request: _script_pb2.ArchiveEpisodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_library_pb2.EpisodeSummary, _abc.Awaitable[_library_pb2.EpisodeSummary]]: ...
+
+    @_abc_1.abstractmethod
+    def ValidateEpisode(
+        self,
+        request: _script_pb2.ValidateEpisodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.ValidateEpisodeResponse, _abc.Awaitable[_script_pb2.ValidateEpisodeResponse]]:
+        """The validator's report on a stored draft or on a script the writer sends."""
+
+    @_abc_1.abstractmethod
+    def ReviseEpisode(
+        self,
+        request: _script_pb2.ReviseEpisodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_script_pb2.GenerateEpisodeEvent], _abc.AsyncIterator[_script_pb2.GenerateEpisodeEvent]]:
+        """A production revision: lock scenes, rewrite others with notes, insert and omit scenes, and
+        mark what changed in a revision set's colour. Streams progress; the last event carries the
+        new draft (stored before it is sent).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateShow(
+        self,
+        request: _script_pb2.CreateShowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_episode_pb2.Show, _abc.Awaitable[_episode_pb2.Show]]:
+        """Shows of the users' own."""
+
+    @_abc_1.abstractmethod
+    def GetShow(
+        self,
+        request: _script_pb2.GetShowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_episode_pb2.Show, _abc.Awaitable[_episode_pb2.Show]]: ...
+
+    @_abc_1.abstractmethod
+    def AnalyzeShow(
+        self,
+        request: _script_pb2.AnalyzeShowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.AnalyzeShowResponse, _abc.Awaitable[_script_pb2.AnalyzeShowResponse]]:
+        """Derives a show's DNA from scripts the user supplies (nothing is fetched from the internet)."""
+
+    @_abc_1.abstractmethod
+    def CreateSeries(
+        self,
+        request: _script_pb2.CreateSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_series_pb2.Series, _abc.Awaitable[_series_pb2.Series]]:
+        """Seasons: a series keeps a bible every episode reads and adds to."""
+
+    @_abc_1.abstractmethod
+    def GetSeries(
+        self,
+        request: _script_pb2.GetSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_series_pb2.Series, _abc.Awaitable[_series_pb2.Series]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSeries(
+        self,
+        request: _script_pb2.ListSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_script_pb2.ListSeriesResponse, _abc.Awaitable[_script_pb2.ListSeriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WriteSeason(
+        self,
+        request: _script_pb2.WriteSeasonRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_script_pb2.SeasonEvent], _abc.AsyncIterator[_script_pb2.SeasonEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def GetBatch(
+        self,
+        request: _script_pb2.GetBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_library_pb2.BatchJob, _abc.Awaitable[_library_pb2.BatchJob]]:
+        """A provider batch submitted for a season or an episode (batch mode)."""
 
 def add_ScriptServiceServicer_to_server(servicer: ScriptServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

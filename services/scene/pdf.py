@@ -7,6 +7,11 @@ lines an inch), action and headings at 1.5", dialogue 2.5", parenthetical 3.1", 
 3.7", transitions flush right at 7.5", scene numbers in both margins, page numbers ("2.") top
 right from page 2, and a title page that is not numbered.
 
+Revisions: every line of a changed paragraph gets an asterisk at 7.75" in the right margin (on a
+heading line, one column after its scene number), and a revised page (one holding a mark) names
+the newest set on it and its date in its header, left of the page number. With `page_colour`
+(off by default) a revised page is also tinted that set's paper colour.
+
 Text is drawn in the standard Courier font (one of the PDF base fonts: nothing embedded). Courier
 covers Windows-1252; any other character (Ł, Ő, €...) is drawn from Courier Prime, the
 screenwriting font that ships with `screenplain`, embedded as a subset and metric-compatible with
@@ -22,6 +27,7 @@ import importlib.resources
 import io
 import logging
 
+from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
@@ -41,7 +47,7 @@ from services.scene.layout import (
     TitleLine,
     title_page_lines,
 )
-from services.scene.screenplay import Screenplay
+from services.scene.screenplay import RevisionStyle, Screenplay
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +63,16 @@ LEFT = LEFT_MARGIN_INCHES * INCH
 RIGHT = RIGHT_EDGE_INCHES * INCH
 LEFT_SCENE_NUMBER_END = LEFT - 0.25 * INCH  # Right-aligned in the left margin.
 RIGHT_SCENE_NUMBER_START = RIGHT + 0.25 * INCH
+REVISION_MARK = "*"
+REVISION_MARK_X = RIGHT + 0.25 * INCH  # 7.75", FDX's <Revisions Location>.
+HEADER_GAP_CHARS = 6  # Between a revised page's header and the page number column's end.
 FALLBACK_FONT = "DoppelCourierPrime"
 FALLBACK_FONT_FILE = ("screenplain.export", "courier_prime", "Courier Prime.ttf")
 
 
-def write_pdf(screenplay: Screenplay) -> bytes:
-    """The screenplay as PDF: title page (when it has one), then the numbered body pages."""
+def write_pdf(screenplay: Screenplay, page_colour: bool = False) -> bytes:
+    """The screenplay as PDF: title page (when it has one), then the numbered body pages;
+    `page_colour` tints each revised page in its set's colour."""
     buffer = io.BytesIO()
     pdf = Canvas(
         buffer, pagesize=LETTER, invariant=True, pageCompression=True, initialFontName=FONT
@@ -75,7 +85,10 @@ def write_pdf(screenplay: Screenplay) -> bytes:
         _draw_title_page(pdf, title_page_lines(screenplay.script.title_page))
         drawn = True
     for number, page in enumerate(screenplay.layout.pages, start=1):
-        _draw_body_page(pdf, page, number)
+        revision = screenplay.page_revision(page)
+        if revision is not None and page_colour:
+            _tint_page(pdf, revision.hex)
+        _draw_body_page(pdf, page, number, revision)
         drawn = True
     if not drawn:  # A PDF needs a page; an empty script gets a blank one.
         pdf.showPage()
@@ -99,11 +112,15 @@ def _draw_title_page(pdf: Canvas, lines: list[TitleLine]) -> None:
     pdf.showPage()
 
 
-def _draw_body_page(pdf: Canvas, page: Page, number: int) -> None:
+def _draw_body_page(pdf: Canvas, page: Page, number: int, revision: RevisionStyle | None) -> None:
+    top = PAGE_HEIGHT - PAGE_NUMBER_TOP_INCHES * INCH - BASELINE_DROP
+    if revision is not None:
+        header = revision.header
+        x = max(RIGHT - (len(header) + HEADER_GAP_CHARS) * CHAR_WIDTH, LEFT_SCENE_NUMBER_END)
+        _draw_text(pdf, x, top, header)
     if number > 1:
         label = f"{number}."
-        top = PAGE_NUMBER_TOP_INCHES * INCH + BASELINE_DROP
-        _draw_text(pdf, RIGHT - len(label) * CHAR_WIDTH, PAGE_HEIGHT - top, label)
+        _draw_text(pdf, RIGHT - len(label) * CHAR_WIDTH, top, label)
     for row, line in enumerate(page):
         if line.kind is LineKind.BLANK or not line.text:
             continue
@@ -115,7 +132,24 @@ def _draw_body_page(pdf: Canvas, page: Page, number: int) -> None:
         _draw_text(pdf, _line_x(line), y, line.text)
         if line.scene_number:
             _draw_text(pdf, RIGHT_SCENE_NUMBER_START, y, line.scene_number)
+        if line.revision:
+            _draw_text(pdf, revision_mark_x(line), y, REVISION_MARK)
     pdf.showPage()
+
+
+def revision_mark_x(line: Line) -> float:
+    """Where a changed line's asterisk goes: 7.75", or one column after a right scene number."""
+    if line.scene_number:
+        return RIGHT_SCENE_NUMBER_START + (len(line.scene_number) + 1) * CHAR_WIDTH
+    return REVISION_MARK_X
+
+
+def _tint_page(pdf: Canvas, hex_colour: str) -> None:
+    """Fills the page with a revision set's paper colour, under everything drawn after it."""
+    pdf.saveState()
+    pdf.setFillColor(HexColor(hex_colour))
+    pdf.rect(0, 0, LETTER[0], PAGE_HEIGHT, stroke=0, fill=1)
+    pdf.restoreState()
 
 
 def _baseline(row: int) -> float:

@@ -62,13 +62,16 @@ class Renderer:
     threaded: bool = True
 
     def render_episode(self, episode: episode_pb2.Episode) -> Document:
-        return self._document(render_episode(episode), len(episode.scenes))
+        return self._document(render_episode(episode), len(episode.scenes), episode.revision)
 
     def render_scene(self, scene: episode_pb2.Scene) -> Document:
-        return self._document(render_scene(scene), 1)
+        """A lone scene has no revision state: its marks print in the colours of the order."""
+        return self._document(render_scene(scene), 1, None)
 
-    def _document(self, fountain: str, scene_count: int) -> Document:
-        screenplay = Screenplay.from_fountain(fountain)
+    def _document(
+        self, fountain: str, scene_count: int, revision: episode_pb2.RevisionState | None
+    ) -> Document:
+        screenplay = Screenplay.from_fountain(fountain, revision)
         data = self.write(screenplay)
         page_count = screenplay.layout.page_count
         return Document(self.format, self.media_type, data, page_count, scene_count)

@@ -41,9 +41,11 @@ CYCLE_PREFIXES = ("", "Double ", "Triple ", "Quadruple ", "Quintuple ")
 HEX_COLOUR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 DEFAULT_MARK_HEX = "#BFD7FF"  # Blue: for a mark whose set is unknown.
 
-# A locked scene label: the scene number, then letters (see the module docstring).
-LABEL_RE = re.compile(r"(\d{1,6})((?:[a-zA-Z]*[A-Z])?)")
-MAX_LABEL_CHARS = 16
+# A locked scene label: the scene number, then capitals and the "before" letter a, ending in a
+# capital (see the module docstring).
+LABEL_RE = re.compile(r"(\d{1,6})((?:[aA-Z]*[A-Z])?)")
+# The longest label the printed page holds: right scene numbers start 0.75" from the edge.
+MAX_LABEL_CHARS = 6
 # Order of the characters of a label's letters; the end of the label sorts between a and A.
 _LOWER, _END, _UPPER = 0, 1, 2
 ALPHABET = "a" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # The letters label_after chooses from, in order.
@@ -116,6 +118,8 @@ def printed_number(scene: episode_pb2.Scene, position: int) -> str:
 
 
 def is_label(label: str) -> bool:
+    """A label `label_after` understands (3, 3A, 3aA); renderers print any short alphanumeric
+    label (an imported "A1" too), up to MAX_LABEL_CHARS."""
     return len(label) <= MAX_LABEL_CHARS and LABEL_RE.fullmatch(label) is not None
 
 
@@ -130,8 +134,8 @@ def label_key(label: str) -> tuple[int, tuple[int, ...]]:
 def _letters_key(letters: str) -> tuple[int, ...]:
     if not letters:
         return ()  # The bare number sorts before any label with letters.
-    ranks = [(_LOWER, ord(c)) if c.islower() else (_UPPER, ord(c)) for c in letters]
-    return (1, *(rank for pair in ranks for rank in pair), _END, 0)
+    ranks = [_LOWER if char == "a" else _UPPER + ord(char) for char in letters]
+    return (1, *ranks, _END)
 
 
 def label_after(prev_label: str, next_label: str | None = None) -> str:
@@ -156,7 +160,7 @@ def label_after(prev_label: str, next_label: str | None = None) -> str:
 
 def _split(label: str) -> tuple[str, str]:
     label_key(label)  # Validates.
-    digits = label.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    digits = label.rstrip(ALPHABET)
     return str(int(digits)), label[len(digits) :]
 
 

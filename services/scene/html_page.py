@@ -18,11 +18,18 @@ from __future__ import annotations
 from html import escape
 
 from services.scene.fdx import NOT_XML_RE
-from services.scene.layout import Line, LineKind, Page, TitleLine, title_page_lines
+from services.scene.layout import (
+    LEFT_MARGIN_INCHES,
+    Line,
+    LineKind,
+    Page,
+    TitleLine,
+    revision_mark_inches,
+    title_page_lines,
+)
 from services.scene.screenplay import RevisionStyle, Screenplay
 
 MEDIA_TYPE = "text/html; charset=utf-8"
-MARK_INCHES = 6.25  # A revision mark's left edge, from the text column (7.75" on the page).
 DIALOGUE_KINDS = frozenset(
     {LineKind.CHARACTER, LineKind.PARENTHETICAL, LineKind.DIALOGUE, LineKind.MORE}
 )
@@ -167,8 +174,8 @@ def _line(line: Line, screenplay: Screenplay) -> str:
     if not line.revision:
         return f'<p class="line {line.kind.value}">{text}</p>'
     style = screenplay.revision(line.revision)
-    # As in the PDF: 7.75" from the page's edge (6.25" from the line's box), after a number.
-    mark_at = MARK_INCHES + (len(line.scene_number) + 1) * 0.1 if line.scene_number else MARK_INCHES
+    # Where the PDF puts it; the line's box starts at the text column, 1.5" from the edge.
+    mark_at = revision_mark_inches(line.scene_number) - LEFT_MARGIN_INCHES
     return (
         f'<p class="line {line.kind.value} revised" data-revision="{style.id}" '
         f'style="background: {style.hex}">{text}'

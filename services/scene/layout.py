@@ -36,6 +36,7 @@ from services.scene.fountain import (
     ParsedScript,
     parse_fountain,
 )
+from shared.revisions import MAX_LABEL_CHARS
 
 LINES_PER_PAGE = 55
 SECONDS_PER_PAGE = 60.0
@@ -48,6 +49,8 @@ TOP_MARGIN_INCHES = 1.0
 PAGE_NUMBER_TOP_INCHES = 0.5
 CHARS_PER_INCH = 10
 LINES_PER_INCH = 6
+SCENE_NUMBER_RIGHT_INCHES = 7.75  # Right scene numbers start here (left ones end at 1.25").
+REVISION_MARK_INCHES = 7.75  # A changed line's asterisk (FDX's <Revisions Location>).
 MORE = "(MORE)"
 # A line that ends a sentence: dialogue is broken across pages only there when it can be.
 SENTENCE_END_RE = re.compile("[.!?\u2026:;\u2014][\"'\u201d\u2019)\\]]*\\s*$")
@@ -107,6 +110,15 @@ class Layout:
     @property
     def runtime_seconds(self) -> float:
         return runtime_seconds(self.page_count)
+
+
+def revision_mark_inches(scene_number: str) -> float:
+    """Where a changed line's asterisk starts, from the page's left edge: 7.75", or after the
+    right scene number of a heading (one column after it while there is room on the page)."""
+    if not scene_number:
+        return REVISION_MARK_INCHES
+    gap = 1 if len(scene_number) < MAX_LABEL_CHARS else 0
+    return SCENE_NUMBER_RIGHT_INCHES + (len(scene_number) + gap) / CHARS_PER_INCH
 
 
 def runtime_seconds(page_count: int) -> float:

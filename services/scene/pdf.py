@@ -40,11 +40,13 @@ from services.scene.layout import (
     LINES_PER_INCH,
     PAGE_NUMBER_TOP_INCHES,
     RIGHT_EDGE_INCHES,
+    SCENE_NUMBER_RIGHT_INCHES,
     TOP_MARGIN_INCHES,
     Line,
     LineKind,
     Page,
     TitleLine,
+    revision_mark_inches,
     title_page_lines,
 )
 from services.scene.screenplay import RevisionStyle, Screenplay
@@ -62,9 +64,8 @@ PAGE_HEIGHT = LETTER[1]
 LEFT = LEFT_MARGIN_INCHES * INCH
 RIGHT = RIGHT_EDGE_INCHES * INCH
 LEFT_SCENE_NUMBER_END = LEFT - 0.25 * INCH  # Right-aligned in the left margin.
-RIGHT_SCENE_NUMBER_START = RIGHT + 0.25 * INCH
+RIGHT_SCENE_NUMBER_START = SCENE_NUMBER_RIGHT_INCHES * INCH
 REVISION_MARK = "*"
-REVISION_MARK_X = RIGHT + 0.25 * INCH  # 7.75", FDX's <Revisions Location>.
 HEADER_GAP_CHARS = 6  # Between a revised page's header and the page number column's end.
 FALLBACK_FONT = "DoppelCourierPrime"
 FALLBACK_FONT_FILE = ("screenplain.export", "courier_prime", "Courier Prime.ttf")
@@ -138,10 +139,8 @@ def _draw_body_page(pdf: Canvas, page: Page, number: int, revision: RevisionStyl
 
 
 def revision_mark_x(line: Line) -> float:
-    """Where a changed line's asterisk goes: 7.75", or one column after a right scene number."""
-    if line.scene_number:
-        return RIGHT_SCENE_NUMBER_START + (len(line.scene_number) + 1) * CHAR_WIDTH
-    return REVISION_MARK_X
+    """Where a changed line's asterisk goes, in points from the page's left edge."""
+    return revision_mark_inches(line.scene_number) * INCH
 
 
 def _tint_page(pdf: Canvas, hex_colour: str) -> None:

@@ -15,6 +15,7 @@ run the paragraphs pair up in order (CHANGED), and what is left over is ADDED or
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,6 +30,8 @@ PLACEMENTS = {
     episode_pb2.PLACEMENT_EXT: "EXT.",
     episode_pb2.PLACEMENT_INT_EXT: "INT./EXT.",
 }
+# Characters the renderers print as a space (as services/scene/fountain.py's CONTROL_RE).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 CHANGED = library_pb2.CHANGE_KIND_CHANGED
 ADDED = library_pb2.CHANGE_KIND_ADDED
 REMOVED = library_pb2.CHANGE_KIND_REMOVED
@@ -236,7 +239,7 @@ def paragraphs(scene: episode_pb2.Scene) -> list[Paragraph]:
                 if part
             )
             found.append(Paragraph(index, "dialogue", speaker, shown))
-        elif kind == "transition" and (text := _clean(element.transition.text).upper()):
+        elif kind == "transition" and (text := _transition_text(element.transition.text)):
             found.append(Paragraph(index, "transition", "", text))
     return found
 
@@ -295,6 +298,11 @@ def _removed(old: Paragraph) -> library_pb2.ParagraphDiff:
     )
 
 
+def _transition_text(text: str) -> str:
+    """As printed: capitals, without a trailing `<` (it would read as centred text)."""
+    return _clean(text).upper().rstrip("< ")
+
+
 def _heading_text(scene: episode_pb2.Scene) -> str:
     """The heading as printed (without its number); OMITTED for an omitted scene."""
     if scene.omitted:
@@ -309,4 +317,6 @@ def _heading_text(scene: episode_pb2.Scene) -> str:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.split())
+    """The text as the Fountain renderer prints it: control characters are spaces, whitespace
+    runs one space (so what prints nothing there is no paragraph here)."""
+    return " ".join(CONTROL_RE.sub(" ", text).split())

@@ -11,16 +11,20 @@ from dataclasses import dataclass
 
 import pypdf
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from screenplain.parsers import fountain as screenplain_fountain
 from screenplain.types import Action, Dialog, DualDialog, Slug, Transition
 
-from doppelganger.v1 import library_pb2, scene_pb2
+from doppelganger.v1 import episode_pb2, library_pb2, scene_pb2
 from services.scene.fountain import DialogueBlock, parse_fountain, render_scene
 from services.scene.layout import LineKind
 from services.scene.pdf import write_pdf
 from services.scene.render import FDX, FOUNTAIN, HTML, PDF, renderer_for
 from services.scene.screenplay import Screenplay
 from services.scene.validation import check_episode_request, check_scene_request
+from shared.revisions import label_after
+from shared.screenplay_diff import paragraphs
 from tests.unit.revision_drafts import LONG_SPEECH, RevisedDraft, first_draft, revise
 from tests.unit.test_fountain import action, episode, line, scene, transition
 from tests.unit.test_render_html import Node, parse
@@ -474,3 +478,61 @@ def test_parsed_blocks_carry_the_newest_revision_note() -> None:
     assert (heading.scene_number, heading.revision) == ("2A", 2)  # type: ignore[union-attr]
     assert isinstance(speech, DialogueBlock) and speech.revision == 3 and speech.text == "Hello."
     assert quiet.revision == 0
+
+
+TEXTS = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60),
+    st.sampled_from(["", " ", "<", "\x00", "\x00\n\x01", "a\n\nb", "cut to: <", "[[x]]"]),
+)
+ELEMENTS = st.lists(
+    st.tuples(st.sampled_from(["action", "dialogue", "transition"]), TEXTS, st.booleans()),
+    max_size=8,
+)
+
+
+def printed_paragraphs(element: episode_pb2.ScriptElement) -> int:
+    """FDX paragraphs (a dialogue block counted once) the element prints on its own."""
+    alone = episode_pb2.Scene(elements=[element])
+    groups = fdx_paragraph_groups(ET.fromstring(FDX.render_scene(alone).data))
+    return len(groups) - 1  # Less the heading.
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(ELEMENTS, st.booleans(), st.booleans()), min_size=1, max_size=5))
+def test_any_marked_draft_renders_alike_in_every_format(
+    scenes: list[tuple[list[tuple[str, str, bool]], bool, bool]],
+) -> None:
+    """Random scenes, marks, omissions and locked labels: every format renders with one page
+    count; FDX marks exactly the paragraphs of the marked elements; and an element is a
+    paragraph for the comparison exactly when it prints one."""
+    message = episode()
+    message.revision.sets.add(id=1, name="Blue Revision", color="Blue", date="2026-11-03")
+    expected = 0
+    label = "0"
+    for elements, heading_marked, omitted in scenes:
+        scene_ = message.scenes.add(number_label=(label := label_after(label)), omitted=omitted)
+        scene_.slugline.location = "lab"
+        if heading_marked:
+            scene_.revision_marks.add(element_index=-1, revision_id=1)
+            expected += 1
+        for index, (kind, text, marked) in enumerate(elements):
+            if kind == "action":
+                scene_.elements.add(action=episode_pb2.ActionLine(text=text))
+            elif kind == "dialogue":
+                scene_.elements.add(dialogue=episode_pb2.DialogueLine(character="Luna", text=text))
+            else:
+                scene_.elements.add(transition=episode_pb2.Transition(text=text))
+            if marked:
+                scene_.revision_marks.add(element_index=index, revision_id=1)
+                expected += printed_paragraphs(scene_.elements[index]) * (not omitted)
+        compared = {p.element_index for p in paragraphs(scene_)} - {-1}
+        shown = {i for i, e in enumerate(scene_.elements) if printed_paragraphs(e)}
+        assert compared == (set() if omitted else shown)
+    assert check_episode_request(scene_pb2.RenderEpisodeRequest(episode=message)) is None
+    documents = {r.name: r.render_episode(message) for r in (FOUNTAIN, PDF, FDX, HTML)}
+    assert len({d.page_count for d in documents.values()}) == 1
+    groups = fdx_paragraph_groups(ET.fromstring(documents["fdx"].data))
+    assert sum(revision_ids(group) == {"1"} for group in groups) == expected
+    parsed = parse_fountain(documents["fountain"].data.decode())
+    assert [s.number for s in parsed.scenes] == [s.number_label for s in message.scenes]
+    assert sum(bool(b.revision) for b in parsed.blocks) == expected

@@ -176,39 +176,40 @@ def _merge(base_count: int, new_count: int, matches: dict[int, int]) -> list[tup
         pairs.append((base_index, new_index))
         if base_index >= 0:
             removed_after(base_index)
-    pairs += [(index, -1) for index in range(base_count) if index not in matched_base | placed]
+    done = matched_base | placed
+    pairs += [(index, -1) for index in range(base_count) if index not in done]
     return pairs
 
 
 def _align_scene(
     base: episode_pb2.Episode, new: episode_pb2.Episode, base_index: int, new_index: int
 ) -> SceneAlignment:
+    """One scene's diff. Its heading is the newer draft's, or the base's when the scene is gone
+    or omitted (REMOVED)."""
     base_scene = base.scenes[base_index] if base_index >= 0 else None
     new_scene = new.scenes[new_index] if new_index >= 0 else None
     diff = library_pb2.SceneDiff(base_scene_index=base_index, scene_index=new_index)
+    alignment = SceneAlignment(diff)
     if base_scene is not None:
         diff.base_number = printed_number(base_scene, base_index + 1)
+        diff.heading = _heading_text(base_scene)
     if new_scene is not None:
         diff.number = printed_number(new_scene, new_index + 1)
-    shown = new_scene if new_scene is not None else base_scene
-    assert shown is not None
-    diff.heading = _heading_text(shown)
-    alignment = SceneAlignment(diff)
-    if base_scene is None:
-        diff.change = ADDED
-        diff.paragraphs.extend(_added(p) for p in paragraphs(new_scene))  # type: ignore[arg-type]
-        return alignment
     if new_scene is None:
+        assert base_scene is not None
         diff.change = REMOVED
         diff.paragraphs.extend(_removed(p) for p in paragraphs(base_scene))
-        return alignment
-    _diff_paragraphs(paragraphs(base_scene), paragraphs(new_scene), alignment)
-    if new_scene.omitted and not base_scene.omitted:
-        diff.change = REMOVED
-    elif diff.paragraphs:
-        diff.change = CHANGED
+    elif base_scene is None:
+        diff.change = ADDED
+        diff.heading = _heading_text(new_scene)
+        diff.paragraphs.extend(_added(p) for p in paragraphs(new_scene))
     else:
-        diff.change = UNCHANGED
+        _diff_paragraphs(paragraphs(base_scene), paragraphs(new_scene), alignment)
+        if new_scene.omitted and not base_scene.omitted:
+            diff.change = REMOVED
+        else:
+            diff.change = CHANGED if diff.paragraphs else UNCHANGED
+            diff.heading = _heading_text(new_scene)
     return alignment
 
 

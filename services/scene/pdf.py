@@ -67,6 +67,8 @@ LEFT_SCENE_NUMBER_END = LEFT - 0.25 * INCH  # Right-aligned in the left margin.
 RIGHT_SCENE_NUMBER_START = SCENE_NUMBER_RIGHT_INCHES * INCH
 REVISION_MARK = "*"
 HEADER_GAP_CHARS = 6  # Between a revised page's header and the page number column's end.
+# A longer header (validation keeps names shorter) is cut so it starts in the left margin.
+HEADER_MAX_CHARS = int((RIGHT - LEFT_SCENE_NUMBER_END) / CHAR_WIDTH) - HEADER_GAP_CHARS
 FALLBACK_FONT = "DoppelCourierPrime"
 FALLBACK_FONT_FILE = ("screenplain.export", "courier_prime", "Courier Prime.ttf")
 
@@ -116,9 +118,8 @@ def _draw_title_page(pdf: Canvas, lines: list[TitleLine]) -> None:
 def _draw_body_page(pdf: Canvas, page: Page, number: int, revision: RevisionStyle | None) -> None:
     top = PAGE_HEIGHT - PAGE_NUMBER_TOP_INCHES * INCH - BASELINE_DROP
     if revision is not None:
-        header = revision.header
-        x = max(RIGHT - (len(header) + HEADER_GAP_CHARS) * CHAR_WIDTH, LEFT_SCENE_NUMBER_END)
-        _draw_text(pdf, x, top, header)
+        header = revision.header[:HEADER_MAX_CHARS]
+        _draw_text(pdf, RIGHT - (len(header) + HEADER_GAP_CHARS) * CHAR_WIDTH, top, header)
     if number > 1:
         label = f"{number}."
         _draw_text(pdf, RIGHT - len(label) * CHAR_WIDTH, top, label)

@@ -18,9 +18,9 @@ MAX_TEXT_CHARS = 10_000
 # letters may precede the number ("A1", as an imported script may have it).
 SCENE_LABEL_RE = re.compile(rf"[0-9A-Za-z][0-9A-Za-z.\-]{{0,{MAX_LABEL_CHARS - 1}}}")
 MAX_REVISION_SETS = 100
-# Printed in revised pages' headers and FDX: kept short enough to fit the header line.
-MAX_SET_NAME_CHARS = 40
-MAX_SET_COLOUR_CHARS = 40
+# "Name (date)" heads revised pages: these keep it within the header line (pdf.HEADER_MAX_CHARS).
+MAX_SET_NAME_CHARS = 32
+MAX_SET_COLOUR_CHARS = 32
 MAX_SET_DATE_CHARS = 20
 
 

@@ -434,8 +434,8 @@ def test_page_colour_tints_only_revised_pages(draft: RevisedDraft) -> None:
         ),
         (lambda e: e.revision.sets.add(id=1, color_hex="red"), "color_hex 'red'"),
         (
-            lambda e: e.revision.sets.add(id=1, name="x" * 41),
-            "name is 41 characters; the limit is 40",
+            lambda e: e.revision.sets.add(id=1, name="x" * 33),
+            "name is 33 characters; the limit is 32",
         ),
         (lambda e: e.revision.sets.add(id=0), "sets[1].id 0"),
         (lambda e: e.revision.sets.add(id=3, date="y" * 21), "date is 21 characters"),
@@ -536,3 +536,26 @@ def test_any_marked_draft_renders_alike_in_every_format(
     parsed = parse_fountain(documents["fountain"].data.decode())
     assert [s.number for s in parsed.scenes] == [s.number_label for s in message.scenes]
     assert sum(bool(b.revision) for b in parsed.blocks) == expected
+
+
+def test_the_longest_header_fits_left_of_the_page_number() -> None:
+    message = episode(*(scene(f"room {n}", action(f"Beat {n}."), number=n) for n in range(1, 3)))
+    for index, scene_ in enumerate(message.scenes):
+        scene_.revision_marks.add(element_index=0, revision_id=1)
+        message.scenes[index].elements.extend([line("Luna", "Words. " * 300)])
+    message.revision.sets.add(id=1, name="N" * 32, color="Blue", date="D" * 20)
+    assert check_episode_request(scene_pb2.RenderEpisodeRequest(episode=message)) is None
+    reader = pypdf.PdfReader(io.BytesIO(PDF.render_episode(message).data))
+    headed = 0
+    for number, page in enumerate(reader.pages[1:], start=1):
+        top = [g for g in runs(page) if g.y == pytest.approx(HEADER_BASELINE)]
+        headers = [g for g in top if g.text.startswith("N")]
+        if not headers:
+            continue
+        headed += 1
+        header = headers[0]
+        assert header.text == f"{'N' * 32} ({'D' * 20})"
+        assert header.x >= 1.25 * INCH
+        label = [g for g in top if g.text == f"{number}."]
+        assert not label or header.right + 4 * 7.2 <= label[0].x
+    assert headed >= 2  # Both scenes' pages (the second one numbered).

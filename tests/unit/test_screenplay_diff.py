@@ -120,7 +120,7 @@ def test_an_inserted_scene_and_an_omitted_one_with_locked_numbers() -> None:
         (ADDED, "dialogue", 1),
     ]
     assert (added.base_scene_index, added.scene_index) == (-1, 3)
-    assert omitted.heading == "OMITTED"
+    assert omitted.heading == "INT. ROOM 4 - DAY"  # Removed: the base's heading.
     assert [(p.change, p.element) for p in omitted.paragraphs] == [
         (CHANGED, "heading"),
         (REMOVED, "action"),

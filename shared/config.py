@@ -254,6 +254,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar("DOPPEL_WRITER", "default_writer", str, "Default writer."),
     EnvVar(
+        "DOPPEL_REVISION_PAGE_COLOR",
+        "revision_page_color",
+        _bool,
+        "true: the scene service's PDFs tint revised pages in their revision set's colour.",
+    ),
+    EnvVar(
         "ANTHROPIC_API_KEY",
         "anthropic_api_key",
         str,
@@ -573,6 +579,7 @@ class Settings:
     refinement_rounds: int = 3
     validation_threshold: float = 0.75
     default_writer: str = "procedural"
+    revision_page_color: bool = False
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
     anthropic_model: str = "claude-sonnet-4-5"

@@ -12,6 +12,12 @@ Besides the printed script, the Fountain carries what a writers' room works with
 out: acts as `# ACT` sections, each scene's summary as a `= synopsis` under its heading, and a
 `[[joke ID: pattern, role, score]]` note at the end of each line that carries a joke.
 
+Locked scene numbers print as `#3A#`; an omitted scene is the forced heading `.OMITTED #6#` and
+nothing else. Fountain has no revision syntax, so a paragraph changed in revision set N carries a
+`[[rev N Colour]]` note at its end (glued to a transition's `TO:`, which must end the line for
+screenplain); `parse_fountain` reads it back as the block's `revision`, every other parser drops
+it as a note.
+
 The forcing rules are chosen so that `screenplain` (whose character cue pattern is ASCII only)
 reads the output the same way as `parse_fountain`.
 """
@@ -19,10 +25,11 @@ reads the output the same way as `parse_fountain`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from doppelganger.v1 import episode_pb2
+from shared.revisions import printed_number
 
 # Scene heading prefixes (Fountain 1.1), matched case-insensitively.
 HEADING_RE = re.compile(r"^(?:INT|EXT|EST|INT\.?/EXT\.?|I/E)[ .]", re.IGNORECASE)
@@ -39,6 +46,9 @@ BONEYARD_OPENER_RE = re.compile(r"/(?=\*)")
 
 BONEYARD_RE = re.compile(r"/\*.*?\*/", re.DOTALL)
 NOTE_RE = re.compile(r"\[\[.*?\]\]", re.DOTALL)
+REVISION_NOTE_RE = re.compile(r"\[\[rev (\d{1,9})\b[^\]]*\]\]")
+# What a scene number may hold in every Fountain parser (screenplain's `#([\w\-.]+)#`).
+SCENE_LABEL_CHARS_RE = re.compile(r"[^0-9A-Za-z.\-]")
 TITLE_KEY_RE = re.compile(r"([^:]+):\s*(.*)")
 TITLE_CONTINUATION_RE = re.compile(r"(?:\s{3,}|\t)(.+)")
 SCENE_NUMBER_RE = re.compile(r"(.*?)\s*#([\w\-.]+)#\s*$")
@@ -58,6 +68,7 @@ ROLE_NAMES = {
     episode_pb2.JOKE_ROLE_PUNCHLINE: "punchline",
     episode_pb2.JOKE_ROLE_CALLBACK: "callback",
 }
+OMITTED = "OMITTED"
 UNKNOWN_LOCATION = "UNSPECIFIED LOCATION"
 UNKNOWN_SPEAKER = "UNKNOWN"
 SILENT_LINE = "..."
@@ -67,21 +78,29 @@ SILENT_LINE = "..."
 
 
 def render_episode(episode: episode_pb2.Episode) -> str:
-    """The whole episode: title page, then `# ACT` sections and scenes numbered in order."""
+    """The whole episode: title page, then `# ACT` sections and scenes with their printed numbers
+    (the locked label, else the number, else the position)."""
     blocks = [_title_page(episode)]
+    colours = {revision_set.id: revision_set.color for revision_set in episode.revision.sets}
     current_act = ""
     for position, scene in enumerate(episode.scenes, start=1):
         act = _section_text(scene.act)
         if act and act != current_act:
             blocks.append(f"# {act}")
             current_act = act
-        blocks.extend(_scene_blocks(scene, scene.number or position))
+        label = _scene_label(printed_number(scene, position)) or str(position)
+        blocks.extend(_scene_blocks(scene, label, colours))
     return "\n\n".join(blocks) + "\n"
 
 
 def render_scene(scene: episode_pb2.Scene, number: int | None = None) -> str:
-    """One scene without title page; numbered `number`, else `scene.number`, else unnumbered."""
-    text = "\n\n".join(_scene_blocks(scene, scene.number if number is None else number)) + "\n"
+    """One scene without title page; numbered `number`, else its locked label, else
+    `scene.number`, else unnumbered."""
+    if number is not None:
+        label = str(number) if number > 0 else ""
+    else:
+        label = _scene_label(scene.number_label) or (str(scene.number) if scene.number > 0 else "")
+    text = "\n\n".join(_scene_blocks(scene, label, {})) + "\n"
     # A first line with a colon would read as a title page; a leading blank line prevents it.
     return "\n" + text if ":" in text.partition("\n")[0] else text
 
@@ -99,9 +118,19 @@ def _title_page(episode: episode_pb2.Episode) -> str:
     return "\n".join(lines)
 
 
-def _scene_blocks(scene: episode_pb2.Scene, number: int | None) -> list[str]:
-    """Heading, the summary as a synopsis, then the elements; a joke's note ends its line."""
-    blocks = [_heading(scene.slugline, number)]
+def _scene_blocks(scene: episode_pb2.Scene, label: str, colours: dict[int, str]) -> list[str]:
+    """Heading, the summary as a synopsis, then the elements; a joke's note ends its line, and
+    so does the revision note of a changed paragraph. An omitted scene is its heading alone."""
+    revisions = {mark.element_index: mark.revision_id for mark in scene.revision_marks}
+
+    def revised(text: str, index: int, glue: str = " ") -> str:
+        revision = revisions.get(index, 0)
+        return text + glue + _revision_note(revision, colours) if revision > 0 else text
+
+    if scene.omitted:
+        heading = "." + OMITTED + (f" #{label}#" if label else "")
+        return [revised(heading, -1)]
+    blocks = [revised(_heading(scene.slugline, label), -1)]
     if summary := _inline(scene.summary):
         blocks.append(f"= {summary}")
     notes = _joke_notes(scene)
@@ -113,11 +142,24 @@ def _scene_blocks(scene: episode_pb2.Scene, number: int | None) -> list[str]:
         elif kind == "dialogue":
             paragraphs = [_dialogue(element.dialogue)]
         elif kind == "transition" and (transition := _transition(element.transition.text)):
-            blocks.append(transition)  # No note: a transition must end in "TO:".
+            # No joke note, and the revision note glued on: a transition must end in "TO:".
+            blocks.append(revised(transition, index, glue=""))
         if paragraphs and index in notes:
             paragraphs[-1] += " " + notes[index]
-        blocks.extend(paragraphs)
+        blocks.extend(revised(paragraph, index) for paragraph in paragraphs)
     return blocks
+
+
+def _revision_note(revision: int, colours: dict[int, str]) -> str:
+    """`[[rev 2 Pink]]`: the set's id (what the parser reads) and its colour (for people)."""
+    colour = _inline(colours.get(revision, "")).replace("]", " ")
+    return f"[[rev {revision} {colour}]]" if colour else f"[[rev {revision}]]"
+
+
+def _scene_label(label: str) -> str:
+    """The label without characters a Fountain scene number cannot hold (validation rejects
+    them; this keeps a bad label from ending the heading early)."""
+    return SCENE_LABEL_CHARS_RE.sub("", label)
 
 
 def _joke_notes(scene: episode_pb2.Scene) -> dict[int, str]:
@@ -131,7 +173,7 @@ def _joke_notes(scene: episode_pb2.Scene) -> dict[int, str]:
     return {index: " ".join(texts) for index, texts in notes.items()}
 
 
-def _heading(slugline: episode_pb2.Slugline, number: int | None) -> str:
+def _heading(slugline: episode_pb2.Slugline, label: str) -> str:
     location = _heading_part(slugline.location) or UNKNOWN_LOCATION
     time_of_day = _heading_part(slugline.time_of_day)
     placement = PLACEMENTS.get(slugline.placement, "")
@@ -140,7 +182,7 @@ def _heading(slugline: episode_pb2.Slugline, number: int | None) -> str:
         text += f" - {time_of_day}"
     if not HEADING_RE.match(text):
         text = "." + text.lstrip(".")
-    return f"{text} #{number}#" if number is not None and number > 0 else text
+    return f"{text} #{label}#" if label else text
 
 
 def _heading_part(text: str) -> str:
@@ -272,6 +314,7 @@ class Element:
     text: str
     scene_number: str | None = None  # Headings only.
     level: int = 0  # Sections only.
+    revision: int = 0  # The revision set that last changed it (a `[[rev N]]` note); 0: none.
 
 
 @dataclass(frozen=True)
@@ -282,6 +325,7 @@ class DialogueBlock:
     extension: str  # e.g. "V.O."; "" when none. Several groups are joined with a space.
     parts: tuple[Element, ...]
     dual: bool = False
+    revision: int = 0  # As Element.revision, for the whole block.
 
     @property
     def cue(self) -> str:
@@ -326,8 +370,11 @@ def parse_fountain(text: str) -> ParsedScript:
     lines = [line.expandtabs(4) for line in LINE_BREAK_RE.split(BONEYARD_RE.sub("", text))]
     title_page, body = _parse_title_page(lines)
     blocks: list[Block] = []
-    for paragraph in _paragraphs(body):
-        blocks.extend(_classify(paragraph))
+    for paragraph, revision in _paragraphs(body):
+        classified = _classify(paragraph)
+        blocks.extend(
+            [replace(b, revision=revision) for b in classified] if revision else classified
+        )
     return ParsedScript(title_page, tuple(blocks), _group_scenes(blocks))
 
 
@@ -358,17 +405,22 @@ def _is_blank(line: str) -> bool:
     return line in ("", " ")
 
 
-def _paragraphs(lines: list[str]) -> list[list[str]]:
-    paragraphs: list[list[str]] = []
+def _paragraphs(lines: list[str]) -> list[tuple[list[str], int]]:
+    """The body's paragraphs without their notes, each with the newest revision set its
+    `[[rev N]]` notes name (0: none)."""
+    paragraphs: list[tuple[list[str], int]] = []
     current: list[str] = []
     for line in [*lines, ""]:
         if not _is_blank(line):
             current.append(line)
             continue
         if current:
-            joined = NOTE_RE.sub("", "\n".join(current))
+            raw = "\n".join(current)
+            found = REVISION_NOTE_RE.findall(raw) if "[[rev " in raw else []
+            revision = max((int(n) for n in found), default=0)
+            joined = NOTE_RE.sub("", raw)
             if joined.strip():
-                paragraphs.append(joined.split("\n"))
+                paragraphs.append((joined.split("\n"), revision))
             current = []
     return paragraphs
 

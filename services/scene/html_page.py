@@ -6,6 +6,11 @@ one `<section class="page">` per numbered page with its page number, each elemen
 parentheticals, speech and (MORE)). CSS places the lines with the PDF's indents in inches, shows
 sheets on a grey desk on screen, and prints one sheet a US Letter page (`@page`, `@media print`).
 All text is escaped; characters XML does not allow are dropped.
+
+Revisions: a draft with revision sets opens with a legend of them (colour, name, date; not
+printed); each line of a changed paragraph is highlighted in its set's colour
+(`class="line ... revised" data-revision="N"`) with an asterisk in the right margin, as in the
+PDF; a revised page names its newest set and date in its header (`p.revision-header`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ from __future__ import annotations
 from html import escape
 
 from services.scene.fdx import NOT_XML_RE
-from services.scene.layout import Line, LineKind, Page, TitleLine, title_page_lines
-from services.scene.screenplay import Screenplay
+from services.scene.layout import (
+    LEFT_MARGIN_INCHES,
+    Line,
+    LineKind,
+    Page,
+    TitleLine,
+    revision_mark_inches,
+    title_page_lines,
+)
+from services.scene.screenplay import RevisionStyle, Screenplay
 
 MEDIA_TYPE = "text/html; charset=utf-8"
 DIALOGUE_KINDS = frozenset(
@@ -50,9 +63,21 @@ p.centered { text-align: center; }
 .title-page .center { text-align: center; }
 .title-page .right { text-align: right; }
 .title-page .underline span { text-decoration: underline; }
+p.revised { position: relative; }
+.revision-mark { position: absolute; top: 0; }
+.revision-header { position: absolute; top: 0.5in; right: 1.6in; margin: 0; }
+.revision-legend {
+  width: 8.5in; margin: 0 auto 0.25in; padding: 0.1in 0.25in; box-sizing: border-box;
+  background: #fff; font-family: sans-serif; font-size: 10pt;
+}
+.revision-legend h2 { font-size: 11pt; margin: 0 0 0.05in; }
+.revision-legend ol { margin: 0; padding-left: 1.5em; }
+.swatch { display: inline-block; width: 1em; height: 1em; border: 1px solid #888;
+  vertical-align: middle; margin-right: 0.4em; }
 @media print {
   html { background: none; }
   body { padding: 0; }
+  .revision-legend { display: none; }
   .page { margin: 0; box-shadow: none; break-after: page; page-break-after: always; }
   .page:last-child { break-after: auto; page-break-after: auto; }
 }
@@ -73,9 +98,13 @@ def write_html(screenplay: Screenplay) -> bytes:
         "<body>",
         '<main class="screenplay">',
     ]
+    if screenplay.revisions:
+        parts.append(_legend(screenplay.revisions))
     if screenplay.script.title_page:
         parts.append(_title_page(title_page_lines(screenplay.script.title_page)))
-    parts += [_page(page, number) for number, page in enumerate(screenplay.layout.pages, 1)]
+    parts += [
+        _page(page, number, screenplay) for number, page in enumerate(screenplay.layout.pages, 1)
+    ]
     parts += ["</main>", "</body>", "</html>", ""]
     return "\n".join(parts).encode("utf-8")
 
@@ -89,12 +118,30 @@ def _title_page(lines: list[TitleLine]) -> str:
     return '<section class="page title-page">\n' + "\n".join(rows) + "\n</section>"
 
 
-def _page(page: Page, number: int) -> str:
+def _legend(styles: tuple[RevisionStyle, ...]) -> str:
+    """The draft's revision sets, oldest first: swatch, name and date."""
+    items = [
+        f'<li data-revision="{style.id}"><span class="swatch" '
+        f'style="background: {style.hex}"></span>{_text(style.header)}</li>'
+        for style in styles
+    ]
+    return (
+        '<aside class="revision-legend">\n<h2>Revisions</h2>\n<ol>\n'
+        + "\n".join(items)
+        + "\n</ol>\n</aside>"
+    )
+
+
+def _page(page: Page, number: int, screenplay: Screenplay) -> str:
     head = f'<section class="page" id="page-{number}" data-page="{number}">'
     body = [head]
+    if (revision := screenplay.page_revision(page)) is not None:
+        body.append(
+            f'<p class="revision-header" data-revision="{revision.id}">{_text(revision.header)}</p>'
+        )
     if number > 1:
         body.append(f'<p class="page-number">{number}.</p>')
-    body += [_block(lines) for lines in _blocks(page)]
+    body += [_block(lines, screenplay) for lines in _blocks(page)]
     body.append("</section>")
     return "\n".join(body)
 
@@ -110,13 +157,13 @@ def _blocks(page: Page) -> list[list[Line]]:
     return [block for block in blocks if block]
 
 
-def _block(lines: list[Line]) -> str:
+def _block(lines: list[Line], screenplay: Screenplay) -> str:
     kind = "speech" if lines[0].kind in DIALOGUE_KINDS else lines[0].kind.value
-    inner = "".join(_line(line) for line in lines)
+    inner = "".join(_line(line, screenplay) for line in lines)
     return f'<div class="block {kind}">{inner}</div>'
 
 
-def _line(line: Line) -> str:
+def _line(line: Line, screenplay: Screenplay) -> str:
     text = _text(line.text)
     if line.scene_number:
         number = _text(line.scene_number)
@@ -124,7 +171,16 @@ def _line(line: Line) -> str:
             f'<span class="scene-number left">{number}</span>{text}'
             f'<span class="scene-number right">{number}</span>'
         )
-    return f'<p class="line {line.kind.value}">{text}</p>'
+    if not line.revision:
+        return f'<p class="line {line.kind.value}">{text}</p>'
+    style = screenplay.revision(line.revision)
+    # Where the PDF puts it; the line's box starts at the text column, 1.5" from the edge.
+    mark_at = revision_mark_inches(line.scene_number) - LEFT_MARGIN_INCHES
+    return (
+        f'<p class="line {line.kind.value} revised" data-revision="{style.id}" '
+        f'style="background: {style.hex}">{text}'
+        f'<span class="revision-mark" style="left: {mark_at:.2f}in">*</span></p>'
+    )
 
 
 def _text(text: str) -> str:

@@ -12,7 +12,9 @@ last thing on a page (it moves over with the blank line and at least one line of
 action splits between any two lines; dialogue splits only after a dialogue line that ends a
 sentence (on a page of its own, after any dialogue line), with `(MORE)` at the bottom and the cue
 repeated as `NAME (CONT'D)` on the next page, both counted; `===` starts a new page. Each
-character counts as one column (wide East Asian characters are not doubled).
+character counts as one column (wide East Asian characters are not doubled). Every line of a
+paragraph changed in a revision set carries that set (`Line.revision`), so the formats mark it;
+for dialogue that is the cue, parentheticals, speech, (MORE) and the (CONT'D) cue.
 
 The title page is a page of its own but is not counted: `page_count` is the number of body pages
 (the numbered pages), and the runtime estimate is one minute per body page.
@@ -34,6 +36,7 @@ from services.scene.fountain import (
     ParsedScript,
     parse_fountain,
 )
+from shared.revisions import MAX_LABEL_CHARS
 
 LINES_PER_PAGE = 55
 SECONDS_PER_PAGE = 60.0
@@ -46,6 +49,8 @@ TOP_MARGIN_INCHES = 1.0
 PAGE_NUMBER_TOP_INCHES = 0.5
 CHARS_PER_INCH = 10
 LINES_PER_INCH = 6
+SCENE_NUMBER_RIGHT_INCHES = 7.75  # Right scene numbers start here (left ones end at 1.25").
+REVISION_MARK_INCHES = 7.75  # A changed line's asterisk (FDX's <Revisions Location>).
 MORE = "(MORE)"
 # A line that ends a sentence: dialogue is broken across pages only there when it can be.
 SENTENCE_END_RE = re.compile("[.!?\u2026:;\u2014][\"'\u201d\u2019)\\]]*\\s*$")
@@ -86,6 +91,7 @@ class Line(NamedTuple):
     kind: LineKind
     text: str
     scene_number: str = ""  # Set on the first line of a numbered scene heading only.
+    revision: int = 0  # The revision set that changed its paragraph (0: none): it gets a mark.
 
 
 Page = tuple[Line, ...]
@@ -104,6 +110,15 @@ class Layout:
     @property
     def runtime_seconds(self) -> float:
         return runtime_seconds(self.page_count)
+
+
+def revision_mark_inches(scene_number: str) -> float:
+    """Where a changed line's asterisk starts, from the page's left edge: 7.75", or after the
+    right scene number of a heading (one column after it while there is room on the page)."""
+    if not scene_number:
+        return REVISION_MARK_INCHES
+    gap = 1 if len(scene_number) < MAX_LABEL_CHARS else 0
+    return SCENE_NUMBER_RIGHT_INCHES + (len(scene_number) + gap) / CHARS_PER_INCH
 
 
 def runtime_seconds(page_count: int) -> float:
@@ -162,31 +177,37 @@ def _is_printed(block: Block) -> bool:
     )
 
 
-def _lines_of(kind: LineKind, text: str) -> list[Line]:
+def _lines_of(kind: LineKind, text: str, revision: int = 0) -> list[Line]:
     width = GEOMETRY[kind][1]
     if kind is LineKind.PARENTHETICAL and text.startswith("(") and len(text) > width:
-        return _hanging(kind, text, width)
-    return [Line(kind, line) for line in wrap(text, width)]
+        return _hanging(kind, text, width, revision)
+    return [Line(kind, line, "", revision) for line in wrap(text, width)]
 
 
-def _hanging(kind: LineKind, text: str, width: int) -> list[Line]:
+def _hanging(kind: LineKind, text: str, width: int, revision: int) -> list[Line]:
     """A wrapped parenthetical: lines after the first start one column in, under its text."""
     first, *rest = wrap(text, width)
     rest = wrap(" ".join(rest), width - 1) if rest else []
-    return [Line(kind, first), *(Line(kind, " " + line) for line in rest)]
+    return [
+        Line(kind, first, "", revision),
+        *(Line(kind, " " + line, "", revision) for line in rest),
+    ]
 
 
-def _element_lines(element: Element) -> list[Line]:
-    lines = _lines_of(LineKind(element.kind.value), element.text)
+def _element_lines(element: Element, revision: int | None = None) -> list[Line]:
+    """The element's lines, marked with `revision` (default: its own)."""
+    revision = element.revision if revision is None else revision
+    lines = _lines_of(LineKind(element.kind.value), element.text, revision)
     if element.scene_number and lines:
         lines[0] = lines[0]._replace(scene_number=element.scene_number)
     return lines
 
 
 def _dialogue_body(block: DialogueBlock) -> list[Line]:
+    """The block's parentheticals and speech: a changed block marks every line of it."""
     body: list[Line] = []
     for part in block.parts:
-        body.extend(_element_lines(part))
+        body.extend(_element_lines(part, block.revision))
     return body
 
 
@@ -240,7 +261,8 @@ class _Pager:
                 self._new_page()
 
     def place_dialogue(self, block: DialogueBlock) -> None:
-        cue = _lines_of(LineKind.CHARACTER, block.cue)
+        revision = block.revision
+        cue = _lines_of(LineKind.CHARACTER, block.cue, revision)
         body = _dialogue_body(block)
         while True:
             room = self._room()
@@ -252,9 +274,9 @@ class _Pager:
                 self.place_splittable(cue + body)
                 return
             if split > 0:
-                self._put([*cue, *body[:split], Line(LineKind.MORE, MORE)])
+                self._put([*cue, *body[:split], Line(LineKind.MORE, MORE, "", revision)])
                 body = body[split:]
-                cue = _lines_of(LineKind.CHARACTER, _continued_cue(block.cue))
+                cue = _lines_of(LineKind.CHARACTER, _continued_cue(block.cue), revision)
             self._new_page()
 
     def _split_point(self, body: list[Line], room: int) -> int:

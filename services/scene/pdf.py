@@ -7,6 +7,11 @@ lines an inch), action and headings at 1.5", dialogue 2.5", parenthetical 3.1", 
 3.7", transitions flush right at 7.5", scene numbers in both margins, page numbers ("2.") top
 right from page 2, and a title page that is not numbered.
 
+Revisions: every line of a changed paragraph gets an asterisk at 7.75" in the right margin (on a
+heading line, one column after its scene number), and a revised page (one holding a mark) names
+the newest set on it and its date in its header, left of the page number. With `page_colour`
+(off by default) a revised page is also tinted that set's paper colour.
+
 Text is drawn in the standard Courier font (one of the PDF base fonts: nothing embedded). Courier
 covers Windows-1252; any other character (Ł, Ő, €...) is drawn from Courier Prime, the
 screenwriting font that ships with `screenplain`, embedded as a subset and metric-compatible with
@@ -27,6 +32,7 @@ import io
 import logging
 import threading
 
+from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import LETTER
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
@@ -39,14 +45,16 @@ from services.scene.layout import (
     LINES_PER_INCH,
     PAGE_NUMBER_TOP_INCHES,
     RIGHT_EDGE_INCHES,
+    SCENE_NUMBER_RIGHT_INCHES,
     TOP_MARGIN_INCHES,
     Line,
     LineKind,
     Page,
     TitleLine,
+    revision_mark_inches,
     title_page_lines,
 )
-from services.scene.screenplay import Screenplay
+from services.scene.screenplay import RevisionStyle, Screenplay
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +69,18 @@ PAGE_HEIGHT = LETTER[1]
 LEFT = LEFT_MARGIN_INCHES * INCH
 RIGHT = RIGHT_EDGE_INCHES * INCH
 LEFT_SCENE_NUMBER_END = LEFT - 0.25 * INCH  # Right-aligned in the left margin.
-RIGHT_SCENE_NUMBER_START = RIGHT + 0.25 * INCH
+RIGHT_SCENE_NUMBER_START = SCENE_NUMBER_RIGHT_INCHES * INCH
+REVISION_MARK = "*"
+HEADER_GAP_CHARS = 6  # Between a revised page's header and the page number column's end.
+# A longer header (validation keeps names shorter) is cut so it starts in the left margin.
+HEADER_MAX_CHARS = int((RIGHT - LEFT_SCENE_NUMBER_END) / CHAR_WIDTH) - HEADER_GAP_CHARS
 FALLBACK_FONT = "DoppelCourierPrime"
 FALLBACK_FONT_FILE = ("screenplain.export", "courier_prime", "Courier Prime.ttf")
 
 
-def write_pdf(screenplay: Screenplay) -> bytes:
-    """The screenplay as PDF: title page (when it has one), then the numbered body pages."""
+def write_pdf(screenplay: Screenplay, page_colour: bool = False) -> bytes:
+    """The screenplay as PDF: title page (when it has one), then the numbered body pages;
+    `page_colour` tints each revised page in its set's colour."""
     buffer = io.BytesIO()
     pdf = Canvas(
         buffer, pagesize=LETTER, invariant=True, pageCompression=True, initialFontName=FONT
@@ -80,7 +93,10 @@ def write_pdf(screenplay: Screenplay) -> bytes:
         _draw_title_page(pdf, title_page_lines(screenplay.script.title_page))
         drawn = True
     for number, page in enumerate(screenplay.layout.pages, start=1):
-        _draw_body_page(pdf, page, number)
+        revision = screenplay.page_revision(page)
+        if revision is not None and page_colour:
+            _tint_page(pdf, revision.hex)
+        _draw_body_page(pdf, page, number, revision)
         drawn = True
     if not drawn:  # A PDF needs a page; an empty script gets a blank one.
         pdf.showPage()
@@ -104,11 +120,14 @@ def _draw_title_page(pdf: Canvas, lines: list[TitleLine]) -> None:
     pdf.showPage()
 
 
-def _draw_body_page(pdf: Canvas, page: Page, number: int) -> None:
+def _draw_body_page(pdf: Canvas, page: Page, number: int, revision: RevisionStyle | None) -> None:
+    top = PAGE_HEIGHT - PAGE_NUMBER_TOP_INCHES * INCH - BASELINE_DROP
+    if revision is not None:
+        header = revision.header[:HEADER_MAX_CHARS]
+        _draw_text(pdf, RIGHT - (len(header) + HEADER_GAP_CHARS) * CHAR_WIDTH, top, header)
     if number > 1:
         label = f"{number}."
-        top = PAGE_NUMBER_TOP_INCHES * INCH + BASELINE_DROP
-        _draw_text(pdf, RIGHT - len(label) * CHAR_WIDTH, PAGE_HEIGHT - top, label)
+        _draw_text(pdf, RIGHT - len(label) * CHAR_WIDTH, top, label)
     for row, line in enumerate(page):
         if line.kind is LineKind.BLANK or not line.text:
             continue
@@ -120,7 +139,22 @@ def _draw_body_page(pdf: Canvas, page: Page, number: int) -> None:
         _draw_text(pdf, _line_x(line), y, line.text)
         if line.scene_number:
             _draw_text(pdf, RIGHT_SCENE_NUMBER_START, y, line.scene_number)
+        if line.revision:
+            _draw_text(pdf, revision_mark_x(line), y, REVISION_MARK)
     pdf.showPage()
+
+
+def revision_mark_x(line: Line) -> float:
+    """Where a changed line's asterisk goes, in points from the page's left edge."""
+    return revision_mark_inches(line.scene_number) * INCH
+
+
+def _tint_page(pdf: Canvas, hex_colour: str) -> None:
+    """Fills the page with a revision set's paper colour, under everything drawn after it."""
+    pdf.saveState()
+    pdf.setFillColor(HexColor(hex_colour))
+    pdf.rect(0, 0, LETTER[0], PAGE_HEIGHT, stroke=0, fill=1)
+    pdf.restoreState()
 
 
 def _baseline(row: int) -> float:

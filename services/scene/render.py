@@ -7,6 +7,7 @@ are ours; PDF is drawn with reportlab from our paginator (see `pdf`); HTML mirro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,13 +63,16 @@ class Renderer:
     threaded: bool = True
 
     def render_episode(self, episode: episode_pb2.Episode) -> Document:
-        return self._document(render_episode(episode), len(episode.scenes))
+        return self._document(render_episode(episode), len(episode.scenes), episode.revision)
 
     def render_scene(self, scene: episode_pb2.Scene) -> Document:
-        return self._document(render_scene(scene), 1)
+        """A lone scene has no revision state: its marks print in the colours of the order."""
+        return self._document(render_scene(scene), 1, None)
 
-    def _document(self, fountain: str, scene_count: int) -> Document:
-        screenplay = Screenplay.from_fountain(fountain)
+    def _document(
+        self, fountain: str, scene_count: int, revision: episode_pb2.RevisionState | None
+    ) -> Document:
+        screenplay = Screenplay.from_fountain(fountain, revision)
         data = self.write(screenplay)
         page_count = screenplay.layout.page_count
         return Document(self.format, self.media_type, data, page_count, scene_count)
@@ -82,6 +86,13 @@ FOUNTAIN = Renderer(
     threaded=False,
 )
 PDF = Renderer("pdf", scene_pb2.DOCUMENT_FORMAT_PDF, pdf.MEDIA_TYPE, pdf.write_pdf)
+# DOPPEL_REVISION_PAGE_COLOR: revised pages tinted in their set's paper colour.
+PDF_PAGE_COLOUR = Renderer(
+    "pdf",
+    scene_pb2.DOCUMENT_FORMAT_PDF,
+    pdf.MEDIA_TYPE,
+    functools.partial(pdf.write_pdf, page_colour=True),
+)
 FDX = Renderer("fdx", scene_pb2.DOCUMENT_FORMAT_FDX, fdx.MEDIA_TYPE, fdx.write_fdx)
 HTML = Renderer("html", scene_pb2.DOCUMENT_FORMAT_HTML, html_page.MEDIA_TYPE, html_page.write_html)
 RENDERERS: Mapping[int, Renderer] = {r.format: r for r in (FOUNTAIN, PDF, FDX, HTML)}
@@ -94,8 +105,12 @@ def resolve_format(requested: int) -> int:
     return requested
 
 
-def renderer_for(requested: int) -> Renderer | None:
-    return RENDERERS.get(resolve_format(requested))
+def renderer_for(requested: int, page_colour: bool = False) -> Renderer | None:
+    """The renderer of a format; `page_colour` picks the PDF that tints revised pages."""
+    resolved = resolve_format(requested)
+    if page_colour and resolved == PDF.format:
+        return PDF_PAGE_COLOUR
+    return RENDERERS.get(resolved)
 
 
 def format_error(requested: int) -> str | None:

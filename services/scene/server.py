@@ -59,7 +59,10 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
         cache: DocumentCache | None = None,
         render_timeout_seconds: float = RENDER_TIMEOUT_SECONDS,
         gate: RenderGate | None = None,
+        page_colour: bool = False,
     ) -> None:
+        # DOPPEL_REVISION_PAGE_COLOR; fixed for the service's life, so its cache never mixes.
+        self._page_colour = page_colour
         self._tracer = telemetry.tracer
         self._faults = telemetry.faults
         self._cache = DocumentCache() if cache is None else cache
@@ -74,7 +77,7 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
             error = await _maybe_in_thread(large, check_scene_request, request)
             if error:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-            renderer = _renderer(request.format)
+            renderer = _renderer(request.format, self._page_colour)
             await self._injected_delay()
             document = await self._render(
                 context, renderer, b"scene", request.scene, large, renderer.render_scene
@@ -93,7 +96,7 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
             error = await _maybe_in_thread(large, check_episode_request, request)
             if error:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-            renderer = _renderer(request.format)
+            renderer = _renderer(request.format, self._page_colour)
             await self._injected_delay()
             document = await self._render(
                 context, renderer, b"episode", request.episode, large, renderer.render_episode
@@ -186,8 +189,8 @@ class SceneService(scene_pb2_grpc.SceneServiceServicer):
             raise  # Unreachable: abort raises.
 
 
-def _renderer(requested: int) -> Renderer:
-    renderer = renderer_for(requested)
+def _renderer(requested: int, page_colour: bool) -> Renderer:
+    renderer = renderer_for(requested, page_colour)
     if renderer is None:  # Validation has already rejected the format.
         raise ValueError(f"no renderer for format {requested}")
     return renderer
@@ -226,7 +229,12 @@ async def create_scene_server(
     """Starts SceneService on `settings.scene_port` (0: the OS picks; see `.port`), with at most
     `render_workers` render threads and `render_workers + render_queue` calls admitted."""
     gate = RenderGate(render_workers, render_queue)
-    service = SceneService(telemetry, render_timeout_seconds=render_timeout_seconds, gate=gate)
+    service = SceneService(
+        telemetry,
+        render_timeout_seconds=render_timeout_seconds,
+        gate=gate,
+        page_colour=settings.revision_page_color,
+    )
 
     def register(server: grpc.aio.Server) -> list[str]:
         scene_pb2_grpc.add_SceneServiceServicer_to_server(service, server)

@@ -33,9 +33,8 @@ from typing import Any
 from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2
-from services.script import writer as procedural
+from services.script import catalog, procedural
 from services.script.llm import prompts, schema
-from shared import catalog
 
 ANTHROPIC_PATH = "/v1/messages"
 OPENAI_PATH = "/v1/chat/completions"
@@ -105,6 +104,7 @@ class LLMServer:
         self._accepted: deque[float] = deque()
         self._faults: deque[tuple[str, str | None]] = deque()
         self._cached_contexts: set[int] = set()
+        self.plans = procedural.EpisodePlans()  # the procedural writer's, kept between requests
         self._lock = threading.Lock()
         self._httpd = _ThreadingServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(
@@ -248,13 +248,14 @@ def _outline(request: dict[str, Any]) -> episode_pb2.Outline:
     )
 
 
-def _scene_payload(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+def _scene_payload(
+    story: tuple[Any, ...], request: dict[str, Any], seed: int, plans: procedural.EpisodePlans
+) -> dict[str, Any]:
     show, setting, cast, _ = story
     outline = _outline(request)
-    scene = procedural.write_scene(
-        show, setting, cast, outline, request["scene_index"], seed, list(request.get("earlier", []))
-    )
-    return schema.scene_payload(scene)
+    index = request["scene_index"]
+    plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
+    return schema.scene_payload(procedural.write_planned_scene(plan, index))
 
 
 def _scene(
@@ -265,16 +266,19 @@ def _scene(
     return schema.scene_to_proto(reply, request["scene_index"], outline, story[2], story[1])
 
 
-def _revised_scene(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+def _revised_scene(
+    story: tuple[Any, ...], request: dict[str, Any], seed: int, plans: procedural.EpisodePlans
+) -> dict[str, Any]:
     show, setting, cast, _ = story
     outline = _outline(request)
-    scene = procedural.revise_scene(
-        show, setting, cast, outline, _scene(story, request, outline), seed, request["notes"]
-    )
-    return schema.scene_payload(scene)
+    index = _scene(story, request, outline).index
+    plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
+    return schema.scene_payload(procedural.revise_planned_scene(plan, index, request["notes"]))
 
 
-def _rewritten_line(story: tuple[Any, ...], request: dict[str, Any], seed: int) -> dict[str, Any]:
+def _rewritten_line(
+    story: tuple[Any, ...], request: dict[str, Any], seed: int, plans: procedural.EpisodePlans
+) -> dict[str, Any]:
     """The procedural writer's punch-up; when it keeps the line, a plain topper."""
     show, setting, cast, _ = story
     joke_fields = request["joke"]
@@ -286,15 +290,16 @@ def _rewritten_line(story: tuple[Any, ...], request: dict[str, Any], seed: int) 
         role=schema.ROLES[joke_fields["role"]],
     )
     original = joke_fields["text"].strip()
-    text = procedural.punch_up(show, setting, cast, scene, joke, seed)
+    kernel = plans.kernel(show, setting, cast, seed)
+    text = procedural.punch_up(show, setting, cast, scene, joke, seed, kernel=kernel)
     if schema.line_problems(schema.LineOut(text=text), original):
         prop = setting.props[0] if setting.props else "paperwork"
         text = f"{original} Blame the {prop}."
     return {"text": text}
 
 
-def answer(context_text: str, task_text: str) -> dict[str, Any]:
-    """The reply JSON for one of our prompts."""
+def answer(context_text: str, task_text: str, plans: procedural.EpisodePlans) -> dict[str, Any]:
+    """The reply JSON for one of our prompts; `plans` keeps the episode plans between calls."""
     story = _story(context_text)
     request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
     task, seed = request["task"], int(request.get("seed", 0))
@@ -303,14 +308,15 @@ def answer(context_text: str, task_text: str) -> dict[str, Any]:
         outline = procedural.write_outline(
             show, setting, cast, relationships, request["scene_count"], seed,
             request.get("target_runtime_seconds", 0.0),
+            kernel=plans.kernel(show, setting, cast, seed),
         )  # fmt: skip
         return schema.outline_payload(outline)
     if task == "scene":
-        return _scene_payload(story, request, seed)
+        return _scene_payload(story, request, seed, plans)
     if task == "revise":
-        return _revised_scene(story, request, seed)
+        return _revised_scene(story, request, seed, plans)
     if task == "rewrite":
-        return _rewritten_line(story, request, seed)
+        return _rewritten_line(story, request, seed, plans)
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -386,7 +392,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(server.slow_seconds)
             if fault == "bad_body":
                 return 200, None, {}, b'{"id": "msg_01", "content": [{"type": "te'
-            payload = answer(context_text, task_text)
+            payload = answer(context_text, task_text, server.plans)
             text = json.dumps(_invalid(payload) if fault == "invalid" else payload)
             stop = "end_turn"
             if fault == "malformed":

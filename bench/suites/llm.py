@@ -26,11 +26,11 @@ from bench.measure import Figure, percentile
 from bench.stacks import running, stack_env
 from bench.suites.common import Scale
 from doppelganger.v1 import script_pb2, script_pb2_grpc
-from services.script import writer as procedural
+from services.script import catalog, procedural
 from services.script.llm import prompts
 from services.script.llm.writer import context_block
-from services.script.writers import StoryContext, build_writers
-from shared import catalog
+from services.script.writers import build_writers
+from services.script.writing import StoryContext
 from shared.config import Settings
 from shared.telemetry import Telemetry
 

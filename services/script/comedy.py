@@ -1,8 +1,8 @@
 """The comedy pass: every joke scored on the named dimensions, the weakest payoffs rewritten.
 
-Scoring is `writer.score_joke` (dimensions and weights: `writer.JOKE_WEIGHTS`), with the dialogue
-heard just before the line as context and, as callback terms, the props already mentioned in
-earlier scenes. Setups are scored but never rewritten: a setup's job is to be plain.
+Scoring is `procedural.score_joke` (dimensions and weights: `procedural.JOKE_WEIGHTS`), with the
+dialogue heard just before the line as context and, as callback terms, the props already mentioned
+in earlier scenes. Setups are scored but never rewritten: a setup's job is to be plain.
 
 The weakest REWRITE_SHARE of the payoffs (punchlines and callbacks; at least one) go to the
 writer's `rewrite_line`, all at once (at most `parallel` calls in flight). A rewrite replaces the
@@ -22,9 +22,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2
-from services.script import writer as procedural
+from services.script import procedural
 from services.script.validation import element_seconds
-from services.script.writers import StoryContext, Writer
+from services.script.writing import StoryContext, Writer
 
 log = logging.getLogger(__name__)
 

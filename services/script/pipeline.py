@@ -19,14 +19,13 @@ from google.protobuf.message import DecodeError
 from opentelemetry import metrics, trace
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
-from services.script import comedy, store
-from services.script import writer as procedural
+from services.script import comedy, procedural, store
 from services.script.comedy import comedy_pass
 from services.script.llm.provenance import collect_provenance
 from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
 from services.script.validation import allocate_targets, validate_episode
-from services.script.writers import StoryContext, Writer
+from services.script.writing import StoryContext, Writer
 from shared.telemetry import Telemetry, trace_id_hex
 
 log = logging.getLogger(__name__)

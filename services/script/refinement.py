@@ -26,7 +26,7 @@ from opentelemetry import trace
 from doppelganger.v1 import episode_pb2
 from services.script.comedy import comedy_pass
 from services.script.validation import validate_episode
-from services.script.writers import StoryContext, Writer
+from services.script.writing import StoryContext, Writer
 
 log = logging.getLogger(__name__)
 Severity = episode_pb2.Severity

@@ -8,8 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2, script_pb2
-from services.script import writer as procedural
-from shared import catalog
+from services.script import catalog, procedural
 
 MAX_SHOW_CHARS = 200
 MAX_SETTING_CHARS = 2000

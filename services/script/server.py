@@ -20,9 +20,8 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.script import store
+from services.script import catalog, store
 from services.script.llm.caller import client_deadline
-from services.script.llm.errors import WriterError
 from services.script.pipeline import (
     EpisodePipeline,
     PipelineDeps,
@@ -41,8 +40,8 @@ from services.script.requests import (
     validate_generate,
     validate_regenerate,
 )
-from services.script.writers import Writer, build_writers
-from shared import catalog
+from services.script.writers import build_writers
+from services.script.writing import Writer, WriterError
 from shared.config import Settings
 from shared.server import ServiceServer, create_channel, start_server
 from shared.telemetry import Telemetry

@@ -99,7 +99,7 @@ def test_build_stage_produces_every_module_and_data_file(tmp_path: Path) -> None
         assert f"services/{service}/__main__.py" in names
     assert {
         "shared/healthcheck.py",
-        "shared/catalog/shows.json",
+        "services/script/catalog/shows.json",
         "doppelganger/v1/script_pb2.py",
     } <= names
 

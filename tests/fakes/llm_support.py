@@ -11,9 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.llm_server import LLMServer
-from services.script import writer as procedural
-from services.script.writers import StoryContext
-from shared import catalog
+from services.script import catalog, procedural
+from services.script.writing import StoryContext
 from shared.config import Settings
 from shared.telemetry import Telemetry
 

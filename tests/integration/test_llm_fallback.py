@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
-from services.script import writer as procedural
+from services.script import procedural
 from services.script.llm import BudgetExceeded
 from services.script.llm.provenance import collect_provenance
 from services.script.writers import build_writers

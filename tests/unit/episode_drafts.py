@@ -4,10 +4,11 @@ as the pipeline drives it (request validation, cast, outline with its runtime ta
 from __future__ import annotations
 
 from doppelganger.v1 import episode_pb2, script_pb2
-from services.script import writer as procedural
+from services.script import procedural
+from services.script.procedural import ProceduralWriter
 from services.script.requests import RuntimeDefaults, validate_generate
 from services.script.validation import allocate_targets
-from services.script.writers import ProceduralWriter, StoryContext
+from services.script.writing import StoryContext
 
 WRITER = ProceduralWriter()
 DEFAULTS = RuntimeDefaults(episode_seconds=22 * 60.0, scene_seconds=120.0)

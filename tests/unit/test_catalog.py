@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from shared import catalog
+from services.script import catalog
 
 
 def test_catalog_has_at_least_eight_fully_specified_shows() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.script.llm.budget import Budgets, EpisodeBudget, Prices, Usage
-from services.script.llm.errors import BudgetExceeded
+from services.script.writing import BudgetExceeded
 from shared.config import Settings
 
 

@@ -9,9 +9,14 @@ import pytest
 
 from doppelganger.v1 import episode_pb2
 from services.script.llm.chain import FallbackWriter
-from services.script.llm.errors import BudgetExceeded, InvalidOutputError, ProviderError
 from services.script.llm.provenance import collect_provenance, current_part
-from services.script.writers import StoryContext, Writer
+from services.script.writing import (
+    BudgetExceeded,
+    InvalidOutputError,
+    ProviderError,
+    StoryContext,
+    Writer,
+)
 
 CONTEXT = StoryContext(
     show=episode_pb2.Show(id="s"), setting=episode_pb2.Setting(id="t"), cast=(),

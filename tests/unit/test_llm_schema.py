@@ -8,10 +8,9 @@ import json
 import pytest
 
 from doppelganger.v1 import episode_pb2
-from services.script import writer as procedural
+from services.script import catalog, procedural
 from services.script.llm import prompts, schema
 from services.script.validation import element_seconds
-from shared import catalog
 
 
 @pytest.fixture(scope="module")

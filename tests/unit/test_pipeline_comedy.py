@@ -10,8 +10,9 @@ import pytest
 from doppelganger.v1 import episode_pb2
 from services.script import comedy
 from services.script.comedy import comedy_pass, joke_line
+from services.script.procedural import ProceduralWriter
 from services.script.validation import element_seconds
-from services.script.writers import ProceduralWriter, StoryContext
+from services.script.writing import StoryContext
 from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
 
 SETUP = episode_pb2.JOKE_ROLE_SETUP

@@ -10,9 +10,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import episode_pb2
+from services.script.procedural import ProceduralWriter
 from services.script.refinement import RefinementPolicy, refine, scene_notes
 from services.script.validation import validate_episode
-from services.script.writers import ProceduralWriter, StoryContext
+from services.script.writing import StoryContext
 from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
 
 NO_TRACE = trace.NoOpTracer()

@@ -16,11 +16,11 @@ import pytest
 from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
+from services.script import catalog
 from services.script.comedy import comedy_pass
 from services.script.refinement import RefinementPolicy, refine
 from services.script.validation import DEFAULT_THRESHOLD, target_runtime, validate_episode
-from services.script.writers import StoryContext
-from shared import catalog
+from services.script.writing import StoryContext
 from tests.unit.episode_drafts import WRITER, dialogue, draft_episode
 
 SETTINGS = ("mars-colony-2157", "enchanted-forest", "a haunted lighthouse off the coast of Maine")

@@ -14,8 +14,7 @@ from screenplain.types import Dialog, DualDialog, Slug
 from doppelganger.v1 import episode_pb2
 from services.scene.fountain import parse_fountain, render_episode, render_scene, split_cue
 from services.scene.render import RENDERERS
-from services.script import writer
-from shared import catalog
+from services.script import catalog, procedural
 from tests.unit.test_fountain import action, line, scene, transition
 
 SHOW_IDS = [show.id for show in catalog.load_shows()]
@@ -36,10 +35,10 @@ def generated_episode(
     show = catalog.find_show(show_id)
     assert show is not None
     setting = catalog.resolve_setting(setting_text)
-    cast, relationships = writer.transform_cast(show, setting, seed)
-    outline = writer.write_outline(show, setting, cast, relationships, scene_count, seed)
+    cast, relationships = procedural.transform_cast(show, setting, seed)
+    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
     scenes = [
-        writer.write_scene(show, setting, cast, outline, index, seed)
+        procedural.write_scene(show, setting, cast, outline, index, seed)
         for index in range(scene_count)
     ]
     return episode_pb2.Episode(
@@ -50,7 +49,7 @@ def generated_episode(
         outline=outline,
         scenes=scenes,
         seed=seed,
-        writer=writer.WRITER_NAME,
+        writer=procedural.WRITER_NAME,
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from doppelganger.v1 import episode_pb2
-from services.script import validation, writer
+from services.script import catalog, procedural, validation
 from services.script.validation import validate_episode
-from shared import catalog
 from shared.config import Settings
 
 Severity = episode_pb2.Severity
@@ -17,10 +16,10 @@ def _episode(show_id: str, setting_text: str, scene_count: int, seed: int) -> ep
     show = catalog.find_show(show_id)
     assert show is not None
     setting = catalog.resolve_setting(setting_text)
-    cast, relationships = writer.transform_cast(show, setting, seed)
-    outline = writer.write_outline(show, setting, cast, relationships, scene_count, seed)
+    cast, relationships = procedural.transform_cast(show, setting, seed)
+    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
     scenes = [
-        writer.write_scene(show, setting, cast, outline, index, seed)
+        procedural.write_scene(show, setting, cast, outline, index, seed)
         for index in range(scene_count)
     ]
     return episode_pb2.Episode(

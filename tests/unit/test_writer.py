@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 
 from doppelganger.v1 import episode_pb2
-from services.script import writer
-from services.script.validation import COMEDY_INTERVAL_SECONDS, RUNNER_WEIGHT
-from shared import catalog
+from services.script import catalog, procedural
+from services.script.validation import (
+    COMEDY_INTERVAL_SECONDS,
+    DEFAULT_SCENE_SECONDS,
+    RUNNER_WEIGHT,
+)
+from services.script.writing import StoryContext
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOW_IDS = [show.id for show in catalog.load_shows()]
@@ -28,10 +32,10 @@ def _episode(
     show = catalog.find_show(show_id)
     assert show is not None
     setting = catalog.resolve_setting(setting_text)
-    cast, relationships = writer.transform_cast(show, setting, seed)
-    outline = writer.write_outline(show, setting, cast, relationships, scene_count, seed)
+    cast, relationships = procedural.transform_cast(show, setting, seed)
+    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
     scenes = [
-        writer.write_scene(show, setting, cast, outline, index, seed)
+        procedural.write_scene(show, setting, cast, outline, index, seed)
         for index in range(scene_count)
     ]
     episode = episode_pb2.Episode(
@@ -55,9 +59,9 @@ def _dialogue(scene: episode_pb2.Scene) -> list[episode_pb2.DialogueLine]:
 
 
 def test_api_names() -> None:
-    assert writer.WRITER_NAME == "procedural"
-    assert writer.PROMPT_VERSION
-    assert sum(writer.JOKE_WEIGHTS.values()) == pytest.approx(1.0)
+    assert procedural.WRITER_NAME == "procedural"
+    assert procedural.PROMPT_VERSION
+    assert sum(procedural.JOKE_WEIGHTS.values()) == pytest.approx(1.0)
 
 
 def test_same_seed_gives_identical_protos() -> None:
@@ -102,16 +106,16 @@ def test_a_scene_is_the_same_whether_or_not_other_scenes_were_written() -> None:
     show = catalog.find_show("frasier")
     assert show is not None
     setting = catalog.resolve_setting("a 1920s speakeasy")
-    cast, relationships = writer.transform_cast(show, setting, 5)
-    outline = writer.write_outline(show, setting, cast, relationships, 6, 5)
-    for cached in (writer._kernel_cached, writer._joke_plan, writer._owners, writer._candidates):
-        cached.cache_clear()
-    writer._families.cache_clear()
-    alone = writer.write_scene(show, setting, cast, outline, 4, 5)
-    in_order = [writer.write_scene(show, setting, cast, outline, i, 5) for i in range(6)]
-    backwards = [writer.write_scene(show, setting, cast, outline, i, 5) for i in range(5, -1, -1)]
+    cast, relationships = procedural.transform_cast(show, setting, 5)
+    outline = procedural.write_outline(show, setting, cast, relationships, 6, 5)
+    alone = procedural.write_scene(show, setting, cast, outline, 4, 5)
+    plan = procedural.plan_episode(show, setting, cast, 5, outline)
+    in_order = [procedural.write_planned_scene(plan, i) for i in range(6)]
+    backwards = [procedural.write_planned_scene(plan, i) for i in range(5, -1, -1)]
     assert _bytes(alone) == _bytes(in_order[4]) == _bytes(backwards[1])
-    with_summaries = writer.write_scene(show, setting, cast, outline, 4, 5, ["earlier", "beats"])
+    with_summaries = procedural.write_scene(
+        show, setting, cast, outline, 4, 5, ["earlier", "beats"]
+    )
     assert _bytes(with_summaries) == _bytes(alone)
 
 
@@ -119,7 +123,7 @@ def test_transform_cast_renames_with_an_echo_and_keeps_relationships() -> None:
     show = catalog.find_show("i love lucy")
     assert show is not None
     setting = catalog.resolve_setting("a Mars colony in 2157")
-    cast, relationships = writer.transform_cast(show, setting, 0)
+    cast, relationships = procedural.transform_cast(show, setting, 0)
     originals = [character.name for character in show.characters]
     assert [c.original_name for c in cast] == originals
     names = [c.name for c in cast]
@@ -137,13 +141,13 @@ def test_transform_cast_renames_with_an_echo_and_keeps_relationships() -> None:
     assert {(r.from_character, r.to_character) for r in relationships} <= {
         (a, b) for a in names for b in names
     }
-    assert writer.transform_cast(show, setting, 99) == (cast, relationships)
+    assert procedural.transform_cast(show, setting, 99) == (cast, relationships)
 
 
 def test_catchphrases_are_adapted_to_the_setting() -> None:
     show = catalog.find_show("the honeymooners")
     assert show is not None
-    cast, _ = writer.transform_cast(show, catalog.resolve_setting("mars-colony-2157"), 0)
+    cast, _ = procedural.transform_cast(show, catalog.resolve_setting("mars-colony-2157"), 0)
     ralph = next(c for c in cast if c.original_name == "Ralph")
     alice = next(c for c in cast if c.original_name == "Alice")
     assert f"Bang, zoom! To Earth, {alice.name}!" in ralph.catchphrases
@@ -194,9 +198,9 @@ def test_a_and_b_plots_touch_at_the_climax() -> None:
 def test_outline_rejects_scene_counts_out_of_range(bad: int) -> None:
     show = catalog.load_shows()[0]
     setting = catalog.load_settings()[0]
-    cast, relationships = writer.transform_cast(show, setting, 0)
+    cast, relationships = procedural.transform_cast(show, setting, 0)
     with pytest.raises(ValueError, match="scene_count"):
-        writer.write_outline(show, setting, cast, relationships, bad, 0)
+        procedural.write_outline(show, setting, cast, relationships, bad, 0)
 
 
 def _check_scene(scene: episode_pb2.Scene, index: int, cast_names: set[str]) -> None:
@@ -233,7 +237,7 @@ def _check_jokes(scene: episode_pb2.Scene, pattern_ids: set[str]) -> None:
         assert joke.pattern in pattern_ids
         assert joke.role != episode_pb2.JOKE_ROLE_UNSPECIFIED
         assert 0.0 <= joke.score <= 1.0
-        assert set(joke.dimensions) == set(writer.JOKE_WEIGHTS)
+        assert set(joke.dimensions) == set(procedural.JOKE_WEIGHTS)
         assert 0 < joke.offset_seconds <= scene.duration_seconds + 0.1
 
 
@@ -285,7 +289,7 @@ def test_catchphrases_are_used_sparingly() -> None:
 
 
 def test_every_library_pattern_has_joke_templates() -> None:
-    assert {pattern.id for pattern in catalog.load_patterns()} == set(writer.JOKES)
+    assert {pattern.id for pattern in catalog.load_patterns()} == set(procedural.JOKES)
 
 
 def test_score_joke_is_pure_and_weighted() -> None:
@@ -293,10 +297,10 @@ def test_score_joke_is_pure_and_weighted() -> None:
     assert pattern is not None
     text = "Huh. I'll put the oxygen scrubber on the list."
     setting = catalog.resolve_setting("mars-colony-2157")
-    score, dimensions = writer.score_joke(text, pattern, setting=setting)
-    assert writer.score_joke(text, "deadpan", setting=setting) == (score, dimensions)
-    assert set(dimensions) == set(writer.JOKE_WEIGHTS)
-    weighted = sum(writer.JOKE_WEIGHTS[name] * value for name, value in dimensions.items())
+    score, dimensions = procedural.score_joke(text, pattern, setting=setting)
+    assert procedural.score_joke(text, "deadpan", setting=setting) == (score, dimensions)
+    assert set(dimensions) == set(procedural.JOKE_WEIGHTS)
+    weighted = sum(procedural.JOKE_WEIGHTS[name] * value for name, value in dimensions.items())
     assert score == pytest.approx(weighted, abs=1e-3)
     assert 0.0 <= score <= 1.0
 
@@ -306,20 +310,20 @@ def test_score_joke_dimensions_respond_to_the_text() -> None:
     schemer = episode_pb2.Character(name="Lux", archetype="schemer")
     mars = catalog.resolve_setting("mars-colony-2157")
     line = "Huh. I'll put the dust storm on the list."
-    _, fit = writer.score_joke(line, "deadpan", speaker=cynic)
-    _, misfit = writer.score_joke(line, "deadpan", speaker=schemer)
+    _, fit = procedural.score_joke(line, "deadpan", speaker=cynic)
+    _, misfit = procedural.score_joke(line, "deadpan", speaker=schemer)
     assert fit["character_fit"] > misfit["character_fit"]
-    _, local = writer.score_joke(line, "deadpan", setting=mars)
-    _, generic = writer.score_joke("Huh. I'll put it on the list.", "deadpan", setting=mars)
+    _, local = procedural.score_joke(line, "deadpan", setting=mars)
+    _, generic = procedural.score_joke("Huh. I'll put it on the list.", "deadpan", setting=mars)
     assert local["setting_fit"] > generic["setting_fit"]
-    _, long_line = writer.score_joke(" ".join(["word"] * 40), "deadpan")
+    _, long_line = procedural.score_joke(" ".join(["word"] * 40), "deadpan")
     assert long_line["brevity"] < 0.5
-    _, callback = writer.score_joke(line, "callback", callback_terms=["dust storm"])
+    _, callback = procedural.score_joke(line, "callback", callback_terms=["dust storm"])
     assert callback["callback"] == 1.0
-    _, heard = writer.score_joke(line, "deadpan", context=[line])
-    _, fresh = writer.score_joke(line, "deadpan", context=["Something else entirely."])
+    _, heard = procedural.score_joke(line, "deadpan", context=[line])
+    _, fresh = procedural.score_joke(line, "deadpan", context=["Something else entirely."])
     assert fresh["surprise"] > heard["surprise"]
-    _, flat = writer.score_joke("I'll put it on the list of the", "deadpan")
+    _, flat = procedural.score_joke("I'll put it on the list of the", "deadpan")
     assert flat["punch"] < fresh["punch"]
 
 
@@ -333,18 +337,18 @@ def _lines(scenes: list[episode_pb2.Scene]) -> list[str]:
 
 def test_auto_scene_count_picks_8_to_12_scenes_for_22_minutes() -> None:
     for show in catalog.load_shows():
-        counts = {writer.auto_scene_count(show, seed, 22 * 60.0, 120.0) for seed in range(20)}
+        counts = {procedural.auto_scene_count(show, seed, 22 * 60.0, 120.0) for seed in range(20)}
         assert counts <= set(range(8, 13)), show.id
         assert len(counts) > 1, f"{show.id}: the count should vary with the seed"
         for count in counts:
-            assert writer._longest_scene(show, count, 22 * 60.0) <= 175
+            assert procedural.longest_scene_seconds(show, count, 22 * 60.0) <= 175
 
 
 def test_auto_scene_count_follows_the_configured_lengths() -> None:
     show = catalog.find_show("the-honeymooners")
     assert show is not None
-    short = {writer.auto_scene_count(show, seed, 10 * 60.0, 120.0) for seed in range(10)}
-    long = {writer.auto_scene_count(show, seed, 30 * 60.0, 150.0) for seed in range(10)}
+    short = {procedural.auto_scene_count(show, seed, 10 * 60.0, 120.0) for seed in range(10)}
+    long = {procedural.auto_scene_count(show, seed, 30 * 60.0, 150.0) for seed in range(10)}
     assert short == {8}  # 5 scenes of 120 s would be fewer than 8: the floor holds
     assert max(long) == 12 and min(long) >= 11
 
@@ -353,8 +357,8 @@ def test_outline_shares_the_runtime_target_among_the_beats() -> None:
     show = catalog.find_show("seinfeld")
     assert show is not None
     setting = catalog.resolve_setting("mars-colony-2157")
-    cast, relationships = writer.transform_cast(show, setting, 2)
-    outline = writer.write_outline(show, setting, cast, relationships, 10, 2, 1320.0)
+    cast, relationships = procedural.transform_cast(show, setting, 2)
+    outline = procedural.write_outline(show, setting, cast, relationships, 10, 2, 1320.0)
     beats = [beat for act in outline.acts for beat in act.beats]
     assert outline.target_runtime_seconds == 1320.0
     assert sum(beat.target_seconds for beat in beats) == pytest.approx(1320.0, abs=1.0)
@@ -362,8 +366,8 @@ def test_outline_shares_the_runtime_target_among_the_beats() -> None:
     acts = {b.target_seconds for b in beats if b.plot != episode_pb2.PLOT_LINE_RUNNER}
     assert len(runner) == 1 and len(acts) == 1
     assert runner.pop() == pytest.approx(RUNNER_WEIGHT * acts.pop(), abs=0.1)
-    default = writer.write_outline(show, setting, cast, relationships, 3, 2)
-    assert default.target_runtime_seconds == 3 * writer.DEFAULT_SCENE_SECONDS
+    default = procedural.write_outline(show, setting, cast, relationships, 3, 2)
+    assert default.target_runtime_seconds == 3 * DEFAULT_SCENE_SECONDS
 
 
 @pytest.mark.parametrize("target", [60.0, 90.0, 120.0, 150.0, 175.0])
@@ -371,14 +375,14 @@ def test_scenes_are_written_to_their_runtime_target(target: float) -> None:
     show = catalog.find_show("cheers")
     assert show is not None
     setting = catalog.resolve_setting("underwater-city")
-    cast, relationships = writer.transform_cast(show, setting, 5)
-    outline = writer.write_outline(show, setting, cast, relationships, 3, 5, 3 * target)
+    cast, relationships = procedural.transform_cast(show, setting, 5)
+    outline = procedural.write_outline(show, setting, cast, relationships, 3, 5, 3 * target)
     assert [act.name for act in outline.acts] == ["Act One", "Act Two"]  # no tag in 3 scenes
     for index in range(3):
-        scene = writer.write_scene(show, setting, cast, outline, index, 5)
+        scene = procedural.write_scene(show, setting, cast, outline, index, 5)
         assert scene.duration_seconds == pytest.approx(target, rel=0.1), index
         beats = [j for j in scene.jokes if j.role != episode_pb2.JOKE_ROLE_SETUP]
-        assert len(beats) >= min(writer.MAX_JOKES, target / COMEDY_INTERVAL_SECONDS)
+        assert len(beats) >= min(procedural.MAX_JOKES, target / COMEDY_INTERVAL_SECONDS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,16 +404,22 @@ def test_no_dialogue_line_repeats_even_in_twenty_long_scenes(
     show = catalog.find_show(show_id)
     assert show is not None
     setting = catalog.resolve_setting(setting_text)
-    cast, relationships = writer.transform_cast(show, setting, seed)
-    outline = writer.write_outline(show, setting, cast, relationships, 20, seed, 20 * 170.0)
-    scenes = [writer.write_scene(show, setting, cast, outline, i, seed) for i in range(20)]
+    cast, relationships = procedural.transform_cast(show, setting, seed)
+    outline = procedural.write_outline(show, setting, cast, relationships, 20, seed, 20 * 170.0)
+    scenes = [procedural.write_scene(show, setting, cast, outline, i, seed) for i in range(20)]
     repeated = [text for text, count in Counter(_lines(scenes)).items() if count > 1]
     assert not repeated
 
 
 def test_every_scene_has_its_own_discourse_markers() -> None:
-    for scenes in range(1, writer.MAX_SCENES + 1):
-        marks = [writer._scene_marks(i, scenes, 7, "key") for i in range(scenes)]
+    show = catalog.find_show("seinfeld")
+    assert show is not None
+    setting = catalog.resolve_setting("mars-colony-2157")
+    cast, relationships = procedural.transform_cast(show, setting, 7)
+    for scenes in range(1, procedural.MAX_SCENES + 1):
+        outline = procedural.write_outline(show, setting, cast, relationships, scenes, 7)
+        plan = procedural.plan_episode(show, setting, cast, 7, outline)
+        marks = [plan.scene_marks(i) for i in range(scenes)]
         assert all(marks), scenes
         flat = [mark for scene_marks in marks for mark in scene_marks]
         assert len(flat) == len(set(flat)), scenes
@@ -419,22 +429,16 @@ def test_a_borrowed_line_is_marked_and_an_owned_one_is_not() -> None:
     show = catalog.find_show("cheers")
     assert show is not None
     setting = catalog.resolve_setting("medieval-castle")
-    cast, relationships = writer.transform_cast(show, setting, 1)
-    outline = writer.write_outline(show, setting, cast, relationships, 12, 1, 12 * 170.0)
-    scenes = [writer.write_scene(show, setting, cast, outline, i, 1) for i in range(12)]
-    marks = {
-        i: tuple(m.rstrip(",") for m in writer._scene_marks(i, 12, 1, _plan_key(show, setting)))
-        for i in range(12)
-    }
+    cast, relationships = procedural.transform_cast(show, setting, 1)
+    outline = procedural.write_outline(show, setting, cast, relationships, 12, 1, 12 * 170.0)
+    scenes = [procedural.write_scene(show, setting, cast, outline, i, 1) for i in range(12)]
+    plan = procedural.plan_episode(show, setting, cast, 1, outline)
+    marks = {i: tuple(m.rstrip(",") for m in plan.scene_marks(i)) for i in range(12)}
     for scene in scenes:
         others = {m for i, ms in marks.items() if i != scene.index for m in ms}
         for text in _lines([scene]):
             assert not text.startswith(tuple(others)), (scene.index, text)
     assert any(text.startswith(marks[s.index]) for s in scenes for text in _lines([s]))
-
-
-def _plan_key(show: episode_pb2.Show, setting: episode_pb2.Setting) -> str:
-    return f"{show.id}|{setting.id}|{setting.description}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,7 +451,7 @@ def test_revise_scene_follows_the_notes() -> None:
     scene = scenes[1]
     silent = next(c for c in cast if c.name not in scene.characters)
     notes = [f"Give {silent.original_name} a say in this, and make it shorter and funnier."]
-    revised = writer.revise_scene(
+    revised = procedural.revise_scene(
         episode.show, episode.setting, cast, episode.outline, scene, 4, notes
     )
     assert revised.index == scene.index and revised.number == scene.number
@@ -457,7 +461,7 @@ def test_revise_scene_follows_the_notes() -> None:
         scene.duration_seconds
     )
     assert _bytes(revised) != _bytes(scene)
-    again = writer.revise_scene(
+    again = procedural.revise_scene(
         episode.show, episode.setting, cast, episode.outline, scene, 4, notes
     )
     assert _bytes(again) == _bytes(revised)
@@ -469,22 +473,24 @@ def test_read_notes_understands_names_lengths_comedy_and_props() -> None:
     show = catalog.find_show("i love lucy")
     assert show is not None
     setting = catalog.resolve_setting("mars-colony-2157")
-    cast, _ = writer.transform_cast(show, setting, 0)
+    cast, _ = procedural.transform_cast(show, setting, 0)
     luna = next(c for c in cast if c.original_name == "Lucy")
     notes = ["Lucy should fight over the rover key; make it longer, and funnier."]
-    directives = writer.read_notes(notes, cast, setting, ())
+    directives = procedural.read_notes(notes, cast, setting, ())
     assert directives.speakers == (luna.name,)
-    assert directives.length_factor == writer.LONGER_FACTOR
+    assert directives.length_factor == procedural.LONGER_FACTOR
     assert directives.extra_jokes == 1
     assert directives.focus == "rover key"
-    plain = writer.read_notes(["another take, please"], cast, setting, ())
+    plain = procedural.read_notes(["another take, please"], cast, setting, ())
     assert plain.speakers == () and plain.length_factor == 1.0 and plain.extra_jokes == 0
-    assert plain.take != directives.take and plain.take != writer.FIRST_DRAFT.take
+    assert plain.take != directives.take and plain.take != procedural.FIRST_DRAFT.take
 
 
 def test_punch_up_scores_higher_and_is_deterministic() -> None:
     episode, scenes = _episode("seinfeld", "victorian-london", 4, 4)
-    kernel = writer._kernel(episode.show, episode.setting, episode.cast, 4)
+    kernel = procedural.plan_episode(
+        episode.show, episode.setting, episode.cast, 4, episode.outline
+    ).kernel
     improved = 0
     for scene in scenes[1:]:
         for joke in scene.jokes:
@@ -492,15 +498,58 @@ def test_punch_up_scores_higher_and_is_deterministic() -> None:
                 continue
             line = scene.elements[joke.element_index].dialogue
             speaker = next(c for c in episode.cast if c.name == line.character)
-            new = writer.punch_up(episode.show, episode.setting, episode.cast, scene, joke, 4)
-            assert new == writer.punch_up(
+            new = procedural.punch_up(episode.show, episode.setting, episode.cast, scene, joke, 4)
+            assert new == procedural.punch_up(
                 episode.show, episode.setting, episode.cast, scene, joke, 4
             )
             assert new and new != line.text and "{" not in new
-            score, _ = writer.score_joke(
+            score, _ = procedural.score_joke(
                 new, joke.pattern, speaker=speaker, setting=episode.setting,
-                context=writer.joke_context(scene, joke.element_index),
+                context=procedural.joke_context(scene, joke.element_index),
                 callback_terms=(kernel.runner_prop,),
             )  # fmt: skip
             improved += score > joke.score
     assert improved >= 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Episode plans: the per-episode state, as an explicit value
+
+
+async def test_the_writer_keeps_few_plans_and_writes_what_the_functions_write() -> None:
+    show = catalog.find_show("cheers")
+    assert show is not None
+    setting = catalog.resolve_setting("ancient-rome")
+    writer = procedural.ProceduralWriter(procedural.EpisodePlans(size=2))
+    for seed in range(4):
+        cast, relationships = procedural.transform_cast(show, setting, seed)
+        context = StoryContext(
+            show=show, setting=setting, cast=cast, relationships=relationships, seed=seed,
+            scene_count=3,
+        )  # fmt: skip
+        outline = await writer.write_outline(context)
+        assert _bytes(outline) == _bytes(
+            procedural.write_outline(show, setting, cast, relationships, 3, seed)
+        )
+        for index in (2, 0, 1):
+            scene = await writer.write_scene(context, outline, index, [])
+            alone = procedural.write_scene(show, setting, cast, outline, index, seed)
+            assert _bytes(scene) == _bytes(alone)
+        assert len(writer.plans) == min(2, seed + 1)
+
+
+def test_a_plan_keeps_its_own_copies_and_its_bounds() -> None:
+    show = catalog.find_show("taxi")
+    assert show is not None
+    setting = catalog.resolve_setting("underwater-city")
+    cast, relationships = procedural.transform_cast(show, setting, 3)
+    outline = procedural.write_outline(show, setting, cast, relationships, 4, 3)
+    plan = procedural.plan_episode(show, setting, cast, 3, outline)
+    first = procedural.write_planned_scene(plan, 1)
+    outline.acts[0].beats[1].description = "Something else entirely."
+    cast[0].name = "Nobody"
+    assert _bytes(procedural.write_planned_scene(plan, 1)) == _bytes(first)
+    with pytest.raises(ValueError, match="scene_index"):
+        procedural.write_planned_scene(plan, 4)
+    with pytest.raises(ValueError, match="size"):
+        procedural.EpisodePlans(size=0)

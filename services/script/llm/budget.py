@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.script.llm.errors import BudgetExceeded
+from services.script.writing import BudgetExceeded
 
 PER_MILLION = 1_000_000
 CACHE_WRITE_FACTOR = 1.25  # Anthropic: writing the prompt cache costs 1.25x input.

@@ -23,11 +23,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
-from services.script.llm.errors import DeadlineExceeded, ProviderError, RateLimitQueueFull
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
 from services.script.llm.ratelimit import Permit, WindowLimiter
 from services.script.llm.retry import RetryPolicy, pause_from_headers, retry_after_seconds
+from services.script.writing import DeadlineExceeded, ProviderError, RateLimitQueueFull
 from shared.faults import STORM_RETRY_AFTER_MS, Faults
 
 log = logging.getLogger(__name__)

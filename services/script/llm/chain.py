@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
-from services.script.llm.errors import BudgetExceeded, DeadlineExceeded, WriterError
 from services.script.llm.provenance import OUTLINE, REVISE, REWRITE, SCENE, Fallback, part_scope
-
-if TYPE_CHECKING:
-    from services.script.writers import StoryContext, Writer
+from services.script.writing import (
+    BudgetExceeded,
+    DeadlineExceeded,
+    StoryContext,
+    Writer,
+    WriterError,
+)
 
 log = logging.getLogger(__name__)
 

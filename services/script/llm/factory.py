@@ -9,7 +9,6 @@ provider and model), one set of per-episode budgets, and the GenAI instruments.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from services.script.llm.budget import Budgets, Prices
 from services.script.llm.caller import LLMCaller
@@ -19,11 +18,9 @@ from services.script.llm.ratelimit import RateLimits
 from services.script.llm.retry import RetryPolicy
 from services.script.llm.telemetry import GenAIInstruments
 from services.script.llm.writer import LLMWriter
+from services.script.writing import Writer
 from shared.config import Settings
 from shared.telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from services.script.writers import Writer
 
 CHAIN = "chain"
 

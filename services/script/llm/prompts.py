@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from doppelganger.v1 import episode_pb2
+from services.script import catalog
 from services.script.llm import schema
-from shared import catalog
 
 PROMPT_VERSION = "llm-1"
 CONTEXT_MARKER = "SHOW CONTEXT (JSON):"

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from doppelganger.v1 import episode_pb2
+from services.script import catalog
+from services.script.procedural import joke_context, score_joke
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets, element_seconds
-from services.script.writer import joke_context, score_joke
-from shared import catalog
 
 MAX_PROBLEMS = 12
 PLOTS = {

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from opentelemetry import trace
 from pydantic import BaseModel
@@ -22,14 +22,11 @@ from doppelganger.v1 import episode_pb2
 from services.script.llm import prompts, schema
 from services.script.llm.budget import Budgets, EpisodeKey
 from services.script.llm.caller import LLMCaller
-from services.script.llm.errors import InvalidOutputError
 from services.script.llm.provenance import OUTLINE, REVISE, REWRITE, SCENE, part_scope
 from services.script.llm.providers import ChatRequest
 from services.script.llm.ratelimit import WindowLimiter
 from services.script.validation import DEFAULT_SCENE_SECONDS
-
-if TYPE_CHECKING:
-    from services.script.writers import StoryContext
+from services.script.writing import InvalidOutputError, StoryContext
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Bundled shows, settings and humour patterns.
+"""Bundled shows, settings and humour patterns: the script service's domain data.
 
 The JSON files beside this module are the product's voice. `shows.json` and the `settings` of
 `settings.json` are what ListShows returns; the rest of `settings.json` (themes, a generic fallback,

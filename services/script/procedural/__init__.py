@@ -1,0 +1,73 @@
+"""The procedural writer: offline, deterministic by seed, built on the bundled catalog.
+
+The same inputs give byte-identical protos in any process. A scene depends only on its episode's
+plan (`EpisodePlan`: the kernel of story choices, the stage and runtime target of every scene, the
+joke plan and the line plan that keeps every dialogue line of the episode unique), so scenes can
+be written concurrently, in any order, and cached one by one. The plan is an explicit value: the
+free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps the plans of
+recent episodes.
+
+Modules: _cast (cast transform), _kernel, _outline, _plan, _scenes (scene grammar), _fit and
+_assembly (a scene to its runtime target), _jokes (scoring and punch-up), _revision (notes),
+_runtime (scene counts and targets), _writer (the Writer protocol).
+"""
+
+from services.script.procedural._assembly import (
+    revise_planned_scene,
+    revise_scene,
+    scene_total,
+    write_planned_scene,
+    write_scene,
+)
+from services.script.procedural._cast import transform_cast
+from services.script.procedural._grammar import GENERIC_PROPS, JOKES
+from services.script.procedural._jokes import JOKE_WEIGHTS, joke_context, punch_up, score_joke
+from services.script.procedural._kernel import EpisodeKernel
+from services.script.procedural._outline import MAX_SCENES, write_outline
+from services.script.procedural._plan import EpisodePlan, plan_episode
+from services.script.procedural._revision import (
+    FIRST_DRAFT,
+    LONGER_FACTOR,
+    SHORTER_FACTOR,
+    SceneDirectives,
+    read_notes,
+)
+from services.script.procedural._runtime import MAX_JOKES, auto_scene_count, longest_scene_seconds
+from services.script.procedural._writer import (
+    PROMPT_VERSION,
+    WRITER_NAME,
+    EpisodePlans,
+    ProceduralWriter,
+)
+
+__all__ = [
+    "FIRST_DRAFT",
+    "GENERIC_PROPS",
+    "JOKES",
+    "JOKE_WEIGHTS",
+    "LONGER_FACTOR",
+    "MAX_JOKES",
+    "MAX_SCENES",
+    "PROMPT_VERSION",
+    "SHORTER_FACTOR",
+    "WRITER_NAME",
+    "EpisodeKernel",
+    "EpisodePlan",
+    "EpisodePlans",
+    "ProceduralWriter",
+    "SceneDirectives",
+    "auto_scene_count",
+    "joke_context",
+    "longest_scene_seconds",
+    "plan_episode",
+    "punch_up",
+    "read_notes",
+    "revise_planned_scene",
+    "revise_scene",
+    "scene_total",
+    "score_joke",
+    "transform_cast",
+    "write_outline",
+    "write_planned_scene",
+    "write_scene",
+]

@@ -71,7 +71,9 @@ class Studio:
 
 @asynccontextmanager
 async def studio(
-    settings: Settings, redis_server: RedisServer, readers: dict[str, InMemoryMetricReader] | None = None
+    settings: Settings,
+    redis_server: RedisServer,
+    readers: dict[str, InMemoryMetricReader] | None = None,
 ) -> AsyncIterator[Studio]:
     """The four servers on loopback; the script service calls the others with `auth_token`."""
     base = settings.with_changes(redis_url=redis_server.url)
@@ -189,12 +191,16 @@ async def test_only_an_admin_sets_faults_and_thresholds(
                 assert {s.name: s.value for s in state.switches}["render_delay_ms"] == 1
                 reset = faults_pb2.SetFaultsRequest(reset=True)
                 await faults.SetFaults(reset, metadata=bearer("admin"))
-                read = await faults.GetFaults(faults_pb2.GetFaultsRequest(), metadata=bearer("reader"))
+                read = await faults.GetFaults(
+                    faults_pb2.GetFaultsRequest(), metadata=bearer("reader")
+                )
                 assert all(switch.value == 0 for switch in read.switches)
         async with grpc.aio.insecure_channel(running.address("monitor")) as channel:
             monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
             silence = monitor_pb2.UpdateThresholdsRequest(
-                thresholds=monitor_pb2.AlertThresholds(error_rate_warning=0.99, error_rate_critical=1)
+                thresholds=monitor_pb2.AlertThresholds(
+                    error_rate_warning=0.99, error_rate_critical=1
+                )
             )
             for role in ("writer", "reader", "service"):
                 code, details = await status(
@@ -206,7 +212,9 @@ async def test_only_an_admin_sets_faults_and_thresholds(
             assert updated.thresholds.error_rate_critical == 1.0
 
 
-async def test_a_reader_reads_and_cannot_write(guarded: Settings, redis_server: RedisServer) -> None:
+async def test_a_reader_reads_and_cannot_write(
+    guarded: Settings, redis_server: RedisServer
+) -> None:
     async with studio(guarded, redis_server) as running:
         async with grpc.aio.insecure_channel(running.address("script")) as channel:
             script = script_pb2_grpc.ScriptServiceStub(channel)
@@ -229,7 +237,9 @@ async def test_a_reader_reads_and_cannot_write(guarded: Settings, redis_server: 
             )
             assert got.id == episode.id
             regenerate = script_pb2.RegenerateSceneRequest(episode_id=episode.id, scene_index=0)
-            code, details = await status(script.RegenerateScene(regenerate, metadata=bearer("reader")))
+            code, details = await status(
+                script.RegenerateScene(regenerate, metadata=bearer("reader"))
+            )
             assert code == Code.PERMISSION_DENIED
             assert_refusal_names_the_role(details, "writer", "reader-caller")
         async with grpc.aio.insecure_channel(running.address("scene")) as channel:
@@ -241,70 +251,76 @@ async def test_a_reader_reads_and_cannot_write(guarded: Settings, redis_server: 
             assert rendered.document
         async with grpc.aio.insecure_channel(running.address("monitor")) as channel:
             monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
-            report = await monitor.GetHealth(monitor_pb2.GetHealthRequest(), metadata=bearer("reader"))
+            report = await monitor.GetHealth(
+                monitor_pb2.GetHealthRequest(), metadata=bearer("reader")
+            )
             assert 0 <= report.score <= 100
 
 
 async def test_the_cache_checks_tokens_and_wants_the_service_role(
     guarded: Settings, redis_server: RedisServer
 ) -> None:
-    async with studio(guarded, redis_server) as running:
-        async with grpc.aio.insecure_channel(running.address("cache")) as channel:
-            cache = cache_pb2_grpc.CacheServiceStub(channel)
-            plant = cache_pb2.SetRequest(namespace="episodes", key="ep-planted", value=b"x")
-            get = cache_pb2.GetRequest(namespace="episodes", key="ep-planted")
-            delete = cache_pb2.DeleteRequest(namespace="episodes", key="ep-planted")
-            for call in (cache.Set(plant), cache.Get(get), cache.Delete(delete)):
+    async with (
+        studio(guarded, redis_server) as running,
+        grpc.aio.insecure_channel(running.address("cache")) as channel,
+    ):
+        cache = cache_pb2_grpc.CacheServiceStub(channel)
+        plant = cache_pb2.SetRequest(namespace="episodes", key="ep-planted", value=b"x")
+        get = cache_pb2.GetRequest(namespace="episodes", key="ep-planted")
+        delete = cache_pb2.DeleteRequest(namespace="episodes", key="ep-planted")
+        for call in (cache.Set(plant), cache.Get(get), cache.Delete(delete)):
+            code, details = await status(call)
+            assert code == Code.UNAUTHENTICATED and "bearer token" in details
+        code, _ = await status(cache.Stats(cache_pb2.StatsRequest()))
+        assert code == Code.UNAUTHENTICATED
+        for role in ("writer", "reader"):
+            for call in (
+                cache.Set(plant, metadata=bearer(role)),
+                cache.Get(get, metadata=bearer(role)),
+                cache.Delete(delete, metadata=bearer(role)),
+            ):
                 code, details = await status(call)
-                assert code == Code.UNAUTHENTICATED and "bearer token" in details
-            code, _ = await status(cache.Stats(cache_pb2.StatsRequest()))
-            assert code == Code.UNAUTHENTICATED
-            for role in ("writer", "reader"):
-                for call in (
-                    cache.Set(plant, metadata=bearer(role)),
-                    cache.Get(get, metadata=bearer(role)),
-                    cache.Delete(delete, metadata=bearer(role)),
-                ):
-                    code, details = await status(call)
-                    assert code == Code.PERMISSION_DENIED, role
-                    assert_refusal_names_the_role(details, "service", f"{role}-caller")
-            assert (await cache.Set(plant, metadata=bearer("service"))).stored
-            assert (await cache.Get(get, metadata=bearer("service"))).found
-            stats = await cache.Stats(cache_pb2.StatsRequest(), metadata=bearer("reader"))
-            assert stats.sets >= 1
+                assert code == Code.PERMISSION_DENIED, role
+                assert_refusal_names_the_role(details, "service", f"{role}-caller")
+        assert (await cache.Set(plant, metadata=bearer("service"))).stored
+        assert (await cache.Get(get, metadata=bearer("service"))).found
+        stats = await cache.Stats(cache_pb2.StatsRequest(), metadata=bearer("reader"))
+        assert stats.sets >= 1
 
 
 async def test_the_statistics_namespace_is_reserved_and_stats_keep_working(
     settings: Settings, redis_server: RedisServer
 ) -> None:
-    async with studio(settings, redis_server) as running:
-        async with grpc.aio.insecure_channel(running.address("cache")) as channel:
-            cache = cache_pb2_grpc.CacheServiceStub(channel)
-            await cache.Set(cache_pb2.SetRequest(namespace="episodes", key="k", value=b"v"))
-            for namespace in ("stats", "namespaces", "_internal"):
-                for call in (
-                    cache.Set(cache_pb2.SetRequest(namespace=namespace, key="episodes", value=b"x")),
-                    cache.Get(cache_pb2.GetRequest(namespace=namespace, key="episodes")),
-                    cache.GetMany(cache_pb2.GetManyRequest(namespace=namespace, keys=["a"])),
-                    cache.Delete(cache_pb2.DeleteRequest(namespace=namespace, key="episodes")),
-                ):
-                    code, details = await status(call)
-                    assert code == Code.INVALID_ARGUMENT, namespace
-                    assert details.startswith(f"namespace {namespace!r} is reserved"), details
-            # A value where a statistics hash belongs, as an older cache let anyone plant: Stats
-            # leaves that namespace out instead of failing as "redis unavailable".
-            direct = redis.Redis.from_url(redis_server.url)
-            direct.set(stats_key("planted-before"), b"not a hash")
-            direct.sadd("doppel:v1:namespaces", "planted-before")
-            try:
-                stats = await cache.Stats(cache_pb2.StatsRequest())
-            finally:
-                direct.srem("doppel:v1:namespaces", "planted-before")
-                direct.delete(stats_key("planted-before"))
-                direct.close()
-            names = {namespace.namespace for namespace in stats.namespaces}
-            assert "episodes" in names and "planted-before" not in names
-            assert stats.sets >= 1
+    async with (
+        studio(settings, redis_server) as running,
+        grpc.aio.insecure_channel(running.address("cache")) as channel,
+    ):
+        cache = cache_pb2_grpc.CacheServiceStub(channel)
+        await cache.Set(cache_pb2.SetRequest(namespace="episodes", key="k", value=b"v"))
+        for namespace in ("stats", "namespaces", "_internal"):
+            for call in (
+                cache.Set(cache_pb2.SetRequest(namespace=namespace, key="episodes", value=b"x")),
+                cache.Get(cache_pb2.GetRequest(namespace=namespace, key="episodes")),
+                cache.GetMany(cache_pb2.GetManyRequest(namespace=namespace, keys=["a"])),
+                cache.Delete(cache_pb2.DeleteRequest(namespace=namespace, key="episodes")),
+            ):
+                code, details = await status(call)
+                assert code == Code.INVALID_ARGUMENT, namespace
+                assert details.startswith(f"namespace {namespace!r} is reserved"), details
+        # A value where a statistics hash belongs, as an older cache let anyone plant: Stats
+        # leaves that namespace out instead of failing as "redis unavailable".
+        direct = redis.Redis.from_url(redis_server.url)
+        direct.set(stats_key("planted-before"), b"not a hash")
+        direct.sadd("doppel:v1:namespaces", "planted-before")
+        try:
+            stats = await cache.Stats(cache_pb2.StatsRequest())
+        finally:
+            direct.srem("doppel:v1:namespaces", "planted-before")
+            direct.delete(stats_key("planted-before"))
+            direct.close()
+        names = {namespace.namespace for namespace in stats.namespaces}
+        assert "episodes" in names and "planted-before" not in names
+        assert stats.sets >= 1
 
 
 # -- an accepted SetFaults is seen ----------------------------------------------------------------
@@ -340,7 +356,9 @@ async def test_an_accepted_set_faults_is_logged_counted_and_in_local_health(
             )
             # The exports are dropped now; the server itself still tells.
             assert await fault_health(address) == not_serving
-            await faults.SetFaults(faults_pb2.SetFaultsRequest(reset=True), metadata=bearer("admin"))
+            await faults.SetFaults(
+                faults_pb2.SetFaultsRequest(reset=True), metadata=bearer("admin")
+            )
             assert await fault_health(address) == serving
         assert changes_by_caller(readers["scene"]) == {"admin-caller": 2}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -359,17 +377,20 @@ async def test_a_threshold_change_is_logged_with_the_caller(
     guarded: Settings, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with studio(guarded, redis_server) as running:
-        async with grpc.aio.insecure_channel(running.address("monitor")) as channel:
-            monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
-            await monitor.UpdateThresholds(
-                monitor_pb2.UpdateThresholdsRequest(
-                    thresholds=monitor_pb2.AlertThresholds(min_calls=50)
-                ),
-                metadata=bearer("admin"),
-            )
+    async with (
+        studio(guarded, redis_server) as running,
+        grpc.aio.insecure_channel(running.address("monitor")) as channel,
+    ):
+        monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
+        await monitor.UpdateThresholds(
+            monitor_pb2.UpdateThresholdsRequest(
+                thresholds=monitor_pb2.AlertThresholds(min_calls=50)
+            ),
+            metadata=bearer("admin"),
+        )
     assert any(
-        r.levelno == logging.WARNING and "alert thresholds changed by admin-caller" in r.getMessage()
+        r.levelno == logging.WARNING
+        and "alert thresholds changed by admin-caller" in r.getMessage()
         for r in caplog.records
     )
 
@@ -407,15 +428,17 @@ async def test_the_scene_service_takes_more_than_the_script_service(
     refused by gRPC."""
     between = settings.script_max_receive_bytes + 1024 * 1024
     assert between < settings.scene_max_receive_bytes
-    async with studio(settings, redis_server) as running:
-        async with grpc.aio.insecure_channel(running.address("scene")) as channel:
-            scene = scene_pb2_grpc.SceneServiceStub(channel)
-            request = scene_pb2.RenderEpisodeRequest()
-            request.episode.fountain = "x" * between
-            chunks = [chunk async for chunk in scene.RenderEpisode(request, timeout=30)]
-            assert chunks and chunks[0].info.size_bytes > 0
-            request.episode.fountain = "x" * (settings.scene_max_receive_bytes + 1)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                async for _ in scene.RenderEpisode(request, timeout=30):
-                    pass
-            assert refused.value.code() == Code.RESOURCE_EXHAUSTED
+    async with (
+        studio(settings, redis_server) as running,
+        grpc.aio.insecure_channel(running.address("scene")) as channel,
+    ):
+        scene = scene_pb2_grpc.SceneServiceStub(channel)
+        request = scene_pb2.RenderEpisodeRequest()
+        request.episode.fountain = "x" * between
+        chunks = [chunk async for chunk in scene.RenderEpisode(request, timeout=30)]
+        assert chunks and chunks[0].info.size_bytes > 0
+        request.episode.fountain = "x" * (settings.scene_max_receive_bytes + 1)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in scene.RenderEpisode(request, timeout=30):
+                pass
+        assert refused.value.code() == Code.RESOURCE_EXHAUSTED

@@ -10,7 +10,7 @@ import pytest
 from shared.access import AccessPolicy
 from shared.config import ConfigError, Settings
 from shared.roles import Role
-from shared.tokens import fingerprint, find, generate_token, parse_entry, token_entries
+from shared.tokens import find, fingerprint, generate_token, parse_entry, token_entries
 
 SECRET = "s3cr3t-Token_value.with~all+the/allowed=chars"
 
@@ -66,7 +66,9 @@ def test_bad_entries_name_where_and_never_echo_the_entry(text: str, message: str
 def test_the_variable_and_the_file_add_up(tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text("# comment\n\nadmin:ops:file-token-1\n  reader:dash:file-token-2  \n")
-    settings = Settings(auth_tokens=f"writer:ci:{SECRET}, ,bare-one", auth_tokens_file=str(tokens_file))
+    settings = Settings(
+        auth_tokens=f"writer:ci:{SECRET}, ,bare-one", auth_tokens_file=str(tokens_file)
+    )
     entries = token_entries(settings)
     assert [(e.name, e.role) for e in entries] == [
         ("ci", Role.WRITER), (fingerprint("bare-one"), Role.READER), ("ops", Role.ADMIN),
@@ -121,7 +123,10 @@ def test_mutual_tls_without_tokens_maps_certificates_to_roles() -> None:
     listed = policy._certificate_caller(
         {"x509_common_name": [b"script.internal"], "x509_subject_alternative_name": [b"x"]}
     )
-    assert listed is not None and (listed.name, listed.role) == ("cert:script.internal", Role.SERVICE)
+    assert listed is not None and (listed.name, listed.role) == (
+        "cert:script.internal",
+        Role.SERVICE,
+    )
     by_san = policy._certificate_caller(
         {"x509_common_name": [b"someone"], "x509_subject_alternative_name": [b"ops", b"both"]}
     )

@@ -9,8 +9,8 @@ start from the settings (`AccessPolicy.from_settings`):
   certificate. Its CN and SANs are looked up in `DOPPEL_TLS_CLIENT_ROLES` (the highest listed
   role wins); a certificate listed nowhere gets `DOPPEL_TLS_CLIENT_DEFAULT_ROLE` (writer). The
   identity is `cert:<CN>` (or the first SAN without a CN).
-- neither: open, as `doppel up` was before (every caller is `anonymous` with every role); a
-  warning at start says so when the server binds more than loopback.
+- neither: open (every caller is `anonymous` with every role), which a server allows on a
+  loopback DOPPEL_HOST only, unless DOPPEL_ALLOW_OPEN=true (then with a warning at start).
 Then the method's role (shared/roles.py) is checked: too low a role gets PERMISSION_DENIED
 naming the role needed and the caller's identity, never the token. The caller is set for the
 handler (`current_caller()`) and on the server span (`doppel.caller`); it is safe to log.
@@ -91,6 +91,12 @@ class AccessPolicy:
             roles = tuple((name, Role.parse(role)) for name, role in settings.tls_client_roles)
             default = Role.parse(settings.tls_client_default_role)
             return cls("certificates", certificate_roles=roles, default_certificate_role=default)
+        if not is_loopback_host(settings.host) and not settings.allow_open:
+            raise ConfigError(
+                f"DOPPEL_HOST={settings.host} with no DOPPEL_AUTH_TOKENS(_FILE) and no mutual TLS "
+                "would let anyone who reaches it call everything: configure tokens (README, "
+                "Security), or set DOPPEL_ALLOW_OPEN=true"
+            )
         return cls("open")
 
     def warnings(self, settings: Settings) -> list[str]:

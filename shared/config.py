@@ -551,6 +551,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "true: every server registers FaultService (admin role); off: not registered at all.",
     ),
     EnvVar(
+        "DOPPEL_ALLOW_OPEN",
+        "allow_open",
+        _bool,
+        "true: a server with no tokens and no mutual TLS may bind a non-loopback DOPPEL_HOST "
+        "(anyone who reaches it may call everything); off: it refuses to start.",
+    ),
+    EnvVar(
         "DOPPEL_TLS_CLIENT_ROLES",
         "tls_client_roles",
         _client_roles,
@@ -710,6 +717,7 @@ class Settings:
     auth_tokens_file: str = ""
     auth_token: str = field(default="", repr=False)
     faults_enabled: bool = False
+    allow_open: bool = False
     tls_client_roles: tuple[tuple[str, str], ...] = ()
     tls_client_default_role: str = "writer"
     script_max_receive_bytes: int = 4 * 1024 * 1024

@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -442,3 +446,28 @@ async def test_the_scene_service_takes_more_than_the_script_service(
             async for _ in scene.RenderEpisode(request, timeout=30):
                 pass
         assert refused.value.code() == Code.RESOURCE_EXHAUSTED
+
+
+# -- start-up refusals ----------------------------------------------------------------------------
+
+
+async def run_service(env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.scene", env={**os.environ, **env},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode()
+
+
+async def test_a_server_will_not_start_open_off_loopback(tmp_path: Path) -> None:
+    base = {"DOPPEL_SCENE_PORT": "0", "OTEL_SDK_DISABLED": "true", "DOPPEL_HOST": "0.0.0.0",
+            "DOPPEL_AUTH_TOKENS": "", "DOPPEL_AUTH_TOKENS_FILE": ""}  # fmt: skip
+    code, output = await run_service(base)
+    assert code == 2 and "DOPPEL_ALLOW_OPEN" in output, output
+    bad_file = tmp_path / "tokens"
+    bad_file.write_text(f"writer:ci:{TOKENS['writer']}\nroot:ops:{TOKENS['admin']}\n")
+    code, output = await run_service({**base, "DOPPEL_AUTH_TOKENS_FILE": str(bad_file)})
+    assert code == 2 and f"DOPPEL_AUTH_TOKENS_FILE {bad_file} line 2: unknown role" in output
+    assert not any(token in output for token in TOKENS.values()), output

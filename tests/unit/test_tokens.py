@@ -147,11 +147,18 @@ def test_certificate_roles_without_mutual_tls_are_a_configuration_error() -> Non
         AccessPolicy.from_settings(Settings(tls_client_roles=(("a", "admin"),)))
 
 
-def test_nothing_configured_is_open_and_warns_off_loopback_only() -> None:
-    assert AccessPolicy.from_settings(Settings()).mode == "open"
-    assert AccessPolicy.from_settings(Settings()).warnings(Settings()) == []
-    public = Settings(host="0.0.0.0")
+def test_nothing_configured_is_open_on_loopback_only() -> None:
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        local = Settings(host=host)
+        assert AccessPolicy.from_settings(local).mode == "open"
+        assert AccessPolicy.from_settings(local).warnings(local) == []
+    for host in ("0.0.0.0", "::", "10.1.2.3", "studio.example.com"):
+        with pytest.raises(ConfigError, match="DOPPEL_ALLOW_OPEN"):
+            AccessPolicy.from_settings(Settings(host=host))
+    public = Settings(host="0.0.0.0", allow_open=True)
     assert "anyone who reaches 0.0.0.0" in AccessPolicy.from_settings(public).warnings(public)[0]
+    guarded = Settings(host="0.0.0.0", auth_tokens="writer:ci:abc")
+    assert AccessPolicy.from_settings(guarded).mode == "tokens"
 
 
 def test_bare_tokens_are_counted_in_a_warning_without_the_token() -> None:

@@ -3,6 +3,9 @@
 #   docker run IMAGE                              -> the monitor (default command)
 #   docker run IMAGE python -m services.script    -> the script service (likewise scene, cache)
 # The health check speaks gRPC health (python -m shared.healthcheck), never a bare port check.
+# The services bind 0.0.0.0 here, so each refuses to start without bearer tokens
+# (DOPPEL_AUTH_TOKENS_FILE, role:name:token a line) or mutual TLS: nothing runs open by accident
+# (DOPPEL_ALLOW_OPEN=true allows it on purpose). Tokens: `make secrets`, docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test lint protos check-protos up clean bench bench-check load deploy-check fuzz
+.PHONY: all venv sysdeps demo test lint protos check-protos up clean bench bench-check load deploy-check fuzz secrets
 
 all: test
 
@@ -63,6 +63,11 @@ fuzz: venv
 ## deploy-check: validate Dockerfile, compose, Kubernetes, collector, Prometheus and Grafana configs
 deploy-check: venv sysdeps
 	$(BIN)/python -m pytest -q tests/deploy
+
+## secrets: tokens and passwords for docker compose into .secrets/ and .env (never committed;
+## FORCE=1 replaces existing ones). Kubernetes: docs/deploy.md
+secrets: venv
+	$(BIN)/python -m shared.token_files compose $(if $(FORCE),--force)
 
 ## up: run the whole stack in the foreground (Ctrl-C stops it)
 up: venv

@@ -214,8 +214,11 @@ async def scenarios(load: Load, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def faults_injected(stack: Stack) -> dict[str, dict[str, int]]:
-    """How often each fault acted, by service: shows whether a --faults run really bit."""
-    counts = {}
+    """How often each fault acted, by service: shows whether a --faults run really bit (empty
+    without --faults: the stack has no FaultService then)."""
+    counts: dict[str, dict[str, int]] = {}
+    if not stack.settings.faults_enabled:
+        return counts
     for child in stack.children:
         async with grpc.aio.insecure_channel(child.address) as channel:
             state = await faults_pb2_grpc.FaultServiceStub(channel).GetFaults(
@@ -351,8 +354,8 @@ def run(args: argparse.Namespace) -> int:
         print("doppel load: llm_* faults act on LLM calls; add --writer anthropic or chain")
         return 2
     extra = {"OTEL_METRIC_EXPORT_INTERVAL": "2000"}
-    if args.faults:
-        extra["DOPPEL_FAULTS"] = args.faults
+    if args.faults:  # FaultService exists only where enabled (shared/faults.py).
+        extra.update(DOPPEL_FAULTS_ENABLED="true", DOPPEL_FAULTS=args.faults)
 
     async def main() -> dict[str, Any]:
         with contextlib.ExitStack() as scope:

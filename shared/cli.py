@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -31,7 +32,7 @@ from bench import load as bench_load
 from bench import main as bench_main
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
-from shared import health_cli, security
+from shared import health_cli, security, token_files
 from shared.config import ConfigError, Settings
 from shared.server import create_channel
 from shared.stack import SERVICES, Stack, StackError, address_of
@@ -247,8 +248,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def local_stack(settings: Settings, log_dir: Path | None) -> tuple[Stack, Settings]:
+    """The stack `up` and `demo` run, and the settings the CLI then calls it with: with no tokens
+    and no mutual TLS configured, protected by the local tokens (shared/token_files.py)."""
+    if not token_files.wants_local_tokens(settings):
+        return Stack(settings, log_dir=log_dir), settings
+    tokens = token_files.ensure_local_tokens()
+    env = token_files.local_stack_env(os.environ, tokens)
+    stack = Stack(Settings.from_env(env), log_dir=log_dir, env=env)
+    return stack, settings.with_changes(auth_token=settings.auth_token or tokens.cli)
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    stack = Stack(settings, log_dir=Path(args.log_dir) if args.log_dir else None)
+    stack, _ = local_stack(settings, Path(args.log_dir) if args.log_dir else None)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
@@ -256,6 +268,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             out.print(f"{'redis':8} {stack.redis.url}")
         for name in SERVICES:
             out.print(f"{name:8} {address_of(settings, name)}")
+        if stack.settings.auth_tokens_file and not settings.auth_tokens_file:
+            out.print(f"{'tokens':8} {stack.settings.auth_tokens_file} (the CLI reads it)")
         out.print("ready; Ctrl-C stops everything", style="green")
         while not stack.exited():
             time.sleep(0.2)
@@ -292,7 +306,8 @@ def wait_for_trace(
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     out_dir = Path(args.out)
-    with Stack(settings, log_dir=out_dir / "logs") as stack:
+    stack, settings = local_stack(settings, out_dir / "logs")
+    with stack:
         out.print(f"stack up: {', '.join(SERVICES)} (logs in {out_dir / 'logs'})")
         request = script_pb2.GenerateEpisodeRequest(
             show=args.show, setting=args.setting, scene_count=args.scenes, seed=args.seed
@@ -379,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = token_files.client_settings(Settings.from_env())
         return int(args.run(args, settings))
     except ConfigError as exc:
         err.print(f"[red]configuration:[/] {exc}")

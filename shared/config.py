@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import __version__
+from shared.roles import Role
 
 
 class ConfigError(ValueError):
@@ -178,6 +179,36 @@ def _fault_spec(text: str) -> str:
 
     parse_spec(text)
     return text
+
+
+# -- access control and message limits (shared/access.py, shared/tokens.py, shared/server.py) --
+
+MIN_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# Room a CacheService.Set needs beyond its value: namespace, key, TTL and the message's framing.
+CACHE_REQUEST_HEADROOM_BYTES = 16 * 1024
+
+
+def _role(text: str) -> str:
+    return Role.parse(text).label
+
+
+def _client_roles(text: str) -> tuple[tuple[str, str], ...]:
+    """`certificate-name=role,...`: a client certificate's CN or SAN, and the role it gets."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, role = item.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected certificate-name=role, got {item!r}")
+        pairs.append((name.strip(), _role(role)))
+    return tuple(pairs)
+
+
+def _message_bytes(text: str) -> int:
+    value = int(text)
+    if not MIN_MESSAGE_BYTES <= value <= MAX_MESSAGE_BYTES:
+        raise ValueError(f"must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}: {value}")
+    return value
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
@@ -401,7 +432,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DOPPEL_FAULTS",
         "faults",
         _fault_spec,
-        "Fault injection switches, name=value,... (docs/reliability.md); off when unset.",
+        "Fault switches at start, name=value,... (docs/reliability.md); needs "
+        "DOPPEL_FAULTS_ENABLED.",
     ),
     EnvVar(
         "DOPPEL_GRACE_SECONDS",
@@ -503,19 +535,70 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DOPPEL_AUTH_TOKENS",
         "auth_tokens",
         str,
-        "Bearer tokens script, scene and monitor accept (comma separated); unset: no check.",
+        "Accepted bearer tokens, comma separated, each role:name:token (README, Security); "
+        "a bare token is a reader.",
     ),
     EnvVar(
         "DOPPEL_AUTH_TOKENS_FILE",
         "auth_tokens_file",
         str,
-        "File of accepted bearer tokens, one a line (added to DOPPEL_AUTH_TOKENS).",
+        "File of accepted bearer tokens, role:name:token one a line (added to DOPPEL_AUTH_TOKENS).",
     ),
     EnvVar(
         "DOPPEL_AUTH_TOKEN",
         "auth_token",
         str,
-        "Bearer token clients (CLI, script service calling scene) send (never logged).",
+        "Bearer token clients (CLI, script service calling scene and cache) send (never logged).",
+    ),
+    EnvVar(
+        "DOPPEL_FAULTS_ENABLED",
+        "faults_enabled",
+        _bool,
+        "true: every server registers FaultService (admin role); off: not registered at all.",
+    ),
+    EnvVar(
+        "DOPPEL_ALLOW_OPEN",
+        "allow_open",
+        _bool,
+        "true: a server with no tokens and no mutual TLS may bind a non-loopback DOPPEL_HOST "
+        "(anyone who reaches it may call everything); off: it refuses to start.",
+    ),
+    EnvVar(
+        "DOPPEL_TLS_CLIENT_ROLES",
+        "tls_client_roles",
+        _client_roles,
+        "Mutual TLS without tokens: certificate-name=role,... (a CN or SAN of the client's "
+        "certificate).",
+    ),
+    EnvVar(
+        "DOPPEL_TLS_CLIENT_DEFAULT_ROLE",
+        "tls_client_default_role",
+        _role,
+        "Mutual TLS without tokens: the role of a verified client certificate not listed above.",
+    ),
+    EnvVar(
+        "DOPPEL_SCRIPT_MAX_RECEIVE_BYTES",
+        "script_max_receive_bytes",
+        _message_bytes,
+        "Largest message ScriptService accepts; larger: RESOURCE_EXHAUSTED.",
+    ),
+    EnvVar(
+        "DOPPEL_SCENE_MAX_RECEIVE_BYTES",
+        "scene_max_receive_bytes",
+        _message_bytes,
+        "Largest message SceneService accepts (an episode with its Fountain must fit).",
+    ),
+    EnvVar(
+        "DOPPEL_CACHE_MAX_RECEIVE_BYTES",
+        "cache_max_receive_bytes",
+        _message_bytes,
+        "Largest message CacheService accepts; at least DOPPEL_CACHE_MAX_VALUE_BYTES + 16 KiB.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_MAX_RECEIVE_BYTES",
+        "monitor_max_receive_bytes",
+        _message_bytes,
+        "Largest message the monitor's gRPC port accepts (an OTLP export batch).",
     ),
     EnvVar("DOPPEL_LOG_LEVEL", "log_level", str, "Python logging level."),
     EnvVar("OTEL_SDK_DISABLED", "telemetry_disabled", _bool, "true: no spans or metrics."),
@@ -572,7 +655,7 @@ class Settings:
     scene_target: str = ""
     cache_target: str = ""
     monitor_target: str = ""
-    redis_url: str = ""
+    redis_url: str = field(default="", repr=False)  # May hold a password.
     max_parallel_scenes: int = 4
     episode_minutes: float = 22.0
     scene_seconds: float = 120.0
@@ -640,6 +723,14 @@ class Settings:
     auth_tokens: str = field(default="", repr=False)
     auth_tokens_file: str = ""
     auth_token: str = field(default="", repr=False)
+    faults_enabled: bool = False
+    allow_open: bool = False
+    tls_client_roles: tuple[tuple[str, str], ...] = ()
+    tls_client_default_role: str = "writer"
+    script_max_receive_bytes: int = 4 * 1024 * 1024
+    scene_max_receive_bytes: int = 8 * 1024 * 1024
+    cache_max_receive_bytes: int = 4 * 1024 * 1024
+    monitor_max_receive_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
     telemetry_disabled: bool = False
     otlp_endpoint: str = ""
@@ -649,6 +740,20 @@ class Settings:
     sdk_internal_metrics: bool = True
     metric_export_interval_ms: int = 10000
     service_version: str = field(default=__version__)
+
+    def __post_init__(self) -> None:
+        """Rules across settings (access control and message limits)."""
+        if self.faults and not self.faults_enabled:
+            raise ConfigError(
+                "DOPPEL_FAULTS is set but DOPPEL_FAULTS_ENABLED is not true: fault switches "
+                "are off unless FaultService is enabled on purpose"
+            )
+        if self.cache_max_value_bytes + CACHE_REQUEST_HEADROOM_BYTES > self.cache_max_receive_bytes:
+            raise ConfigError(
+                f"DOPPEL_CACHE_MAX_VALUE_BYTES ({self.cache_max_value_bytes}) plus "
+                f"{CACHE_REQUEST_HEADROOM_BYTES} bytes must fit DOPPEL_CACHE_MAX_RECEIVE_BYTES "
+                f"({self.cache_max_receive_bytes})"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -662,7 +767,9 @@ class Settings:
             try:
                 values[var.field] = var.parse(raw.strip())
             except ValueError as exc:
-                raise ConfigError(f"{var.name}={raw!r}: {exc}") from None
+                secret = not cls.__dataclass_fields__[var.field].repr  # Never echo a secret.
+                shown = var.name if secret else f"{var.name}={raw!r}"
+                raise ConfigError(f"{shown}: {exc}") from None
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> Settings:

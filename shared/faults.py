@@ -1,7 +1,12 @@
 """Fault injection switches: one `Faults` registry per service instance, and FaultService.
 
 The switches start from DOPPEL_FAULTS ("llm_error_rate=0.3,cache_unavailable=1,...") and are
-changed at runtime with FaultService.SetFaults, which the bootstrap registers on every server.
+changed at runtime with FaultService.SetFaults (admin role). The bootstrap registers FaultService
+only when DOPPEL_FAULTS_ENABLED is true; otherwise it does not exist (UNIMPLEMENTED) and
+DOPPEL_FAULTS must be empty. Each accepted SetFaults is logged at WARNING with the caller's
+identity and counted (`doppel.faults.changes`, attribute `doppel.caller`), and the server's own
+gRPC health status of `doppelganger.v1.FaultService` is NOT_SERVING while any switch is on: both
+stay visible when `monitor_unreachable` drops the telemetry.
 Each switch acts where its component lives, so an injected fault takes the same path as a real
 one: the LLM switches in the script service's LLM caller (before the HTTP request), the cache
 switch in the cache service (Get, Set and Delete answer UNAVAILABLE), the render delay in the
@@ -11,9 +16,10 @@ counted). Every time a fault acts it is counted (`injected`, `doppel.faults.inje
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +30,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from doppelganger.v1 import faults_pb2, faults_pb2_grpc
+from shared.access import current_caller
+
+log = logging.getLogger(__name__)
 
 MAX_SWITCHES_PER_REQUEST = 16
 MAX_DELAY_MS = 600_000.0
@@ -90,6 +99,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._counter: metrics.Counter | None = None
+        self._changes: metrics.Counter | None = None
         self.update(initial or {})
 
     @classmethod
@@ -99,6 +109,11 @@ class Faults:
     def attach_meter(self, meter: metrics.Meter) -> None:
         self._counter = meter.create_counter(
             "doppel.faults.injected", unit="{fault}", description="Injected faults that acted."
+        )
+        self._changes = meter.create_counter(
+            "doppel.faults.changes",
+            unit="{change}",
+            description="Accepted FaultService.SetFaults calls, by caller identity.",
         )
 
     def update(self, values: Mapping[str, float], reset: bool = False) -> None:
@@ -111,6 +126,15 @@ class Faults:
     def values(self) -> dict[str, float]:
         with self._lock:
             return dict(self._values)
+
+    def switched_on(self) -> dict[str, float]:
+        """The switches that are not off."""
+        return {name: value for name, value in self.values().items() if value}
+
+    def count_change(self, caller: str) -> None:
+        """Records an accepted SetFaults by `caller` (an identity, never a token)."""
+        if self._changes is not None:
+            self._changes.add(1, {"doppel.caller": caller})
 
     def injected(self) -> dict[str, int]:
         with self._lock:
@@ -144,9 +168,13 @@ class Faults:
         )
 
 
+OnChange = Callable[[Faults], Awaitable[None]]
+
+
 class FaultServicer(faults_pb2_grpc.FaultServiceServicer):
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, on_change: OnChange | None = None) -> None:
         self._faults = faults
+        self._on_change = on_change
 
     async def SetFaults(
         self, request: faults_pb2.SetFaultsRequest, context: grpc.aio.ServicerContext
@@ -160,6 +188,14 @@ class FaultServicer(faults_pb2_grpc.FaultServiceServicer):
             self._faults.update({s.name: s.value for s in request.switches}, request.reset)
         except FaultSpecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"switches: {exc}")
+        caller = current_caller()
+        log.warning(
+            "fault switches set by %s (%s): now %s",
+            caller.name, caller.via, spec_of(self._faults.switched_on()) or "all off",
+        )  # fmt: skip
+        self._faults.count_change(caller.name)
+        if self._on_change is not None:
+            await self._on_change(self._faults)
         return self._faults.state()
 
     async def GetFaults(
@@ -168,10 +204,16 @@ class FaultServicer(faults_pb2_grpc.FaultServiceServicer):
         return self._faults.state()
 
 
-def add_fault_service(server: grpc.aio.Server, faults: Faults) -> str:
-    """Registers FaultService; returns its full name (for reflection and health)."""
-    faults_pb2_grpc.add_FaultServiceServicer_to_server(FaultServicer(faults), server)
-    return faults_pb2.DESCRIPTOR.services_by_name["FaultService"].full_name
+SERVICE_NAME = faults_pb2.DESCRIPTOR.services_by_name["FaultService"].full_name
+
+
+def add_fault_service(
+    server: grpc.aio.Server, faults: Faults, on_change: OnChange | None = None
+) -> str:
+    """Registers FaultService; returns its full name (for reflection and health).
+    `on_change` runs after every accepted SetFaults."""
+    faults_pb2_grpc.add_FaultServiceServicer_to_server(FaultServicer(faults, on_change), server)
+    return SERVICE_NAME
 
 
 async def set_faults(

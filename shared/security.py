@@ -1,38 +1,28 @@
-"""TLS, mutual TLS and bearer tokens for every gRPC server and client.
+"""TLS, mutual TLS and bearer tokens: credentials for every gRPC server and client.
 
 Servers: `server_credentials` gives TLS credentials when `DOPPEL_TLS_CERT` and `DOPPEL_TLS_KEY`
 are set (plaintext otherwise); `DOPPEL_TLS_CLIENT_AUTH=require` adds mutual TLS, client
-certificates checked against `DOPPEL_TLS_CA`. The public services (script, scene, monitor) check
-bearer tokens (`DOPPEL_AUTH_TOKENS`, `DOPPEL_AUTH_TOKENS_FILE`) with `BearerTokenInterceptor`;
-health checks, reflection and OTLP ingestion stay open (probes and exporters carry no token).
-Clients: `channel_credentials` trusts `DOPPEL_TLS_CA` (and presents `DOPPEL_TLS_CLIENT_CERT`/
-`_KEY` for mutual TLS); `token_interceptors` send `DOPPEL_AUTH_TOKEN`. Every client uses them:
-channels between services and from the CLI (`secure_channel`, `blocking_channel`), health probes
-(`probe_channel`: TLS, no token) and the OTLP exporters (shared/telemetry.py). Tokens are
-compared in constant time and never logged.
+certificates checked against `DOPPEL_TLS_CA`. Who may call what (tokens with roles, or the
+client certificate) is shared/access.py's; `accepted_tokens` gives the monitor's HTTP port the
+same tokens. Clients: `channel_credentials` trusts `DOPPEL_TLS_CA` (and presents
+`DOPPEL_TLS_CLIENT_CERT`/`_KEY` for mutual TLS); `token_interceptors` send `DOPPEL_AUTH_TOKEN`.
+Every client uses them: channels between services and from the CLI (`secure_channel`,
+`blocking_channel`), health probes (`probe_channel`: TLS, no token) and the OTLP exporters
+(shared/telemetry.py). Tokens are compared in constant time and never logged.
 """
 
 from __future__ import annotations
 
 import collections
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from shared.config import ConfigError, Settings
-
-PUBLIC_SERVICES = frozenset({"script", "scene", "monitor"})
-
-# Method prefixes anyone may call: probes, reflection, and telemetry exporters.
-OPEN_METHOD_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/opentelemetry.proto.collector.",
-)
+from shared.tokens import token_entries
 
 AUTHORIZATION = "authorization"
 BEARER = "bearer "
@@ -54,12 +44,8 @@ def _read_pem(path: str, variable: str) -> bytes:
 
 
 def accepted_tokens(settings: Settings) -> frozenset[str]:
-    """Tokens from `DOPPEL_AUTH_TOKENS` (comma separated) and one a line from the tokens file."""
-    tokens = [token.strip() for token in settings.auth_tokens.split(",")]
-    if settings.auth_tokens_file:
-        text = _read(settings.auth_tokens_file, "DOPPEL_AUTH_TOKENS_FILE").decode()
-        tokens += [line.strip() for line in text.splitlines() if not line.startswith("#")]
-    return frozenset(token for token in tokens if token)
+    """Every accepted token, whatever its role (the monitor's HTTP routes only read)."""
+    return frozenset(entry.secret.decode() for entry in token_entries(settings))
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -120,59 +106,6 @@ def is_accepted(token: str, tokens: frozenset[str]) -> bool:
     presented = token.encode()
     matches = [hmac.compare_digest(presented, accepted.encode()) for accepted in tokens]
     return bool(token) and any(matches)
-
-
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls without an accepted `authorization: Bearer <token>` with UNAUTHENTICATED."""
-
-    def __init__(self, tokens: frozenset[str]) -> None:
-        self._tokens = tokens
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
-            return handler
-        token = presented_token(handler_call_details.invocation_metadata)
-        if is_accepted(token, self._tokens):
-            return handler
-        return _refusal(handler)
-
-
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that ends the call with UNAUTHENTICATED."""
-    message = "missing or invalid bearer token (authorization: Bearer <token>)"
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-        yield  # pragma: no cover - abort raises; this makes the function a generator.
-
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
-
-
-def server_interceptors(name: str, settings: Settings) -> list[grpc.aio.ServerInterceptor]:
-    """The token check for a public service when tokens are configured; nothing otherwise."""
-    tokens = accepted_tokens(settings)
-    if name not in PUBLIC_SERVICES or not tokens:
-        return []
-    return [BearerTokenInterceptor(tokens)]
 
 
 def _with_token(details: Any, token: str) -> Any:

@@ -1,11 +1,15 @@
-"""Server bootstrap: grpc.aio server with telemetry, health, reflection and graceful shutdown.
+"""Server bootstrap: grpc.aio server with telemetry, access control, health, reflection and
+graceful shutdown.
 
 A service module provides a factory `create_<name>_server(settings, telemetry, ...)` that calls
 `start_server` and returns the running `ServiceServer`; `serve()` runs one until SIGTERM or SIGINT.
+Every server checks who is calling (shared/access.py) and accepts messages up to its own limit
+(`DOPPEL_<NAME>_MAX_RECEIVE_BYTES`; larger ones get RESOURCE_EXHAUSTED from gRPC). FaultService
+is registered only when `DOPPEL_FAULTS_ENABLED` is true (shared/faults.py).
 On a signal: health flips to NOT_SERVING, new calls are refused, in-flight calls get
 `grace_seconds`, the service's own resources are closed, telemetry is flushed, exit code 0.
-A configuration error (a bad variable, an unreadable TLS file) stops it at start with exit code 2
-and a message naming the variable.
+A configuration error (a bad variable, an unreadable TLS or tokens file) stops it at start with
+exit code 2 and a message naming the variable.
 """
 
 from __future__ import annotations
@@ -22,28 +26,47 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from shared import security
+from shared import access, security
 from shared.config import ConfigError, Settings
-from shared.faults import add_fault_service
+from shared.faults import SERVICE_NAME as FAULT_SERVICE
+from shared.faults import Faults, add_fault_service, spec_of
 from shared.grpc_telemetry import ServerTelemetryInterceptor, client_interceptors
 from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# What clients (between services, the CLI) send and receive at most; each server's own receive
+# limit is its DOPPEL_<NAME>_MAX_RECEIVE_BYTES (`max_receive_bytes`).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A server not listed in `max_receive_bytes` (none today) accepts gRPC's own default.
+DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024
 
-SERVER_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),  # A second server on a taken port must fail, not share it.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    # A client that vanished without closing its connection (a killed pod, a dropped network)
-    # is found within about 80 s, and its calls are cancelled, instead of holding an episode
-    # slot for gRPC's default of two hours.
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-]
+
+def max_receive_bytes(name: str, settings: Settings) -> int:
+    """The largest message server `name` accepts."""
+    limits = {
+        "script": settings.script_max_receive_bytes,
+        "scene": settings.scene_max_receive_bytes,
+        "cache": settings.cache_max_receive_bytes,
+        "monitor": settings.monitor_max_receive_bytes,
+    }
+    return limits.get(name, DEFAULT_RECEIVE_BYTES)
+
+
+def server_options(receive_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", receive_bytes),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),  # A second server on a taken port must fail, not share it.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        # A client that vanished without closing its connection (a killed pod, a dropped
+        # network) is found within about 80 s, and its calls are cancelled, instead of holding
+        # an episode slot for gRPC's default of two hours.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -107,15 +130,16 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=[
             ServerTelemetryInterceptor(telemetry),
-            *security.server_interceptors(name, settings),
+            access.access_interceptor(name, settings),
             *extra_interceptors,
         ],
-        options=SERVER_OPTIONS,
+        options=server_options(max_receive_bytes(name, settings)),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    service_names = list(register(server))
-    service_names.append(add_fault_service(server, telemetry.faults))  # shared/faults.py
     health_servicer = health.aio.HealthServicer()
+    service_names = list(register(server))
+    if settings.faults_enabled:
+        service_names.append(_enable_faults(name, server, telemetry.faults, health_servicer))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -132,8 +156,36 @@ async def start_server(
     await server.start()
     for service_name in ["", *service_names]:
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    if settings.faults_enabled:
+        await _show_faults(health_servicer, telemetry.faults)
     log.info("%s serving on %s:%d", name, settings.host, bound)
     return ServiceServer(name, server, bound, health_servicer, telemetry, cleanups)
+
+
+def _enable_faults(
+    name: str, server: grpc.aio.Server, faults: Faults, health_servicer: health.aio.HealthServicer
+) -> str:
+    """Registers FaultService (DOPPEL_FAULTS_ENABLED): loudly, since it lets an admin degrade
+    this server on purpose."""
+    log.warning("%s: FaultService enabled (DOPPEL_FAULTS_ENABLED); admin callers can set faults",
+                name)  # fmt: skip
+    if faults.switched_on():
+        log.warning("%s: fault switches on from DOPPEL_FAULTS: %s", name,
+                    spec_of(faults.switched_on()))  # fmt: skip
+
+    async def on_change(changed: Faults) -> None:
+        await _show_faults(health_servicer, changed)
+
+    return add_fault_service(server, faults, on_change)
+
+
+async def _show_faults(health_servicer: health.aio.HealthServicer, faults: Faults) -> None:
+    """FaultService's health on this server: NOT_SERVING while a switch is on (a local sign
+    that survives `monitor_unreachable`), SERVING when all are off."""
+    status = health_pb2.HealthCheckResponse
+    await health_servicer.set(
+        FAULT_SERVICE, status.NOT_SERVING if faults.switched_on() else status.SERVING
+    )
 
 
 def create_channel(
@@ -183,6 +235,7 @@ async def serve(
     configure_logging(settings.log_level, name)
     try:
         security.check_tls(settings)  # Before anything starts: a bad TLS file stops us here.
+        access.AccessPolicy.from_settings(settings)  # Likewise a bad token or tokens file.
     except ConfigError as exc:
         log.error("%s: configuration: %s", name, exc)
         return 2

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -26,6 +27,8 @@ class TlsFiles:
     server_key: Path
     client_cert: Path
     client_key: Path
+    # More client certificates by common name: (certificate, key).
+    others: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -75,8 +78,11 @@ def _leaf(
     return certificate, key
 
 
-def make_tls_files(directory: Path, ca_name: str = "doppel test CA") -> TlsFiles:
-    """Writes a fresh CA, a server certificate and a client certificate into `directory`."""
+def make_tls_files(
+    directory: Path, ca_name: str = "doppel test CA", other_clients: Sequence[str] = ()
+) -> TlsFiles:
+    """Writes a fresh CA, a server certificate and a client certificate (CN `doppel client`)
+    into `directory`, and a client certificate for each name of `other_clients`."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_subject = _name(ca_name)
@@ -100,4 +106,10 @@ def make_tls_files(directory: Path, ca_name: str = "doppel test CA") -> TlsFiles
     files.server_key.write_bytes(_key_pem(server_key))
     files.client_cert.write_bytes(client.public_bytes(pem))
     files.client_key.write_bytes(_key_pem(client_key))
+    for number, name in enumerate(other_clients):
+        other, other_key = _leaf(name, ca_key, ca_subject, ExtendedKeyUsageOID.CLIENT_AUTH)
+        paths = (directory / f"client-{number}.pem", directory / f"client-{number}-key.pem")
+        paths[0].write_bytes(other.public_bytes(pem))
+        paths[1].write_bytes(_key_pem(other_key))
+        files.others[name] = paths
     return files

@@ -3,7 +3,9 @@
 REDIS_URL goes to redis-py unchanged (`redis://`, `rediss://` for TLS, `unix://`; user and
 password in the URL, TLS options such as `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`,
 `ssl_cert_reqs` as query parameters). Only `redact_url(url)` is ever logged: the password is
-replaced by `***`. At start the cache pings Redis once: credentials Redis refuses stop the service
+replaced by `***`, wherever it is (`redis://:pw@host`, `redis://user:pw@host`, and query
+parameters such as `?password=pw` or `ssl_password=pw`), and `Settings` keeps REDIS_URL out of
+its repr. At start the cache pings Redis once: credentials Redis refuses stop the service
 with a message saying so (a configuration error that waiting will not fix); a Redis that cannot be
 reached yet is logged, and calls fail UNAVAILABLE until it can.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
@@ -63,27 +65,49 @@ class BoundedPool(aioredis.BlockingConnectionPool):
             raise
 
 
+# Query parameters whose value is a secret: redis-py passes `password`, `ssl_password` and any
+# other parameter to the connection as it is.
+SECRET_PARAMETER_WORDS = ("password", "secret", "token")
+
+
+def _redact_query(query: str) -> str:
+    items = []
+    for item in query.split("&"):
+        name, sep, _ = item.partition("=")
+        secret = any(word in unquote(name).lower() for word in SECRET_PARAMETER_WORDS)
+        items.append(f"{name}={REDACTED}" if sep and secret else item)
+    return "&".join(items)
+
+
 def redact_url(url: str) -> str:
-    """`url` with its password replaced by `***` (user, host, path and query kept)."""
+    """`url` with every password replaced by `***` (user, host, path and the other query
+    parameters kept)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparseable REDIS_URL>"
-    if password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}"))
+    if parts.query:
+        parts = parts._replace(query=_redact_query(parts.query))
+    if password is not None:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}")
+    return urlunsplit(parts)
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        in_query = _redact_query(parts.query) != parts.query
+        return parts.password is not None or in_query
+    except ValueError:
+        return False
 
 
 def credentials_refused(url: str) -> str:
     """What to say when Redis refuses the credentials of `url` (never the password)."""
-    try:
-        has_password = urlsplit(url).password is not None
-    except ValueError:
-        has_password = False
-    if has_password:
+    if _has_password(url):
         return "Redis refused the user/password in REDIS_URL (wrong password, or user disabled)"
     return "Redis requires a password and REDIS_URL has none (redis://:PASSWORD@host:port/db)"
 

@@ -1,9 +1,15 @@
 """CacheService: namespaced get/set/delete with TTLs and hit statistics, on Redis.
 
-Keys are `doppel:v1:{namespace}:{key}`. Statistics live in Redis too (a hash per namespace), so
-they are shared by every replica and survive a restart of the service. A lookup and its
-statistics update are one Lua call: one round trip per Get. REDIS_URL (user, password, TLS) is
-read, checked at start and redacted for logs in services/cache/redis_url.py.
+Keys are `doppel:v1:{namespace}:{key}`. Statistics live in Redis too (a hash per namespace,
+`doppel:v1:stats:{namespace}`), so they are shared by every replica and survive a restart of the
+service. A lookup and its statistics update are one Lua call: one round trip per Get. REDIS_URL
+(user, password, TLS) is read, checked at start and redacted for logs in
+services/cache/redis_url.py.
+
+Guarded: callers need the `service` role (Stats: `reader`; shared/roles.py), as on every
+server. Namespaces that would reach the service's own keys are reserved (`stats`, `namespaces`,
+and any starting with `_`, kept for internal keys to come): Get, GetMany, Set and Delete on one
+get INVALID_ARGUMENT naming `namespace`.
 
 Bounded: the Redis pool holds at most `max_concurrent_rpcs` connections (DOPPEL_MAX_CONCURRENT_RPCS,
 so each call gRPC admits can have one); a command that finds none free within POOL_WAIT_SECONDS
@@ -41,6 +47,10 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "doppel:v1"
 NAMESPACES_KEY = f"{KEY_PREFIX}:namespaces"
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+# `stats` would address the statistics hashes (doppel:v1:stats:{namespace}); `namespaces` names
+# the set of namespaces; `_` starts the names kept for the service's own keys to come.
+RESERVED_NAMESPACES = frozenset({"stats", "namespaces"})
+RESERVED_NAMESPACE_PREFIX = "_"
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
 MAX_TTL_SECONDS = 365 * 24 * 3600
 # The retry hint when the Redis pool stayed full for its whole wait: about as long again
@@ -96,6 +106,12 @@ def stats_key(namespace: str) -> str:
 def check_address(namespace: str, key: str) -> None:
     if not NAMESPACE_PATTERN.fullmatch(namespace):
         raise InvalidRequest("namespace must be 1-64 characters of [a-z0-9_-]")
+    if namespace in RESERVED_NAMESPACES or namespace.startswith(RESERVED_NAMESPACE_PREFIX):
+        raise InvalidRequest(
+            f"namespace {namespace!r} is reserved for the cache's own keys (reserved: "
+            f"{', '.join(sorted(RESERVED_NAMESPACES))} and names starting with "
+            f"{RESERVED_NAMESPACE_PREFIX!r})"
+        )
     if not KEY_PATTERN.fullmatch(key):
         raise InvalidRequest("key must be 1-256 printable ASCII characters without spaces")
 
@@ -231,9 +247,18 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
                 pipe.hgetall(stats_key(name))
             pipe.dbsize()
             pipe.info("memory")
-            *hashes, keys, memory = await pipe.execute()
+            # A hash answering WRONGTYPE (a value Set into `stats` before that namespace was
+            # reserved) costs its namespace's line, not the whole answer.
+            *hashes, keys, memory = await pipe.execute(raise_on_error=False)
+        for result in (keys, memory):
+            if isinstance(result, Exception):
+                raise result
         response = cache_pb2.StatsResponse(keys=keys, used_memory_bytes=memory["used_memory"])
         for name, counts in zip(names, hashes, strict=True):
+            if isinstance(counts, Exception):
+                why = type(counts).__name__
+                log.warning("cache stats of namespace %s unreadable: %s", name, why)
+                continue
             ns = cache_pb2.NamespaceStats(
                 namespace=name, **{_text(k): int(v) for k, v in counts.items()}
             )

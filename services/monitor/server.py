@@ -29,6 +29,7 @@ from services.monitor.state import MonitorState, alert_proto
 from services.monitor.stats import WINDOWS_SECONDS
 from services.monitor.web import monitor_routes
 from shared import security
+from shared.access import current_caller
 from shared.config import Settings
 from shared.server import Cleanup, ServiceServer, start_server
 from shared.telemetry import Telemetry
@@ -161,8 +162,8 @@ class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"thresholds.{error.field}: {error.reason}"
             )
-        if changes:
-            log.info("alert thresholds changed: %s", changes)
+        if changes:  # Admin only (shared/roles.py): thresholds can silence alerting.
+            log.warning("alert thresholds changed by %s: %s", current_caller().name, changes)
         return monitor_pb2.UpdateThresholdsResponse(
             thresholds=monitor_pb2.AlertThresholds(**thresholds.as_dict())
         )

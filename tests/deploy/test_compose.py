@@ -4,6 +4,7 @@ collector, mounted files that exist. No Docker engine runs here, so nothing is s
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,91 @@ def test_secrets_come_from_the_environment_not_the_file() -> None:
     assert script["ANTHROPIC_API_KEY"] == "${ANTHROPIC_API_KEY:-}"
     grafana = compose()["services"]["grafana"]["environment"]
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
+
+
+def test_no_default_passwords_or_tokens() -> None:
+    """`:?` makes compose refuse to start without the value (`make secrets` writes .env): no
+    admin/admin Grafana, no script service without its token."""
+    services = compose()["services"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS_VIEWER:-false}"
+    script = services["script"]["environment"]
+    assert script["DOPPEL_AUTH_TOKEN"].startswith("${DOPPEL_SERVICE_TOKEN:?")
+    text = COMPOSE_FILE.read_text()
+    assert ":-admin}" not in text
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_service_checks_tokens_from_a_generated_secret(name: str) -> None:
+    everything = compose()
+    service = everything["services"][name]
+    assert service["secrets"] == ["doppel_auth_tokens"]
+    tokens_file = service["environment"]["DOPPEL_AUTH_TOKENS_FILE"]
+    assert tokens_file == "/run/secrets/doppel_auth_tokens"
+    assert everything["secrets"]["doppel_auth_tokens"] == {"file": "./.secrets/auth-tokens"}
+    assert "DOPPEL_AUTH_TOKENS" not in service["environment"]
+    assert "DOPPEL_FAULTS_ENABLED" not in service["environment"]  # FaultService stays off.
+
+
+def test_generated_secrets_are_never_committed() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".secrets/" in ignored
+    docker_ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ".env" in docker_ignored and ".secrets" in docker_ignored
+    assert not (ROOT / ".secrets").exists() or not any(
+        path.name in {"auth-tokens", "cli-token"} for path in tracked_files()
+    )
+
+
+def tracked_files() -> list[Path]:
+    result = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    return [Path(line) for line in result.stdout.splitlines()]
+
+
+def test_prometheus_gets_a_reader_token_for_the_monitor() -> None:
+    everything = compose()
+    prometheus = everything["services"]["prometheus"]
+    assert prometheus["secrets"] == [
+        {"source": "prometheus_token", "target": "/etc/prometheus/monitor-token"}
+    ]
+    assert everything["secrets"]["prometheus_token"] == {"file": "./.secrets/prometheus-token"}
+
+
+def test_published_ports_bind_loopback_unless_told_otherwise() -> None:
+    published = [
+        (name, port)
+        for name, service in compose()["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} == {
+        "script", "monitor", "jaeger", "prometheus", "grafana",
+    }  # fmt: skip
+    for name, port in published:
+        assert port.startswith("${DOPPEL_BIND:-127.0.0.1}:"), (name, port)
+        assert port.count(":") == 3, (name, port)  # bind:host port:container port
+
+
+def test_make_secrets_writes_what_compose_reads(tmp_path: Path) -> None:
+    """The files compose names exist after `python -m shared.token_files compose` (what
+    `make secrets` runs), and .env holds every variable compose insists on."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.token_files", "compose", "--out", str(tmp_path / ".secrets"),
+         "--env-file", str(tmp_path / ".env")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for secret in compose()["secrets"].values():
+        assert (tmp_path / secret["file"]).is_file(), secret
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text()))
+    assert required == {"DOPPEL_SERVICE_TOKEN", "GRAFANA_ADMIN_PASSWORD"}
+    written = dict(
+        line.split("=", 1)
+        for line in (tmp_path / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert required <= set(written) and all(written[name] for name in required)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "secrets: venv\n\t$(BIN)/python -m shared.token_files compose" in makefile

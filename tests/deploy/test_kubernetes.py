@@ -194,3 +194,41 @@ def test_every_service_pod_names_itself_on_its_telemetry() -> None:
         assert "k8s.pod.name=$(POD_NAME)" in attributes
         assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
         assert env[names.index("POD_NAME")]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_service_checks_tokens_from_a_secret_that_is_not_committed(
+    kustomization: str,
+) -> None:
+    """Secure by default: every service mounts the accepted tokens from the doppelganger-auth
+    Secret (not optional: no Secret, no pod), the script service sends its own token from it,
+    and nothing enables FaultService."""
+    manifests = render(kustomization)
+    assert of_kind(manifests, "Secret") == []
+    config = next(
+        m["data"] for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+    tokens_file = config["DOPPEL_AUTH_TOKENS_FILE"]
+    assert "DOPPEL_FAULTS_ENABLED" not in config and "DOPPEL_FAULTS" not in config
+    for deployment in of_kind(manifests, "Deployment"):
+        name = deployment["metadata"]["name"]
+        if name not in APP_SERVICES:
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        secret = volumes["auth"]["secret"]
+        assert secret["secretName"] == "doppelganger-auth" and not secret.get("optional")
+        assert secret["defaultMode"] == 0o440  # Group-readable: fsGroup 10001.
+        assert pod["securityContext"]["fsGroup"] == 10001
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["auth"]["readOnly"] is True
+        item = secret["items"][0]
+        assert f"{mounts['auth']['mountPath']}/{item['path']}" == tokens_file, name
+        env = {e["name"]: e for e in pod["containers"][0].get("env", [])}
+        assert "DOPPEL_AUTH_TOKENS" not in env, name
+        if name == "script":
+            reference = env["DOPPEL_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert reference == {"name": "doppelganger-auth", "key": "service-token"}
+        else:
+            assert "DOPPEL_AUTH_TOKEN" not in env, name

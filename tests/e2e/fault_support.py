@@ -47,6 +47,9 @@ FAST_TELEMETRY = {
     "DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS": "0.1",
     "DOPPEL_MONITOR_THRESHOLDS": "hold_seconds=0,min_calls=5",
 }
+# FaultService exists only where enabled; the stack is open on loopback (no tokens), so these
+# tests may call SetFaults without one.
+FAULTS_ON = {"DOPPEL_FAULTS_ENABLED": "true"}
 # Every episode of a run of 20 is written at once; downstream calls give up after 2 s.
 STACK_LIMITS = {
     "DOPPEL_MAX_CONCURRENT_EPISODES": str(EPISODES + 4),
@@ -111,7 +114,7 @@ class Studio:
 @contextmanager
 def running_studio(extra: Mapping[str, str], log_dir: Path) -> Iterator[Studio]:
     """Redis and the four services as processes, on free ports, telemetry on."""
-    env = stack_env(telemetry=True, extra={**FAST_TELEMETRY, **STACK_LIMITS, **extra})
+    env = stack_env(telemetry=True, extra={**FAULTS_ON, **FAST_TELEMETRY, **STACK_LIMITS, **extra})
     # Generous: on a busy 2-core machine a service can take well over 10 s to import and serve.
     stack = Stack(Settings.from_env(env), log_dir, STARTUP_TIMEOUT, env=env)
     with stack:

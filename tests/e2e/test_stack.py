@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,8 +19,20 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
+from doppelganger.v1 import (
+    cache_pb2,
+    cache_pb2_grpc,
+    faults_pb2,
+    faults_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    scene_pb2,
+    scene_pb2_grpc,
+    script_pb2,
+    script_pb2_grpc,
+)
 from services.scene.fountain import parse_fountain
+from shared.token_files import LocalTokens, local_stack_env, read_local_tokens
 from tests.conftest import free_port
 from tests.e2e.processes import read_until_ready
 
@@ -39,6 +52,15 @@ class RunningStack:
     env: dict[str, str]
     addresses: dict[str, str]
     banner: list[str]
+    data_dir: Path  # XDG_DATA_HOME: where `doppel up` keeps the local stack's tokens.
+
+    @property
+    def tokens(self) -> LocalTokens:
+        return read_local_tokens(self.data_dir / "doppelganger" / "auth-tokens")
+
+    def as_cli(self) -> tuple[tuple[str, str], ...]:
+        """The metadata the CLI sends: the local writer token `doppel up` made."""
+        return (("authorization", f"Bearer {self.tokens.cli}"),)
 
 
 def doppel(
@@ -65,9 +87,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("REDIS_URL", None)
-    env.pop("OTEL_SDK_DISABLED", None)
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    for name in ("REDIS_URL", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        env.pop(name, None)
+    for name in ("DOPPEL_AUTH_TOKENS", "DOPPEL_AUTH_TOKENS_FILE", "DOPPEL_AUTH_TOKEN"):
+        env.pop(name, None)  # None configured: `doppel up` makes its own.
+    data_dir = tmp_path_factory.mktemp("data")
+    env["XDG_DATA_HOME"] = str(data_dir)
     log_dir = tmp_path_factory.mktemp("logs")
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
@@ -77,7 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     try:
         banner = read_until_ready(process, timeout=60)
         addresses = {name: f"127.0.0.1:{ports[name]}" for name in SERVICE_NAMES}
-        yield RunningStack(process, env, addresses, banner)
+        yield RunningStack(process, env, addresses, banner, data_dir)
     finally:
         if process.poll() is None:
             process.kill()
@@ -89,6 +114,54 @@ def test_up_prints_one_line_per_service(stack: RunningStack) -> None:
     for name, address in stack.addresses.items():
         assert re.search(rf"^{name}\s+{re.escape(address)}$", text, flags=re.M), text
     assert re.search(r"^redis\s+unix://", text, flags=re.M)
+    tokens_file = stack.data_dir / "doppelganger" / "auth-tokens"
+    assert re.search(rf"^tokens\s+{re.escape(str(tokens_file))} ", text, flags=re.M), text
+
+
+def test_up_protects_the_stack_with_its_own_tokens(stack: RunningStack) -> None:
+    """No tokens configured: `doppel up` made some (a private file) and every service checks
+    them; the CLI uses them with no extra step (the other tests here)."""
+    tokens_file = stack.data_dir / "doppelganger" / "auth-tokens"
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tokens_file.parent.stat().st_mode) == 0o700
+    for name, address in stack.addresses.items():
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
+            call_any_method(channel, name)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name  # type: ignore[attr-defined]
+    with grpc.insecure_channel(stack.addresses["script"]) as channel:
+        shows = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
+            script_pb2.ListShowsRequest(), metadata=stack.as_cli(), timeout=10
+        )
+        assert shows.shows
+
+
+def call_any_method(channel: grpc.Channel, name: str) -> None:
+    """One read of service `name`, without a token."""
+    if name == "script":
+        script_pb2_grpc.ScriptServiceStub(channel).ListShows(
+            script_pb2.ListShowsRequest(), timeout=10
+        )
+    elif name == "cache":
+        cache_pb2_grpc.CacheServiceStub(channel).Stats(cache_pb2.StatsRequest(), timeout=10)
+    elif name == "monitor":
+        monitor_pb2_grpc.MonitorServiceStub(channel).GetHealth(
+            monitor_pb2.GetHealthRequest(), timeout=10
+        )
+    else:
+        scene_pb2_grpc.SceneServiceStub(channel).RenderScene(
+            scene_pb2.RenderSceneRequest(), timeout=10
+        )
+
+
+def test_the_default_stack_has_no_fault_service(stack: RunningStack) -> None:
+    for name, address in stack.addresses.items():
+        with grpc.insecure_channel(address) as channel:
+            faults = faults_pb2_grpc.FaultServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as missing:
+                faults.SetFaults(
+                    faults_pb2.SetFaultsRequest(reset=True), metadata=stack.as_cli(), timeout=10
+                )
+            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED, name  # type: ignore[attr-defined]
 
 
 def test_every_service_is_healthy_and_reflects_its_api(stack: RunningStack) -> None:
@@ -125,20 +198,21 @@ def test_generate_writes_a_screenplay_and_one_trace_spans_every_hop(
     assert len(dialogue) >= 20
     assert {line.speaker for line in dialogue} <= {name.upper() for name in cast}
 
-    services = wait_for_services(stack.addresses["monitor"], trace_id, timeout=30)
+    services = wait_for_services(stack, trace_id, timeout=30)
     assert {"doppel-cli", "script", "cache", "scene"} <= services
 
 
-def wait_for_services(address: str, trace_id: str, timeout: float) -> set[str]:
+def wait_for_services(stack: RunningStack, trace_id: str, timeout: float) -> set[str]:
     """Polls GetTrace until every service reported and every span's parent has arrived."""
     wanted = {"doppel-cli", "script", "cache", "scene"}
     deadline = time.monotonic() + timeout
     spans: list[monitor_pb2.SpanSummary] = []
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(stack.addresses["monitor"]) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
         while time.monotonic() < deadline:
             try:
-                spans = list(stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id)).spans)
+                request = monitor_pb2.GetTraceRequest(trace_id=trace_id)
+                spans = list(stub.GetTrace(request, metadata=stack.as_cli()).spans)
             except grpc.RpcError:
                 spans = []
             if wanted <= {span.service for span in spans} and not orphans(spans):
@@ -193,7 +267,8 @@ def test_bad_request_through_the_cli_names_the_field(stack: RunningStack, tmp_pa
 def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
     """A second script service, stopped mid-episode: it exits 0 and the client never hangs."""
     port = free_port()
-    env = {**stack.env, "DOPPEL_SCRIPT_PORT": str(port), "DOPPEL_MAX_PARALLEL_SCENES": "1"}
+    env = {**local_stack_env(stack.env, stack.tokens), "DOPPEL_SCRIPT_PORT": str(port),
+           "DOPPEL_MAX_PARALLEL_SCENES": "1"}  # fmt: skip
     service = subprocess.Popen(
         [sys.executable, "-m", "services.script"], env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -209,6 +284,7 @@ def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
                     show="Taxi", setting="an underwater city", scene_count=20, seed=99
                 ),
                 timeout=30,
+                metadata=stack.as_cli(),
             )
             first = next(stream)
             assert first.stage == script_pb2.STAGE_ACCEPTED

@@ -30,7 +30,9 @@ from tests.tls_certs import TlsFiles, make_tls_files
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("script", "scene", "cache", "monitor")
-SERVER_ONLY = ("DOPPEL_TLS_CERT", "DOPPEL_TLS_KEY", "DOPPEL_TLS_CLIENT_AUTH")
+SERVER_ONLY = (
+    "DOPPEL_TLS_CERT", "DOPPEL_TLS_KEY", "DOPPEL_TLS_CLIENT_AUTH", "DOPPEL_TLS_CLIENT_ROLES",
+)  # fmt: skip
 CLIENT_CERT = ("DOPPEL_TLS_CLIENT_CERT", "DOPPEL_TLS_CLIENT_KEY")
 CA = "DOPPEL_TLS_CA"
 
@@ -49,10 +51,13 @@ def tls_env(tls: TlsFiles) -> dict[str, str]:
         "DOPPEL_TLS_CLIENT_AUTH": "require",
         "DOPPEL_TLS_CLIENT_CERT": str(tls.client_cert),
         "DOPPEL_TLS_CLIENT_KEY": str(tls.client_key),
+        # No tokens: the certificate decides. The services share this one and need the service
+        # role (script -> cache); the CLI presents it too.
+        "DOPPEL_TLS_CLIENT_ROLES": "doppel client=service",
     }
 
 
-def stack_env(tls: TlsFiles) -> dict[str, str]:
+def stack_env(tls: TlsFiles, data_dir: Path) -> dict[str, str]:
     ports = {name: str(free_port()) for name in (*SERVICES, "monitor_http")}
     env = {**os.environ, **tls_env(tls)}
     env.update({f"DOPPEL_{name.upper()}_PORT": port for name, port in ports.items()})
@@ -62,6 +67,7 @@ def stack_env(tls: TlsFiles) -> dict[str, str]:
         env.pop(name, None)
     for name in ("DOPPEL_AUTH_TOKENS", "DOPPEL_AUTH_TOKENS_FILE", "DOPPEL_AUTH_TOKEN"):
         env.pop(name, None)
+    env["XDG_DATA_HOME"] = str(data_dir)  # Mutual TLS: `doppel up` must make no tokens here.
     return env
 
 
@@ -79,7 +85,8 @@ def doppel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     """One `doppel up` under mutual TLS for the whole module; SIGTERM stops it at the end."""
-    env = stack_env(make_tls_files(tmp_path_factory.mktemp("pki")))
+    data_dir = tmp_path_factory.mktemp("data")
+    env = stack_env(make_tls_files(tmp_path_factory.mktemp("pki")), data_dir)
     log_dir = tmp_path_factory.mktemp("logs")
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
@@ -88,6 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     )  # fmt: skip
     try:
         read_until_ready(process, timeout=90)
+        assert not (data_dir / "doppelganger").exists()
         yield TlsStack(process, without(env, SERVER_ONLY))
     finally:
         process.send_signal(signal.SIGTERM)

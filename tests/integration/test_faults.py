@@ -56,7 +56,9 @@ class Studio:
 async def studio(
     settings: Settings, redis: RedisServer, monitor_port: int | None = None
 ) -> AsyncIterator[Studio]:
-    base = settings.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
+    base = settings.with_changes(
+        redis_url=redis.url, script_port=0, scene_port=0, cache_port=0, faults_enabled=True
+    )
     if monitor_port is not None:
         base = base.with_changes(
             telemetry_disabled=False,
@@ -158,10 +160,11 @@ def test_a_rate_switch_acts_at_its_rate() -> None:
     assert not any(Faults(seed=5).roll("llm_error_rate") for _ in range(100))
 
 
-async def test_every_server_has_the_fault_service(
+async def test_with_faults_enabled_every_server_has_the_fault_service(
     settings: Settings, redis_server: RedisServer
 ) -> None:
-    async with studio(settings.with_changes(faults="render_delay_ms=5"), redis_server) as s:
+    enabled = settings.with_changes(faults_enabled=True, faults="render_delay_ms=5")
+    async with studio(enabled, redis_server) as s:
         for server in (s.script, s.scene, s.cache):
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 stub = faults_pb2_grpc.FaultServiceStub(channel)

@@ -96,46 +96,66 @@ def assert_no_secret(text: str, *secrets: str) -> None:
         assert secret not in text
 
 
-@pytest.mark.parametrize("with_user", [False, True], ids=["requirepass", "acl-user"])
+def url_form(server: RedisServer, form: str, password: str = PASSWORD) -> str:
+    """REDIS_URL in each form that carries a password: in the user part, with or without a
+    user, or as query parameters (redis-py passes `password` and `username` on)."""
+    if form == "requirepass":
+        return server.url_with(username="", password=password)
+    if form == "acl-user":
+        return server.url_with(password=password)
+    if form == "query":
+        return f"unix://{server.socket_path}?password={password}"
+    return f"unix://{server.socket_path}?db=0&username={USER}&password={password}"
+
+
+URL_FORMS = ["requirepass", "acl-user", "query", "query-user"]
+
+
+@pytest.mark.parametrize("form", URL_FORMS)
 async def test_the_right_credentials_in_redis_url_work(
     settings: Settings,
     protected: RedisServer,
     captured: Captured,
     caplog: pytest.LogCaptureFixture,
-    with_user: bool,
+    form: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url = protected.url if with_user else protected.url_with(username="")
-    assert f":{PASSWORD}@" in url  # The URL carries it as is: a leaked URL leaks the password.
+    url = url_form(protected, form)
+    assert PASSWORD in url  # The URL carries it as is: a leaked URL leaks the password.
+    assert PASSWORD not in repr(settings.with_changes(redis_url=url))
     cache = await start_cache(settings, url, captured)
     try:
-        got = await round_trip(cache.port, f"right-{with_user}")
+        got = await round_trip(cache.port, f"right-{form}")
         assert got.found and got.value == b"value"
         assert await serving(cache.port) == health_pb2.HealthCheckResponse.SERVING
     finally:
         await cache.stop(0)
     direct = redis.Redis.from_url(protected.url)
-    assert direct.get(entry_key("auth", f"right-{with_user}")) == b"value"
+    assert direct.get(entry_key("auth", f"right-{form}")) == b"value"
     direct.close()
     assert f"Redis at {redact_url(url)}" in logged(caplog)
     assert_no_secret(logged(caplog) + captured.text(), PASSWORD, url)
 
 
 @pytest.mark.parametrize(
-    ("password", "expected"),
-    [(WRONG, "refused the user/password"), ("", "requires a password and REDIS_URL has none")],
-    ids=["wrong", "missing"],
+    ("form", "password", "expected"),
+    [
+        *((form, WRONG, "refused the user/password") for form in URL_FORMS),
+        ("requirepass", "", "requires a password and REDIS_URL has none"),
+    ],
+    ids=[*(f"wrong-{form}" for form in URL_FORMS), "missing"],
 )
 async def test_wrong_or_missing_password_stops_the_cache_at_start(
     settings: Settings,
     protected: RedisServer,
     captured: Captured,
     caplog: pytest.LogCaptureFixture,
+    form: str,
     password: str,
     expected: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url = protected.url_with(username="", password=password)
+    url = url_form(protected, form, password)
     with pytest.raises(OSError, match=expected) as refused:
         await start_cache(settings, url, captured)
     assert redact_url(url) in str(refused.value)
@@ -144,8 +164,11 @@ async def test_wrong_or_missing_password_stops_the_cache_at_start(
     assert_no_secret(everything, PASSWORD, WRONG, *([url] if password else []))
 
 
-async def test_the_cache_process_exits_1_with_a_clear_message(protected: RedisServer) -> None:
-    url = protected.url_with(password=WRONG)
+@pytest.mark.parametrize("form", ["acl-user", "query-user"])
+async def test_the_cache_process_exits_1_with_a_clear_message(
+    protected: RedisServer, form: str
+) -> None:
+    url = url_form(protected, form, WRONG)
     env = {**os.environ, "REDIS_URL": url, "DOPPEL_CACHE_PORT": "0", "OTEL_SDK_DISABLED": "true"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cache", env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -154,7 +177,7 @@ async def test_the_cache_process_exits_1_with_a_clear_message(protected: RedisSe
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
     assert "Redis refused the user/password in REDIS_URL" in err.decode()
-    assert f"{USER}:***@" in err.decode()
+    assert redact_url(url) in err.decode() and "***" in redact_url(url)
     assert_no_secret(out.decode() + err.decode(), PASSWORD, WRONG, url)
 
 
@@ -256,6 +279,14 @@ def test_redact_url_hides_only_the_password() -> None:
         f"unix://:{PASSWORD}@/run/redis.sock?db=2": "unix://:***@/run/redis.sock?db=2",
         "redis://redis:6379/0": "redis://redis:6379/0",
         "redis://[::1:6379/0": "<unparseable REDIS_URL>",
+        f"redis://redis:6379/0?password={PASSWORD}": "redis://redis:6379/0?password=***",
+        f"rediss://h/0?ssl_ca_certs=/ca.pem&username={USER}&password={PASSWORD}&db=1": (
+            f"rediss://h/0?ssl_ca_certs=/ca.pem&username={USER}&password=***&db=1"
+        ),
+        f"rediss://h/0?ssl_password={PASSWORD}&Password={PASSWORD}": (
+            "rediss://h/0?ssl_password=***&Password=***"
+        ),
+        f"redis://:{PASSWORD}@h/0?password={PASSWORD}": "redis://:***@h/0?password=***",
     }
     for url, redacted in cases.items():
         assert redact_url(url) == redacted

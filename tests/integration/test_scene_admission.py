@@ -65,6 +65,7 @@ async def test_renders_beyond_the_bound_are_refused_with_a_retry_hint(settings: 
     limit = RENDER_WORKERS + RENDER_QUEUE
     # Two script replicas at DOPPEL_MAX_CONCURRENT_EPISODES can render at once without refusal.
     assert limit >= 2 * settings.max_concurrent_episodes
+    settings = settings.with_changes(faults_enabled=True)  # The delay is set over FaultService.
     server = await create_scene_server(settings, Telemetry("scene", settings))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -106,6 +107,7 @@ async def test_renders_beyond_the_bound_are_refused_with_a_retry_hint(settings: 
 async def test_a_small_bound_refuses_the_call_past_it(settings: Settings) -> None:
     """One worker and one queued place: with two calls stuck, a third is refused; the refused
     caller retries after the hint, once one has finished, and is served."""
+    settings = settings.with_changes(faults_enabled=True)  # The delay is set over FaultService.
     server = await create_scene_server(
         settings, Telemetry("scene", settings), render_workers=1, render_queue=1
     )

@@ -64,7 +64,8 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
             script_port=0, scene_port=0, cache_port=0, monitor_port=0, monitor_http_port=0,
             redis_url=redis_server.url, telemetry_disabled=False, llm_capture_content=True,
             otlp_endpoint=f"http://127.0.0.1:{monitor.port}", bsp_schedule_delay_ms=50,
-            metric_export_interval_ms=200, auth_tokens=BEARER_TOKEN, auth_token=BEARER_TOKEN,
+            metric_export_interval_ms=200, auth_tokens=f"service:studio:{BEARER_TOKEN}",
+            auth_token=BEARER_TOKEN,
             refinement_rounds=0,
         )  # fmt: skip
         cache = await create_cache_server(config, Telemetry("cache", config))

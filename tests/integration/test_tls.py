@@ -63,8 +63,12 @@ def client_side(settings: Settings, ca: Path | None, cert: TlsFiles | None = Non
 
 
 def every_side(settings: Settings, tls: TlsFiles) -> Settings:
-    """What a service of a mutual-TLS stack runs with: server and client halves together."""
-    return client_side(server_side(settings, tls, mutual=True), tls.ca, tls)
+    """What a service of a mutual-TLS stack runs with: server and client halves together. The
+    services share one certificate, which gets the service role (script -> cache needs it)."""
+    mutual = server_side(settings, tls, mutual=True).with_changes(
+        tls_client_roles=(("doppel client", "service"),)
+    )
+    return client_side(mutual, tls.ca, tls)
 
 
 @pytest.fixture
@@ -178,12 +182,16 @@ async def test_mutual_tls_serves_a_client_with_its_certificate(
 # The whole studio on mutual TLS ------------------------------------------------------------------
 
 
+LAPTOP = "laptop"  # A client certificate DOPPEL_TLS_CLIENT_ROLES does not list.
+
+
 @dataclass
 class Studio:
     client: Settings  # CA and client certificate only, as the CLI would have.
     monitor: ServiceServer
     cache: ServiceServer
     script: ServiceServer
+    tls: TlsFiles
 
 
 async def start(name: str, factory: Callable[..., Any], settings: Settings) -> ServiceServer:
@@ -196,7 +204,7 @@ async def studio(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
 ) -> AsyncIterator[Studio]:
     """Monitor, cache, scene and script, each serving mutual TLS and calling out over it."""
-    tls = make_tls_files(tmp_path_factory.mktemp("pki"))
+    tls = make_tls_files(tmp_path_factory.mktemp("pki"), other_clients=(LAPTOP,))
     base = Settings(
         script_port=0, scene_port=0, cache_port=0, monitor_port=0, monitor_http_port=0,
         telemetry_disabled=True, grace_seconds=2.0, redis_url=redis_server.url,
@@ -212,7 +220,7 @@ async def studio(
         "script", create_script_server,
         exporting.with_changes(cache_port=cache.port, scene_port=scene.port),
     )  # fmt: skip
-    yield Studio(client_side(exporting, tls.ca, tls), monitor, cache, script)
+    yield Studio(client_side(exporting, tls.ca, tls), monitor, cache, script, tls)
     for server in (script, scene, cache, monitor):
         await server.stop(0)
 
@@ -244,6 +252,25 @@ async def test_an_episode_goes_script_cache_scene_over_mutual_tls(studio: Studio
     assert len(episode.scenes) == 2
     assert episode.render_error == ""  # script -> scene answered (else the error is set).
     assert after.sets > before.sets  # script -> cache answered (its failures are swallowed).
+
+
+async def test_a_certificate_gets_the_role_listed_for_it_or_the_default(studio: Studio) -> None:
+    """`doppel client` is listed as service (it writes the cache); `laptop` is not: a writer."""
+    certificate, key = studio.tls.others[LAPTOP]
+    laptop = studio.client.with_changes(tls_client_cert=str(certificate), tls_client_key=str(key))
+    plant = cache_pb2.SetRequest(namespace="episodes", key="ep-from-a-laptop", value=b"x")
+    async with security.secure_channel(address(studio.cache), laptop) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await cache_pb2_grpc.CacheServiceStub(channel).Set(plant, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "needs the service role; caller cert:laptop has writer" in str(refused.value.details())
+    async with security.secure_channel(address(studio.script), laptop) as channel:
+        shows = await script_pb2_grpc.ScriptServiceStub(channel).ListShows(
+            script_pb2.ListShowsRequest(), timeout=10
+        )
+        assert shows.shows
+    async with security.secure_channel(address(studio.cache), studio.client) as channel:
+        assert (await cache_pb2_grpc.CacheServiceStub(channel).Set(plant, timeout=10)).stored
 
 
 async def test_spans_and_metrics_reach_the_monitor_over_mutual_tls(studio: Studio) -> None:

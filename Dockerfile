@@ -24,8 +24,10 @@ RUN pip install --require-virtualenv -r requirements.txt
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
-# pyproject.toml lists the benchmark package too (`doppel bench`); pip install . needs it.
+# pyproject.toml lists the CLI and benchmark packages too (`doppel`, `doppel bench`); pip install .
+# needs them (the image also gets `doppel` for operators: `doppel health` from inside a pod).
 COPY bench ./bench
+COPY doppel ./doppel
 RUN pip install --require-virtualenv --no-deps . \
     && python -m compileall -q /opt/venv
 

@@ -35,7 +35,7 @@ test: venv sysdeps
 lint: venv check-protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services bench
+	$(BIN)/mypy shared services bench doppel
 
 ## protos: regenerate shared/gen from protos/
 protos: venv
@@ -67,7 +67,7 @@ deploy-check: venv sysdeps
 ## secrets: tokens and passwords for docker compose into .secrets/ and .env (never committed;
 ## FORCE=1 replaces existing ones). Kubernetes: docs/deploy.md
 secrets: venv
-	$(BIN)/python -m shared.token_files compose $(if $(FORCE),--force)
+	$(BIN)/python -m doppel.local_tokens compose $(if $(FORCE),--force)
 
 ## up: run the whole stack in the foreground (Ctrl-C stops it)
 up: venv

@@ -35,6 +35,7 @@ import psutil
 from bench.llm_server import LLMServer
 from bench.measure import machine, percentile
 from bench.stacks import running, stack_env
+from doppel.stack import Stack
 from doppelganger.v1 import (
     faults_pb2,
     faults_pb2_grpc,
@@ -44,7 +45,6 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from shared.faults import FaultSpecError, parse_spec
-from shared.stack import Stack
 
 MAX_IN_FLIGHT = 512  # Beyond it the client sheds (counted), so memory stays bounded.
 SOAK_SAMPLE_SECONDS = 10.0

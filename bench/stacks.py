@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from doppel.stack import SERVICES, Stack
 from shared.config import Settings
-from shared.stack import SERVICES, Stack
 
 
 def free_port() -> int:

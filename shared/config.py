@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import __version__
+from shared.fault_switches import parse_spec
 from shared.roles import Role
 
 
@@ -175,7 +176,6 @@ def _model_prices(text: str) -> tuple[tuple[str, float, float], ...]:
 
 
 def _fault_spec(text: str) -> str:
-    from shared.faults import parse_spec  # Late: faults imports the generated stubs.
 
     parse_spec(text)
     return text

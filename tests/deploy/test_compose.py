@@ -161,11 +161,11 @@ def test_published_ports_bind_loopback_unless_told_otherwise() -> None:
 
 
 def test_make_secrets_writes_what_compose_reads(tmp_path: Path) -> None:
-    """The files compose names exist after `python -m shared.token_files compose` (what
+    """The files compose names exist after `python -m doppel.local_tokens compose` (what
     `make secrets` runs), and .env holds every variable compose insists on."""
     result = subprocess.run(
-        [sys.executable, "-m", "shared.token_files", "compose", "--out", str(tmp_path / ".secrets"),
-         "--env-file", str(tmp_path / ".env")],
+        [sys.executable, "-m", "doppel.local_tokens", "compose",
+         "--out", str(tmp_path / ".secrets"), "--env-file", str(tmp_path / ".env")],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -180,4 +180,4 @@ def test_make_secrets_writes_what_compose_reads(tmp_path: Path) -> None:
     )
     assert required <= set(written) and all(written[name] for name in required)
     makefile = (ROOT / "Makefile").read_text()
-    assert "secrets: venv\n\t$(BIN)/python -m shared.token_files compose" in makefile
+    assert "secrets: venv\n\t$(BIN)/python -m doppel.local_tokens compose" in makefile

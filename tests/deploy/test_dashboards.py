@@ -1,6 +1,6 @@
 """Every Grafana panel's PromQL, evaluated by a real Prometheus scraping the running stack.
 
-The studio runs as real processes (`shared.stack.Stack` on free ports), a real `prometheus`
+The studio runs as real processes (`doppel.stack.Stack` on free ports), a real `prometheus`
 (Debian's) scrapes the monitor's /metrics every second with the alert rules of
 deploy/prometheus/alerts.yml loaded, two episodes are written by the `anthropic` writer against
 the loopback provider (`bench.llm_server.LLMServer`, which answers the first call with one 429)
@@ -32,8 +32,8 @@ import pytest
 import yaml
 
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
+from doppel.stack import Stack
 from shared.config import Settings
-from shared.stack import Stack
 from tests.conftest import free_port
 from tests.deploy.conftest import DEPLOY, require_command
 from tests.fakes.llm_support import TEST_KEY
@@ -187,7 +187,7 @@ def stack_settings(llm: LLMServer) -> tuple[Settings, dict[str, str]]:
 
 def generate(env: dict[str, str], seed: int, out: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "generate", "--show", "Taxi", "--setting",
+        [sys.executable, "-m", "doppel.cli", "generate", "--show", "Taxi", "--setting",
          "a lighthouse", "--scenes", "3", "--seed", str(seed), "--out", str(out), "--quiet",
          "--writer", "anthropic"],
         env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,

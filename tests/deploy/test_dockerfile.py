@@ -108,5 +108,5 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", "out"} <= ignored
     copied = {a.split()[0] for a in in_stage("build", "COPY")}
-    assert copied == {"requirements.txt", "pyproject.toml", "shared", "services", "bench"}
+    assert copied == {"requirements.txt", "pyproject.toml", "shared", "services", "bench", "doppel"}
     assert not copied & ignored

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end fault tests: the stack as real processes (shared.stack.Stack), fault
+"""Helpers for the end-to-end fault tests: the stack as real processes (doppel.stack.Stack), fault
 switches set over FaultService on the running processes, episodes run concurrently through the
 real ScriptService, and what the monitor says, all over gRPC.
 """
@@ -19,6 +19,7 @@ import grpc
 
 from bench.llm_server import LLMServer
 from bench.stacks import stack_env
+from doppel.stack import Stack, address_of
 from doppelganger.v1 import (
     episode_pb2,
     faults_pb2,
@@ -30,7 +31,6 @@ from doppelganger.v1 import (
 )
 from shared.config import Settings
 from shared.faults import BY_NAME
-from shared.stack import Stack, address_of
 from tests.fakes.llm_support import TEST_KEY
 
 EPISODES = 20

@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from doppel.local_tokens import LocalTokens, local_stack_env, read_local_tokens
 from doppelganger.v1 import (
     cache_pb2,
     cache_pb2_grpc,
@@ -32,7 +33,6 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.scene.fountain import parse_fountain
-from shared.token_files import LocalTokens, local_stack_env, read_local_tokens
 from tests.conftest import free_port
 from tests.e2e.processes import read_until_ready
 
@@ -67,7 +67,7 @@ def doppel(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "doppel.cli", *args],
         env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -95,7 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     env["XDG_DATA_HOME"] = str(data_dir)
     log_dir = tmp_path_factory.mktemp("logs")
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
+        [sys.executable, "-m", "doppel.cli", "up", "--log-dir", str(log_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -274,7 +274,7 @@ def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        from shared.stack import wait_until_serving
+        from doppel.stack import wait_until_serving
 
         wait_until_serving(f"127.0.0.1:{port}", 30, service)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

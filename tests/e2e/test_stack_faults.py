@@ -1,4 +1,4 @@
-"""Faults against the studio running as real processes (shared.stack.Stack, what `doppel up` runs).
+"""Faults against the studio running as real processes (doppel.stack.Stack, what `doppel up` runs).
 
 Each fault of shared/faults.py is switched on at runtime with FaultService on the running process
 that owns it, 20 episodes are written at once through ScriptService over gRPC, and then: every

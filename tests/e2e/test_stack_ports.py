@@ -2,7 +2,7 @@
 
 Another stack answering health checks on our ports used to make `doppel up` say ready while its
 own children failed to bind. Now each port is checked free before its child starts, and a child
-counts as up only once it is the process listening on its ports (shared/stack.py).
+counts as up only once it is the process listening on its ports (doppel/stack.py).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import psutil
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from shared.redis_server import RedisServer
-from shared.stack import (
+from doppel.stack import (
     ListenPort,
     PortInUse,
     StackError,
     check_redis_is_ours,
     wait_until_listening,
 )
+from shared.redis_server import RedisServer
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def stack_env(ports: dict[str, int], run: str) -> dict[str, str]:
 
 def doppel_up(env: dict[str, str], log_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
+        [sys.executable, "-m", "doppel.cli", "up", "--log-dir", str(log_dir)],
         env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -132,7 +132,7 @@ def test_demo_refuses_to_write_through_another_stack(
     ports = {name: free_port() for name in PORTS} | {"scene": other_stack_scene}
     run = uuid.uuid4().hex
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "demo", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "doppel.cli", "demo", "--out", str(tmp_path / "out")],
         env=stack_env(ports, run), capture_output=True, text=True, timeout=120,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -77,7 +77,7 @@ def without(env: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
 
 def doppel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "doppel.cli", *args],
         env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -89,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     env = stack_env(make_tls_files(tmp_path_factory.mktemp("pki")), data_dir)
     log_dir = tmp_path_factory.mktemp("logs")
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--log-dir", str(log_dir)],
+        [sys.executable, "-m", "doppel.cli", "up", "--log-dir", str(log_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

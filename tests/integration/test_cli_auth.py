@@ -9,17 +9,17 @@ import os
 import sys
 from pathlib import Path
 
+from doppel.local_tokens import data_dir, ensure_local_tokens
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from shared.token_files import data_dir, ensure_local_tokens
 
 TOKEN = "cli-test-token-7f3b"
 
 
 async def doppel(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", *args, env=env,
+        sys.executable, "-m", "doppel.cli", *args, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

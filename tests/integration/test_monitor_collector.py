@@ -90,7 +90,7 @@ async def export_from_another_process(port: int) -> None:
 
 async def doppel(port: int, *args: str) -> tuple[int, str, str]:
     env = child_env(DOPPEL_MONITOR_TARGET=f"127.0.0.1:{port}")
-    return await run(sys.executable, "-m", "shared.cli", *args, env=env)
+    return await run(sys.executable, "-m", "doppel.cli", *args, env=env)
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ async def test_spans_from_another_process_show_in_operations_and_the_cli(monitor
 async def test_doppel_health_watch_follows_alerts_until_ctrl_c(monitor: Monitor) -> None:
     env = child_env(DOPPEL_MONITOR_TARGET=f"127.0.0.1:{monitor.server.port}")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "health", "--watch", env=env,
+        sys.executable, "-m", "doppel.cli", "health", "--watch", env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

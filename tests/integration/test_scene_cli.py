@@ -16,10 +16,10 @@ import pypdf
 import pytest
 from google.protobuf import json_format
 
+from doppel import cli
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
 from services.script.server import create_script_server
-from shared import cli
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer

@@ -18,6 +18,7 @@ import grpc
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from doppel.cli import write_episode
 from doppelganger.v1 import (
     episode_pb2,
     monitor_pb2,
@@ -31,7 +32,6 @@ from services.scene.fountain import parse_fountain
 from services.scene.server import create_scene_server
 from services.script.pipeline import regenerated_id
 from services.script.server import create_script_server
-from shared.cli import write_episode
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
@@ -264,7 +264,7 @@ async def test_doppel_regenerate_writes_the_files_and_one_trace(room: Room, tmp_
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     env.pop("OTEL_SDK_DISABLED", None)
-    command = [sys.executable, "-m", "shared.cli", "regenerate", str(json_path), "--scene", "2"]
+    command = [sys.executable, "-m", "doppel.cli", "regenerate", str(json_path), "--scene", "2"]
     command += ["--notes", "Tighter, please.", "--out", str(tmp_path / "second")]
     result = await asyncio.to_thread(
         subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60

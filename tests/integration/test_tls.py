@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
+from doppel.stack import Stack
 from doppelganger.v1 import (
     cache_pb2,
     cache_pb2_grpc,
@@ -36,7 +37,6 @@ from shared import healthcheck, security
 from shared.config import ConfigError, Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer, create_channel
-from shared.stack import Stack
 from shared.telemetry import Telemetry, trace_id_hex
 from tests.tls_certs import TlsFiles, make_tls_files
 

@@ -1,4 +1,5 @@
-"""The import graph of services/, shared/ and bench/: acyclic, and private modules stay private.
+"""The import graph of services/, shared/, bench/ and doppel/: acyclic, private modules stay
+private, and shared/ imports nothing above it.
 
 Built from the source with `ast`, every import counted, those under `if TYPE_CHECKING:` too (a
 cycle hidden from the interpreter is still a cycle for the reader). Importing `a.b.c` also runs
@@ -14,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("services", "shared", "bench")
+PACKAGES = ("services", "shared", "bench", "doppel")
 SKIPPED = ("shared/gen",)  # generated protobuf stubs (import path `doppelganger`)
 
 
@@ -115,4 +116,17 @@ def test_private_modules_are_imported_only_from_their_own_package() -> None:
             owner = ".".join(parts[: private[0]])
             if name != owner and not name.startswith(owner + "."):
                 leaks.append(f"{name} imports {target}")
+    assert not leaks, leaks
+
+
+def test_shared_imports_nothing_above_it() -> None:
+    """shared/ is the runtime every service stands on: it imports no service, bench or CLI."""
+    above = ("services", "bench", "doppel", "testkit")
+    leaks = [
+        f"{name} imports {target}"
+        for name, targets in _graph().items()
+        if name.split(".")[0] == "shared"
+        for target in targets
+        if target.split(".")[0] in above
+    ]
     assert not leaks, leaks

@@ -9,8 +9,8 @@ talks to loopback addresses only, so `doppel generate` works against `doppel up`
 step, while another user of the machine cannot call the stack. A file readable by others, or
 owned by someone else, is refused. Delete the file to make new tokens.
 
-Deployments: `python -m shared.token_files compose` (`make secrets`) writes `.secrets/` and `.env`
-for docker compose; `python -m shared.token_files kubernetes --out DIR` writes the files of the
+Deployments: `python -m doppel.local_tokens compose` (`make secrets`) writes `.secrets/` and `.env`
+for docker compose; `python -m doppel.local_tokens kubernetes --out DIR` writes the files of the
 `doppelganger-auth` Secret (docs/deploy.md). Tokens are printed nowhere.
 """
 
@@ -194,7 +194,7 @@ def write_compose_env(path: Path, contents: Mapping[str, str], force: bool = Fal
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; --force replaces it")
     text = (
-        "# Made by `make secrets` (python -m shared.token_files compose); never commit it.\n"
+        "# Made by `make secrets` (python -m doppel.local_tokens compose); never commit it.\n"
         f"DOPPEL_SERVICE_TOKEN={contents['service-token']}\n"
         f"GRAFANA_ADMIN_PASSWORD={contents['grafana-admin-password']}\n"
     )
@@ -205,7 +205,7 @@ def write_compose_env(path: Path, contents: Mapping[str, str], force: bool = Fal
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.token_files", description="Make the tokens of a deployment."
+        prog="python -m doppel.local_tokens", description="Make the tokens of a deployment."
     )
     parser.add_argument("target", choices=("compose", "kubernetes"))
     parser.add_argument("--out", default=".secrets", help="directory for the files")
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "compose":
             write_compose_env(Path(args.env_file), contents, args.force)
     except ConfigError as exc:
-        print(f"token_files: {exc}", file=sys.stderr)
+        print(f"local_tokens: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {', '.join(sorted(contents))} into {out}/ (directory 0700)")
     if args.target == "compose":

@@ -30,12 +30,13 @@ from rich.table import Table
 
 from bench import load as bench_load
 from bench import main as bench_main
+from doppel import health, local_tokens
+from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
-from shared import health_cli, security, token_files
+from shared import security
 from shared.config import ConfigError, Settings
 from shared.server import create_channel
-from shared.stack import SERVICES, Stack, StackError, address_of
 from shared.telemetry import Telemetry, trace_id_hex
 
 # soft_wrap: paths and ids must stay on one line, whatever the terminal width (scripts parse them).
@@ -230,17 +231,17 @@ def fetch_health(
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch:
-        return health_cli.watch(settings, out)
-    report, alerts, operations = health_cli.fetch(settings)
+        return health.watch(settings, out)
+    report, alerts, operations = health.fetch(settings)
     if args.json:
-        print(json.dumps(health_cli.as_json(report, alerts, operations), indent=2))
+        print(json.dumps(health.as_json(report, alerts, operations), indent=2))
         return 0
-    health_cli.print_report(out, report, alerts, operations, top=args.top)
+    health.print_report(out, report, alerts, operations, top=args.top)
     return 0
 
 
 def print_health(report: monitor_pb2.HealthReport, alerts: monitor_pb2.ListAlertsResponse) -> None:
-    health_cli.print_report(out, report, list(alerts.alerts))
+    health.print_report(out, report, list(alerts.alerts))
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -250,11 +251,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def local_stack(settings: Settings, log_dir: Path | None) -> tuple[Stack, Settings]:
     """The stack `up` and `demo` run, and the settings the CLI then calls it with: with no tokens
-    and no mutual TLS configured, protected by the local tokens (shared/token_files.py)."""
-    if not token_files.wants_local_tokens(settings):
+    and no mutual TLS configured, protected by the local tokens (doppel/local_tokens.py)."""
+    if not local_tokens.wants_local_tokens(settings):
         return Stack(settings, log_dir=log_dir), settings
-    tokens = token_files.ensure_local_tokens()
-    env = token_files.local_stack_env(os.environ, tokens)
+    tokens = local_tokens.ensure_local_tokens()
+    env = local_tokens.local_stack_env(os.environ, tokens)
     stack = Stack(Settings.from_env(env), log_dir=log_dir, env=env)
     return stack, settings.with_changes(auth_token=settings.auth_token or tokens.cli)
 
@@ -394,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = token_files.client_settings(Settings.from_env())
+        settings = local_tokens.client_settings(Settings.from_env())
         return int(args.run(args, settings))
     except ConfigError as exc:
         err.print(f"[red]configuration:[/] {exc}")

@@ -22,6 +22,7 @@ from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
 from services.script import comedy, store
 from services.script import writer as procedural
 from services.script.comedy import comedy_pass
+from services.script.library import Library, NotFound
 from services.script.llm.provenance import collect_provenance
 from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
@@ -126,6 +127,21 @@ class PipelineDeps:
     rpc_timeout: float
     policy: RefinementPolicy
     metrics: PipelineMetrics
+    library: Library | None = None  # The record: a stored episode is never written again.
+
+
+async def stored_episode(
+    deps: PipelineDeps, episode_id: str
+) -> tuple[episode_pb2.Episode, str] | None:
+    """The library's draft with this id, else the cache's, and which ("library", "cache");
+    None when neither has it."""
+    if deps.library is not None:
+        try:
+            return (await deps.library.get_draft(episode_id)).episode, "library"
+        except NotFound:
+            pass
+    cached = _parse(episode_pb2.Episode, await deps.cache.get(store.EPISODES, episode_id))
+    return None if cached is None else (cached, "cache")
 
 
 class EpisodePipeline:
@@ -156,10 +172,12 @@ class EpisodePipeline:
     async def run(self) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         order = self._order
         yield self._event(Stage.STAGE_ACCEPTED, f"{order.show.title} in {order.setting.name}")
-        finished = await self._finished_episode()
+        finished = await stored_episode(self._deps, self.episode_id)
         if finished is not None:
-            event = self._event(Stage.STAGE_DONE, "already written; returned from the cache")
-            event.episode.CopyFrom(finished)
+            event = self._event(
+                Stage.STAGE_DONE, f"already written; returned from the {finished[1]}"
+            )
+            event.episode.CopyFrom(finished[0])
             yield event
             return
         context = self._cast()
@@ -185,10 +203,6 @@ class EpisodePipeline:
         done = self._event(Stage.STAGE_DONE, f"{len(episode.scenes)} scenes written")
         done.episode.CopyFrom(episode)
         yield done
-
-    async def _finished_episode(self) -> episode_pb2.Episode | None:
-        data = await self._deps.cache.get(store.EPISODES, self.episode_id)
-        return _parse(episode_pb2.Episode, data)
 
     def _cast(self) -> StoryContext:
         order = self._order
@@ -459,9 +473,9 @@ async def regenerate_scene(
     re-scored and punched up, the whole script re-validated and re-rendered, and stored under
     `regenerated_id`. Everything else is kept as it was."""
     new_id = regenerated_id(original.id, scene_index, notes)
-    cached = _parse(episode_pb2.Episode, await deps.cache.get(store.EPISODES, new_id))
-    if cached is not None:
-        return cached
+    stored = await stored_episode(deps, new_id)
+    if stored is not None:
+        return stored[0]
     episode = episode_pb2.Episode()
     episode.CopyFrom(original)
     episode.id, episode.parent_episode_id = new_id, original.id

@@ -133,8 +133,9 @@ class PipelineDeps:
 async def stored_episode(
     deps: PipelineDeps, episode_id: str
 ) -> tuple[episode_pb2.Episode, str] | None:
-    """The library's draft with this id, else the cache's, and which ("library", "cache");
-    None when neither has it."""
+    """The library's draft with this id, else the cache's (finished episodes were cached before
+    the library existed; the service stores them now, the cache keeps only parts), and which
+    ("library", "cache"); None when neither has it."""
     if deps.library is not None:
         try:
             return (await deps.library.get_draft(episode_id)).episode, "library"
@@ -199,7 +200,6 @@ class EpisodePipeline:
         episode.usage.CopyFrom(provenance.usage())
         yield self._event(Stage.STAGE_RENDER, "rendering the screenplay")
         await render(self._deps, episode)
-        await self._deps.cache.set(store.EPISODES, self.episode_id, episode.SerializeToString())
         done = self._event(Stage.STAGE_DONE, f"{len(episode.scenes)} scenes written")
         done.episode.CopyFrom(episode)
         yield done
@@ -499,7 +499,6 @@ async def regenerate_scene(
         report.overall, {**labels, "doppel.validation.phase": "regenerated"}
     )
     await render(deps, episode)
-    await deps.cache.set(store.EPISODES, episode.id, episode.SerializeToString())
     return episode
 
 

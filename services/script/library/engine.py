@@ -118,6 +118,14 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for reads of one statement: on PostgreSQL in autocommit, which saves the
+    BEGIN and ROLLBACK round trips; SQLite's deferred BEGIN costs nothing."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def _sqlite_engine(url: URL) -> AsyncEngine:
     if url.database:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

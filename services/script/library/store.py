@@ -8,12 +8,13 @@ Errors come out as the exceptions of `errors.py`, with the database URL's passwo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from doppelganger.v1 import episode_pb2
 from services.script.library import pages
-from services.script.library.engine import create_engine, display_url, redact, writer
+from services.script.library.engine import create_engine, display_url, reader, redact, writer
 from services.script.library.errors import (
     Conflict,
     InvalidArgument,
@@ -74,7 +75,11 @@ class Library:
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self._engine = engine
         self._writer = writer(engine)
+        self._reader = reader(engine)
         self._url = url
+        # SQLite has one writer at a time; queueing ours here is faster than the busy handler,
+        # which sleeps in steps of up to 100 ms. Other processes still wait on the busy timeout.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: URL, *, migrate: str = "") -> Library:
@@ -126,7 +131,7 @@ class Library:
         with self._errors():
             for attempt in range(2):
                 try:
-                    async with self._writer.begin() as connection:
+                    async with self._write() as connection:
                         stored = await _draft_info(connection, episode.id)
                         if stored is not None:
                             return _same_draft(stored, digest)
@@ -221,7 +226,7 @@ class Library:
     async def get_draft(self, draft_id: str) -> StoredDraft:
         """The draft with this id, script included; NotFound otherwise."""
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 row = (
                     await connection.execute(
                         select(*_DRAFT_INFO, Draft.proto).where(Draft.id == draft_id)
@@ -240,7 +245,7 @@ class Library:
             .scalar_subquery()
         )
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 row = (
                     await connection.execute(
                         select(*_DRAFT_INFO, Draft.proto).where(Draft.id == latest)
@@ -255,7 +260,7 @@ class Library:
         branch)."""
         episode_of = select(Draft.episode_id).where(Draft.id == any_id).scalar_subquery()
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 rows = (
                     await connection.execute(
                         select(*_DRAFT_INFO)
@@ -300,7 +305,7 @@ class Library:
             statement = statement.where(tuple_(Episode.created_at, Episode.id) < after)
         statement = statement.order_by(Episode.created_at.desc(), Episode.id.desc())
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 rows = (await connection.execute(statement.limit(size + 1))).all()
         items = [EpisodeSummary.from_row(row) for row in rows[:size]]
         token = ""
@@ -313,7 +318,7 @@ class Library:
         """The episode `any_id` (its own or any of its drafts') belongs to."""
         episode_of = select(Draft.episode_id).where(Draft.id == any_id).scalar_subquery()
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 row = (
                     await connection.execute(select(*_EPISODE).where(Episode.id == episode_of))
                 ).one_or_none()
@@ -325,7 +330,7 @@ class Library:
         """Hides the episode from listings (or shows it again); its drafts stay readable."""
         episode_of = select(Draft.episode_id).where(Draft.id == any_id).scalar_subquery()
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 row = (
                     await connection.execute(
                         update(Episode)
@@ -361,7 +366,7 @@ class Library:
             "updated_at": now,
         }
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 exists = await connection.scalar(select(Show.created_at).where(Show.id == show.id))
                 if exists is not None and not replace:
                     raise Conflict(f"show {show.id} already exists")
@@ -378,7 +383,7 @@ class Library:
 
     async def get_show(self, show_id: str) -> ShowRecord:
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 row = (
                     await connection.execute(select(*_SHOW).where(Show.id == show_id))
                 ).one_or_none()
@@ -388,7 +393,7 @@ class Library:
 
     async def list_shows(self) -> list[ShowRecord]:
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 rows = (
                     await connection.execute(select(*_SHOW).order_by(Show.title, Show.id))
                 ).all()
@@ -411,7 +416,7 @@ class Library:
             raise InvalidArgument(f"series needs an id of at most {ID} characters, title, show")
         now = utc_now()
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 if await connection.scalar(select(Series.id).where(Series.id == series_id)):
                     raise Conflict(f"series {series_id} already exists")
                 await connection.execute(
@@ -431,7 +436,7 @@ class Library:
 
     async def get_series(self, series_id: str) -> SeriesRecord:
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 row = await _series_row(connection, series_id)
         return SeriesRecord.from_row(row)
 
@@ -451,7 +456,7 @@ class Library:
         if title is not None:
             changes["title"] = _clip(title, 200)
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 result = await connection.execute(
                     update(Series)
                     .where(and_(Series.id == series_id, Series.version == expected_version))
@@ -472,7 +477,7 @@ class Library:
         if show_id:
             statement = statement.where(Series.show_id == show_id)
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 rows = (await connection.execute(statement)).all()
         return [SeriesRecord.from_row(row) for row in rows]
 
@@ -493,7 +498,7 @@ class Library:
         batch_id = batch_id or "bj-" + secrets.token_hex(10)
         now = utc_now()
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 if series_id is not None:
                     await _series_row(connection, series_id)
                 if await connection.scalar(select(BatchJob.id).where(BatchJob.id == batch_id)):
@@ -531,7 +536,7 @@ class Library:
         if result is not None:
             changes["result"] = result
         with self._errors():
-            async with self._writer.begin() as connection:
+            async with self._write() as connection:
                 await connection.execute(
                     update(BatchJob).where(BatchJob.id == batch_id).values(**changes)
                 )
@@ -548,11 +553,23 @@ class Library:
         if provider:
             statement = statement.where(BatchJob.provider == provider)
         with self._errors():
-            async with self._engine.connect() as connection:
+            async with self._read() as connection:
                 rows = (await connection.execute(statement)).all()
         return [BatchRecord.from_row(row) for row in rows]
 
-    # --- errors ----------------------------------------------------------------------------
+    # --- connections and errors ------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            yield await stack.enter_async_context(self._writer.begin())
+
+    def _read(self) -> AsyncConnection:
+        """A connection for reads of one statement each (autocommit on PostgreSQL)."""
+        return self._reader.connect()
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

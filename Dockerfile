@@ -21,8 +21,10 @@ RUN pip install --require-virtualenv -r requirements.txt
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
-# pyproject.toml lists the benchmark package too (`doppel bench`); pip install . needs it.
+# pyproject.toml lists the benchmark package and the test kit too (`doppel bench` starts its
+# PostgreSQL with testkit); pip install . needs them.
 COPY bench ./bench
+COPY testkit ./testkit
 RUN pip install --require-virtualenv --no-deps . \
     && python -m compileall -q /opt/venv
 

@@ -252,16 +252,23 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         first stored wins: when another call stored other bytes under the same id (two LLM runs
         of one request), that stored draft is the answer. LibraryError when it cannot be stored:
         the episode is then not reported done."""
-        try:
-            await self._library.save_draft(episode, kind=kind, parent_id=parent_id, notes=notes)
-        except Conflict:
-            return (await self._library.get_draft(episode.id)).episode
-        except LibraryError as exc:
-            log.error("episode %s not stored: %s", episode.id, exc)
-            raise type(exc)(
-                f"episode {episode.id} was written but could not be stored, so it is not "
-                f"reported done ({exc}); retrying reuses the cached outline and scenes"
-            ) from None
+        with self._deps.telemetry.tracer.start_as_current_span("library save") as span:
+            span.set_attributes({"doppel.library.kind": kind, "doppel.library.draft": episode.id})
+            try:
+                saved = await self._library.save_draft(
+                    episode, kind=kind, parent_id=parent_id, notes=notes
+                )
+                span.set_attribute("doppel.library.bytes", saved.size)
+            except Conflict:
+                span.set_attribute("doppel.library.conflict", True)
+                return (await self._library.get_draft(episode.id)).episode
+            except LibraryError as exc:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                log.error("episode %s not stored: %s", episode.id, exc)
+                raise type(exc)(
+                    f"episode {episode.id} was written but could not be stored, so it is not "
+                    f"reported done ({exc}); retrying reuses the cached outline and scenes"
+                ) from None
         return episode
 
     def _writer_of(self, episode: episode_pb2.Episode) -> Writer | None:

@@ -38,9 +38,12 @@ def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 
 
 @pytest.fixture(autouse=True)
-def private_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test's own XDG_DATA_HOME, so a script server a test starts has an empty library."""
-    home = tmp_path / "xdg-data"
+def private_library(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test's own XDG_DATA_HOME (beside, not in, its tmp_path), so a script server a test
+    starts has an empty library."""
+    home = tmp_path_factory.mktemp("xdg-data")
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     return home / "doppelganger"
 

@@ -55,7 +55,7 @@ def parse_url(text: str) -> URL:
     the async driver); BadDatabaseUrl naming only the scheme otherwise."""
     try:
         url = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise BadDatabaseUrl(
             "DOPPEL_DATABASE_URL is not a URL (expected postgresql+asyncpg://user:password@host/db "
             "or sqlite+aiosqlite:///path)"

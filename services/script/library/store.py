@@ -584,6 +584,11 @@ class Library:
         except (OSError, TimeoutError) as error:
             reason = redact(f"{type(error).__name__}: {error}", self._url)[:300]
             raise Unavailable(f"library database unavailable: {reason}") from None
+        except exc.DBAPIError as error:
+            reason = redact(str(error.orig or error), self._url)[:300]
+            if error.statement is None:  # Failed before any statement: connecting, logging in.
+                raise Unavailable(f"library database unavailable: {reason}") from None
+            raise LibraryError(f"library database error: {reason}") from None
         except exc.SQLAlchemyError as error:
             reason = redact(str(getattr(error, "orig", None) or error), self._url)[:300]
             raise LibraryError(f"library database error: {reason}") from None

@@ -108,11 +108,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def measure(url: URL, backend: str, scale: Scale) -> list[Figure]:
-    writes = Figure(f"library.{backend}.draft_writes_per_s", "drafts/s",
-                    note=f"{WRITE_CONCURRENCY} writers, durable commits")  # fmt: skip
-    p50 = Figure(f"library.{backend}.page_p50_ms", "ms", higher_is_better=False,
-                 note=f"list_episodes, {PAGE_SIZE} a page, {drafts_for(scale):,} drafts")  # fmt: skip
-    p99 = Figure(f"library.{backend}.page_p99_ms", "ms", higher_is_better=False, target=50.0)
+    name = f"library.{backend}"
+    writes = Figure(
+        f"{name}.draft_writes_per_s", "drafts/s", note=f"{WRITE_CONCURRENCY} writers, durable"
+    )
+    page_note = f"list_episodes, {PAGE_SIZE} a page, {drafts_for(scale):,} drafts"
+    p50 = Figure(f"{name}.page_p50_ms", "ms", higher_is_better=False, note=page_note)
+    p99 = Figure(f"{name}.page_p99_ms", "ms", higher_is_better=False, target=50.0)
     library = await Library.open(url, migrate="auto")
     try:
         per_round = drafts_for(scale) // scale.repetitions

@@ -17,15 +17,16 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from bench.measure import Figure
 from bench.suites.common import Scale, rate
 from doppelganger.v1 import episode_pb2
-from services.script.library import EpisodeSummary, Library, Page
-from services.script.library.engine import parse_url
-from testkit.postgres import PostgresServer
+
+if TYPE_CHECKING:  # Imported when the suite runs: `doppel` itself need not load SQLAlchemy.
+    from sqlalchemy.engine import URL
+
+    from services.script.library import EpisodeSummary, Library, Page
 
 WRITE_CONCURRENCY = 8
 PAGE_SIZE = 20
@@ -108,6 +109,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def measure(url: URL, backend: str, scale: Scale) -> list[Figure]:
+    from services.script.library import Library
+
     name = f"library.{backend}"
     writes = Figure(
         f"{name}.draft_writes_per_s", "drafts/s", note=f"{WRITE_CONCURRENCY} writers, durable"
@@ -130,6 +133,11 @@ async def measure(url: URL, backend: str, scale: Scale) -> list[Figure]:
 
 
 async def run(scale: Scale) -> list[Figure]:
+    from sqlalchemy.engine import URL
+
+    from services.script.library.engine import parse_url
+    from testkit.postgres import PostgresServer
+
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="doppel-bench-library-") as directory:
         sqlite = URL.create("sqlite+aiosqlite", database=f"{directory}/library.db")

@@ -2,9 +2,10 @@
 drafts), shows, series and batch jobs. SQLAlchemy 2 asyncio on SQLite (the default, a file in
 DOPPEL_DATA_DIR) or PostgreSQL (DOPPEL_DATABASE_URL); Alembic migrations in `schema/`.
 
-Modules: `models` (tables), `store` (`Library`, the API), `records` (what it returns), `pages`
-(page tokens), `engine` (URLs and connections), `migrations`, `errors`; `python -m
-services.script.library` migrates and checks.
+Modules: `models` (tables); `store` (`Library`: drafts and episodes), built on `planning` (shows,
+series, batch jobs) and `database` (transactions, error translation); `records` (what it
+returns); `pages` (page tokens); `engine` (URLs, connection settings); `migrations` and `schema/`
+(Alembic); `errors`. `python -m services.script.library` migrates and checks.
 """
 
 from __future__ import annotations

@@ -32,12 +32,17 @@ RUN pip install --require-virtualenv --no-deps . \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
 RUN groupadd --system --gid ${UID} doppel \
-    && useradd --system --uid ${UID} --gid ${UID} --no-create-home --shell /usr/sbin/nologin doppel
+    && useradd --system --uid ${UID} --gid ${UID} --no-create-home --shell /usr/sbin/nologin doppel \
+    && install -d -o ${UID} -g ${UID} -m 0700 /var/lib/doppelganger
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DOPPEL_HOST=0.0.0.0
+    DOPPEL_HOST=0.0.0.0 \
+    DOPPEL_DATA_DIR=/var/lib/doppelganger
+# The script service's library (SQLite, when DOPPEL_DATABASE_URL is unset) lives in a volume, so
+# it outlives the container; under a read-only root filesystem mount one there, or use PostgreSQL.
+VOLUME ["/var/lib/doppelganger"]
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 50051 50052 50053 4317 9464

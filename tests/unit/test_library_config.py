@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from services.script.library.engine import BadDatabaseUrl, database_url, parse_url, redact
+from services.script.library.engine import (
+    BadDatabaseUrl,
+    DataDirError,
+    create_engine,
+    database_url,
+    parse_url,
+    redact,
+)
 from shared.config import ConfigError, Settings
 
 
@@ -51,3 +58,16 @@ def test_the_migrate_mode_is_auto_or_check() -> None:
     assert Settings.from_env({"DOPPEL_DATABASE_MIGRATE": "check"}).database_migrate == "check"
     with pytest.raises(ConfigError, match="DOPPEL_DATABASE_MIGRATE"):
         Settings.from_env({"DOPPEL_DATABASE_MIGRATE": "sometimes"})
+
+
+def test_a_data_dir_that_cannot_be_made_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    url = database_url(Settings(data_dir=str(blocker / "library")))
+    with pytest.raises(DataDirError, match="DOPPEL_DATA_DIR") as refused:
+        create_engine(url)
+    assert isinstance(refused.value, ConfigError)  # The service exits 2 on it.
+    made = tmp_path / "made" / "here"
+    engine = create_engine(database_url(Settings(data_dir=str(made))))
+    assert made.is_dir() and (made.stat().st_mode & 0o777) == 0o700
+    engine.sync_engine.dispose()

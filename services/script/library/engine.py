@@ -12,6 +12,7 @@ when it upgrades its read lock.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ _DRIVERS = {
 
 class BadDatabaseUrl(LibraryError, ConfigError):
     """DOPPEL_DATABASE_URL cannot be used (the message never repeats the URL)."""
+
+
+class DataDirError(LibraryError, ConfigError):
+    """The SQLite library's directory cannot be created or written."""
 
 
 def database_url(settings: Settings) -> URL:
@@ -128,7 +133,7 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 def _sqlite_engine(url: URL) -> AsyncEngine:
     if url.database:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _writable_directory(Path(url.database).expanduser().parent)
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -149,3 +154,19 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _writable_directory(directory: Path) -> None:
+    """Creates the library's directory (private to this user), or says clearly why it cannot."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirError(
+            f"the library's directory {directory} cannot be created ({exc.strerror}): set "
+            "DOPPEL_DATA_DIR to a writable directory, or DOPPEL_DATABASE_URL"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DataDirError(
+            f"the library's directory {directory} is not writable: set DOPPEL_DATA_DIR to a "
+            "writable directory, or DOPPEL_DATABASE_URL"
+        )

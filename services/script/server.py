@@ -214,7 +214,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         try:
             async with _within(allowed):
                 return await regenerate_scene(deps, writer, original, scene_index, notes)
-        except WriterError as exc:
+        except (WriterError, LibraryError) as exc:
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))

@@ -23,6 +23,7 @@ from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, 
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
 from services.script.library import Library
+from services.script.library.engine import parse_url
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
@@ -292,3 +293,33 @@ def test_the_embedded_default_creates_its_library_in_the_data_dir(tmp_path: Path
         started.send_signal(signal.SIGTERM)
         output = started.communicate(timeout=60)[0]
     assert started.returncode == 0, output
+
+
+async def test_a_vanished_database_is_unavailable_not_unknown(
+    parts: Parts, postgres_server: PostgresServer
+) -> None:
+    """PostgreSQL drops the library's database under a running service: every RPC that needs
+    it answers UNAVAILABLE with a clear message (and the password stays out of it)."""
+    name = f"vanishing_{uuid.uuid4().hex[:12]}"
+    library = await Library.open(
+        parse_url(await postgres_server.create_database(name)), migrate="auto"
+    )
+    script = await Script.start(parts.settings, library)
+    try:
+        episode = (await script.generate(seed=4301))[-1].episode
+        await postgres_server.drop_database(name)
+        calls = {
+            "GetEpisode": script.get(episode.id),
+            "RegenerateScene": script.regenerate(episode.id, 0, "Tighter"),
+            "GenerateEpisode": script.generate(seed=4302),
+        }
+        for rpc, call in calls.items():
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await call
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, rpc
+            details = failed.value.details() or ""
+            assert "library database unavailable" in details, (rpc, details)
+            assert postgres_server.password not in details
+    finally:
+        await script.stop()
+        await library.close()

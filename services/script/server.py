@@ -9,6 +9,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 from opentelemetry import trace
@@ -21,6 +22,8 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.script import store
+from services.script.coordination import CoordinationClient, LeaseHeld, fingerprint, held_lease
+from services.script.llm.budget import spending_caller
 from services.script.llm.caller import client_deadline
 from services.script.llm.errors import WriterError
 from services.script.pipeline import (
@@ -42,7 +45,7 @@ from services.script.requests import (
     validate_regenerate,
 )
 from services.script.writers import Writer, build_writers
-from shared import catalog
+from shared import catalog, security
 from shared.config import Settings
 from shared.server import ServiceServer, create_channel, start_server
 from shared.telemetry import Telemetry
@@ -52,14 +55,31 @@ log = logging.getLogger(__name__)
 RECENT_EPISODES = 64  # Kept in memory too, so GetEpisode works while the cache is down.
 CACHE_CALL_TIMEOUT = 2.0
 RETRY_AFTER_MS_RANGE = (100, 30_000)
+# An episode being written is leased for this long, renewed every third of it: a replica that
+# dies lets another take the episode over within this time.
+EPISODE_LEASE_SECONDS = 30.0
+LEASE_RETRY_MS_RANGE = (250, 5_000)
+
+
+def caller_identity(context: grpc.aio.ServicerContext) -> str:
+    """Who is asking, for the per-caller spending caps: a fingerprint of the bearer token the
+    call presented, `anonymous` without one. (To be replaced by the auth layer's identity.)"""
+    token = security.presented_token(context.invocation_metadata())
+    return f"token-{fingerprint('bearer', token)}" if token else "anonymous"
 
 
 class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     """Writes episodes with the pipeline; keeps the most recent in memory."""
 
-    def __init__(self, deps: PipelineDeps, settings: Settings) -> None:
+    def __init__(
+        self,
+        deps: PipelineDeps,
+        settings: Settings,
+        coordination: CoordinationClient | None = None,
+    ) -> None:
         self._deps = deps
         self._settings = settings
+        self._coordination = coordination
         self._recent: OrderedDict[str, episode_pb2.Episode] = OrderedDict()
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
@@ -122,14 +142,18 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         outcome = "error"
         allowed = self._time_allowed(context)
         try:
-            async with _within(allowed):
-                async for event in pipeline.run():
-                    if event.HasField("episode"):
-                        self._remember(event.episode)
-                        outcome = "ok"
-                    yield event
+            async with (
+                self._episode_lease(pipeline.episode_id, order.show.id, context),
+                _within(allowed),
+            ):
+                with spending_caller(caller_identity(context)):
+                    async for event in pipeline.run():
+                        if event.HasField("episode"):
+                            self._remember(event.episode)
+                            outcome = "ok"
+                        yield event
         except WriterError as exc:
-            await context.abort(exc.grpc_code, str(exc))
+            await _abort_writer_error(context, exc)
         except TimeoutError:
             outcome = "timeout"
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
@@ -146,6 +170,40 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             if outcome == "ok":
                 self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * elapsed
             self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
+
+    @contextlib.asynccontextmanager
+    async def _episode_lease(
+        self, episode_id: str, show_id: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[None]:
+        """One generation of an episode at a time, across replicas: a second identical request
+        gets ABORTED with retry-after-ms while the first runs (then finds the stored episode)."""
+        if self._coordination is None:
+            yield
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            name = f"episode:{episode_id}"
+            try:
+                await stack.enter_async_context(
+                    held_lease(self._coordination, name, EPISODE_LEASE_SECONDS)
+                )
+            except LeaseHeld as held:
+                await self._refuse_duplicate(episode_id, show_id, held, context)
+            yield
+
+    async def _refuse_duplicate(
+        self, episode_id: str, show_id: str, held: LeaseHeld, context: grpc.aio.ServicerContext
+    ) -> None:
+        """ABORTED with a retry hint: a quarter of a typical episode, within 0.25-5 s."""
+        low, high = LEASE_RETRY_MS_RANGE
+        retry_ms = int(min(high, max(low, 1000 * self._typical_seconds / 4)))
+        self._episodes.add(1, {"doppel.show": show_id, "doppel.outcome": "duplicate"})
+        trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
+        await context.abort(
+            grpc.StatusCode.ABORTED,
+            f"episode {episode_id} is being written for an identical request; retry in "
+            f"{retry_ms} ms to get it",
+            trailing_metadata=(("retry-after-ms", str(retry_ms)),),
+        )
 
     async def _refuse_overload(self, show_id: str, context: grpc.aio.ServicerContext) -> None:
         """RESOURCE_EXHAUSTED with a retry hint: about when one of the busy slots frees."""
@@ -211,9 +269,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         deps = self._deps_for(context)
         try:
             async with _within(allowed):
-                return await regenerate_scene(deps, writer, original, scene_index, notes)
+                with spending_caller(caller_identity(context)):
+                    return await regenerate_scene(deps, writer, original, scene_index, notes)
         except WriterError as exc:
-            return await context.abort(exc.grpc_code, str(exc))
+            return await _abort_writer_error(context, exc)
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
 
@@ -295,13 +354,13 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
     """The script service on `settings.script_port`, talking to the cache and scene services."""
     cache_channel = create_channel(settings.cache_address, telemetry, settings)
     scene_channel = create_channel(settings.scene_address, telemetry, settings)
+    cache_stub = cache_pb2_grpc.CacheServiceStub(cache_channel)
+    cache_timeout = min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds)
+    coordination = CoordinationClient(cache_stub, cache_timeout)
     deps = PipelineDeps(
-        cache=store.SoftCache(
-            cache_pb2_grpc.CacheServiceStub(cache_channel),
-            min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds),
-        ),
+        cache=store.SoftCache(cache_stub, cache_timeout),
         scenes=scene_pb2_grpc.SceneServiceStub(scene_channel),
-        writers=build_writers(settings, telemetry),
+        writers=build_writers(settings, telemetry, coordination),
         telemetry=telemetry,
         max_parallel_scenes=settings.max_parallel_scenes,
         rpc_timeout=settings.rpc_timeout_seconds,
@@ -314,7 +373,9 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        script_pb2_grpc.add_ScriptServiceServicer_to_server(ScriptService(deps, settings), server)
+        script_pb2_grpc.add_ScriptServiceServicer_to_server(
+            ScriptService(deps, settings, coordination), server
+        )
         return [script_pb2.DESCRIPTOR.services_by_name["ScriptService"].full_name]
 
     async def close_channels() -> None:
@@ -345,6 +406,14 @@ async def _within(seconds: float) -> AsyncIterator[None]:
     with client_deadline(seconds):
         async with asyncio.timeout(seconds):
             yield
+
+
+async def _abort_writer_error(context: grpc.aio.ServicerContext, exc: WriterError) -> NoReturn:
+    """The RPC ends with the writer error's status; a spending cap adds its retry hint."""
+    retry_ms = getattr(exc, "retry_after_ms", None)
+    metadata = (("retry-after-ms", str(retry_ms)),) if retry_ms else None
+    await context.abort(exc.grpc_code, str(exc), trailing_metadata=metadata)
+    raise AssertionError("unreachable: abort raises")
 
 
 def _timeout_message(allowed: float) -> str:

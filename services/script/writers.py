@@ -14,6 +14,7 @@ from typing import Protocol
 
 from doppelganger.v1 import episode_pb2
 from services.script import writer as procedural
+from services.script.coordination import CoordinationClient
 from services.script.llm import build_llm_writers
 from shared.config import Settings
 from shared.telemetry import Telemetry
@@ -141,9 +142,12 @@ class ProceduralWriter:
         )
 
 
-def build_writers(settings: Settings, telemetry: Telemetry) -> Mapping[str, Writer]:
+def build_writers(
+    settings: Settings, telemetry: Telemetry, coordination: CoordinationClient | None = None
+) -> Mapping[str, Writer]:
     """Every writer this replica can use, by the name requests give: procedural always; the
-    LLM writers and the `chain` when configured (services/script/llm/factory.py)."""
+    LLM writers and the `chain` when configured (services/script/llm/factory.py), sharing rate
+    limits and budgets with the other replicas through `coordination` when given."""
     writers: dict[str, Writer] = {ProceduralWriter.name: ProceduralWriter()}
-    writers.update(build_llm_writers(settings, telemetry, writers))
+    writers.update(build_llm_writers(settings, telemetry, writers, coordination))
     return writers

@@ -20,18 +20,33 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from opentelemetry import trace
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
-from services.script.llm.ratelimit import Limits
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_CHARS = 16
 _DATED_SNAPSHOT = re.compile(r"-(\d{8}|latest)$")
 _NAME_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+class Limits(Protocol):
+    """A rate limiter's limits (services/script/llm/ratelimit.py `Limits`)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
 
 
 class CoordinationUnavailable(Exception):

@@ -57,7 +57,7 @@ CACHE_CALL_TIMEOUT = 2.0
 RETRY_AFTER_MS_RANGE = (100, 30_000)
 # An episode being written is leased for this long, renewed every third of it: a replica that
 # dies lets another take the episode over within this time.
-EPISODE_LEASE_SECONDS = 30.0
+EPISODE_LEASE_SECONDS = 10.0
 LEASE_RETRY_MS_RANGE = (250, 5_000)
 
 
@@ -411,7 +411,7 @@ async def _within(seconds: float) -> AsyncIterator[None]:
 async def _abort_writer_error(context: grpc.aio.ServicerContext, exc: WriterError) -> NoReturn:
     """The RPC ends with the writer error's status; a spending cap adds its retry hint."""
     retry_ms = getattr(exc, "retry_after_ms", None)
-    metadata = (("retry-after-ms", str(retry_ms)),) if retry_ms else None
+    metadata = (("retry-after-ms", str(retry_ms)),) if retry_ms else ()
     await context.abort(exc.grpc_code, str(exc), trailing_metadata=metadata)
     raise AssertionError("unreachable: abort raises")
 

@@ -248,11 +248,9 @@ def test_a_retried_reservation_is_held_once(client: redis.Redis) -> None:
 class Lease:
     def __init__(self, client: redis.Redis) -> None:
         self.key = lease_key(f"test:{uuid.uuid4().hex[:12]}")
-        self._scripts = {
-            name: client.register_script(source)
-            for name, source in (("acquire", lua.LEASE_ACQUIRE), ("renew", lua.LEASE_RENEW),
-                                 ("release", lua.LEASE_RELEASE))  # fmt: skip
-        }
+        sources = {"acquire": lua.LEASE_ACQUIRE, "renew": lua.LEASE_RENEW}
+        sources["release"] = lua.LEASE_RELEASE
+        self._scripts = {name: client.register_script(text) for name, text in sources.items()}
 
     def __call__(self, action: str, holder: str, ttl: int = LONG) -> tuple[bool, int]:
         held, ttl_left = self._scripts[action](keys=[self.key], args=[holder, ttl])

@@ -149,6 +149,10 @@ class Budgets:
                 holds.append(await self._reserve_caps(caller, tokens, cost))
             if self._episode_limits:
                 holds.append(await self._reserve_episode(episode_scope, tokens, cost))
+        except BudgetExceeded:
+            for hold in holds:
+                await self.spending.settle(hold)
+            raise
         except BaseException:
             for hold in holds:
                 self.spending.settle_soon(hold)

@@ -36,6 +36,14 @@ CHAIN = "chain"
 LEASE_MARGIN_SECONDS = 30.0
 
 
+def key_fingerprint(provider: str, api_key: str, base_url: str) -> str:
+    """What names a provider quota: the key (providers limit per key or organisation, whatever
+    URL reaches them), or the server when there is no key (a local model)."""
+    return (
+        fingerprint(provider, "key", api_key) if api_key else fingerprint(provider, "url", base_url)
+    )
+
+
 def _providers(settings: Settings) -> dict[str, tuple[ChatProvider, str, str]]:
     """(provider, model, key fingerprint) by writer name."""
     providers: dict[str, tuple[ChatProvider, str, str]] = {}
@@ -44,11 +52,11 @@ def _providers(settings: Settings) -> dict[str, tuple[ChatProvider, str, str]]:
         anthropic_chat = AnthropicChat(
             settings.anthropic_api_key, settings.anthropic_base_url, timeout
         )
-        key = fingerprint("anthropic", settings.anthropic_base_url, settings.anthropic_api_key)
+        key = key_fingerprint("anthropic", settings.anthropic_api_key, settings.anthropic_base_url)
         providers["anthropic"] = (anthropic_chat, settings.anthropic_model, key)
     if settings.openai_api_key or settings.openai_base_url:
         openai_chat = OpenAIChat(settings.openai_api_key, settings.openai_base_url, timeout)
-        key = fingerprint("openai", settings.openai_base_url, settings.openai_api_key)
+        key = key_fingerprint("openai", settings.openai_api_key, settings.openai_base_url)
         providers["openai"] = (openai_chat, settings.openai_model, key)
     return providers
 

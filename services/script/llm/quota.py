@@ -18,8 +18,9 @@ Modes of a replica's limiter:
   before are still in the provider's window, and this keeps every window at the limit. It asks
   Redis again every PROBE_SECONDS.
 - rejoining: Redis answers again. The replica first records there what it sent alone (as just
-  finished), then for one window and one probe interval grants only what both its share and the
-  shared limiter allow, so replicas that have not noticed yet cannot push a window over.
+  finished), then for one window and two probe intervals grants only what both its share and the
+  shared limiter allow: replicas that have not noticed yet (they ask within a probe interval, or
+  two when the first probe comes too early) cannot push a window over.
 - local: no cache service configured (writers built alone, e.g. in tests): the replica's limiter.
 """
 
@@ -163,7 +164,8 @@ class SharedLimiter:
             return self._grant_alone(input_tokens, output_tokens)
         if self.mode == FALLBACK and not await self._rejoin(now):
             return self._grant_alone(input_tokens, output_tokens)
-        if self.mode == REJOINING and now >= self._rejoined_at + self.limits.window + self._probe:
+        rejoin_period = self.limits.window + 2 * self._probe
+        if self.mode == REJOINING and now >= self._rejoined_at + rejoin_period:
             self.mode = SHARED
             log.info("rate limiter %s: shared again", self.name)
         if self.mode == REJOINING:

@@ -207,8 +207,8 @@ class WindowLimiter:
     def try_grant(
         self, input_tokens: int, output_tokens: int = 0, *, mirrored: bool = False
     ) -> Permit | float:
-        """A permit now, or the seconds before one could be granted (inf: only a finishing
-        request can help). `mirrored`: the shared limiter granted it too (and knows of it)."""
+        """A permit now, or the seconds before one could be granted (inf: only a request
+        settling can help). `mirrored`: the shared limiter granted it too (and knows of it)."""
         input_tokens, output_tokens = self.limits.cap(input_tokens, output_tokens)
         now = self._clock()
         wait = self.wait_needed(now, input_tokens, output_tokens)
@@ -268,15 +268,16 @@ class WindowLimiter:
             self._finished.popleft()
 
     def wait_needed(self, now: float, input_tokens: int, output_tokens: int) -> float:
-        """Seconds until a request of these tokens fits; inf when only a finishing request
-        helps."""
+        """Seconds until a request of these tokens fits; inf when only a request settling below
+        its estimate can help."""
         self._expire(now)
         limits = self.limits
         wait = max(self._paused_until, self._next_grant) - now
         in_flight = len(self._in_flight)
         if in_flight + len(self._finished) >= limits.requests:
             if in_flight >= limits.requests:
-                return math.inf
+                # A slot frees one window after a request finishes: a window from now at best.
+                return max(wait, self.window)
             leaving = self._finished[in_flight + len(self._finished) - limits.requests]
             wait = max(wait, leaving.at + self.window - now)
         kinds: tuple[tuple[int, Callable[[int, int], int], int], ...] = (

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 class SpendRefused(Exception):
     """A limit refused the reservation: `limit` as it applied (this replica's share when
-    `alone`), and the ledger's answer."""
+    `alone`: the cache service is unreachable), and the ledger's answer."""
 
     def __init__(self, limit: SpendLimit, decision: SpendDecision, alone: bool) -> None:
         super().__init__(f"{decision.exhausted} limit reached")
@@ -120,7 +120,8 @@ class Spending:
             scope, reservation_id, alone, tokens, cost_usd, self._lease, idle
         )
         if not decision.granted:
-            raise SpendRefused(alone[decision.refused_by], decision, alone=True)
+            cut_off = self._client is not None  # Not just built without the cache service.
+            raise SpendRefused(alone[decision.refused_by], decision, alone=cut_off)
         return Hold(scope, reservation_id, limits, idle, shared=False)
 
     async def settle(self, hold: Hold, tokens: int = 0, cost_usd: float = 0.0) -> None:

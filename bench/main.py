@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import report
 from bench.measure import Figure, git_commit, machine
-from bench.suites import cache, episodes, llm, monitor
+from bench.suites import cache, episodes, llm, monitor, quota
 from bench.suites.common import Scale
 
 SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
@@ -19,6 +19,7 @@ SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
     "episodes": episodes.run,
     "llm": llm.run,
     "monitor": monitor.run,
+    "quota": quota.run,
 }
 BASELINE = Path(__file__).with_name("baseline.json")
 

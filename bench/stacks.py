@@ -66,7 +66,7 @@ def script_replicas(
     env: Mapping[str, str],
     each: Callable[[int], Mapping[str, str]] = lambda index: {},
     log_dir: Path | None = None,
-    startup_timeout: float = 60.0,
+    startup_timeout: float = 180.0,
 ) -> Iterator[list[Replica]]:
     """`count` script service processes, each on its own free port, with `env` and `each(i)`
     (pointed at a cache and scene service with DOPPEL_CACHE_TARGET / DOPPEL_SCENE_TARGET);

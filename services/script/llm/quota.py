@@ -162,16 +162,16 @@ class SharedLimiter:
         now = self._clock()
         if self.mode == LOCAL or (self.mode == FALLBACK and now < self._next_probe):
             return self._grant_alone(input_tokens, output_tokens)
-        if self.mode == FALLBACK and not await self._rejoin(now):
-            return self._grant_alone(input_tokens, output_tokens)
         rejoin_period = self.limits.window + 2 * self._probe
         if self.mode == REJOINING and now >= self._rejoined_at + rejoin_period:
             self.mode = SHARED
             log.info("rate limiter %s: shared again", self.name)
-        if self.mode == REJOINING:
+        if self.mode in (FALLBACK, REJOINING):
             wait = self.local.time_to_grant(input_tokens, output_tokens)
             if wait > 0:
-                return wait
+                return wait  # Its share must allow it too.
+        if self.mode == FALLBACK and not await self._replay(now):
+            return self._grant_alone(input_tokens, output_tokens)
         return await self._grant_shared(input_tokens, output_tokens)
 
     def _grant_alone(self, input_tokens: int, output_tokens: int) -> SharedPermit | float:
@@ -190,6 +190,10 @@ class SharedLimiter:
         except CoordinationUnavailable as exc:
             self._fall_back(str(exc))
             return 0.0  # Straight on, alone.
+        if self.mode == FALLBACK:
+            self.mode = REJOINING
+            self._rejoined_at = self._clock()
+            log.info("rate limiter %s: the shared limiter answers again; rejoining", self.name)
         self.local.pause_for(decision.paused_seconds)
         if not decision.granted:
             return max(decision.wait_seconds, 0.001)
@@ -223,8 +227,9 @@ class SharedLimiter:
             {"doppel.llm.limiter": self.name, "doppel.llm.limiter.share": share.requests},
         )
 
-    async def _rejoin(self, now: float) -> bool:
-        """Records in Redis what this replica sent alone; True when Redis took it."""
+    async def _replay(self, now: float) -> bool:
+        """Records in Redis what this replica sent alone (each as finished now); False when
+        Redis cannot be reached yet."""
         assert self._client is not None
         pause = self.local.paused_for
         try:
@@ -235,9 +240,6 @@ class SharedLimiter:
         except CoordinationUnavailable:
             self._next_probe = now + self._probe
             return False
-        self.mode = REJOINING
-        self._rejoined_at = now
-        log.info("rate limiter %s: the shared limiter answers again; rejoining", self.name)
         return True
 
     async def _settle_shared(

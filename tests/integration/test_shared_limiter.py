@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bench.llm_server import max_in_window
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
@@ -32,6 +35,7 @@ from services.script.llm.spending import Spending
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from tests.integration.test_fuzz_rpcs import LoopThread
 
 
 @asynccontextmanager
@@ -189,3 +193,73 @@ async def test_coordination_fields_are_checked(
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert field in (refused.value.details() or ""), refused.value.details()
         _ = SpendLimit  # The client's view of a limit (used by Budgets above).
+
+
+@given(
+    window_ms=st.integers(1, 86_400_000),
+    requests=st.integers(1, 100_000),
+    limits=st.tuples(*(st.integers(0, 10**12) for _ in range(3))),
+    estimate=st.tuples(st.integers(0, 10**9), st.integers(0, 10**9)),
+    lease_ms=st.integers(1, 3_600_000),
+    pause_ms=st.integers(0, 86_400_000),
+    spend=st.tuples(st.integers(0, 10**12), st.floats(0, 10**6)),
+    periods=st.lists(
+        st.tuples(st.integers(0, 31 * 24 * 3600), st.integers(0, 10**15), st.floats(0, 10**9)),
+        min_size=1, max_size=4, unique_by=lambda limit: limit[0],
+    ),
+)  # fmt: skip
+@hypothesis_settings(max_examples=60, deadline=None, database=None,
+                     suppress_health_check=list(HealthCheck))  # fmt: skip
+def test_valid_extremes_never_break_the_scripts(
+    coordination_stub: tuple[LoopThread, cache_pb2_grpc.CacheServiceStub],
+    window_ms: int, requests: int, limits: tuple[int, int, int], estimate: tuple[int, int],
+    lease_ms: int, pause_ms: int, spend: tuple[int, float],
+    periods: list[tuple[int, int, float]],
+) -> None:  # fmt: skip
+    """Any request inside the documented limits is answered (never INTERNAL or UNKNOWN)."""
+    loop, stub = coordination_stub
+    rate = cache_pb2.RateLimits(window_ms=window_ms, requests=requests, tokens=limits[0],
+                                input_tokens=limits[1], output_tokens=limits[2])  # fmt: skip
+    permit, name = new_id(), f"fuzz:{new_id()[:8]}:m"
+    spend_limits = [cache_pb2.SpendLimit(period_seconds=p, max_tokens=t, max_cost_usd=c)
+                    for p, t, c in periods]  # fmt: skip
+
+    async def calls() -> None:
+        acquired = await stub.AcquireRate(cache_pb2.AcquireRateRequest(
+            limiter=name, permit_id=permit, limits=rate, input_tokens=estimate[0],
+            output_tokens=estimate[1], lease_ms=lease_ms), timeout=10)  # fmt: skip
+        assert acquired.granted or acquired.wait_ms > 0
+        await stub.SettleRate(cache_pb2.SettleRateRequest(
+            limiter=name, permit_id=permit, limits=rate, input_tokens=estimate[0],
+            output_tokens=estimate[1], pause_ms=pause_ms), timeout=10)  # fmt: skip
+        reserved = await stub.ReserveSpend(cache_pb2.ReserveSpendRequest(
+            scope=name, reservation_id=permit, limits=spend_limits, tokens=spend[0],
+            cost_usd=spend[1], lease_ms=lease_ms, idle_seconds=60), timeout=10)  # fmt: skip
+        assert len(reserved.totals) == len(periods)
+        settled = await stub.SettleSpend(cache_pb2.SettleSpendRequest(
+            scope=name, reservation_id=permit, limits=spend_limits, tokens=spend[0],
+            cost_usd=spend[1], idle_seconds=60), timeout=10)  # fmt: skip
+        assert all(total.reserved_tokens == 0 for total in settled.totals)
+        assert all(total.spent_tokens >= spend[0] for total in settled.totals)
+
+    loop.run(calls())
+
+
+@pytest.fixture(scope="module")
+def coordination_stub(
+    redis_server: RedisServer,
+) -> Iterator[tuple[LoopThread, cache_pb2_grpc.CacheServiceStub]]:
+    """A cache service on a loop of its own thread (hypothesis drives a plain function)."""
+    loop = LoopThread()
+    config = Settings(cache_port=0, telemetry_disabled=True, redis_url=redis_server.url)
+    cache = loop.run(create_cache_server(config, Telemetry("cache", config)))
+
+    async def connect() -> tuple[grpc.aio.Channel, cache_pb2_grpc.CacheServiceStub]:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{cache.port}")
+        return channel, cache_pb2_grpc.CacheServiceStub(channel)
+
+    channel, stub = loop.run(connect())
+    yield loop, stub
+    loop.run(channel.close())
+    loop.run(cache.stop(0))
+    loop.close()

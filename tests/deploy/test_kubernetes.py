@@ -194,3 +194,18 @@ def test_every_service_pod_names_itself_on_its_telemetry() -> None:
         assert "k8s.pod.name=$(POD_NAME)" in attributes
         assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
         assert env[names.index("POD_NAME")]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+@pytest.mark.parametrize("kustomization", ["base", "overlays/dev", "overlays/prod"])
+def test_the_replicas_hint_is_the_script_hpas_maximum(kustomization: str) -> None:
+    """Without the cache service each script replica keeps to limits / DOPPEL_LLM_REPLICAS_HINT:
+    the hint must count every replica the HPA may run, or the replicas pass the provider's
+    limit together."""
+    manifests = render(kustomization)
+    config = next(
+        m["data"] for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+    (hpa,) = [h for h in of_kind(manifests, "HorizontalPodAutoscaler")
+              if h["metadata"]["name"] == "script"]  # fmt: skip
+    assert int(config["DOPPEL_LLM_REPLICAS_HINT"]) == hpa["spec"]["maxReplicas"]

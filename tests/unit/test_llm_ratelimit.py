@@ -11,6 +11,7 @@ import time
 import pytest
 
 from services.script.llm.budget import Usage
+from services.script.llm.factory import key_fingerprint
 from services.script.llm.quota import LOCAL, QueueTimeout, RateLimits, SharedLimiter
 from services.script.llm.ratelimit import Limits, WindowLimiter
 
@@ -170,3 +171,13 @@ async def test_requests_count_from_when_they_finish() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError):
         WindowLimiter(requests=0, tokens=1, window=1.0)
+
+
+def test_a_quota_is_named_by_key_and_host_never_by_the_key_itself() -> None:
+    key = "sk-ant-api03-secret-key-value"
+    name = key_fingerprint("anthropic", key, "http://127.0.0.1:8080/r/replica-1")
+    assert name == key_fingerprint("anthropic", key, "http://127.0.0.1:8080/r/replica-2")
+    assert name != key_fingerprint("anthropic", key, "http://127.0.0.1:9090")
+    assert name != key_fingerprint("anthropic", key + "x", "http://127.0.0.1:8080")
+    assert name != key_fingerprint("openai", key, "http://127.0.0.1:8080")
+    assert len(name) == 16 and key not in name and "secret" not in name

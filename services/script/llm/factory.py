@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from services.script.coordination import CoordinationClient, fingerprint
 from services.script.llm.budget import Budgets, CallerCaps, Prices
@@ -37,11 +38,11 @@ LEASE_MARGIN_SECONDS = 30.0
 
 
 def key_fingerprint(provider: str, api_key: str, base_url: str) -> str:
-    """What names a provider quota: the key (providers limit per key or organisation, whatever
-    URL reaches them), or the server when there is no key (a local model)."""
-    return (
-        fingerprint(provider, "key", api_key) if api_key else fingerprint(provider, "url", base_url)
-    )
+    """What names a provider quota: the key (providers limit per key or organisation) at the
+    provider's host (another host is another provider: a gateway, a local server). The URL's path
+    plays no part, so replicas reaching one host by different paths still share."""
+    host = urlsplit(base_url).netloc.lower() if base_url else "default"
+    return fingerprint(provider, api_key, host)
 
 
 def _providers(settings: Settings) -> dict[str, tuple[ChatProvider, str, str]]:

@@ -16,7 +16,7 @@ Modes of a replica's limiter:
   (limits / DOPPEL_LLM_REPLICAS_HINT), never to "no limit". Entering it, it first waits
   (hint + 1) grant intervals of the shared limiter: the requests the others were granted just
   before are still in the provider's window, and this keeps every window at the limit. It asks
-  Redis again every PROBE_SECONDS.
+  Redis again every PROBE_SECONDS, in the background.
 - rejoining: Redis answers again. The replica first records there what it sent alone (as just
   finished), then for one window and two probe intervals grants only what both its share and the
   shared limiter allow: replicas that have not noticed yet (they ask within a probe interval, or
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SHARED, FALLBACK, REJOINING, LOCAL = "shared", "fallback", "rejoining", "local"
 PROBE_SECONDS = 2.0  # How often a replica in fallback asks Redis again.
+PROBE_LEASE = "doppel-probe"  # Never held: releasing it only reads Redis.
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -123,7 +124,8 @@ class SharedLimiter:
         self._lease = lease_seconds
         self._probe = probe_seconds
         self._clock = clock
-        self._next_probe = 0.0
+        self._answering = False  # In fallback: Redis answered the last probe.
+        self._prober: asyncio.Task[None] | None = None
         self._rejoined_at = 0.0
         self._turn = asyncio.Lock()
 
@@ -153,14 +155,12 @@ class SharedLimiter:
                 left = max_wait - (now - started)
                 if left <= 0 or (granted > left and not math.isinf(granted)):
                     raise QueueTimeout(granted)
-                if self.mode == FALLBACK:
-                    granted = min(granted, max(0.0, self._next_probe - now))
                 await self.local.wait_for_change(min(granted, left))
 
     async def _try(self, input_tokens: int, output_tokens: int) -> SharedPermit | float:
         """A permit, or the seconds to wait before trying again."""
         now = self._clock()
-        if self.mode == LOCAL or (self.mode == FALLBACK and now < self._next_probe):
+        if self.mode == LOCAL or (self.mode == FALLBACK and not self._answering):
             return self._grant_alone(input_tokens, output_tokens)
         rejoin_period = self.limits.window + 2 * self._probe
         if self.mode == REJOINING and now >= self._rejoined_at + rejoin_period:
@@ -170,7 +170,7 @@ class SharedLimiter:
             wait = self.local.time_to_grant(input_tokens, output_tokens)
             if wait > 0:
                 return wait  # Its share must allow it too.
-        if self.mode == FALLBACK and not await self._replay(now):
+        if self.mode == FALLBACK and not await self._replay():
             return self._grant_alone(input_tokens, output_tokens)
         return await self._grant_shared(input_tokens, output_tokens)
 
@@ -207,9 +207,11 @@ class SharedLimiter:
         return SharedPermit(self, local, permit_id, self.mode)
 
     def _fall_back(self, why: str) -> None:
-        """From shared (or rejoining) to this replica's share."""
-        now = self._clock()
-        self._next_probe = now + self._probe
+        """From shared (or rejoining) to this replica's share, asking Redis again in the
+        background (a probe never holds up a grant)."""
+        self._answering = False
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.ensure_future(self._probe_until_answered())
         if self.mode == FALLBACK:
             return
         self.mode = FALLBACK
@@ -227,9 +229,22 @@ class SharedLimiter:
             {"doppel.llm.limiter": self.name, "doppel.llm.limiter.share": share.requests},
         )
 
-    async def _replay(self, now: float) -> bool:
+    async def _probe_until_answered(self) -> None:
+        """Every probe interval, a harmless call through the cache service to Redis (the
+        release of a lease nobody holds), until one is answered; then wakes the waiters."""
+        assert self._client is not None
+        while self.mode == FALLBACK and not self._answering:
+            await asyncio.sleep(self._probe)
+            try:
+                await self._client.release_lease(PROBE_LEASE, new_id())
+            except CoordinationUnavailable:
+                continue
+            self._answering = True
+            self.local.wake()
+
+    async def _replay(self) -> bool:
         """Records in Redis what this replica sent alone (each as finished now); False when
-        Redis cannot be reached yet."""
+        Redis cannot be reached after all."""
         assert self._client is not None
         pause = self.local.paused_for
         try:
@@ -237,8 +252,8 @@ class SharedLimiter:
                 await self._client.settle_rate(
                     self.name, new_id(), self.limits, input_tokens, output_tokens, pause
                 )
-        except CoordinationUnavailable:
-            self._next_probe = now + self._probe
+        except CoordinationUnavailable as exc:
+            self._fall_back(str(exc))
             return False
         return True
 

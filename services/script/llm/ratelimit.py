@@ -234,6 +234,10 @@ class WindowLimiter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
+    def wake(self) -> None:
+        """Wakes the waiters to look again (something outside the limiter changed)."""
+        self._changed.set()
+
     def pause_for(self, seconds: float) -> None:
         """No request is granted for `seconds` from now (a longer pause already set stays)."""
         if seconds > 0:

@@ -142,16 +142,16 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         outcome = "error"
         allowed = self._time_allowed(context)
         try:
-            async with (
-                self._episode_lease(pipeline.episode_id, order.show.id, context),
-                _within(allowed),
-            ):
+            async with self._episode_lease(pipeline.episode_id), _within(allowed):
                 with spending_caller(caller_identity(context)):
                     async for event in pipeline.run():
                         if event.HasField("episode"):
                             self._remember(event.episode)
                             outcome = "ok"
                         yield event
+        except LeaseHeld:
+            outcome = "duplicate"
+            await self._refuse_duplicate(pipeline.episode_id, context)
         except WriterError as exc:
             await _abort_writer_error(context, exc)
         except TimeoutError:
@@ -166,37 +166,28 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             elapsed = time.perf_counter() - started
             attributes = {"doppel.show": order.show.id, "doppel.outcome": outcome}
             self._episodes.add(1, attributes)
-            self._duration.record(elapsed, attributes)
+            if outcome != "duplicate":  # Refused at once: no episode's duration.
+                self._duration.record(elapsed, attributes)
             if outcome == "ok":
                 self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * elapsed
             self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
 
     @contextlib.asynccontextmanager
-    async def _episode_lease(
-        self, episode_id: str, show_id: str, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[None]:
-        """One generation of an episode at a time, across replicas: a second identical request
-        gets ABORTED with retry-after-ms while the first runs (then finds the stored episode)."""
+    async def _episode_lease(self, episode_id: str) -> AsyncIterator[None]:
+        """One generation of an episode at a time, across replicas; raises LeaseHeld while an
+        identical request is being written (without the cache service: no lease)."""
         if self._coordination is None:
             yield
             return
-        async with contextlib.AsyncExitStack() as stack:
-            name = f"episode:{episode_id}"
-            try:
-                await stack.enter_async_context(
-                    held_lease(self._coordination, name, EPISODE_LEASE_SECONDS)
-                )
-            except LeaseHeld as held:
-                await self._refuse_duplicate(episode_id, show_id, held, context)
+        name = f"episode:{episode_id}"
+        async with held_lease(self._coordination, name, EPISODE_LEASE_SECONDS):
             yield
 
-    async def _refuse_duplicate(
-        self, episode_id: str, show_id: str, held: LeaseHeld, context: grpc.aio.ServicerContext
-    ) -> None:
-        """ABORTED with a retry hint: a quarter of a typical episode, within 0.25-5 s."""
+    async def _refuse_duplicate(self, episode_id: str, context: grpc.aio.ServicerContext) -> None:
+        """ABORTED with a retry hint, a quarter of a typical episode (0.25-5 s): retried, the
+        request gets the stored episode once the first is done."""
         low, high = LEASE_RETRY_MS_RANGE
         retry_ms = int(min(high, max(low, 1000 * self._typical_seconds / 4)))
-        self._episodes.add(1, {"doppel.show": show_id, "doppel.outcome": "duplicate"})
         trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
         await context.abort(
             grpc.StatusCode.ABORTED,

@@ -181,3 +181,12 @@ def test_a_quota_is_named_by_key_and_host_never_by_the_key_itself() -> None:
     assert name != key_fingerprint("anthropic", key + "x", "http://127.0.0.1:8080")
     assert name != key_fingerprint("openai", key, "http://127.0.0.1:8080")
     assert len(name) == 16 and key not in name and "secret" not in name
+
+
+def test_mirrored_requests_leave_the_books_a_window_after_they_finish() -> None:
+    now = [0.0]
+    limiter = WindowLimiter(requests=2, tokens=10**6, window=1.0, clock=lambda: now[0])
+    for step in range(1000):  # A shared limiter's replica records and settles, never waits.
+        now[0] = step * 0.5
+        limiter.record(10, 10).settle(10, 10)
+    assert len(limiter._finished) <= 3  # Not a record per request ever made.

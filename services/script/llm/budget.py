@@ -163,9 +163,9 @@ class Budgets:
         for hold in reservation.holds:
             await self.spending.settle(hold, tokens, cost)
 
-    def settle_soon(self, reservation: Reservation) -> None:
+    def settle_soon(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
         for hold in reservation.holds:
-            self.spending.settle_soon(hold)
+            self.spending.settle_soon(hold, tokens, cost)
 
     async def _reserve_caps(self, caller: str, tokens: int, cost: float) -> Hold:
         scope = f"caller:{fingerprint('caller', caller)}"
@@ -230,6 +230,6 @@ class EpisodeBudget:
         """Replaces the reservation by what the call really used (0 when it failed)."""
         await self.budgets.settle(reservation, tokens, cost)
 
-    def settle_soon(self, reservation: Reservation) -> None:
-        """Releases the reservation without waiting (for a call being cancelled)."""
-        self.budgets.settle_soon(reservation)
+    def settle_soon(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
+        """`settle` without waiting for the shared ledger (this replica's is settled at once)."""
+        self.budgets.settle_soon(reservation, tokens, cost)

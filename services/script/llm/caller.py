@@ -123,8 +123,9 @@ class LLMCaller:
             spent = self._prices.cost(self.model, result.usage)
             counted_input, counted_output = result.usage.counted(self._cache_reads_count)
             pause = min(pause_from_headers(result.headers), self.policy.max_wait_seconds)
-            await permit.settle(counted_input, counted_output, pause)
-            await budget.settle(reservation, result.usage.total, spent)
+            # The shared books settle in the background: the reply is not kept waiting on them.
+            permit.settle_soon(counted_input, counted_output, pause)
+            budget.settle_soon(reservation, result.usage.total, spent)
             self._record_usage(result, spent)
             return result
         raise AssertionError("unreachable: the last attempt returns or raises")

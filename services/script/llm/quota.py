@@ -84,20 +84,33 @@ class SharedPermit:
     ) -> None:
         """Records what the request used (without arguments: the estimate) and pauses every
         replica for `pause_seconds` when the provider asked for it."""
+        shared = self._settle_here(input_used, output_used, pause_seconds)
+        if shared is not None:
+            await shared
+
+    def settle_soon(
+        self, input_used: int | None = None, output_used: int = 0, pause_seconds: float = 0.0
+    ) -> None:
+        """`settle`: this replica's books at once, the shared limiter's without waiting for the
+        cache service (until it lands, the slot counts as in flight: the safe side)."""
+        shared = self._settle_here(input_used, output_used, pause_seconds)
+        if shared is not None:
+            in_background(shared)
+
+    def _settle_here(
+        self, input_used: int | None, output_used: int, pause_seconds: float
+    ) -> Coroutine[Any, Any, None] | None:
+        """Settles this replica's limiter; returns the shared settle still to do."""
         if self.settled:
-            return
+            return None
         self.settled = True
         if input_used is None:
             input_used, output_used = self.local.input_tokens, self.local.output_tokens
         self.limiter.local.pause_for(pause_seconds)
         self.local.settle(input_used, output_used)
-        if self.shared_id:
-            await self.limiter._settle_shared(self.shared_id, input_used, output_used,
-                                              pause_seconds)  # fmt: skip
-
-    def settle_soon(self, input_used: int | None = None, output_used: int = 0) -> None:
-        """`settle` without waiting for the cache service (for a call being cancelled)."""
-        in_background(self.settle(input_used, output_used))
+        if not self.shared_id:
+            return None
+        return self.limiter._settle_shared(self.shared_id, input_used, output_used, pause_seconds)
 
 
 class SharedLimiter:

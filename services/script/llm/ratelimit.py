@@ -263,8 +263,10 @@ class WindowLimiter:
         return permit
 
     def _finish(self, permit: Permit, input_used: int, output_used: int) -> None:
+        now = self._clock()
         self._in_flight.pop(id(permit), None)
-        self._finished.append(Finished(self._clock(), input_used, output_used, permit.mirrored))
+        self._expire(now)  # Also when only mirroring (nothing else would look).
+        self._finished.append(Finished(now, input_used, output_used, permit.mirrored))
         self._changed.set()
 
     def _expire(self, now: float) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.script.coordination import (
     CoordinationClient,
@@ -126,22 +127,39 @@ class Spending:
 
     async def settle(self, hold: Hold, tokens: int = 0, cost_usd: float = 0.0) -> None:
         """Replaces the reservation by what was spent (0: the call failed)."""
+        shared = self._settle_here(hold, tokens, cost_usd)
+        if shared is not None:
+            await shared
+
+    def settle_soon(self, hold: Hold, tokens: int = 0, cost_usd: float = 0.0) -> None:
+        """`settle`: this replica's ledger at once, the shared one without waiting (until it
+        lands, the reservation holds its estimate: the safe side)."""
+        shared = self._settle_here(hold, tokens, cost_usd)
+        if shared is not None:
+            in_background(shared)
+
+    def _settle_here(
+        self, hold: Hold, tokens: int, cost_usd: float
+    ) -> Coroutine[Any, Any, None] | None:
+        """Settles this replica's ledger; returns the shared settle still to do."""
         if hold.settled:
-            return
+            return None
         hold.settled = True
         self.ledger.settle(hold.scope, hold.reservation_id, hold.limits, tokens, cost_usd,
                            hold.idle)  # fmt: skip
         if not hold.shared or self._client is None:
-            return
+            return None
+        return self._settle_shared(self._client, hold, tokens, cost_usd)
+
+    @staticmethod
+    async def _settle_shared(
+        client: CoordinationClient, hold: Hold, tokens: int, cost_usd: float
+    ) -> None:
         try:
-            await self._client.settle_spend(
+            await client.settle_spend(
                 hold.scope, hold.reservation_id, hold.limits, tokens, cost_usd, hold.idle
             )
         except CoordinationUnavailable as exc:
             # The shared reservation ends with its lease; this spend stays in this replica's.
             log.warning("spending %s: settle not recorded in the shared ledger (%s)",
                         hold.scope, exc)  # fmt: skip
-
-    def settle_soon(self, hold: Hold, tokens: int = 0, cost_usd: float = 0.0) -> None:
-        """`settle` without waiting (for a call being cancelled)."""
-        in_background(self.settle(hold, tokens, cost_usd))

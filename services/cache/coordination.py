@@ -1,7 +1,7 @@
 """CacheService's coordination RPCs: shared rate limiters, spending ledgers and leases on Redis.
 
 The script replicas share one provider quota, one budget per episode, one cap per caller and one
-writer per episode through these (the client side is services/script/llm/coordination.py). Each
+writer per episode through these (the client side is services/script/coordination.py). Each
 RPC is one Lua script (services/cache/coordination_lua.py) on Redis's own clock, so the replicas'
 clocks never matter. Keys:
 

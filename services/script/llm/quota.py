@@ -53,8 +53,8 @@ _background: set[asyncio.Task[None]] = set()
 
 
 def in_background(work: Coroutine[Any, Any, None]) -> None:
-    """Runs `work` without waiting for it (a settle from a cancelled call), keeping a reference
-    so it is not collected half done."""
+    """Runs `work` without waiting for it (a shared settle nobody needs to wait for), keeping a
+    reference so it is not collected half done."""
     task = asyncio.ensure_future(work)
     _background.add(task)
     task.add_done_callback(_background.discard)

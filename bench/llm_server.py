@@ -12,7 +12,10 @@ with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "trunc
 cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
 "bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`).
 Every request is recorded (`received`) with its receive time, the call id and attempt our
-writers send, the status and any retry-after given.
+writers send, the status and any retry-after given, and the client it came from: a client given
+`anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
+several processes sharing one key and one limit can be told apart (`max_in_window` counts them
+per window).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Received:
     api_key: str
     scene_index: int = -1  # of a scene, revise or rewrite task; -1 for the outline
     answered_at: float = 0.0  # time.monotonic() when the answer was sent
+    client: str = ""  # the <name> of a /r/<name>/ base URL
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -133,6 +137,13 @@ class LLMServer:
     @property
     def openai_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def anthropic_url_for(self, client: str) -> str:
+        """The Anthropic base URL for one named client (its requests record `client`)."""
+        return f"http://127.0.0.1:{self.port}/r/{client}"
+
+    def openai_url_for(self, client: str) -> str:
+        return f"http://127.0.0.1:{self.port}/r/{client}/v1"
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -347,7 +358,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             arrived = time.monotonic()
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-            path = self.path.split("?")[0]
+            path, client = _client_path(self.path.split("?")[0])
             key = self.headers.get("x-api-key") or self.headers.get("authorization", "")
             call = (
                 self.headers.get("x-doppel-call-id", ""),
@@ -367,7 +378,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(max(0.0, arrived + server.latency - time.monotonic()))
             received = Received(
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
-                answered_at=time.monotonic(),
+                answered_at=time.monotonic(), client=client,
             )  # fmt: skip
             server.record(received)
             self._send(status, payload, headers)
@@ -454,6 +465,14 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         }
 
     return Handler
+
+
+def _client_path(path: str) -> tuple[str, str]:
+    """(`/v1/...`, client name) of `/r/<name>/v1/...`; (path, "") of any other path."""
+    if path.startswith("/r/"):
+        client, _, rest = path[3:].partition("/")
+        return "/" + rest, client
+    return path, ""
 
 
 def _error(path: str, status: int) -> dict[str, Any]:

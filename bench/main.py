@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import regression, report
 from bench.measure import Figure, git_commit, machine
-from bench.suites import cache, episodes, library, llm, monitor
+from bench.suites import cache, episodes, library, llm, monitor, quota
 from bench.suites.common import Scale
 
 SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
@@ -25,6 +25,7 @@ SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
     "library": library.run,
     "llm": llm.run,
     "monitor": monitor.run,
+    "quota": quota.run,
 }
 BASELINE = Path(__file__).with_name("baseline.json")
 

@@ -75,13 +75,47 @@ async def _generate(
             stub = script_pb2_grpc.ScriptServiceStub(channel)
             with telemetry.tracer.start_as_current_span("doppel generate"):
                 trace_id = trace_id_hex()
-                episode = await _follow(stub, request, quiet)
+                episode = await _follow(stub, request, quiet, settings.episode_timeout_seconds)
                 return episode, trace_id or episode.id
     finally:
         await asyncio.to_thread(telemetry.shutdown)
 
 
+def retry_hint_ms(error: grpc.aio.AioRpcError) -> int | None:
+    """The `retry-after-ms` a refusal carries in its trailing metadata, if any."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "retry-after-ms":
+            try:
+                return max(0, int(value))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 async def _follow(
+    stub: script_pb2_grpc.ScriptServiceStub,
+    request: script_pb2.GenerateEpisodeRequest,
+    quiet: bool,
+    patience: float,
+) -> episode_pb2.Episode:
+    """The episode; while an identical request is being written (ABORTED with retry-after-ms),
+    waits as told and asks again, for at most `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await _follow_once(stub, request, quiet)
+        except grpc.aio.AioRpcError as exc:
+            hint = retry_hint_ms(exc)
+            if exc.code() != grpc.StatusCode.ABORTED or hint is None:
+                raise
+            if time.monotonic() + hint / 1000 > deadline:
+                raise
+            if not quiet:
+                err.print(f"[yellow]{exc.details()}[/]")
+            await asyncio.sleep(hint / 1000)
+
+
+async def _follow_once(
     stub: script_pb2_grpc.ScriptServiceStub,
     request: script_pb2.GenerateEpisodeRequest,
     quiet: bool,

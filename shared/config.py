@@ -411,6 +411,51 @@ ENV_VARS: tuple[EnvVar, ...] = (
         _model_prices,
         "USD per million input/output tokens by model; `*` prices the rest.",
     ),
+    # Shared quota, budgets and caps (services/script/llm/quota.py, budget.py).
+    EnvVar(
+        "DOPPEL_LLM_INPUT_TOKENS_PER_MINUTE",
+        "llm_input_tokens_per_minute",
+        _non_negative_int,
+        "Input-token limit per provider key and model class (cache reads not counted for "
+        "Anthropic); 0: none.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_OUTPUT_TOKENS_PER_MINUTE",
+        "llm_output_tokens_per_minute",
+        _non_negative_int,
+        "Output-token limit per provider key and model class (max_tokens reserved); 0: none.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_REPLICAS_HINT",
+        "llm_replicas_hint",
+        _positive_int,
+        "Script replicas sharing a provider key: without the cache service each keeps to "
+        "limits / this (set it to the HPA's maximum).",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_CALLER_TOKENS_PER_HOUR",
+        "llm_caller_tokens_per_hour",
+        _non_negative_int,
+        "Tokens one caller may spend per clock hour, all replicas together; 0: no cap.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_CALLER_USD_PER_HOUR",
+        "llm_caller_usd_per_hour",
+        _non_negative_float,
+        "USD one caller may spend per clock hour; 0: no cap.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_CALLER_TOKENS_PER_DAY",
+        "llm_caller_tokens_per_day",
+        _non_negative_int,
+        "Tokens one caller may spend per UTC day; 0: no cap.",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_CALLER_USD_PER_DAY",
+        "llm_caller_usd_per_day",
+        _non_negative_float,
+        "USD one caller may spend per UTC day; 0: no cap.",
+    ),
     EnvVar(
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
         "llm_capture_content",
@@ -732,6 +777,13 @@ class Settings:
         ("gpt-4o-mini", 0.15, 0.6),
         ("*", 3.0, 15.0),
     )
+    llm_input_tokens_per_minute: int = 0
+    llm_output_tokens_per_minute: int = 0
+    llm_replicas_hint: int = 1
+    llm_caller_tokens_per_hour: int = 0
+    llm_caller_usd_per_hour: float = 0.0
+    llm_caller_tokens_per_day: int = 0
+    llm_caller_usd_per_day: float = 0.0
     llm_capture_content: bool = False
     max_concurrent_rpcs: int = 256
     max_concurrent_episodes: int = 16

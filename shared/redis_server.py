@@ -198,6 +198,11 @@ class RedisServer:
         self._terminate(timeout)
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def halt(self, timeout: float = 5.0) -> None:
+        """Stops the process and keeps its directory: `start` brings Redis back (empty) on the
+        same socket, what clients see when Redis is down for a while."""
+        self._terminate(timeout)
+
     def restart(self, timeout: float = 5.0) -> RedisServer:
         """Stops the process and starts a new one on the same socket (the same `url`), empty:
         what clients see when Redis is restarted under them."""

@@ -3,7 +3,8 @@
 Roles are ordered: a caller may call a method when its role is at least the method's.
 - `reader`: read episodes, shows, renders, health, alerts, traces, cache statistics.
 - `writer`: also write (GenerateEpisode, RegenerateScene): what a writer's client needs.
-- `service`: also the cache's data (Get, GetMany, Set, Delete): what the script service needs.
+- `service`: also the cache's data (Get, GetMany, Set, Delete) and its coordination primitives
+  (rate permits, spend reservations, leases): what the script service needs.
   Above writer so an ordinary client can neither read nor plant cache entries.
 - `admin`: everything, among it FaultService.SetFaults and MonitorService.UpdateThresholds.
 
@@ -84,6 +85,13 @@ METHOD_ROLES: Mapping[str, Role] = MappingProxyType(
         _CACHE + "GetMany": Role.SERVICE,
         _CACHE + "Set": Role.SERVICE,
         _CACHE + "Delete": Role.SERVICE,
+        _CACHE + "AcquireRate": Role.SERVICE,
+        _CACHE + "SettleRate": Role.SERVICE,
+        _CACHE + "ReserveSpend": Role.SERVICE,
+        _CACHE + "SettleSpend": Role.SERVICE,
+        _CACHE + "AcquireLease": Role.SERVICE,
+        _CACHE + "RenewLease": Role.SERVICE,
+        _CACHE + "ReleaseLease": Role.SERVICE,
         _CACHE + "Stats": Role.READER,
         _MONITOR + "GetHealth": Role.READER,
         _MONITOR + "ListAlerts": Role.READER,

@@ -30,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
+from services.cache.coordination import CoordinationRpcs, CoordinationScripts
 from services.cache.redis_url import (
     POOL_WAIT_SECONDS,
     PoolExhausted,
@@ -136,8 +137,8 @@ def check_set(request: cache_pb2.SetRequest, max_value_bytes: int) -> None:
         raise InvalidRequest(f"ttl_seconds must be between 0 and {MAX_TTL_SECONDS}")
 
 
-class CacheService(cache_pb2_grpc.CacheServiceServicer):
-    """The gRPC face of the Redis cache."""
+class CacheService(CoordinationRpcs, cache_pb2_grpc.CacheServiceServicer):
+    """The gRPC face of the Redis cache (and of the replicas' coordination, coordination.py)."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, telemetry: Telemetry) -> None:
         self._redis = client
@@ -145,6 +146,7 @@ class CacheService(cache_pb2_grpc.CacheServiceServicer):
         self._faults = telemetry.faults
         self._get_and_count = client.register_script(GET_AND_COUNT)
         self._get_many_and_count = client.register_script(GET_MANY_AND_COUNT)
+        self._coordination = CoordinationScripts.register(client, telemetry.faults, telemetry.meter)
         self._requests = telemetry.meter.create_counter(
             "doppel.cache.requests",
             unit="{request}",

@@ -22,7 +22,14 @@ from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
 from services.script import comedy, procedural, store
 from services.script.comedy import comedy_pass
 from services.script.library import Library, NotFound
-from services.script.llm.provenance import collect_provenance
+from services.script.llm.provenance import (
+    OUTLINE,
+    SCENE,
+    Provenance,
+    collect_provenance,
+    record_bytes,
+    record_from_bytes,
+)
 from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
 from services.script.validation import allocate_targets, validate_episode
@@ -157,6 +164,7 @@ class EpisodePipeline:
         self.episode_id = episode_id_for(order, self._writer, deps.policy)
         self.scenes_from_cache = 0
         self._outline_was_cached = False
+        self._provenance = Provenance()
 
     def _event(
         self, stage: int, message: str, fraction: float | None = None
@@ -184,6 +192,7 @@ class EpisodePipeline:
         yield self._event(Stage.STAGE_CAST, f"cast of {len(context.cast)} transformed")
         # Which writer wrote each part, fallbacks and LLM usage; scene tasks inherit the scope.
         with collect_provenance() as provenance:
+            self._provenance = provenance
             outline = await self._outline(context)
             event = self._event(Stage.STAGE_OUTLINE, f"outline: {outline.title}")
             event.outline.CopyFrom(outline)
@@ -239,6 +248,7 @@ class EpisodePipeline:
             span.set_attribute("doppel.cache.hit", cached is not None)
             if cached is not None:
                 self._outline_was_cached = True
+                await self._restore_records([key])
                 return cached
             outline = await self._writer.write_outline(context)
             # The runtime target is the request's, whatever the writer assumed.
@@ -250,6 +260,7 @@ class EpisodePipeline:
             )  # fmt: skip
             # Stored before the client hears of it: a resumed episode never writes it again.
             await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
+            await self._store_record(key, OUTLINE)
             return outline
 
     async def _write_scenes(
@@ -259,6 +270,7 @@ class EpisodePipeline:
         outline_key = store.content_key(episode.outline.SerializeToString(deterministic=True).hex())
         keys = [store.content_key("scene", *self._identity, outline_key, i) for i in range(count)]
         cached = await self._cached_scenes(keys)
+        await self._restore_records([key for key, data in zip(keys, cached, strict=True) if data])
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
         tasks = [
             asyncio.create_task(
@@ -312,7 +324,21 @@ class EpisodePipeline:
         # Stored before the client hears of it (outside the parallelism slot, which the next
         # scene can use meanwhile): a resumed episode never writes it again.
         await self._deps.cache.set(store.SCENES, key, scene.SerializeToString())
+        await self._store_record(key, SCENE, index)
         return scene
+
+    async def _store_record(self, key: str, stage: str, scene_index: int = -1) -> None:
+        """Who wrote the part just stored under `key`, and what it cost (LLM writers only)."""
+        record = self._provenance.for_stage(stage, scene_index)
+        if record is not None:
+            await self._deps.cache.set(store.PART_USAGE, key, record_bytes(record))
+
+    async def _restore_records(self, keys: list[str]) -> None:
+        """The records of parts an earlier, interrupted run wrote: their cost is the episode's."""
+        for data in await self._deps.cache.get_many(store.PART_USAGE, keys):
+            record = record_from_bytes(data)
+            if record is not None:
+                self._provenance.records.append(record)
 
     async def _write_scene(
         self, context: StoryContext, outline: episode_pb2.Outline, index: int

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 from opentelemetry import trace
@@ -20,7 +21,9 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.script import catalog, store
+from services.script.coordination import CoordinationClient, LeaseHeld, held_lease
 from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
+from services.script.llm.budget import spending_caller
 from services.script.llm.caller import client_deadline
 from services.script.pipeline import (
     EpisodePipeline,
@@ -42,6 +45,7 @@ from services.script.requests import (
 )
 from services.script.writers import build_writers
 from services.script.writing import Writer, WriterError
+from shared.access import current_caller
 from shared.config import Settings
 from shared.server import ServiceServer, create_channel, start_server
 from shared.telemetry import Telemetry
@@ -50,16 +54,34 @@ log = logging.getLogger(__name__)
 
 CACHE_CALL_TIMEOUT = 2.0
 RETRY_AFTER_MS_RANGE = (100, 30_000)
+# An episode being written is leased for this long, renewed every third of it: a replica that
+# dies lets another take the episode over within this time.
+EPISODE_LEASE_SECONDS = 10.0
+LEASE_RETRY_MS_RANGE = (250, 5_000)
+
+
+def caller_identity(context: grpc.aio.ServicerContext) -> str:
+    """Who is asking, for the per-caller spending caps: the identity the access layer admitted
+    the call with (a token's name or fingerprint, a certificate's name; `anonymous` on an
+    open stack). Never the token itself."""
+    return current_caller().name
 
 
 class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     """Writes episodes with the pipeline; every finished one is stored in the library (the
     record) before the client hears of it."""
 
-    def __init__(self, deps: PipelineDeps, settings: Settings, library: Library) -> None:
+    def __init__(
+        self,
+        deps: PipelineDeps,
+        settings: Settings,
+        library: Library,
+        coordination: CoordinationClient | None = None,
+    ) -> None:
         self._deps = deps
         self._settings = settings
         self._library = library
+        self._coordination = coordination
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
@@ -121,13 +143,19 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         outcome = "error"
         allowed = self._time_allowed(context)
         try:
-            async with _within(allowed):
-                async for event in pipeline.run():
-                    if event.HasField("episode"):
-                        event.episode.CopyFrom(await self._record(event.episode, "generated"))
-                        outcome = "ok"
-                    yield event
-        except (WriterError, LibraryError) as exc:
+            async with self._episode_lease(pipeline.episode_id), _within(allowed):
+                with spending_caller(caller_identity(context)):
+                    async for event in pipeline.run():
+                        if event.HasField("episode"):
+                            event.episode.CopyFrom(await self._record(event.episode, "generated"))
+                            outcome = "ok"
+                        yield event
+        except LeaseHeld:
+            outcome = "duplicate"
+            await self._refuse_duplicate(pipeline.episode_id, context)
+        except WriterError as exc:
+            await _abort_writer_error(context, exc)
+        except LibraryError as exc:
             await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             outcome = "timeout"
@@ -141,10 +169,35 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             elapsed = time.perf_counter() - started
             attributes = {"doppel.show": order.show.id, "doppel.outcome": outcome}
             self._episodes.add(1, attributes)
-            self._duration.record(elapsed, attributes)
+            if outcome != "duplicate":  # Refused at once: no episode's duration.
+                self._duration.record(elapsed, attributes)
             if outcome == "ok":
                 self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * elapsed
             self._scenes.add(pipeline.scenes_from_cache, {"doppel.cache.hit": True})
+
+    @contextlib.asynccontextmanager
+    async def _episode_lease(self, episode_id: str) -> AsyncIterator[None]:
+        """One generation of an episode at a time, across replicas; raises LeaseHeld while an
+        identical request is being written (without the cache service: no lease)."""
+        if self._coordination is None:
+            yield
+            return
+        name = f"episode:{episode_id}"
+        async with held_lease(self._coordination, name, EPISODE_LEASE_SECONDS):
+            yield
+
+    async def _refuse_duplicate(self, episode_id: str, context: grpc.aio.ServicerContext) -> None:
+        """ABORTED with a retry hint, a quarter of a typical episode (0.25-5 s): retried, the
+        request gets the stored episode once the first is done."""
+        low, high = LEASE_RETRY_MS_RANGE
+        retry_ms = int(min(high, max(low, 1000 * self._typical_seconds / 4)))
+        trace.get_current_span().set_attribute("doppel.retry_after_ms", retry_ms)
+        await context.abort(
+            grpc.StatusCode.ABORTED,
+            f"episode {episode_id} is being written for an identical request; retry in "
+            f"{retry_ms} ms to get it",
+            trailing_metadata=(("retry-after-ms", str(retry_ms)),),
+        )
 
     async def _refuse_overload(self, show_id: str, context: grpc.aio.ServicerContext) -> None:
         """RESOURCE_EXHAUSTED with a retry hint: about when one of the busy slots frees."""
@@ -212,8 +265,11 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         deps = self._deps_for(context)
         try:
             async with _within(allowed):
-                return await regenerate_scene(deps, writer, original, scene_index, notes)
-        except (WriterError, LibraryError) as exc:
+                with spending_caller(caller_identity(context)):
+                    return await regenerate_scene(deps, writer, original, scene_index, notes)
+        except WriterError as exc:
+            return await _abort_writer_error(context, exc)
+        except LibraryError as exc:
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
@@ -342,13 +398,13 @@ async def _start_script_server(
 ) -> ServiceServer:
     cache_channel = create_channel(settings.cache_address, telemetry, settings)
     scene_channel = create_channel(settings.scene_address, telemetry, settings)
+    cache_stub = cache_pb2_grpc.CacheServiceStub(cache_channel)
+    cache_timeout = min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds)
+    coordination = CoordinationClient(cache_stub, cache_timeout)
     deps = PipelineDeps(
-        cache=store.SoftCache(
-            cache_pb2_grpc.CacheServiceStub(cache_channel),
-            min(CACHE_CALL_TIMEOUT, settings.rpc_timeout_seconds),
-        ),
+        cache=store.SoftCache(cache_stub, cache_timeout),
         scenes=scene_pb2_grpc.SceneServiceStub(scene_channel),
-        writers=build_writers(settings, telemetry),
+        writers=build_writers(settings, telemetry, coordination),
         telemetry=telemetry,
         max_parallel_scenes=settings.max_parallel_scenes,
         rpc_timeout=settings.rpc_timeout_seconds,
@@ -362,7 +418,7 @@ async def _start_script_server(
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        service = ScriptService(deps, settings, library)
+        service = ScriptService(deps, settings, library, coordination)
         script_pb2_grpc.add_ScriptServiceServicer_to_server(service, server)
         return [script_pb2.DESCRIPTOR.services_by_name["ScriptService"].full_name]
 
@@ -394,6 +450,14 @@ async def _within(seconds: float) -> AsyncIterator[None]:
     with client_deadline(seconds):
         async with asyncio.timeout(seconds):
             yield
+
+
+async def _abort_writer_error(context: grpc.aio.ServicerContext, exc: WriterError) -> NoReturn:
+    """The RPC ends with the writer error's status; a spending cap adds its retry hint."""
+    retry_ms = getattr(exc, "retry_after_ms", None)
+    metadata = (("retry-after-ms", str(retry_ms)),) if retry_ms else ()
+    await context.abort(exc.grpc_code, str(exc), trailing_metadata=metadata)
+    raise AssertionError("unreachable: abort raises")
 
 
 def _timeout_message(allowed: float) -> str:

@@ -23,6 +23,7 @@ OUTLINES = "outlines"
 SCENES = "scenes"
 EPISODES = "episodes"
 REQUESTS = "requests"
+PART_USAGE = "part_usage"  # Who wrote a cached part and what it cost, under the part's key.
 
 
 def content_key(*parts: Any) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidOutputError",
     "ProviderError",
     "RateLimitQueueFull",
+    "SpendingCapExceeded",
     "StoryContext",
     "Writer",
     "WriterError",
@@ -124,6 +125,17 @@ class BudgetExceeded(WriterError):
 
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     error_type = "budget_exceeded"
+
+
+class SpendingCapExceeded(BudgetExceeded):
+    """The caller's hourly or daily cap (DOPPEL_LLM_CALLER_*) would be exceeded; `retry_after_ms`
+    is when its period ends. The chain does not fall back on it either."""
+
+    error_type = "spending_cap"
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 class DeadlineExceeded(WriterError):

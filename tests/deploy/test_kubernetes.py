@@ -232,3 +232,18 @@ def test_every_service_checks_tokens_from_a_secret_that_is_not_committed(
             assert reference == {"name": "doppelganger-auth", "key": "service-token"}
         else:
             assert "DOPPEL_AUTH_TOKEN" not in env, name
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_replicas_hint_is_the_script_hpas_maximum(kustomization: str) -> None:
+    """Without the cache service each script replica keeps to limits / DOPPEL_LLM_REPLICAS_HINT:
+    the hint must count every replica the HPA may run, or the replicas pass the provider's
+    limit together."""
+    manifests = render(kustomization)
+    config = next(
+        m["data"] for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+    (hpa,) = [h for h in of_kind(manifests, "HorizontalPodAutoscaler")
+              if h["metadata"]["name"] == "script"]  # fmt: skip
+    assert int(config["DOPPEL_LLM_REPLICAS_HINT"]) == hpa["spec"]["maxReplicas"]

@@ -26,7 +26,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from tests.conftest import free_port
-from tests.fakes.llm_support import TEST_KEY, llm_settings
+from tests.fakes.llm_support import TEST_KEY, generate_retrying, llm_settings
 from tests.integration.test_faults import request, retry_after_ms, studio
 
 Stage = script_pb2.Stage
@@ -88,7 +88,8 @@ async def test_sigkill_mid_episode_then_resume_regenerates_no_finished_scene(
                 await wait_serving(port)
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                     stub = script_pb2_grpc.ScriptServiceStub(channel)
-                    events = [e async for e in stub.GenerateEpisode(message, timeout=60)]
+                    # The dead replica's episode lease runs out first: the retry waits for it.
+                    events, _ = await generate_retrying(stub, message, timeout=60)
             calls = provider.calls(ANTHROPIC_PATH, status=200)
     finally:
         await scene.stop(0)

@@ -19,6 +19,7 @@ import pytest
 import redis
 from sqlalchemy.engine import URL
 
+from doppel.stack import wait_until_serving
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
@@ -28,7 +29,6 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
-from shared.stack import wait_until_serving
 from shared.telemetry import Telemetry
 from testkit.postgres import PostgresServer
 from tests.conftest import free_port

@@ -1,28 +1,37 @@
-"""Per-episode token and cost budgets, and model prices.
+"""Per-episode budgets, per-caller spending caps, and model prices.
 
 An episode is identified by what shapes it (show, setting, seed, scene count, request id), so
-every writer call for it, across providers and retries of the RPC, draws on one budget: a client
-retrying a failed episode does not get a fresh allowance. An idle budget is forgotten after an hour.
+every writer call for it, across providers, retries of the RPC and replicas, draws on one budget:
+a client retrying a failed episode does not get a fresh allowance. An idle budget is forgotten
+after an hour. A caller (the identity the script service reads from the request; `anonymous`
+without one) may spend at most DOPPEL_LLM_CALLER_{TOKENS,USD}_PER_{HOUR,DAY} (0: no cap) per
+clock hour and UTC day, across all episodes and replicas.
 
 A call reserves its estimate (prompt + max_tokens) before it is sent and settles to its real usage
-after; a call whose estimate would take spent + reserved past the budget is refused with
-`BudgetExceeded`, so the budget is never overshot.
+after; a call whose estimate would take spent + reserved past a limit is refused (BudgetExceeded,
+SpendingCapExceeded), so no limit is overshot. Both live in the shared ledgers (spending.py).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
-from services.script.writing import BudgetExceeded
+from services.script.coordination import SpendLimit, fingerprint
+from services.script.llm.spending import Hold, Spending, SpendRefused
+from services.script.writing import BudgetExceeded, SpendingCapExceeded
 
 PER_MILLION = 1_000_000
 CACHE_WRITE_FACTOR = 1.25  # Anthropic: writing the prompt cache costs 1.25x input.
 CACHE_READ_FACTOR = 0.1  # Reading it costs a tenth.
-IDLE_SECONDS = 3600.0
-MAX_EPISODES = 1024
+IDLE_SECONDS = 3600
+HOUR, DAY = 3600, 24 * 3600
+ANONYMOUS = "anonymous"
+_CALLER: ContextVar[str] = ContextVar("doppel_llm_caller", default=ANONYMOUS)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,15 @@ class Usage:
             + self.cache_creation_tokens
             + self.cache_read_tokens
         )
+
+    def counted(self, cache_reads_count: bool) -> tuple[int, int]:
+        """(input, output) as the provider counts them against its rate limits: Anthropic
+        counts cache writes but not cache reads (`cache_read_input_tokens`); OpenAI counts every
+        prompt token."""
+        counted = self.input_tokens + self.cache_creation_tokens
+        if cache_reads_count:
+            counted += self.cache_read_tokens
+        return counted, self.output_tokens
 
 
 class Prices:
@@ -67,80 +85,151 @@ class Prices:
         return (input_equivalent * price_in + usage.output_tokens * price_out) / PER_MILLION
 
 
-@dataclass
-class Reservation:
-    tokens: int
-    cost: float
-    open: bool = True
+@contextlib.contextmanager
+def spending_caller(identity: str) -> Iterator[None]:
+    """Every LLM call inside the block is charged to `identity` (the script service sets it per
+    RPC; empty: anonymous)."""
+    token = _CALLER.set(identity or ANONYMOUS)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
 
 
-class EpisodeBudget:
-    """Tokens and USD one episode may spend; 0 means no limit."""
+@dataclass(frozen=True)
+class CallerCaps:
+    """A caller's caps; 0: none."""
 
-    def __init__(self, max_tokens: int, max_cost_usd: float) -> None:
-        self.max_tokens = max_tokens
-        self.max_cost_usd = max_cost_usd
-        self.spent_tokens = 0
-        self.spent_cost_usd = 0.0
-        self._reserved_tokens = 0
-        self._reserved_cost = 0.0
+    tokens_per_hour: int = 0
+    usd_per_hour: float = 0.0
+    tokens_per_day: int = 0
+    usd_per_day: float = 0.0
 
-    def reserve(self, tokens: int, cost: float) -> Reservation:
-        """Holds `tokens` and `cost` for a call about to be sent, or raises BudgetExceeded."""
-        if self.max_tokens and self.spent_tokens + self._reserved_tokens + tokens > self.max_tokens:
-            raise BudgetExceeded(
-                f"episode token budget exhausted: {self.spent_tokens} of {self.max_tokens} "
-                f"tokens spent, the next call may need {tokens} "
-                "(DOPPEL_LLM_EPISODE_MAX_TOKENS)"
-            )
-        if self.max_cost_usd and (
-            self.spent_cost_usd + self._reserved_cost + cost > self.max_cost_usd
-        ):
-            raise BudgetExceeded(
-                f"episode cost budget exhausted: ${self.spent_cost_usd:.4f} of "
-                f"${self.max_cost_usd:.2f} spent, the next call may cost ${cost:.4f} "
-                "(DOPPEL_LLM_EPISODE_MAX_COST_USD)"
-            )
-        self._reserved_tokens += tokens
-        self._reserved_cost += cost
-        return Reservation(tokens, cost)
-
-    def settle(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
-        """Replaces the reservation by what the call really used (0 when it failed)."""
-        if not reservation.open:
-            return
-        reservation.open = False
-        self._reserved_tokens -= reservation.tokens
-        self._reserved_cost -= reservation.cost
-        self.spent_tokens += tokens
-        self.spent_cost_usd += cost
+    def limits(self) -> tuple[SpendLimit, ...]:
+        hour = SpendLimit(HOUR, self.tokens_per_hour, self.usd_per_hour)
+        day = SpendLimit(DAY, self.tokens_per_day, self.usd_per_day)
+        return tuple(limit for limit in (hour, day) if limit.active)
 
 
 EpisodeKey = tuple[object, ...]
 
 
+@dataclass
+class Reservation:
+    """The holds of one call: the caller's caps and the episode's budget."""
+
+    holds: tuple[Hold, ...]
+
+
 class Budgets:
-    """The budgets of the episodes this replica is writing (idle ones forgotten)."""
+    """The episode budgets and caller caps of the replica's LLM writers."""
 
     def __init__(
         self,
+        spending: Spending,
         max_tokens: int,
         max_cost_usd: float,
-        clock: Callable[[], float] = time.monotonic,
+        caps: CallerCaps = CallerCaps(),
     ) -> None:
-        self._max_tokens = max_tokens
-        self._max_cost = max_cost_usd
-        self._clock = clock
-        self._budgets: OrderedDict[EpisodeKey, tuple[float, EpisodeBudget]] = OrderedDict()
+        self.spending = spending
+        self._episode_limits = tuple(
+            limit for limit in (SpendLimit(0, max_tokens, max_cost_usd),) if limit.active
+        )
+        self._caps = caps.limits()
 
     def for_episode(self, key: EpisodeKey) -> EpisodeBudget:
-        now = self._clock()
-        entry = self._budgets.pop(key, None)
-        budget = entry[1] if entry else EpisodeBudget(self._max_tokens, self._max_cost)
-        self._budgets[key] = (now, budget)
-        while self._budgets:
-            oldest_key, (used_at, _) = next(iter(self._budgets.items()))
-            if len(self._budgets) <= MAX_EPISODES and now - used_at < IDLE_SECONDS:
-                break
-            del self._budgets[oldest_key]
-        return budget
+        encoded = json.dumps(key, sort_keys=True, default=str, separators=(",", ":"))
+        return EpisodeBudget(self, "episode:" + hashlib.sha256(encoded.encode()).hexdigest()[:32])
+
+    async def reserve(self, episode_scope: str, tokens: int, cost: float) -> Reservation:
+        holds: list[Hold] = []
+        try:
+            if self._caps:
+                caller = _CALLER.get()
+                holds.append(await self._reserve_caps(caller, tokens, cost))
+            if self._episode_limits:
+                holds.append(await self._reserve_episode(episode_scope, tokens, cost))
+        except BudgetExceeded:
+            for hold in holds:
+                await self.spending.settle(hold)
+            raise
+        except BaseException:
+            for hold in holds:
+                self.spending.settle_soon(hold)
+            raise
+        return Reservation(tuple(holds))
+
+    async def settle(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
+        for hold in reservation.holds:
+            await self.spending.settle(hold, tokens, cost)
+
+    def settle_soon(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
+        for hold in reservation.holds:
+            self.spending.settle_soon(hold, tokens, cost)
+
+    async def _reserve_caps(self, caller: str, tokens: int, cost: float) -> Hold:
+        scope = f"caller:{fingerprint('caller', caller)}"
+        try:
+            return await self.spending.reserve(
+                scope, self._caps, tokens, cost, DAY, divided_when_alone=True
+            )
+        except SpendRefused as refused:
+            limit = refused.limit
+            spent_tokens, spent_cost = refused.totals
+            per = "hour" if limit.period_seconds == HOUR else "day"
+            what = (
+                f"{spent_tokens} of {limit.max_tokens} tokens"
+                if refused.decision.exhausted == "tokens"
+                else f"${spent_cost:.4f} of ${limit.max_cost_usd:.2f}"
+            )
+            unit = "TOKENS" if refused.decision.exhausted == "tokens" else "USD"
+            retry_ms = max(1, round(refused.decision.retry_after_seconds * 1000))
+            share = (
+                " (this replica's share while the cache is unreachable)" if refused.alone else ""
+            )
+            raise SpendingCapExceeded(
+                f"caller spending cap reached: {what} this {per}{share}, the next call may need "
+                f"{tokens} tokens (DOPPEL_LLM_CALLER_{unit}_PER_{per.upper()}); retry in "
+                f"{retry_ms} ms",
+                retry_ms,
+            ) from None
+
+    async def _reserve_episode(self, scope: str, tokens: int, cost: float) -> Hold:
+        try:
+            return await self.spending.reserve(
+                scope, self._episode_limits, tokens, cost, IDLE_SECONDS, divided_when_alone=False
+            )
+        except SpendRefused as refused:
+            (total,) = refused.decision.totals
+            limit = refused.limit
+            if refused.decision.exhausted == "tokens":
+                raise BudgetExceeded(
+                    f"episode token budget exhausted: {total.spent_tokens} of {limit.max_tokens} "
+                    f"tokens spent, the next call may need {tokens} "
+                    "(DOPPEL_LLM_EPISODE_MAX_TOKENS)"
+                ) from None
+            raise BudgetExceeded(
+                f"episode cost budget exhausted: ${total.spent_cost_usd:.4f} of "
+                f"${limit.max_cost_usd:.2f} spent, the next call may cost ${cost:.4f} "
+                "(DOPPEL_LLM_EPISODE_MAX_COST_USD)"
+            ) from None
+
+
+@dataclass
+class EpisodeBudget:
+    """One episode's view of the budgets: what a call reserves and settles."""
+
+    budgets: Budgets
+    scope: str
+
+    async def reserve(self, tokens: int, cost: float) -> Reservation:
+        """Holds `tokens` and `cost` for a call about to be sent, or raises BudgetExceeded."""
+        return await self.budgets.reserve(self.scope, tokens, cost)
+
+    async def settle(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
+        """Replaces the reservation by what the call really used (0 when it failed)."""
+        await self.budgets.settle(reservation, tokens, cost)
+
+    def settle_soon(self, reservation: Reservation, tokens: int = 0, cost: float = 0.0) -> None:
+        """`settle` without waiting for the shared ledger (this replica's is settled at once)."""
+        self.budgets.settle_soon(reservation, tokens, cost)

@@ -1,9 +1,10 @@
 """One model of one provider behind the rate limiter, the retry loop, the budget and telemetry.
 
 `LLMCaller.chat` sends a request until it succeeds, a failure is not worth retrying, or the
-attempts run out. Before each attempt it reserves the episode budget and waits for the limiter;
-after it, it settles both with the real usage, pauses the limiter when the provider says so
-(`retry-after`, rate-limit headers) and waits the jittered backoff, never less than asked.
+attempts run out. Before each attempt it reserves the episode budget and the caller's caps and
+waits for the (shared) limiter; after it, it settles them with the real usage, pauses every
+replica's limiter when the provider says so (`retry-after`, rate-limit headers) and waits the
+jittered backoff, never less than asked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
-from services.script.llm.ratelimit import Permit, WindowLimiter
+from services.script.llm.quota import QueueTimeout, SharedLimiter, SharedPermit
 from services.script.llm.retry import RetryPolicy, pause_from_headers, retry_after_seconds
 from services.script.writing import DeadlineExceeded, ProviderError, RateLimitQueueFull
 from shared.faults import STORM_RETRY_AFTER_MS, Faults
@@ -66,7 +67,7 @@ class LLMCaller:
         self,
         provider: ChatProvider,
         model: str,
-        limiter: WindowLimiter,
+        limiter: SharedLimiter,
         policy: RetryPolicy,
         prices: Prices,
         tracer: trace.Tracer,
@@ -74,6 +75,7 @@ class LLMCaller:
         capture_content: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         faults: Faults | None = None,
+        cache_reads_count: bool = True,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -85,6 +87,7 @@ class LLMCaller:
         self._capture = capture_content
         self._sleep = sleep
         self._faults = faults
+        self._cache_reads_count = cache_reads_count
 
     async def chat(self, request: ChatRequest, task: str, budget: EpisodeBudget) -> ChatResult:
         """The provider's reply; raises ProviderError or BudgetExceeded."""
@@ -99,43 +102,46 @@ class LLMCaller:
         )
         for attempt in range(1, self.policy.max_attempts + 1):
             attempt_request = replace(request, attempt=attempt)
-            reservation = budget.reserve(tokens, cost)
+            reservation = await budget.reserve(tokens, cost)
             try:
-                permit = await self._acquire(tokens)
+                permit = await self._acquire(input_estimate, request.max_tokens)
             except BaseException:
-                budget.settle(reservation)
+                budget.settle_soon(reservation)
                 raise
             try:
                 result = await self._attempt(attempt_request, task, permit)
             except ProviderFailure as failure:
-                permit.settle(0)
-                budget.settle(reservation)
-                await self._sleep(self._after_failure(failure, attempt))
+                pause = self._failure_pause(failure)
+                await permit.settle(0, 0, min(pause, self.policy.max_wait_seconds))
+                await budget.settle(reservation)
+                await self._sleep(self._after_failure(failure, attempt, pause))
                 continue
             except BaseException:
-                permit.settle(0)
-                budget.settle(reservation)
+                permit.settle_soon(0, 0)
+                budget.settle_soon(reservation)
                 raise
             spent = self._prices.cost(self.model, result.usage)
-            permit.settle(result.usage.total)
-            budget.settle(reservation, result.usage.total, spent)
-            self.limiter.pause_for(
-                min(pause_from_headers(result.headers), self.policy.max_wait_seconds)
-            )
+            counted_input, counted_output = result.usage.counted(self._cache_reads_count)
+            pause = min(pause_from_headers(result.headers), self.policy.max_wait_seconds)
+            # The shared books settle in the background: the reply is not kept waiting on them.
+            permit.settle_soon(counted_input, counted_output, pause)
+            budget.settle_soon(reservation, result.usage.total, spent)
             self._record_usage(result, spent)
             return result
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _acquire(self, tokens: int) -> Permit:
+    async def _acquire(self, input_tokens: int, output_tokens: int) -> SharedPermit:
         """A rate-limit slot, waited for no longer than the client's deadline and
         DOPPEL_LLM_MAX_QUEUE_SECONDS: a queue that cannot drain in time refuses at once."""
         left = time_left()
         by_client = left is not None and left < self.policy.max_queue_seconds
         limit = left if by_client and left is not None else self.policy.max_queue_seconds
         try:
+            # The limiter refuses as soon as its wait would pass the limit; the timeout also
+            # bounds the cache service's answers.
             async with asyncio.timeout(max(0.0, limit)):
-                return await self.limiter.acquire(tokens)
-        except TimeoutError:
+                return await self.limiter.acquire(input_tokens, output_tokens, max(0.0, limit))
+        except (TimeoutError, QueueTimeout):
             where = f"{self.provider.name} {self.model}"
             if by_client:
                 raise DeadlineExceeded(
@@ -147,11 +153,14 @@ class LLMCaller:
                 error_type="rate_limit_queue",
             ) from None
 
-    def _after_failure(self, failure: ProviderFailure, attempt: int) -> float:
+    @staticmethod
+    def _failure_pause(failure: ProviderFailure) -> float:
+        """How long the provider asked every caller to hold off (retry-after, reset headers)."""
+        return max(retry_after_seconds(failure.headers) or 0.0, pause_from_headers(failure.headers))
+
+    def _after_failure(self, failure: ProviderFailure, attempt: int, pause: float) -> float:
         """The delay before the next attempt, or ProviderError when there is none."""
         asked = retry_after_seconds(failure.headers)
-        pause = max(asked or 0.0, pause_from_headers(failure.headers))
-        self.limiter.pause_for(min(pause, self.policy.max_wait_seconds))
         where = f"{self.provider.name} {self.model}"
         if not failure.retryable:
             raise ProviderError(
@@ -185,13 +194,15 @@ class LLMCaller:
         )  # fmt: skip
         return delay
 
-    async def _attempt(self, request: ChatRequest, task: str, permit: Permit) -> ChatResult:
+    async def _attempt(self, request: ChatRequest, task: str, permit: SharedPermit) -> ChatResult:
         """One HTTP request, in its own `chat {model}` CLIENT span."""
         provider = self.provider
         attributes = genai.request_attributes(
             provider.name, provider.server_address, provider.server_port, request, task
         )
         attributes["doppel.llm.queue_seconds"] = round(permit.waited, 4)
+        attributes["doppel.llm.limiter"] = self.limiter.name
+        attributes["doppel.llm.limiter.mode"] = permit.mode
         metric_attributes = genai.base_attributes(provider.name, self.model)
         part = current_part()
         if part is not None:

@@ -8,10 +8,15 @@ itself. Records go to the collector of the current context, so concurrent scenes
         ...                                    # writer calls, in this task or tasks it starts
     episode.attempts.extend(provenance.attempts())   # repeated WriterAttempt
     episode.usage.CopyFrom(provenance.usage())        # LlmUsage
+
+A part's record is stored beside the part (`record_bytes`, `record_from_bytes`), so an episode
+resumed after an interrupted run still counts what the parts it finds in the cache cost.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -148,3 +153,20 @@ def part_scope(stage: str, scene_index: int = -1, joke_id: str = "") -> Iterator
 def current_part() -> PartRecord | None:
     """The record of the part being written in this context, if any."""
     return _current_part.get()
+
+
+def record_bytes(record: PartRecord) -> bytes:
+    """The record as JSON, to store beside its part."""
+    return json.dumps(dataclasses.asdict(record), separators=(",", ":")).encode()
+
+
+def record_from_bytes(data: bytes | None) -> PartRecord | None:
+    """A stored record, or None when absent or unreadable (an old or corrupt entry)."""
+    if data is None:
+        return None
+    try:
+        fields = json.loads(data)
+        fallbacks = [Fallback(**fallback) for fallback in fields.pop("fallbacks", [])]
+        return PartRecord(**fields, fallbacks=fallbacks)
+    except (ValueError, TypeError):
+        return None

@@ -24,7 +24,7 @@ from services.script.llm.budget import Budgets, EpisodeKey
 from services.script.llm.caller import LLMCaller
 from services.script.llm.provenance import OUTLINE, REVISE, REWRITE, SCENE, part_scope
 from services.script.llm.providers import ChatRequest
-from services.script.llm.ratelimit import WindowLimiter
+from services.script.llm.quota import SharedLimiter
 from services.script.validation import DEFAULT_SCENE_SECONDS
 from services.script.writing import InvalidOutputError, StoryContext
 
@@ -147,7 +147,7 @@ class LLMWriter:
         return schema.scene_to_proto(reply, scene.index, outline, context.cast, context.setting)
 
     @property
-    def limiter(self) -> WindowLimiter:
+    def limiter(self) -> SharedLimiter:
         """The rate limiter of this writer's provider and model (shared with other writers)."""
         return self._caller.limiter
 

@@ -303,3 +303,433 @@ class StatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015
+
+@_typing.final
+class RateLimits(_message.Message):
+    """Limits of one shared rate limiter, in any window of `window_ms` (all replicas together)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_MS_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    window_ms: _builtins.int
+    """1 ms to 1 day."""
+    requests: _builtins.int
+    """1 to 1,000,000 requests a window; grants are spaced"""
+    tokens: _builtins.int
+    """window_ms / requests apart (no burst).
+    Input + output tokens a window; 0: no limit.
+    """
+    input_tokens: _builtins.int
+    """0: no limit."""
+    output_tokens: _builtins.int
+    """0: no limit."""
+    def __init__(
+        self,
+        *,
+        window_ms: _builtins.int = ...,
+        requests: _builtins.int = ...,
+        tokens: _builtins.int = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "requests", b"requests", "tokens", b"tokens", "window_ms", b"window_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimits: _TypeAlias = RateLimits  # noqa: Y015
+
+@_typing.final
+class AcquireRateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITER_FIELD_NUMBER: _builtins.int
+    PERMIT_ID_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    LEASE_MS_FIELD_NUMBER: _builtins.int
+    limiter: _builtins.str
+    """[a-z0-9._:-], 1-128 characters; the script service uses provider:key fingerprint:model
+    class (never a key).
+    """
+    permit_id: _builtins.str
+    """[A-Za-z0-9_-], 1-64 characters, new for each request."""
+    input_tokens: _builtins.int
+    """Estimates, 0 to 10^9 (capped at the limit)."""
+    output_tokens: _builtins.int
+    lease_ms: _builtins.int
+    """How long an unsettled grant holds its slot before it counts as finished (a replica that
+    died never settles): 1 ms to 1 hour.
+    """
+    @_builtins.property
+    def limits(self) -> Global___RateLimits: ...
+    def __init__(
+        self,
+        *,
+        limiter: _builtins.str = ...,
+        permit_id: _builtins.str = ...,
+        limits: Global___RateLimits | None = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        lease_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "lease_ms", b"lease_ms", "limiter", b"limiter", "limits", b"limits", "output_tokens", b"output_tokens", "permit_id", b"permit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireRateRequest: _TypeAlias = AcquireRateRequest  # noqa: Y015
+
+@_typing.final
+class AcquireRateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PAUSED_MS_FIELD_NUMBER: _builtins.int
+    granted: _builtins.bool
+    wait_ms: _builtins.int
+    """Not granted: the least time before it could be."""
+    reason: _builtins.str
+    """What holds it back: paused, requests, pacing, tokens, input_tokens, output_tokens."""
+    paused_ms: _builtins.int
+    """What remains of a shared pause."""
+    def __init__(
+        self,
+        *,
+        granted: _builtins.bool = ...,
+        wait_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        paused_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "paused_ms", b"paused_ms", "reason", b"reason", "wait_ms", b"wait_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireRateResponse: _TypeAlias = AcquireRateResponse  # noqa: Y015
+
+@_typing.final
+class SettleRateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITER_FIELD_NUMBER: _builtins.int
+    PERMIT_ID_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    PAUSE_MS_FIELD_NUMBER: _builtins.int
+    limiter: _builtins.str
+    permit_id: _builtins.str
+    input_tokens: _builtins.int
+    """What the provider counted: 0 to 10^9."""
+    output_tokens: _builtins.int
+    pause_ms: _builtins.int
+    """0 to 1 day: no grant before then, for any replica."""
+    @_builtins.property
+    def limits(self) -> Global___RateLimits:
+        """As acquired (the window sets how long the record stays)."""
+
+    def __init__(
+        self,
+        *,
+        limiter: _builtins.str = ...,
+        permit_id: _builtins.str = ...,
+        limits: Global___RateLimits | None = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        pause_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "limiter", b"limiter", "limits", b"limits", "output_tokens", b"output_tokens", "pause_ms", b"pause_ms", "permit_id", b"permit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleRateRequest: _TypeAlias = SettleRateRequest  # noqa: Y015
+
+@_typing.final
+class SettleRateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAUSED_MS_FIELD_NUMBER: _builtins.int
+    paused_ms: _builtins.int
+    """What remains of the shared pause (never shortened)."""
+    def __init__(
+        self,
+        *,
+        paused_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["paused_ms", b"paused_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleRateResponse: _TypeAlias = SettleRateResponse  # noqa: Y015
+
+@_typing.final
+class SpendLimit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_COST_USD_FIELD_NUMBER: _builtins.int
+    period_seconds: _builtins.int
+    """0: the scope's whole life (forgotten after `idle_seconds` unused); otherwise a period of
+    1 s to 31 days, counted in fixed periods of the server's clock (an hour from :00).
+    """
+    max_tokens: _builtins.int
+    """0: no limit."""
+    max_cost_usd: _builtins.float
+    """0: no limit."""
+    def __init__(
+        self,
+        *,
+        period_seconds: _builtins.int = ...,
+        max_tokens: _builtins.int = ...,
+        max_cost_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_tokens", b"max_tokens", "period_seconds", b"period_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendLimit: _TypeAlias = SpendLimit  # noqa: Y015
+
+@_typing.final
+class ReserveSpendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    LEASE_MS_FIELD_NUMBER: _builtins.int
+    IDLE_SECONDS_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    """As AcquireRateRequest.limiter."""
+    reservation_id: _builtins.str
+    """As AcquireRateRequest.permit_id."""
+    tokens: _builtins.int
+    """Estimate, 0 to 10^12."""
+    cost_usd: _builtins.float
+    """Estimate, 0 to 10^6."""
+    lease_ms: _builtins.int
+    """An unsettled reservation is dropped after this: 1 ms to 1 h."""
+    idle_seconds: _builtins.int
+    """1 s to 31 days; the scope is forgotten this long unused."""
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendLimit]:
+        """1-4, distinct periods."""
+
+    def __init__(
+        self,
+        *,
+        scope: _builtins.str = ...,
+        reservation_id: _builtins.str = ...,
+        limits: _abc.Iterable[Global___SpendLimit] | None = ...,
+        tokens: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
+        lease_ms: _builtins.int = ...,
+        idle_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "idle_seconds", b"idle_seconds", "lease_ms", b"lease_ms", "limits", b"limits", "reservation_id", b"reservation_id", "scope", b"scope", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveSpendRequest: _TypeAlias = ReserveSpendRequest  # noqa: Y015
+
+@_typing.final
+class SpendTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    SPENT_TOKENS_FIELD_NUMBER: _builtins.int
+    RESERVED_TOKENS_FIELD_NUMBER: _builtins.int
+    SPENT_COST_USD_FIELD_NUMBER: _builtins.int
+    RESERVED_COST_USD_FIELD_NUMBER: _builtins.int
+    period_seconds: _builtins.int
+    spent_tokens: _builtins.int
+    reserved_tokens: _builtins.int
+    spent_cost_usd: _builtins.float
+    reserved_cost_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        period_seconds: _builtins.int = ...,
+        spent_tokens: _builtins.int = ...,
+        reserved_tokens: _builtins.int = ...,
+        spent_cost_usd: _builtins.float = ...,
+        reserved_cost_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period_seconds", b"period_seconds", "reserved_cost_usd", b"reserved_cost_usd", "reserved_tokens", b"reserved_tokens", "spent_cost_usd", b"spent_cost_usd", "spent_tokens", b"spent_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendTotal: _TypeAlias = SpendTotal  # noqa: Y015
+
+@_typing.final
+class ReserveSpendResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    REFUSED_BY_FIELD_NUMBER: _builtins.int
+    EXHAUSTED_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    granted: _builtins.bool
+    refused_by: _builtins.int
+    """Not granted: the index in `limits` that refused."""
+    exhausted: _builtins.str
+    """Not granted: "tokens" or "cost_usd"."""
+    retry_after_ms: _builtins.int
+    """Not granted, a period limit: ms until its period ends. 0: a scope-life limit, which only a
+    settling reservation can free.
+    """
+    @_builtins.property
+    def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendTotal]:
+        """One per limit, after the call."""
+
+    def __init__(
+        self,
+        *,
+        granted: _builtins.bool = ...,
+        refused_by: _builtins.int = ...,
+        exhausted: _builtins.str = ...,
+        retry_after_ms: _builtins.int = ...,
+        totals: _abc.Iterable[Global___SpendTotal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exhausted", b"exhausted", "granted", b"granted", "refused_by", b"refused_by", "retry_after_ms", b"retry_after_ms", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveSpendResponse: _TypeAlias = ReserveSpendResponse  # noqa: Y015
+
+@_typing.final
+class SettleSpendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    IDLE_SECONDS_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    reservation_id: _builtins.str
+    tokens: _builtins.int
+    """What was really spent: 0 to 10^12."""
+    cost_usd: _builtins.float
+    """0 to 10^6."""
+    idle_seconds: _builtins.int
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendLimit]:
+        """As reserved."""
+
+    def __init__(
+        self,
+        *,
+        scope: _builtins.str = ...,
+        reservation_id: _builtins.str = ...,
+        limits: _abc.Iterable[Global___SpendLimit] | None = ...,
+        tokens: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
+        idle_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "idle_seconds", b"idle_seconds", "limits", b"limits", "reservation_id", b"reservation_id", "scope", b"scope", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleSpendRequest: _TypeAlias = SettleSpendRequest  # noqa: Y015
+
+@_typing.final
+class SettleSpendResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendTotal]: ...
+    def __init__(
+        self,
+        *,
+        totals: _abc.Iterable[Global___SpendTotal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleSpendResponse: _TypeAlias = SettleSpendResponse  # noqa: Y015
+
+@_typing.final
+class LeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """As AcquireRateRequest.limiter."""
+    holder: _builtins.str
+    """As AcquireRateRequest.permit_id."""
+    ttl_ms: _builtins.int
+    """Acquire and Renew: 1 ms to 1 day. Release ignores it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        ttl_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "name", b"name", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRequest: _TypeAlias = LeaseRequest  # noqa: Y015
+
+@_typing.final
+class LeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HELD_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    held: _builtins.bool
+    """The holder holds the lease after the call."""
+    ttl_ms: _builtins.int
+    """What remains of the lease, whoever holds it; 0: nobody."""
+    def __init__(
+        self,
+        *,
+        held: _builtins.bool = ...,
+        ttl_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseResponse: _TypeAlias = LeaseResponse  # noqa: Y015

@@ -60,6 +60,41 @@ class CacheServiceStub:
                 request_serializer=doppelganger_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
                 response_deserializer=doppelganger_dot_v1_dot_cache__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.AcquireRate = channel.unary_unary(
+                '/doppelganger.v1.CacheService/AcquireRate',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.AcquireRateRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.AcquireRateResponse.FromString,
+                _registered_method=True)
+        self.SettleRate = channel.unary_unary(
+                '/doppelganger.v1.CacheService/SettleRate',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.SettleRateRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.SettleRateResponse.FromString,
+                _registered_method=True)
+        self.ReserveSpend = channel.unary_unary(
+                '/doppelganger.v1.CacheService/ReserveSpend',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.ReserveSpendRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.ReserveSpendResponse.FromString,
+                _registered_method=True)
+        self.SettleSpend = channel.unary_unary(
+                '/doppelganger.v1.CacheService/SettleSpend',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.SettleSpendRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.SettleSpendResponse.FromString,
+                _registered_method=True)
+        self.AcquireLease = channel.unary_unary(
+                '/doppelganger.v1.CacheService/AcquireLease',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
+                _registered_method=True)
+        self.RenewLease = channel.unary_unary(
+                '/doppelganger.v1.CacheService/RenewLease',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
+                _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/doppelganger.v1.CacheService/ReleaseLease',
+                request_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -97,6 +132,60 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquireRate(self, request, context):
+        """Coordination of the script replicas (added 2026-11-25; services/cache/coordination.py).
+        Each is one atomic Lua script on Redis's clock; the keys of one limiter, spending scope or
+        lease share a hash tag, so Redis Cluster keeps them on one node.
+
+        A shared rate limiter: grants a request slot, or says how long to wait before asking again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleRate(self, request, context):
+        """What a granted request used; it keeps its slot for one window from now. Optionally pauses
+        the limiter for every replica (a 429, retry-after, or a provider saying none remain).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveSpend(self, request, context):
+        """Shared spending limits (an episode's budget, a caller's hourly and daily caps): holds an
+        estimate, or says which limit refuses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleSpend(self, request, context):
+        """Replaces a reservation by what was really spent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireLease(self, request, context):
+        """Leases: at most one holder of a name at a time (SET NX PX); only the holder renews or
+        releases it, and it expires by itself when the holder stops renewing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +213,41 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=doppelganger_dot_v1_dot_cache__pb2.StatsRequest.FromString,
                     response_serializer=doppelganger_dot_v1_dot_cache__pb2.StatsResponse.SerializeToString,
+            ),
+            'AcquireRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireRate,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.AcquireRateRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.AcquireRateResponse.SerializeToString,
+            ),
+            'SettleRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleRate,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.SettleRateRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.SettleRateResponse.SerializeToString,
+            ),
+            'ReserveSpend': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveSpend,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.ReserveSpendRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.ReserveSpendResponse.SerializeToString,
+            ),
+            'SettleSpend': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleSpend,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.SettleSpendRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.SettleSpendResponse.SerializeToString,
+            ),
+            'AcquireLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireLease,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.SerializeToString,
+            ),
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.FromString,
+                    response_serializer=doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +386,195 @@ class CacheService:
             '/doppelganger.v1.CacheService/Stats',
             doppelganger_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
             doppelganger_dot_v1_dot_cache__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/AcquireRate',
+            doppelganger_dot_v1_dot_cache__pb2.AcquireRateRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.AcquireRateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/SettleRate',
+            doppelganger_dot_v1_dot_cache__pb2.SettleRateRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.SettleRateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveSpend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/ReserveSpend',
+            doppelganger_dot_v1_dot_cache__pb2.ReserveSpendRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.ReserveSpendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleSpend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/SettleSpend',
+            doppelganger_dot_v1_dot_cache__pb2.SettleSpendRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.SettleSpendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/AcquireLease',
+            doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/RenewLease',
+            doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/doppelganger.v1.CacheService/ReleaseLease',
+            doppelganger_dot_v1_dot_cache__pb2.LeaseRequest.SerializeToString,
+            doppelganger_dot_v1_dot_cache__pb2.LeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

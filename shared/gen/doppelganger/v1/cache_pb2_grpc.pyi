@@ -39,6 +39,29 @@ class CacheServiceStub:
     Set: _grpc.UnaryUnaryMultiCallable[_cache_pb2.SetRequest, _cache_pb2.SetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_cache_pb2.DeleteRequest, _cache_pb2.DeleteResponse]
     Stats: _grpc.UnaryUnaryMultiCallable[_cache_pb2.StatsRequest, _cache_pb2.StatsResponse]
+    AcquireRate: _grpc.UnaryUnaryMultiCallable[_cache_pb2.AcquireRateRequest, _cache_pb2.AcquireRateResponse]
+    """Coordination of the script replicas (added 2026-11-25; services/cache/coordination.py).
+    Each is one atomic Lua script on Redis's clock; the keys of one limiter, spending scope or
+    lease share a hash tag, so Redis Cluster keeps them on one node.
+
+    A shared rate limiter: grants a request slot, or says how long to wait before asking again.
+    """
+    SettleRate: _grpc.UnaryUnaryMultiCallable[_cache_pb2.SettleRateRequest, _cache_pb2.SettleRateResponse]
+    """What a granted request used; it keeps its slot for one window from now. Optionally pauses
+    the limiter for every replica (a 429, retry-after, or a provider saying none remain).
+    """
+    ReserveSpend: _grpc.UnaryUnaryMultiCallable[_cache_pb2.ReserveSpendRequest, _cache_pb2.ReserveSpendResponse]
+    """Shared spending limits (an episode's budget, a caller's hourly and daily caps): holds an
+    estimate, or says which limit refuses it.
+    """
+    SettleSpend: _grpc.UnaryUnaryMultiCallable[_cache_pb2.SettleSpendRequest, _cache_pb2.SettleSpendResponse]
+    """Replaces a reservation by what was really spent."""
+    AcquireLease: _grpc.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]
+    """Leases: at most one holder of a name at a time (SET NX PX); only the holder renews or
+    releases it, and it expires by itself when the holder stops renewing.
+    """
+    RenewLease: _grpc.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]
+    ReleaseLease: _grpc.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]
 
 @_typing.type_check_only
 class CacheServiceAsyncStub(CacheServiceStub):
@@ -51,6 +74,29 @@ class CacheServiceAsyncStub(CacheServiceStub):
     Set: _aio.UnaryUnaryMultiCallable[_cache_pb2.SetRequest, _cache_pb2.SetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_cache_pb2.DeleteRequest, _cache_pb2.DeleteResponse]  # type: ignore[assignment]
     Stats: _aio.UnaryUnaryMultiCallable[_cache_pb2.StatsRequest, _cache_pb2.StatsResponse]  # type: ignore[assignment]
+    AcquireRate: _aio.UnaryUnaryMultiCallable[_cache_pb2.AcquireRateRequest, _cache_pb2.AcquireRateResponse]  # type: ignore[assignment]
+    """Coordination of the script replicas (added 2026-11-25; services/cache/coordination.py).
+    Each is one atomic Lua script on Redis's clock; the keys of one limiter, spending scope or
+    lease share a hash tag, so Redis Cluster keeps them on one node.
+
+    A shared rate limiter: grants a request slot, or says how long to wait before asking again.
+    """
+    SettleRate: _aio.UnaryUnaryMultiCallable[_cache_pb2.SettleRateRequest, _cache_pb2.SettleRateResponse]  # type: ignore[assignment]
+    """What a granted request used; it keeps its slot for one window from now. Optionally pauses
+    the limiter for every replica (a 429, retry-after, or a provider saying none remain).
+    """
+    ReserveSpend: _aio.UnaryUnaryMultiCallable[_cache_pb2.ReserveSpendRequest, _cache_pb2.ReserveSpendResponse]  # type: ignore[assignment]
+    """Shared spending limits (an episode's budget, a caller's hourly and daily caps): holds an
+    estimate, or says which limit refuses it.
+    """
+    SettleSpend: _aio.UnaryUnaryMultiCallable[_cache_pb2.SettleSpendRequest, _cache_pb2.SettleSpendResponse]  # type: ignore[assignment]
+    """Replaces a reservation by what was really spent."""
+    AcquireLease: _aio.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]  # type: ignore[assignment]
+    """Leases: at most one holder of a name at a time (SET NX PX); only the holder renews or
+    releases it, and it expires by itself when the holder stops renewing.
+    """
+    RenewLease: _aio.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]  # type: ignore[assignment]
+    ReleaseLease: _aio.UnaryUnaryMultiCallable[_cache_pb2.LeaseRequest, _cache_pb2.LeaseResponse]  # type: ignore[assignment]
 
 class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
     """A content-addressed cache with namespaces and TTLs, backed by Redis."""
@@ -90,5 +136,70 @@ class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cache_pb2.StatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cache_pb2.StatsResponse, _abc.Awaitable[_cache_pb2.StatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AcquireRate(
+        self,
+        request: _cache_pb2.AcquireRateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.AcquireRateResponse, _abc.Awaitable[_cache_pb2.AcquireRateResponse]]:
+        """Coordination of the script replicas (added 2026-11-25; services/cache/coordination.py).
+        Each is one atomic Lua script on Redis's clock; the keys of one limiter, spending scope or
+        lease share a hash tag, so Redis Cluster keeps them on one node.
+
+        A shared rate limiter: grants a request slot, or says how long to wait before asking again.
+        """
+
+    @_abc_1.abstractmethod
+    def SettleRate(
+        self,
+        request: _cache_pb2.SettleRateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.SettleRateResponse, _abc.Awaitable[_cache_pb2.SettleRateResponse]]:
+        """What a granted request used; it keeps its slot for one window from now. Optionally pauses
+        the limiter for every replica (a 429, retry-after, or a provider saying none remain).
+        """
+
+    @_abc_1.abstractmethod
+    def ReserveSpend(
+        self,
+        request: _cache_pb2.ReserveSpendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.ReserveSpendResponse, _abc.Awaitable[_cache_pb2.ReserveSpendResponse]]:
+        """Shared spending limits (an episode's budget, a caller's hourly and daily caps): holds an
+        estimate, or says which limit refuses it.
+        """
+
+    @_abc_1.abstractmethod
+    def SettleSpend(
+        self,
+        request: _cache_pb2.SettleSpendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.SettleSpendResponse, _abc.Awaitable[_cache_pb2.SettleSpendResponse]]:
+        """Replaces a reservation by what was really spent."""
+
+    @_abc_1.abstractmethod
+    def AcquireLease(
+        self,
+        request: _cache_pb2.LeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.LeaseResponse, _abc.Awaitable[_cache_pb2.LeaseResponse]]:
+        """Leases: at most one holder of a name at a time (SET NX PX); only the holder renews or
+        releases it, and it expires by itself when the holder stops renewing.
+        """
+
+    @_abc_1.abstractmethod
+    def RenewLease(
+        self,
+        request: _cache_pb2.LeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.LeaseResponse, _abc.Awaitable[_cache_pb2.LeaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReleaseLease(
+        self,
+        request: _cache_pb2.LeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.LeaseResponse, _abc.Awaitable[_cache_pb2.LeaseResponse]]: ...
 
 def add_CacheServiceServicer_to_server(servicer: CacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

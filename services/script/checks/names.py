@@ -33,6 +33,7 @@ ORIGINAL_NAME = CheckSpec("original_name", CHARACTER, Severity.SEVERITY_ERROR, 0
 MIN_NAME_LENGTH = 3
 _TITLES = r"(?:Mr|Mrs|Ms|Miss|Dr|Mister|Doctor|Major|Colonel|Captain|Father|Aunt|Uncle)\.?"
 _TITLED = re.compile(rf"\b{_TITLES}\s+([A-Z][a-z][\w'-]*)")
+_TITLE_WORD = re.compile(rf"{_TITLES}|Sir|Madam|Lady|Lord|Big|Little|Old|Young|The|And|Of", re.I)
 _CAPITALISED_WORD = re.compile(r"[A-Z][a-z][\w'-]*")
 # What may come right before a speaker's own name: an introduction, not a third person.
 _INTRODUCED_BY = re.compile(
@@ -104,7 +105,8 @@ def _original_names(
             forms.setdefault(form, name)
         for alias in character.aliases:
             for word in _CAPITALISED_WORD.findall(alias):
-                forms.setdefault(word, name)
+                if not _TITLE_WORD.fullmatch(word):
+                    forms.setdefault(word, name)
     for surname, whose in _surnames(show):
         forms.setdefault(surname, whose)
     # The cast keeps a character's original name when the writer chose to (a user's cast).

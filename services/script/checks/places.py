@@ -137,7 +137,7 @@ def _place(location: str) -> str:
     return " ".join(location.upper().split())
 
 
-def _set(location: str) -> str:
+def set_of(location: str) -> str:
     """The set a location belongs to: 'RICARDO APARTMENT - KITCHEN' -> 'RICARDO APARTMENT'."""
     return _place(location).split(" - ")[0].strip()
 
@@ -153,7 +153,7 @@ def _time_fault(before: SceneText, after: SceneText) -> str | None:
     first, second = before.scene.slugline, after.scene.slugline
     time_of_day = second.time_of_day.upper()
     if _CONTINUOUS.search(time_of_day):
-        if first.location and _set(first.location) != _set(second.location):
+        if first.location and set_of(first.location) != set_of(second.location):
             return f"is CONTINUOUS but the scene before it is somewhere else ({first.location})"
         return None
     if _place(first.location) != _place(second.location) or not first.location:

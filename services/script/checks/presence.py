@@ -12,7 +12,8 @@
 Lines heard, not seen (O.S., V.O., on the phone) need nobody in the room. Without a card (older
 episodes, imported scripts) presence is inferred from the text: everyone who speaks is taken to
 be there from the start unless an action line brings them in first, so only a line spoken before
-the speaker's own entrance, or after their exit, is flagged; `silent_presence` needs a card.
+the speaker's own entrance, or after their exit, is flagged; `silent_presence` needs a card. A
+card that names nobody (only a place, or only threads) says nothing about presence.
 `read_presence` is also the continuity pass's ledger of who is where.
 """
 
@@ -130,7 +131,7 @@ def read_presence(
     """Walks the scene: who is there at the start (`start`, else the card's characters, else
     inferred), who comes and goes, and every line spoken by someone not in the room."""
     first = _first_moves(scene, names)
-    card = scene.card if scene.has_card else None
+    card = scene.card if scene.card and (scene.card.characters or scene.card.entrances) else None
     planned = set(card.entrances) if card else set()
     if start is not None:
         present = set(start)
@@ -192,7 +193,7 @@ def read_presence(
 
 def silent(scene: SceneText) -> list[str]:
     """Characters the card puts in the scene who never speak and are never mentioned."""
-    if not scene.has_card or scene.card is None:
+    if scene.card is None:
         return []
     spoken = {line.speaker for line in scene.dialogue}
     everyone = list(dict.fromkeys([*scene.card.characters, *scene.card.entrances]))

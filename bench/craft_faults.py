@@ -165,7 +165,9 @@ def original_name(episode: episode_pb2.Episode, index: int) -> Fault | None:
     if not names or not lines:
         return None
     surnames = [
-        form for form, whose in names.items() if whose and form != whose and " " not in form
+        form
+        for form, whose in names.items()
+        if whose and not form.startswith(whose) and " " not in form
     ]
     form = (surnames or sorted(names))[0]
     _, line = lines[-1]

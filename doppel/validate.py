@@ -88,6 +88,9 @@ def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console
     except OSError as exc:
         err.print(f"[red]cannot read {args.file}:[/] {exc}")
         return 2
+    if not request.draft_id and not request.content:
+        err.print(f"[red]cannot read {args.file}:[/] the file is empty")
+        return 2
     with security.blocking_channel(settings.script_address, settings) as channel:
         response = script_pb2_grpc.ScriptServiceStub(channel).ValidateEpisode(
             request, timeout=CALL_TIMEOUT

@@ -53,16 +53,20 @@ class ValidateOrder:
     parent_draft_id: str
 
 
+def _draft_id(field: str, value: str) -> str:
+    try:
+        return validate_episode_id(value)
+    except InvalidRequest:
+        raise InvalidRequest(f"{field} must look like 'ep-' followed by 20 hex digits") from None
+
+
 def check_validate(request: script_pb2.ValidateEpisodeRequest) -> ValidateOrder:
     """Checks the fields; raises InvalidRequest naming the field and the limit."""
     if request.draft_id and request.content:
         raise InvalidRequest("draft_id and content: give one of them, not both")
     if not request.draft_id and not request.content:
         raise InvalidRequest("draft_id or content is required")
-    if request.draft_id:
-        draft_id = validate_episode_id(request.draft_id).replace("episode_id", "draft_id")
-    else:
-        draft_id = ""
+    draft_id = _draft_id("draft_id", request.draft_id) if request.draft_id else ""
     if len(request.content) > MAX_CONTENT_BYTES:
         raise InvalidRequest(
             f"content must be at most {MAX_CONTENT_BYTES} bytes (got {len(request.content)})"
@@ -72,12 +76,7 @@ def check_validate(request: script_pb2.ValidateEpisodeRequest) -> ValidateOrder:
     if len(request.show) > MAX_SHOW_CHARS:
         raise InvalidRequest(f"show must be at most {MAX_SHOW_CHARS} characters")
     if request.parent_draft_id:
-        try:
-            validate_episode_id(request.parent_draft_id)
-        except InvalidRequest:
-            raise InvalidRequest(
-                "parent_draft_id must look like 'ep-' followed by 20 hex digits"
-            ) from None
+        _draft_id("parent_draft_id", request.parent_draft_id)
     return ValidateOrder(
         draft_id=draft_id,
         content=request.content,

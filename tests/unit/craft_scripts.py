@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from doppelganger.v1 import episode_pb2
+from services.script.checks import Finding
 
 INT, EXT = episode_pb2.PLACEMENT_INT, episode_pb2.PLACEMENT_EXT
 
@@ -127,5 +128,5 @@ def episode(
     )
 
 
-def checks_of(found: Sequence[object]) -> list[str]:
-    return [getattr(item, "check") for item in found]
+def checks_of(found: Sequence[Finding]) -> list[str]:
+    return [item.check for item in found]

@@ -87,9 +87,7 @@ async def test_a_missing_payoff_is_revised_and_recorded_and_other_scenes_keep_th
     fixed = scene(2, [say("Rex", "That airlock valve is sticking again."), say("Luna", "Ha.")])
     writer = ScriptedReviser({2: fixed})
     notes = await continuity_pass(writer, CONTEXT, ep, 2, TRACER)  # type: ignore[arg-type]
-    assert [(n.scene_index, n.kind, n.outcome) for n in notes] == [
-        (2, "missing_payoff", "revised")
-    ]
+    assert [(n.scene_index, n.kind, n.outcome) for n in notes] == [(2, "missing_payoff", "revised")]
     assert list(ep.continuity_notes) == notes
     assert "the payoff of setup s0-valve" in writer.notes[2][0]
     assert ep.scenes[2].elements[0].dialogue.text == "That airlock valve is sticking again."

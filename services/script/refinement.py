@@ -6,14 +6,14 @@ the score down), hands each to the writer's `revise_scene` with that scene's iss
 notes (all scenes of the round at once, at most `parallel` in flight; a revision that fails
 leaves its scene as it was), re-scores and punches up the jokes of the revised scenes (the comedy
 pass on them), and validates again. The round is kept when the script got better: it passes now,
-or has fewer blocking issues, or scores higher.
+or has fewer blocking issues, or fewer craft faults, or scores higher.
 
 A script that passes still gets rounds for its craft faults (services/script/checks/: a name of
 the classic show, a character naming themself, a heading that contradicts its action, someone
-speaking out of the room...): those rounds take only the scenes with a craft issue of warning
-level or worse. Rounds stop when the script passes with no craft issue left, when no scene has an
-issue left to work on, when a round does not improve the script (it is then recorded, not kept),
-or after `rounds` rounds. Every round is
+speaking out of the room...) and for a scene gutted of its comedy ("no_comedy"): those rounds take
+only the scenes with such an issue of warning level or worse. Rounds stop when the script passes
+with no craft issue left, when no scene has an issue left to work on, when a round does not
+improve the script (it is then recorded, not kept), or after `rounds` rounds. Every round is
 recorded on the episode (RefinementRound) and gets its own span, "refinement round N".
 """
 
@@ -35,7 +35,8 @@ from services.script.writing import StoryContext, Writer
 
 log = logging.getLogger(__name__)
 Severity = episode_pb2.Severity
-CRAFT_CHECKS = frozenset(spec.check for spec in SPECS)
+# What a passing script is still refined for: the craft checks, and a scene with no comedic beat.
+CRAFT_CHECKS = frozenset({*(spec.check for spec in SPECS), "no_comedy"})
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,16 @@ def _work(report: episode_pb2.ValidationReport) -> dict[int, list[str]]:
     return scene_notes(report, CRAFT_CHECKS if report.passed else None)
 
 
-def _standing(report: episode_pb2.ValidationReport) -> tuple[bool, int, float]:
+def _standing(report: episode_pb2.ValidationReport) -> tuple[bool, int, int, float]:
+    """How good a script is: passing first, then fewer blocking issues, then fewer craft
+    faults (a showrunner's notes come before a point of score), then the score."""
     blocking = sum(1 for issue in report.issues if issue.severity >= Severity.SEVERITY_ERROR)
-    return report.passed, -blocking, report.overall
+    craft = sum(
+        1
+        for issue in report.issues
+        if issue.check in CRAFT_CHECKS and issue.severity >= Severity.SEVERITY_WARNING
+    )
+    return report.passed, -blocking, -craft, report.overall
 
 
 async def _revise(

@@ -145,6 +145,11 @@ def _quoted_spans(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in _QUOTED.finditer(text)]
 
 
+def without_quotes(text: str) -> str:
+    """The text with every quoted passage blanked out (a quoted line is not an instruction)."""
+    return _QUOTED.sub(" ", text)
+
+
 def names_self(text: str, forms: Sequence[str]) -> str | None:
     """The form of the speaker's own name the line uses in the third person, or None."""
     quoted = _quoted_spans(text)

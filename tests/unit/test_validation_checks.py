@@ -334,3 +334,12 @@ def test_every_issue_of_the_report_has_a_check_id() -> None:
     assert report.issues and all(issue.check for issue in report.issues)
     stranger = next(i for i in report.issues if i.check == "stranger")
     assert stranger.element_index == 0 and stranger.scene_index == 0
+
+
+def test_a_cast_member_named_with_a_classic_name_is_flagged_as_a_speaker() -> None:
+    leaked = [*CAST[:3], episode_pb2.Character(name="Fred", archetype="cynic")]
+    ep = episode([scene(0, [say("Luna", "Hi."), say("Fred", "Hello.")])], cast=leaked)
+    assert _found(ep, "original_name") == [(0, 1)]
+    report = validate_episode(ep)
+    issue = next(i for i in report.issues if i.check == "original_name")
+    assert "a speaker" in issue.message and "'Fred'" in issue.message

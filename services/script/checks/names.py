@@ -6,11 +6,14 @@ new world.
   fine: "I'm Echo", "my name is Echo", "call me Echo", "this is Echo", "Echo here", "Echo
   speaking", and anything inside quotation marks (a name read out, a quoted line).
 - `original_name` (error, character): a first name, surname, nickname or alias of the classic
-  show's cast in a line, a parenthetical, an action or a heading of the new world ("Fenn Mertz").
+  show's cast as a speaker, or in a line, a parenthetical, an action or a heading of the new
+  world ("Fenn Mertz").
   The names are the show's characters' names and `aliases`, their diminutives ("Ralphie"), and
   the surnames the show's own text gives them: "Lucy Ricardo" in the premise, "Fred Mertz" in a
-  catchphrase, "Dr. Crane" in a verbal tic. A form the new world uses itself (a cast name or
-  alias, a word of the setting) is not counted. Names match as proper names: as written or in
+  catchphrase, "Dr. Crane" in a verbal tic. A form the new world uses itself (a word of the
+  setting, a name of the new cast) is not counted; a cast member named with a classic name is
+  counted unless the writer kept that character's own name on purpose (`original_name` equal
+  to `name`, in a cast the writer edited). Names match as proper names: as written or in
   capitals, never the common word ("Rose", "a rose").
 
 `original_names` and `names_self` are also what the procedural writer uses to keep these faults
@@ -100,8 +103,12 @@ def _original_names(
     setting = episode_pb2.Setting.FromString(setting_bytes)
     forms: dict[str, str] = {}
     for character in show.characters:
+        for form in (character.name, *character.aliases):
+            forms.setdefault(form, character.name)
+    exact = set(forms)  # a new cast member may not be named any of these
+    for character in show.characters:
         name = character.name
-        for form in (name, f"{name}ie", f"{name}y", *character.aliases):
+        for form in (f"{name}ie", f"{name}y"):
             forms.setdefault(form, name)
         for alias in character.aliases:
             for word in _CAPITALISED_WORD.findall(alias):
@@ -109,9 +116,11 @@ def _original_names(
                     forms.setdefault(word, name)
     for surname, whose in _surnames(show):
         forms.setdefault(surname, whose)
-    # The cast keeps a character's original name when the writer chose to (a user's cast).
-    kept = {c.name for c in cast} | {alias for c in cast for alias in c.aliases}
-    world = _world_words(setting, cast)
+    # A cast member whose name is a classic one is a leak, unless the writer kept that very
+    # character's name on purpose (a user's cast: `original_name` equals `name`).
+    own = [c for c in cast if c.name not in exact or c.original_name == c.name]
+    kept = {c.name for c in own} | {a for c in own for a in c.aliases}
+    world = _world_words(setting, own)
     found = {
         form: whose
         for form, whose in forms.items()
@@ -191,6 +200,12 @@ def check_original_names(view: EpisodeView) -> list[Finding]:
         return []
     findings = []
     for scene in view.scenes:
+        spoken: set[str] = set()
+        for line in scene.dialogue:
+            if line.speaker in names and line.speaker not in spoken:
+                spoken.add(line.speaker)
+                where = f"{label(scene)}, a speaker"
+                findings.append(_original(scene.index, line.index, [line.speaker], where))
         heading = scene.scene.slugline.location
         if found := find_original_names(heading, names):
             findings.append(_original(scene.index, -1, found, f"{label(scene)}'s heading"))

@@ -38,7 +38,7 @@ HEADING_ACTION = CheckSpec("heading_action", PRODUCTION, Severity.SEVERITY_WARNI
 TIME_OF_DAY = CheckSpec("time_of_day", PRODUCTION, Severity.SEVERITY_WARNING, 0.05)
 
 _INDOORS = re.compile(
-    r"\b(?:through|out|out of|against|from|at) the (?:\w+ )?(?:windows?|portholes?|viewports?|"
+    r"\b(?:through|out|out of|against) the (?:\w+ )?(?:windows?|portholes?|viewports?|"
     r"skylights?)\b|\bportholes?\b|\bviewports?\b|"
     r"\binside the (?:walls?|room|house|building|hut|cabin|office|flat|apartment|dome|station|"
     r"ship|bar|hall|module|bunkhouse|castle|tavern)\b|"

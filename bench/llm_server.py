@@ -10,12 +10,16 @@ Faults, for the tests: fixed latency; a request limit per sliding window answere
 `retry-after-ms`, `retry-after` (seconds) or `retry-after` (HTTP date); and one-shot faults queued
 with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "truncated" (the JSON
 cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
-"bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`).
+"bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`), and
+"drop_payoff" (a scene reply without the lines that pay off the setups its card says are due, as
+a model that lost a thread would write it). Like a good model, a revision follows the continuity
+notes it is given: a missing payoff or an unplanted setup the note names (`'description'`) gets a
+line that carries it.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
 writers send, the status and any retry-after given, and the client it came from: a client given
 `anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
 several processes sharing one key and one limit can be told apart (`max_in_window` counts them
-per window).
+per window), and records the one-shot fault each request got and a revision's notes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -37,12 +42,28 @@ from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
+from services.script.checks.threads import content_stems
 from services.script.llm import prompts, schema
 
 ANTHROPIC_PATH = "/v1/messages"
 OPENAI_PATH = "/v1/chat/completions"
 FAULTS = frozenset(
-    {"429", "500", "529", "401", "malformed", "truncated", "invalid", "bad_body", "slow"}
+    {
+        "429",
+        "500",
+        "529",
+        "401",
+        "malformed",
+        "truncated",
+        "invalid",
+        "bad_body",
+        "slow",
+        "drop_payoff",
+    }
+)
+# A continuity note (services/script/ledger.py) about a thread, with the setup's description.
+_THREAD_NOTE = re.compile(
+    r"(?:the payoff of setup|setup) (\S+) \((?P<q>['\"])(?P<description>.+?)(?P=q)"
 )
 
 
@@ -61,6 +82,8 @@ class Received:
     scene_index: int = -1  # of a scene, revise or rewrite task; -1 for the outline
     answered_at: float = 0.0  # time.monotonic() when the answer was sent
     client: str = ""  # the <name> of a /r/<name>/ base URL
+    fault: str = ""  # the one-shot fault this request got
+    notes: tuple[str, ...] = ()  # the notes of a revise task
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -284,7 +307,61 @@ def _revised_scene(
     outline = _outline(request)
     index = _scene(story, request, outline).index
     plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
-    return schema.scene_payload(procedural.revise_planned_scene(plan, index, request["notes"]))
+    revised = schema.scene_payload(procedural.revise_planned_scene(plan, index, request["notes"]))
+    return _follow_thread_notes(revised, request["notes"])
+
+
+def _carried(payload: dict[str, Any], description: str) -> bool:
+    wanted = content_stems(description)
+    text = " ".join(element.get("text", "") for element in payload["elements"])
+    return len(wanted & content_stems(text)) >= 0.5 * len(wanted)
+
+
+def _follow_thread_notes(payload: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """A line for every thread a note says is missing (before the closing transition)."""
+    speakers = [e["character"] for e in payload["elements"] if e.get("type") == "dialogue"]
+    for note in notes:
+        match = _THREAD_NOTE.search(note)
+        if match is None or not speakers or _carried(payload, match["description"]):
+            continue
+        line = {
+            "type": "dialogue",
+            "character": speakers[-1],
+            "text": f"Don't forget: {match['description'].rstrip('.')}. That's the whole point.",
+        }
+        elements = payload["elements"]
+        at = len(elements) - 1 if elements and elements[-1]["type"] == "transition" else None
+        elements.insert(len(elements) if at is None else at, line)
+    return payload
+
+
+def _due_payoffs(request: dict[str, Any]) -> list[str]:
+    """The descriptions of the setups the request's card says this scene pays off, when the
+    request carries the cards (an outline without cards has none)."""
+    beats = [beat for act in request["outline"].get("acts", []) for beat in act.get("beats", [])]
+    setups = {
+        setup.get("id", ""): setup.get("description", "")
+        for beat in beats
+        for setup in beat.get("setups", []) or []
+        if isinstance(setup, dict)
+    }
+    mine: dict[str, Any] = next(
+        (b for b in beats if b.get("scene_index") == request["scene_index"]), {}
+    )
+    return [setups[i] for i in mine.get("payoffs", []) or [] if setups.get(i)]
+
+
+def _drop_payoffs(payload: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The scene without the lines that pay off its due setups."""
+    for description in _due_payoffs(request):
+        wanted = content_stems(description)
+        payload["elements"] = [
+            element
+            for element in payload["elements"]
+            if element.get("type") == "transition"
+            or not wanted & content_stems(element.get("text", ""))
+        ]
+    return payload
 
 
 def _rewritten_line(
@@ -352,6 +429,8 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         # ~40 ms on the client's delayed ACK, which would show up as our "overhead".
         disable_nagle_algorithm = True
 
+        fault = ""  # the one-shot fault of the request being answered
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
@@ -369,6 +448,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 return
             context_text, task_text = _prompt_parts(path, body)
             task, scene_index = _task_name(task_text), _scene_index(task_text)
+            self.fault = ""
             status, retry_after, headers, payload = self._respond(
                 path, body, context_text, task_text, arrived
             )
@@ -378,7 +458,8 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(max(0.0, arrived + server.latency - time.monotonic()))
             received = Received(
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
-                answered_at=time.monotonic(), client=client,
+                answered_at=time.monotonic(), client=client, fault=self.fault,
+                notes=_notes(task_text),
             )  # fmt: skip
             server.record(received)
             self._send(status, payload, headers)
@@ -394,6 +475,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 headers.update(server._rate_headers(arrived))
                 return 429, told, headers, _error(path, 429)
             fault = server._next_fault(path)
+            self.fault = fault or ""
             if fault in ("429", "500", "529", "401"):
                 status = int(fault)
                 if status == 429 and server.fault_retry_after is not None:
@@ -404,6 +486,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             if fault == "bad_body":
                 return 200, None, {}, b'{"id": "msg_01", "content": [{"type": "te'
             payload = answer(context_text, task_text, server.plans)
+            if fault == "drop_payoff" and _task_name(task_text) == "scene":
+                request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+                payload = _drop_payoffs(payload, request)
             text = json.dumps(_invalid(payload) if fault == "invalid" else payload)
             stop = "end_turn"
             if fault == "malformed":
@@ -504,6 +589,14 @@ def _task_name(task_text: str) -> str:
         return str(prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)["task"])
     except (ValueError, KeyError):
         return ""
+
+
+def _notes(task_text: str) -> tuple[str, ...]:
+    try:
+        notes = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER).get("notes", [])
+    except (ValueError, AttributeError):
+        return ()
+    return tuple(str(note) for note in notes) if isinstance(notes, list) else ()
 
 
 def _scene_index(task_text: str) -> int:

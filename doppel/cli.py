@@ -5,6 +5,7 @@ doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--
 doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
 doppel shows                   list the bundled shows and settings
+doppel validate FILE [--json] [--show S]  the validator's report on a script (doppel/validate.py)
 doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
 doppel demo [--out DIR]        up, generate one episode, health, down
 """
@@ -31,6 +32,7 @@ from rich.table import Table
 from bench import load as bench_load
 from bench import main as bench_main
 from doppel import health, local_tokens
+from doppel import validate as validate_command
 from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
@@ -409,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", help="file to write (default: EPISODE with the format's extension)"
     )
     render.set_defaults(run=cmd_render)
+    validate = commands.add_parser(
+        "validate", help="the validator's report on a Fountain or episode JSON file"
+    )
+    validate_command.add_arguments(validate)
+    validate.set_defaults(run=lambda args, settings: validate_command.run(args, settings, out, err))
     shows = commands.add_parser("shows", help="list the bundled shows and settings")
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)

@@ -1,5 +1,5 @@
-"""The episode pipeline: cast, outline, scenes in parallel, comedy pass, validation, refinement,
-render; and the regeneration of one scene with notes.
+"""The episode pipeline: cast, outline, scenes in parallel, continuity pass, comedy pass,
+validation, refinement, render; and the regeneration of one scene with notes.
 
 Every stage is an INTERNAL span; outline and scenes go through the cache under content keys, so a
 retry of the same request regenerates only what is missing. Progress is yielded as
@@ -21,6 +21,7 @@ from opentelemetry import metrics, trace
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
 from services.script import comedy, procedural, store
 from services.script.comedy import comedy_pass
+from services.script.continuity import continuity_pass
 from services.script.library import Library, NotFound
 from services.script.llm.provenance import (
     OUTLINE,
@@ -40,12 +41,13 @@ log = logging.getLogger(__name__)
 
 Stage = script_pb2.Stage
 # Fraction of the whole episode done when each stage's event is sent; scenes share
-# SCENES..COMEDY, refinement rounds share REFINEMENT..RENDER.
+# SCENES..CONTINUITY, refinement rounds share REFINEMENT..RENDER.
 PROGRESS = {
     Stage.STAGE_ACCEPTED: 0.0,
     Stage.STAGE_CAST: 0.02,
     Stage.STAGE_OUTLINE: 0.05,
     Stage.STAGE_SCENES: 0.10,
+    Stage.STAGE_CONTINUITY: 0.78,
     Stage.STAGE_COMEDY: 0.80,
     Stage.STAGE_VALIDATION: 0.85,
     Stage.STAGE_REFINEMENT: 0.87,
@@ -53,7 +55,7 @@ PROGRESS = {
     Stage.STAGE_DONE: 1.0,
 }
 # Part of the episode id: bump when the comedy pass or refinement changes what they produce.
-FINISHING_VERSION = "comedy-1;refinement-1"
+FINISHING_VERSION = "continuity-1;comedy-1;refinement-2"
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
 
 
@@ -200,6 +202,8 @@ class EpisodePipeline:
             episode = self._new_episode(context, outline)
             async for event in self._write_scenes(context, episode):
                 yield event
+            async for event in self._continuity(context, episode):
+                yield event
             yield await self._comedy(context, episode)
             yield self._validate(episode)
             async for event in self._refine(context, episode):
@@ -279,7 +283,7 @@ class EpisodePipeline:
             for index in range(count)
         ]
         scenes: dict[int, episode_pb2.Scene] = {}
-        span_from, span_to = PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_COMEDY]
+        span_from, span_to = PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_CONTINUITY]
         try:
             for next_done in asyncio.as_completed(tasks):
                 scene = await next_done
@@ -354,6 +358,21 @@ class EpisodePipeline:
             scene = await self._writer.write_scene(context, outline, index, earlier)
             span.set_attributes(_scene_attributes(scene))
             return scene
+
+    async def _continuity(
+        self, context: StoryContext, episode: episode_pb2.Episode
+    ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
+        """The continuity pass; one event per note, with its outcome."""
+        notes = await continuity_pass(
+            self._writer, context, episode, self._deps.max_parallel_scenes, self._tracer
+        )
+        for note in notes:
+            event = self._event(
+                Stage.STAGE_CONTINUITY,
+                f"continuity: scene {note.scene_index + 1}, {note.kind} ({note.outcome})",
+            )
+            event.continuity_note.CopyFrom(note)
+            yield event
 
     async def _comedy(
         self, context: StoryContext, episode: episode_pb2.Episode

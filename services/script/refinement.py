@@ -6,10 +6,14 @@ the score down), hands each to the writer's `revise_scene` with that scene's iss
 notes (all scenes of the round at once, at most `parallel` in flight; a revision that fails
 leaves its scene as it was), re-scores and punches up the jokes of the revised scenes (the comedy
 pass on them), and validates again. The round is kept when the script got better: it passes now,
-or has fewer blocking issues, or scores higher.
+or has fewer blocking issues, or fewer craft faults, or scores higher.
 
-Rounds stop when the script passes, when no scene has an issue left to work on, when a round does
-not improve the script (it is then recorded, not kept), or after `rounds` rounds. Every round is
+A script that passes still gets rounds for its craft faults (services/script/checks/: a name of
+the classic show, a character naming themself, a heading that contradicts its action, someone
+speaking out of the room...) and for a scene gutted of its comedy ("no_comedy"): those rounds take
+only the scenes with such an issue of warning level or worse. Rounds stop when the script passes
+with no craft issue left, when no scene has an issue left to work on, when a round does not
+improve the script (it is then recorded, not kept), or after `rounds` rounds. Every round is
 recorded on the episode (RefinementRound) and gets its own span, "refinement round N".
 """
 
@@ -24,12 +28,15 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
+from services.script.checks import SPECS
 from services.script.comedy import comedy_pass
 from services.script.validation import validate_episode
 from services.script.writing import StoryContext, Writer
 
 log = logging.getLogger(__name__)
 Severity = episode_pb2.Severity
+# What a passing script is still refined for: the craft checks, and a scene with no comedic beat.
+CRAFT_CHECKS = frozenset({*(spec.check for spec in SPECS), "no_comedy"})
 
 
 @dataclass(frozen=True)
@@ -39,19 +46,37 @@ class RefinementPolicy:
     parallel: int = 4
 
 
-def scene_notes(report: episode_pb2.ValidationReport) -> dict[int, list[str]]:
-    """Issue messages by scene, for scenes with an issue of warning level or worse."""
+def scene_notes(
+    report: episode_pb2.ValidationReport, checks: frozenset[str] | None = None
+) -> dict[int, list[str]]:
+    """Issue messages by scene, for scenes with an issue of warning level or worse (of the
+    given checks only, when given)."""
     notes: dict[int, list[str]] = defaultdict(list)
     ordered = sorted(report.issues, key=lambda issue: -issue.severity)
     for issue in ordered:
+        if checks is not None and issue.check not in checks:
+            continue
         if issue.scene_index >= 0 and issue.severity >= Severity.SEVERITY_WARNING:
             notes[issue.scene_index].append(issue.message)
     return dict(sorted(notes.items()))
 
 
-def _standing(report: episode_pb2.ValidationReport) -> tuple[bool, int, float]:
+def _work(report: episode_pb2.ValidationReport) -> dict[int, list[str]]:
+    """What the next round works on: every noted scene of a failing script, the craft faults of
+    a passing one."""
+    return scene_notes(report, CRAFT_CHECKS if report.passed else None)
+
+
+def _standing(report: episode_pb2.ValidationReport) -> tuple[bool, int, int, float]:
+    """How good a script is: passing first, then fewer blocking issues, then fewer craft
+    faults (a showrunner's notes come before a point of score), then the score."""
     blocking = sum(1 for issue in report.issues if issue.severity >= Severity.SEVERITY_ERROR)
-    return report.passed, -blocking, report.overall
+    craft = sum(
+        1
+        for issue in report.issues
+        if issue.check in CRAFT_CHECKS and issue.severity >= Severity.SEVERITY_WARNING
+    )
+    return report.passed, -blocking, -craft, report.overall
 
 
 async def _revise(
@@ -91,8 +116,8 @@ async def refine(
     report = validate_episode(episode, policy.threshold)
     episode.validation.CopyFrom(report)
     for number in range(1, policy.rounds + 1):
-        notes = scene_notes(report)
-        if report.passed or not notes:
+        notes = _work(report)
+        if not notes:
             return
         with tracer.start_as_current_span(f"refinement round {number}") as span:
             candidate = episode_pb2.Episode()

@@ -1,4 +1,5 @@
-"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows."""
+"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows,
+ValidateEpisode (validate_service.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from services.script.requests import (
     validate_generate,
     validate_regenerate,
 )
+from services.script.validate_service import validate_request
 from services.script.writers import build_writers
 from services.script.writing import Writer, WriterError
 from shared.access import current_caller
@@ -280,6 +282,19 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         return script_pb2.ListShowsResponse(
             shows=catalog.load_shows(), settings=catalog.load_settings()
         )
+
+    async def ValidateEpisode(
+        self, request: script_pb2.ValidateEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.ValidateEpisodeResponse:
+        async def load(draft_id: str) -> episode_pb2.Episode:
+            return await self._load(draft_id, context)
+
+        try:
+            return await validate_request(request, load, self._settings.validation_threshold)
+        except InvalidRequest as exc:
+            return await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownShow as exc:
+            return await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
 
     async def _load(
         self, episode_id: str, context: grpc.aio.ServicerContext

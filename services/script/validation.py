@@ -10,9 +10,15 @@
 - production: every scene 30-180 s; the episode's runtime within 15 % of the outline's target
   (`target_runtime_seconds`, else scene_count * DEFAULT_SCENE_SECONDS); no line heard twice.
 
+The craft checks (checks/: self-naming, original names, forms of address, presence, heading
+against action, time of day, setups and payoffs) each lower the sub-score they belong to by
+their findings' penalties. Every issue carries a stable `check` id and, when it is about one line,
+its `element_index`.
+
 `overall` is the weighted sum (WEIGHTS). An episode passes when `overall >= threshold` and no issue
-is an error or worse: a stranger speaking or an empty scene fails the script whatever the average.
-Runtime estimates (`element_seconds`) are shared with the procedural writer.
+is an error or worse: a stranger speaking, an original name or an empty scene fails the script
+whatever the average. Runtime estimates (`element_seconds`, in script_text.py) are shared with the
+procedural writer.
 """
 
 from __future__ import annotations
@@ -23,10 +29,39 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 
 from doppelganger.v1 import episode_pb2
+from services.script.checks import Finding, run_checks
+from services.script.script_text import (
+    ACTION_BASE_SECONDS,
+    ACTION_SECONDS_PER_WORD,
+    SPOKEN_WORDS_PER_MINUTE,
+    action_seconds,
+    dialogue_seconds,
+    element_seconds,
+    word_pattern,
+)
+
+__all__ = [
+    "ACTION_BASE_SECONDS",
+    "ACTION_SECONDS_PER_WORD",
+    "CLUSTER_SECONDS",
+    "COMEDY_INTERVAL_SECONDS",
+    "DEFAULT_SCENE_SECONDS",
+    "DEFAULT_THRESHOLD",
+    "RUNNER_WEIGHT",
+    "SPOKEN_WORDS_PER_MINUTE",
+    "WEIGHTS",
+    "action_seconds",
+    "allocate_targets",
+    "dialogue_seconds",
+    "element_seconds",
+    "scene_seconds",
+    "target_runtime",
+    "validate_episode",
+    "word_pattern",
+]
 
 WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
@@ -37,10 +72,6 @@ WEIGHTS: Mapping[str, float] = MappingProxyType(
     }
 )
 DEFAULT_THRESHOLD = 0.75
-
-SPOKEN_WORDS_PER_MINUTE = 150.0
-ACTION_BASE_SECONDS = 1.5  # an action line takes time to play even when it is short
-ACTION_SECONDS_PER_WORD = 0.2
 
 COMEDY_INTERVAL_SECONDS = 45.0
 CLUSTER_SECONDS = 20.0
@@ -68,34 +99,7 @@ _COMEDIC_ROLES = frozenset(
         episode_pb2.JOKE_ROLE_UNSPECIFIED,
     }
 )
-_WORD = re.compile(r"[\w']+")
 _NOT_WORD = re.compile(r"[^\w\s']+")
-
-
-def dialogue_seconds(text: str) -> float:
-    """Runtime estimate of a dialogue line: 150 words a minute."""
-    return len(_WORD.findall(text)) * 60.0 / SPOKEN_WORDS_PER_MINUTE
-
-
-def action_seconds(text: str) -> float:
-    """Runtime estimate of an action line: a little slower than speech, never instant."""
-    return ACTION_BASE_SECONDS + ACTION_SECONDS_PER_WORD * len(_WORD.findall(text))
-
-
-def element_seconds(element: episode_pb2.ScriptElement) -> float:
-    """Runtime estimate of one element (transitions take no time)."""
-    kind = element.WhichOneof("element")
-    if kind == "dialogue":
-        return dialogue_seconds(element.dialogue.text)
-    if kind == "action":
-        return action_seconds(element.action.text)
-    return 0.0
-
-
-@lru_cache(maxsize=16384)
-def word_pattern(phrase: str) -> re.Pattern[str]:
-    """`phrase` as a whole word or words (compiled once; the `re` module's cache is small)."""
-    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)")
 
 
 def scene_seconds(scene: episode_pb2.Scene) -> float:
@@ -114,6 +118,15 @@ def _dialogue(scene: episode_pb2.Scene) -> list[episode_pb2.DialogueLine]:
     return [e.dialogue for e in scene.elements if e.WhichOneof("element") == "dialogue"]
 
 
+def _numbered_dialogue(scene: episode_pb2.Scene) -> list[tuple[int, episode_pb2.DialogueLine]]:
+    """(element index, line) of every dialogue line."""
+    return [
+        (index, element.dialogue)
+        for index, element in enumerate(scene.elements)
+        if element.WhichOneof("element") == "dialogue"
+    ]
+
+
 def _normalise(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
 
@@ -129,10 +142,23 @@ class _Issues:
     def __init__(self) -> None:
         self.items: list[episode_pb2.ValidationIssue] = []
 
-    def add(self, severity: int, category: str, scene_index: int, message: str) -> None:
+    def add(
+        self,
+        severity: int,
+        category: str,
+        scene_index: int,
+        message: str,
+        check: str,
+        element_index: int = -1,
+    ) -> None:
         self.items.append(
             episode_pb2.ValidationIssue(
-                severity=severity, category=category, scene_index=scene_index, message=message
+                severity=severity,
+                category=category,
+                scene_index=scene_index,
+                message=message,
+                check=check,
+                element_index=element_index,
             )
         )
 
@@ -172,10 +198,14 @@ def _scene_voice(
     uses: Counter[str],
     issues: _Issues,
 ) -> float:
-    lines = _dialogue(scene)
+    numbered = _numbered_dialogue(scene)
+    lines = [line for _, line in numbered]
     if not lines:
         return 1.0
     strangers = Counter(line.character for line in lines if line.character not in cast_names)
+    first_line = {}
+    for index, line in reversed(numbered):
+        first_line[line.character] = index
     for name, count in sorted(strangers.items()):
         shown = name or "(no name)"
         issues.add(
@@ -183,10 +213,12 @@ def _scene_voice(
             "character",
             scene.index,
             f"scene {scene.index + 1}: {shown!r} speaks {count} line(s) but is not in the cast",
+            "stranger",
+            first_line[name],
         )
     own: Counter[str] = Counter()
     borrowed = 0
-    for line in lines:
+    for element_index, line in numbered:
         text = _normalise(line.text)
         for phrase, owner in owners.items():
             if not _says(text, phrase):
@@ -200,6 +232,8 @@ def _scene_voice(
                     "character",
                     scene.index,
                     f"scene {scene.index + 1}: {line.character} uses {owner}'s catchphrase",
+                    "catchphrase_borrowed",
+                    element_index,
                 )
     overused = 0
     for name, count in sorted(own.items()):
@@ -211,6 +245,7 @@ def _scene_voice(
                 "character",
                 scene.index,
                 f"scene {scene.index + 1}: {name} uses catchphrases {count} times",
+                "catchphrase_overused",
             )
     stranger_share = sum(strangers.values()) / len(lines)
     return _clamp(1.0 - 3.0 * stranger_share - 0.15 * overused - 0.1 * borrowed)
@@ -218,7 +253,7 @@ def _scene_voice(
 
 def _character_consistency(episode: episode_pb2.Episode, issues: _Issues) -> float:
     if not episode.cast:
-        issues.add(Severity.SEVERITY_ERROR, "character", -1, "the episode has no cast")
+        issues.add(Severity.SEVERITY_ERROR, "character", -1, "the episode has no cast", "no_cast")
         return 0.0
     cast_names = {character.name for character in episode.cast}
     owners = _catchphrase_owners(episode.cast)
@@ -234,6 +269,7 @@ def _character_consistency(episode: episode_pb2.Episode, issues: _Issues) -> flo
                 "character",
                 -1,
                 f"{name} uses catchphrases {count} times in {len(episode.scenes)} scenes",
+                "catchphrase_overused",
             )
     return _clamp(_mean(scores) - penalty)
 
@@ -265,6 +301,7 @@ def _scene_beats(scene: episode_pb2.Scene, start: float, issues: _Issues) -> lis
                 "comedy",
                 scene.index,
                 f"scene {scene.index + 1}: joke {joke.id or '(no id)'} does not point at its line",
+                "joke_unplaced",
             )
             continue
         if joke.role in _COMEDIC_ROLES:
@@ -276,6 +313,7 @@ def _scene_beats(scene: episode_pb2.Scene, start: float, issues: _Issues) -> lis
             "comedy",
             scene.index,
             f"scene {scene.index + 1} has no comedic beat",
+            "no_comedy",
         )
     return beats
 
@@ -305,6 +343,7 @@ def _dead_time(
                 scene_index,
                 f"dead zone: {gap:.0f} s without a comedic beat from {before:.0f} s "
                 f"(scene {scene_index + 1})",
+                "dead_zone",
             )
     return dead
 
@@ -321,6 +360,7 @@ def _clusters(beats: list[_Beat], issues: _Issues) -> int:
             scene_index,
             f"scene {scene_index + 1}: {count} comedic beat(s) closer than "
             f"{CLUSTER_SECONDS:.0f} s to the previous one",
+            "comedy_cluster",
         )
     return sum(per_scene.values())
 
@@ -343,6 +383,7 @@ def _comedy_distribution(episode: episode_pb2.Episode, issues: _Issues) -> float
             "comedy",
             -1,
             f"{len(beats)} comedic beats in {runtime:.0f} s; about {expected:.0f} expected",
+            "comedy_density",
         )
     spacing = 1.0 - _clusters(beats, issues) / max(1, len(beats) - 1)
     dead = _dead_time(episode, [beat.seconds for beat in beats], runtime, issues)
@@ -374,6 +415,7 @@ def _beat_penalty(
             beat.scene_index,
             f"scene {beat.scene_index + 1} {state}; its beat is not played: "
             f"{beat.description[:80]}",
+            "beat_missing",
         )
         return 1.0
     named = _named(beat.description, cast)
@@ -384,6 +426,7 @@ def _beat_penalty(
             "plot",
             beat.scene_index,
             f"scene {beat.scene_index + 1}: none of {', '.join(sorted(named))} speaks in it",
+            "beat_off_voice",
         )
         return 0.05
     return 0.0
@@ -395,18 +438,22 @@ def _plot_lines(beats: list[episode_pb2.Beat], scene_count: int, issues: _Issues
     if episode_pb2.PLOT_LINE_A in plots:
         score += 0.5
     else:
-        issues.add(Severity.SEVERITY_ERROR, "plot", -1, "the outline has no A plot beat")
+        issues.add(
+            Severity.SEVERITY_ERROR, "plot", -1, "the outline has no A plot beat", "plot_line"
+        )
     if episode_pb2.PLOT_LINE_B in plots or scene_count < 2:
         score += 0.5
     else:
-        issues.add(Severity.SEVERITY_WARNING, "plot", -1, "the outline has no B plot beat")
+        issues.add(
+            Severity.SEVERITY_WARNING, "plot", -1, "the outline has no B plot beat", "plot_line"
+        )
     return score
 
 
 def _plot_coherence(episode: episode_pb2.Episode, issues: _Issues) -> float:
     beats = _beats(episode.outline)
     if not beats:
-        issues.add(Severity.SEVERITY_ERROR, "plot", -1, "the outline has no beats")
+        issues.add(Severity.SEVERITY_ERROR, "plot", -1, "the outline has no beats", "no_beats")
         return 0.0
     scenes = {scene.index: scene for scene in episode.scenes}
     cast = {character.name for character in episode.cast}
@@ -419,9 +466,21 @@ def _plot_coherence(episode: episode_pb2.Episode, issues: _Issues) -> float:
     covered = {beat.scene_index for beat in beats}
     orphans = [index for index in sorted(scenes) if index not in covered]
     for index in orphans:
-        issues.add(Severity.SEVERITY_WARNING, "plot", index, f"scene {index + 1} has no beat")
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "plot",
+            index,
+            f"scene {index + 1} has no beat",
+            "orphan_scene",
+        )
     if not episode.outline.title or not episode.outline.logline:
-        issues.add(Severity.SEVERITY_INFO, "plot", -1, "the outline has no title or logline")
+        issues.add(
+            Severity.SEVERITY_INFO,
+            "plot",
+            -1,
+            "the outline has no title or logline",
+            "outline_title",
+        )
         off_voice += 0.05
     return _clamp(0.6 * coverage + 0.4 * plots - off_voice - 0.05 * len(orphans))
 
@@ -433,7 +492,9 @@ def _plot_coherence(episode: episode_pb2.Episode, issues: _Issues) -> float:
 def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) -> float:
     label = f"scene {scene.index + 1}"
     if not scene.elements:
-        issues.add(Severity.SEVERITY_ERROR, "production", scene.index, f"{label} is empty")
+        issues.add(
+            Severity.SEVERITY_ERROR, "production", scene.index, f"{label} is empty", "empty_scene"
+        )
         return 0.0
     seconds = _duration(scene)
     score = 1.0
@@ -448,9 +509,16 @@ def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) 
             scene.index,
             f"{label} runs {seconds:.0f} s; scenes should run "
             f"{MIN_SCENE_SECONDS:.0f}-{MAX_SCENE_SECONDS:.0f} s",
+            "scene_length",
         )
     if not scene.slugline.location:
-        issues.add(Severity.SEVERITY_WARNING, "production", scene.index, f"{label}: no slugline")
+        issues.add(
+            Severity.SEVERITY_WARNING,
+            "production",
+            scene.index,
+            f"{label}: no slugline",
+            "slugline",
+        )
         score -= 0.25
     if scene.index != position or scene.number != position + 1:
         issues.add(
@@ -458,6 +526,7 @@ def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) 
             "production",
             scene.index,
             f"{label} is numbered {scene.number} at position {position + 1}",
+            "numbering",
         )
         score -= 0.1
     return _clamp(score)
@@ -490,6 +559,7 @@ def _runtime_score(episode: episode_pb2.Episode, runtime: float, issues: _Issues
             "production",
             -1,
             f"{scene_count - len(episode.scenes)} of {scene_count} scenes are missing",
+            "scenes_missing",
         )
     target = target_runtime(episode)
     error = abs(runtime / target - 1.0)
@@ -500,13 +570,16 @@ def _runtime_score(episode: episode_pb2.Episode, runtime: float, issues: _Issues
         "production",
         -1,
         f"runtime {runtime:.0f} s against a target of {target:.0f} s",
+        "runtime",
     )
     return _clamp(1.0 - (error - RUNTIME_TOLERANCE) / (1.0 - RUNTIME_TOLERANCE))
 
 
 def _production(episode: episode_pb2.Episode, issues: _Issues) -> float:
     if not episode.scenes:
-        issues.add(Severity.SEVERITY_CRITICAL, "production", -1, "the episode has no scenes")
+        issues.add(
+            Severity.SEVERITY_CRITICAL, "production", -1, "the episode has no scenes", "no_scenes"
+        )
         return 0.0
     scores = [_scene_production(s, i, issues) for i, s in enumerate(episode.scenes)]
     runtime = sum(_duration(scene) for scene in episode.scenes)
@@ -517,6 +590,7 @@ def _production(episode: episode_pb2.Episode, issues: _Issues) -> float:
             -1,
             f"runtime_seconds {episode.runtime_seconds:.0f} s but the scenes add up to "
             f"{runtime:.0f} s",
+            "runtime_sum",
         )
     repeats = _repeated_lines(episode, issues)
     runtime_score = _runtime_score(episode, runtime, issues)
@@ -528,7 +602,7 @@ def _repeated_lines(episode: episode_pb2.Episode, issues: _Issues) -> int:
     first_heard: dict[str, int] = {}
     repeats = 0
     for scene in episode.scenes:
-        for line in _dialogue(scene):
+        for element_index, line in _numbered_dialogue(scene):
             earlier = first_heard.get(line.text)
             if earlier is None:
                 first_heard[line.text] = scene.index
@@ -540,11 +614,30 @@ def _repeated_lines(episode: episode_pb2.Episode, issues: _Issues) -> int:
                 scene.index,
                 f"scene {scene.index + 1} repeats a line of scene {earlier + 1}: "
                 f"{line.text[:60]!r}",
+                "repeated_line",
+                element_index,
             )
     return repeats
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+_SUB_SCORES = {
+    "character": "character_consistency",
+    "comedy": "comedy_distribution",
+    "plot": "plot_coherence",
+    "production": "production",
+}
+
+
+def _craft_penalties(findings: Iterable[Finding]) -> dict[str, float]:
+    """Points each sub-score loses to the craft checks' findings."""
+    lost: dict[str, float] = {}
+    for finding in findings:
+        name = _SUB_SCORES[finding.category]
+        lost[name] = lost.get(name, 0.0) + finding.penalty
+    return lost
 
 
 def validate_episode(
@@ -558,6 +651,10 @@ def validate_episode(
         "plot_coherence": _plot_coherence(episode, issues),
         "production": _production(episode, issues),
     }
+    findings = run_checks(episode)
+    for name, value in _craft_penalties(findings).items():
+        scores[name] = _clamp(scores[name] - value)
+    issues.items.extend(finding.issue() for finding in findings)
     overall = sum(WEIGHTS[name] * value for name, value in scores.items())
     rounded = {name: round(value, 4) for name, value in scores.items()}
     return episode_pb2.ValidationReport(

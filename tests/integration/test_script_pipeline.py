@@ -135,7 +135,9 @@ async def test_events_come_stage_by_stage(room: Room) -> None:
     events, episode = await _generate(room, seed=22, scene_count=4)
     stages = [event.stage for event in events]
     expected = [Stage.STAGE_ACCEPTED, Stage.STAGE_CAST, Stage.STAGE_OUTLINE]
-    expected += [Stage.STAGE_SCENES] * 4 + [Stage.STAGE_COMEDY, Stage.STAGE_VALIDATION]
+    expected += [Stage.STAGE_SCENES] * 4
+    expected += [Stage.STAGE_CONTINUITY] * len(episode.continuity_notes)
+    expected += [Stage.STAGE_COMEDY, Stage.STAGE_VALIDATION]
     expected += [Stage.STAGE_REFINEMENT] * len(episode.refinement_rounds)
     assert stages == [*expected, Stage.STAGE_RENDER, Stage.STAGE_DONE]
     fractions = [event.fraction_done for event in events]
@@ -147,7 +149,7 @@ async def test_events_come_stage_by_stage(room: Room) -> None:
 
 async def test_one_trace_holds_every_stage_and_the_scores_are_metrics(room: Room) -> None:
     events, episode = await _generate(room, seed=23, scene_count=3)
-    wanted = {"cast", "outline", "scene 1", "scene 2", "scene 3", "comedy pass"}
+    wanted = {"cast", "outline", "scene 1", "scene 2", "scene 3", "continuity", "comedy pass"}
     wanted |= {"validation", "render", "doppelganger.v1.ScriptService/GenerateEpisode"}
     wanted |= {"library save"}
     spans = await _trace(room, events[-1].trace_id, wanted)

@@ -5,7 +5,10 @@ taken through the pipeline's pure stages: draft, comedy pass, validation and ref
 episode must pass the validator at its default threshold (the draft too), every speaker must be in
 the transformed cast, the runtime estimate must be within 15 % of the target, no dialogue line may
 be heard twice, the comedy pass must raise the mean joke score, and the outline must have the
-show's structure with A and B plots that touch at the climax. One test per show (60 episodes).
+show's structure with A and B plots that touch at the climax. No craft check may fire on the
+final script: no one names themself in the third person, no name of the classic show's cast
+reaches the new world, no heading contradicts its action, nobody speaks out of the room. One test
+per show (60 episodes).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.checks import run_checks
 from services.script.comedy import comedy_pass
 from services.script.refinement import RefinementPolicy, refine
 from services.script.validation import DEFAULT_THRESHOLD, target_runtime, validate_episode
@@ -27,6 +31,7 @@ SETTINGS = ("mars-colony-2157", "enchanted-forest", "a haunted lighthouse off th
 SEEDS = range(20)
 RUNTIME_TOLERANCE = 0.15
 MIN_MEAN_GAIN = 0.02
+CRAFT_CHECKS = frozenset({"self_naming", "original_name", "heading_action"})
 A, B, RUNNER = episode_pb2.PLOT_LINE_A, episode_pb2.PLOT_LINE_B, episode_pb2.PLOT_LINE_RUNNER
 
 
@@ -66,6 +71,9 @@ def _check_episode(episode: episode_pb2.Episode, label: str) -> None:
     assert not repeated, (label, repeated)
     target = target_runtime(episode)
     assert abs(episode.runtime_seconds / target - 1) <= RUNTIME_TOLERANCE, (label, target)
+    craft = {issue.check for issue in episode.validation.issues} & CRAFT_CHECKS
+    assert not craft, (label, [i.message for i in episode.validation.issues if i.check in craft])
+    assert run_checks(episode) == [], label
 
 
 @pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)

@@ -81,7 +81,8 @@ def _spread(steps: Sequence[_Step], groups: int) -> list[list[_Step]]:
 def _write_opening(writer: SceneWriter, frame: Frame) -> None:
     """Establishing action, the beat's opening exchange and the first joke."""
     primary, secondary = frame.primary, frame.secondary
-    ambience = next(iter(writer.pick("ambience", catalog.setting_profile(writer.setting).ambience)))
+    ambiences = writer.pick("ambience", catalog.setting_profile(writer.setting).ambience)
+    ambience = next((text for text in ambiences if writer.suits_heading(text)), "")
     writer.action("opening", ACTION_OPENINGS, primary, secondary, prefix=ambience)
     writer.line(f"open:{frame.stage}", primary, secondary, frame.bystander)
     writer.react(secondary, primary, frame.bystander)
@@ -161,7 +162,10 @@ def _catchphrase(writer: SceneWriter, present: Sequence[str]) -> None:
     owned = [
         (speaker, phrase)
         for speaker, phrase in writer.plan.lines.catchphrases(phrases, writer.index)
-        if speaker in present and speaker != last and phrase not in writer.used
+        if speaker in present
+        and speaker != last
+        and phrase not in writer.used
+        and writer.fits(speaker, phrase)
     ]
     if owned:
         speaker, phrase = owned[writer.rng.randrange(len(owned))]
@@ -268,6 +272,8 @@ def write_planned_scene(
         jokes = with_extra_jokes(
             jokes, directives.extra_jokes, kernel.patterns, plan.seed, plan.key
         )
+    slugline = _slugline(setting, kernel, scene_index, plan.scene_total)
+    writer.placement = slugline.placement
     target = plan.targets[scene_index] * directives.length_factor
     names = [c.name for c in plan.cast]
     frame = Frame(
@@ -285,7 +291,7 @@ def write_planned_scene(
         index=scene_index,
         number=scene_index + 1,
         act=act_name,
-        slugline=_slugline(setting, kernel, scene_index, plan.scene_total),
+        slugline=slugline,
         summary=sentence(description),
         elements=elements,
         jokes=joke_messages,

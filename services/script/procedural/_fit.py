@@ -98,8 +98,11 @@ def _insert_action(writer: SceneWriter, position: int, spoken: Sequence[str]) ->
     x, y = [*dict.fromkeys(spoken), *writer.cast][:2]
     slots = writer.slots(x, y, y)
     slots.update(X=x, Y=y)
-    template = actions[writer.rng.randrange(len(actions))]
-    action = Action(sentence(template.format_map(slots)), optional=True)
+    start = writer.rng.randrange(len(actions))
+    order = [actions[(start + k) % len(actions)] for k in range(len(actions))]
+    texts = [sentence(template.format_map(slots)) for template in order]
+    text = next((t for t in texts if writer.suits_heading(t)), texts[0])
+    action = Action(text, optional=True)
     writer.items.insert(position, action)
     return item_seconds(action)
 

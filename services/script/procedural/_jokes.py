@@ -17,6 +17,12 @@ from types import MappingProxyType
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
 from services.script.catalog import HumorPattern
+from services.script.checks.names import (
+    find_original_names,
+    names_self,
+    original_names,
+    own_names,
+)
 from services.script.procedural._grammar import GENERIC_VOCABULARY, TOPPERS
 from services.script.procedural._kernel import EpisodeKernel, build_kernel
 from services.script.procedural._text import lead_in, seeded_rng, wordset
@@ -215,5 +221,11 @@ def punch_up(
         )  # fmt: skip
         return value
 
-    fresh = [text for text in dict.fromkeys(candidates) if text != line.text]
+    original = original_names(show, cast, setting)
+    own = own_names(speaker) if speaker is not None else []
+
+    def fits(text: str) -> bool:  # no third-person self-naming, no classic names
+        return not find_original_names(text, original) and names_self(text, own) is None
+
+    fresh = [text for text in dict.fromkeys(candidates) if text != line.text and fits(text)]
     return max(fresh, key=lambda text: (score(text), -len(text), text), default=line.text)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2
+from services.script.checks.names import without_quotes
 from services.script.procedural._kernel import named_in
 from services.script.procedural._text import digest
 from services.script.validation import word_pattern
@@ -18,6 +19,11 @@ _FUNNIER = re.compile(
     re.IGNORECASE,
 )
 SHORTER_FACTOR, LONGER_FACTOR = 0.8, 1.25
+
+
+def _out_of_room(name: str) -> re.Pattern[str]:
+    """A note saying `name` speaks where they are not."""
+    return re.compile(rf"\b{re.escape(name)} speaks (?:but|before entering)\b")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,10 @@ def read_notes(
 ) -> SceneDirectives:
     """What the procedural writer understands in notes (a user's or the validator's):
 
-    - characters named (new or classic name) speak in the scene, in the order named;
+    - characters named (new or classic name) speak in the scene, in the order named, except
+      those a note says are out of the room ("Luna speaks but left ...", "speaks before
+      entering": the continuity pass and the validator's presence checks); names inside
+      quotation marks (a line the note quotes) do not count;
     - 'shorter' / 'tighter' / 'trim' and 'longer' / 'expand' scale the runtime target;
     - 'funnier' / 'more jokes' (and the validator's 'no comedic beat', 'dead zone') add a joke;
     - a prop or a word of the setting's vocabulary becomes what the scene revolves around.
@@ -52,7 +61,9 @@ def read_notes(
     text = " ".join(notes)
     by_original = {c.original_name: c.name for c in cast if c.original_name}
     names = [c.name for c in cast] + list(by_original)
-    speakers = [by_original.get(name, name) for name in named_in(text, names)]
+    absent = {name for name in names if _out_of_room(name).search(text)}
+    named = named_in(without_quotes(text), names)
+    speakers = [by_original.get(n, n) for n in named if n not in absent]
     factor = 1.0
     if _SHORTER.search(text):
         factor = SHORTER_FACTOR

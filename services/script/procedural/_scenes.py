@@ -3,6 +3,11 @@
 `SceneWriter` fills templates with the characters' voices (tics and catchphrases, sparingly), the
 setting's lexicon, vocabulary and props, and the scene's beat. Every random choice comes from the
 scene's own rng or a digest of its inputs; which templates a scene may speak comes from the plan.
+
+The validator's craft checks keep the grammar honest: a filled template in which the speaker
+names themself in the third person, or that carries a name of the classic show's cast, is passed
+over for the next one (`fits`), and an action line that contradicts the heading (indoor business
+under an EXT heading) gives way to one that does not (`suits_heading`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from typing import TypeAlias
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.checks.names import (
+    find_original_names,
+    names_self,
+    original_names,
+    own_names,
+)
+from services.script.checks.places import clashes
 from services.script.procedural._grammar import (
     ACTION_SLAPSTICK,
     GENERIC_VOCABULARY,
@@ -107,6 +119,7 @@ class SceneWriter:
     rng: random.Random
     take: int = 0
     focus: str = ""
+    placement: int = episode_pb2.PLACEMENT_UNSPECIFIED  # of the scene's heading
     items: list[Item] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
     templates: set[tuple[str, str]] = field(default_factory=set)  # (pool, template) spoken
@@ -119,10 +132,24 @@ class SceneWriter:
     cast: Mapping[str, episode_pb2.Character] = field(init=False)  # by name, in cast order
     kernel: EpisodeKernel = field(init=False)
     seed: int = field(init=False)
+    original: Mapping[str, str] = field(init=False)  # the classic cast's names (never spoken)
 
     def __post_init__(self) -> None:
         self.setting, self.kernel, self.seed = self.plan.setting, self.plan.kernel, self.plan.seed
         self.cast = dict(self.plan.by_name)
+        self.original = original_names(self.plan.show, self.plan.cast, self.setting)
+
+    def fits(self, speaker: str, text: str) -> bool:
+        """Whether `speaker` may say `text`: not naming themself in the third person, and no
+        name of the classic show's cast in it."""
+        if find_original_names(text, self.original):
+            return False
+        character = self.cast.get(speaker)
+        return character is None or names_self(text, own_names(character)) is None
+
+    def suits_heading(self, text: str) -> bool:
+        """Whether an action line agrees with the heading (no indoor business under EXT)."""
+        return clashes(self.placement, text) is None
 
     def mark(self, text: str) -> str:
         """A borrowed line, prefixed with the scene's next discourse marker."""
@@ -177,18 +204,23 @@ class SceneWriter:
         return known
 
     def fill(self, pool_name: str, me: str, you: str, other: str) -> str:
-        """A line from the pool, unused in this scene; borrowed templates carry the scene mark."""
+        """A line from the pool, unused in this scene and fit for `me` to say; borrowed
+        templates carry the scene mark."""
+        if other in (me, you):
+            other = self._other((), me, you)
         slots = self.slots(me, you, other)
         candidates = self.candidates(pool_name)
         for template, borrowed in candidates:
             text = sentence(template.format_map(slots))
             if (pool_name, template) in self.templates or text in self.used:
                 continue
+            if not self.fits(me, text):
+                continue
             self.templates.add((pool_name, template))
             return self.mark(text) if borrowed else text
-        # Every template of the pool was spoken in this scene already: the first once more.
-        template, borrowed = candidates[0]
-        text = sentence(template.format_map(slots))
+        # Every fit template of the pool was spoken in this scene already: one once more.
+        texts = [(sentence(t.format_map(slots)), borrowed) for t, borrowed in candidates]
+        text, borrowed = next(((t, b) for t, b in texts if self.fits(me, t)), texts[0])
         return self.unique(self.mark(text) if borrowed else text)
 
     def unique(self, text: str) -> str:
@@ -207,8 +239,11 @@ class SceneWriter:
             return text
         if self.tics.get(speaker, 0) >= MAX_TICS_PER_SPEAKER:
             return text
+        tics = [tic for tic in character.verbal_tics if self.fits(speaker, tic)]
+        if not tics:
+            return text
         self.tics[speaker] = self.tics.get(speaker, 0) + 1
-        return lead_in(self.rng.choice(list(character.verbal_tics)), text)
+        return lead_in(self.rng.choice(tics), text)
 
     def parenthetical(self, me: str, you: str, punch: bool = False) -> str:
         if self.rng.random() >= PARENTHETICAL_CHANCE:
@@ -262,18 +297,25 @@ class SceneWriter:
         self, pool_name: str, pool: Sequence[str], x: str, y: str, prefix: str = "", **kw: bool
     ) -> None:
         slots = self.slots(x, y, y)
-        template = next(iter(self.pick(pool_name, pool)))
         slots.update(X=x, Y=y, A=x.upper(), B=y.upper())
-        text = sentence(template.format_map(slots))
+        texts = [sentence(template.format_map(slots)) for template in self.pick(pool_name, pool)]
+        text = next((t for t in texts if self.suits_heading(t)), texts[0])
         self.items.append(Action(f"{prefix} {text}" if prefix else text, **kw))
 
     # -- jokes -----------------------------------------------------------------------------------
 
     def joke(self, slot: JokeSlot, present: Sequence[str]) -> None:
         pattern_id, role = slot.pattern, slot.role
-        setup_speaker, punch_speaker = self._joke_speakers(pattern_id, present)
-        other = self._other(present, setup_speaker, punch_speaker)
-        setup, payoff = self._joke_pair(slot, setup_speaker, punch_speaker, other)
+        pairs = self._joke_speakers(pattern_id, present)
+        for setup_speaker, punch_speaker in pairs:  # the first pair each of whom may say it
+            other = self._other(present, setup_speaker, punch_speaker)
+            setup, payoff = self._joke_pair(slot, setup_speaker, punch_speaker, other)
+            if self.fits(setup_speaker, setup) and self.fits(punch_speaker, payoff):
+                break
+        else:
+            setup_speaker, punch_speaker = pairs[0]
+            other = self._other(present, setup_speaker, punch_speaker)
+            setup, payoff = self._joke_pair(slot, setup_speaker, punch_speaker, other)
         if role == episode_pb2.JOKE_ROLE_CALLBACK:
             self.say(setup_speaker, setup, punch_speaker)
         else:
@@ -297,20 +339,19 @@ class SceneWriter:
             return self.mark(first), self.mark(second)
         return first, second
 
-    def _joke_speakers(self, pattern_id: str, present: Sequence[str]) -> tuple[str, str]:
-        """(setup, payoff) speakers: the payoff goes to an archetype the pattern suits, and
-        nobody speaks twice in a row."""
+    def _joke_speakers(self, pattern_id: str, present: Sequence[str]) -> list[tuple[str, str]]:
+        """(setup, payoff) speakers, best first: the payoff goes to an archetype the pattern
+        suits, and nobody speaks twice in a row (pairs where someone would come last)."""
         pattern = catalog.get_pattern(pattern_id)
         suited = pattern.archetypes if pattern else ()
         order = list(present)
         self.rng.shuffle(order)
         fits = [n for n in order if catalog.archetype_family(self._archetype(n)) in suited]
         last = self.last_speaker()
-        for punch in [*fits, *(n for n in order if n not in fits)]:
-            setups = [n for n in order if n not in (punch, last)]
-            if setups:
-                return setups[0], punch
-        return order[0], order[-1]
+        punches = [*fits, *(n for n in order if n not in fits)]
+        pairs = [(setup, punch) for punch in punches for setup in order if setup != punch]
+        pairs.sort(key=lambda pair: pair[0] == last)  # stable: the best order otherwise
+        return pairs or [(order[0], order[-1])]
 
     def _archetype(self, name: str) -> str:
         character = self.cast.get(name)

@@ -1,0 +1,162 @@
+"""The continuity ledger and pass: notes in the scene's own time base, revisions through the
+writer's revise_scene, outcomes recorded, and scenes without a note left byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry import trace
+
+from doppelganger.v1 import episode_pb2
+from services.script.continuity import continuity_pass, read_notes
+from services.script.ledger import build_ledger
+from services.script.writing import StoryContext
+from tests.unit.craft_scripts import (
+    CAST,
+    EXT,
+    RELATIONSHIPS,
+    SETTING,
+    SHOW,
+    act,
+    card,
+    episode,
+    say,
+    scene,
+)
+from tests.unit.episode_drafts import WRITER, copy, draft_episode
+
+TRACER = trace.NoOpTracer()
+CONTEXT = StoryContext(
+    show=SHOW, setting=SETTING, cast=CAST, relationships=RELATIONSHIPS, seed=1, scene_count=3
+)
+
+
+class ScriptedReviser:
+    """A writer whose revisions are given in advance, scene by scene; it records the notes."""
+
+    name, model, prompt_version = "scripted", "", "test"
+
+    def __init__(self, revisions: dict[int, episode_pb2.Scene | Exception]) -> None:
+        self.revisions = revisions
+        self.notes: dict[int, list[str]] = {}
+
+    async def revise_scene(
+        self,
+        context: StoryContext,
+        outline: episode_pb2.Outline,
+        scene: episode_pb2.Scene,
+        notes: Sequence[str],
+    ) -> episode_pb2.Scene:
+        self.notes[scene.index] = list(notes)
+        revision = self.revisions[scene.index]
+        if isinstance(revision, Exception):
+            raise revision
+        revised = episode_pb2.Scene()
+        revised.CopyFrom(revision)
+        return revised
+
+
+def _threads(payoff_text: str) -> episode_pb2.Episode:
+    scenes = [
+        scene(0, [say("Luna", "The airlock valve sticks again."), say("Rex", "Noted.")]),
+        scene(1, [say("Echo", "Lunch?"), say("Fenn", "Later.")], location="GARAGE"),
+        scene(2, [say("Rex", payoff_text), say("Luna", "Told you.")]),
+    ]
+    cards = [
+        card(0, ["Luna", "Rex"], setups=[("s0-valve", "the airlock valve sticks")]),
+        card(1, ["Echo", "Fenn"], location="GARAGE"),
+        card(2, ["Luna", "Rex"], payoffs=["s0-valve"]),
+    ]
+    return episode(scenes, cards)
+
+
+def test_the_ledger_knows_who_heard_a_setup_and_where_props_were() -> None:
+    ep = _threads("Lovely weather.")
+    ledger = build_ledger(ep)
+    planted = ledger.setups["s0-valve"]
+    assert planted.scene_index == 0 and planted.heard_by == ("Luna", "Rex") and planted.carried
+    assert [entry.present_end for entry in ledger.scenes][1] == {"Echo", "Fenn"}
+    [note] = ledger.notes
+    assert note.kind == "missing_payoff" and note.scene_index == 2
+    assert "s0-valve" in note.message and "heard by Luna, Rex" in note.message
+
+
+async def test_a_missing_payoff_is_revised_and_recorded_and_other_scenes_keep_their_bytes() -> None:
+    ep = _threads("Lovely weather.")
+    before = [s.SerializeToString(deterministic=True) for s in ep.scenes]
+    fixed = scene(2, [say("Rex", "That airlock valve is sticking again."), say("Luna", "Ha.")])
+    writer = ScriptedReviser({2: fixed})
+    notes = await continuity_pass(writer, CONTEXT, ep, 2, TRACER)  # type: ignore[arg-type]
+    assert [(n.scene_index, n.kind, n.outcome) for n in notes] == [(2, "missing_payoff", "revised")]
+    assert list(ep.continuity_notes) == notes
+    assert "the payoff of setup s0-valve" in writer.notes[2][0]
+    assert ep.scenes[2].elements[0].dialogue.text == "That airlock valve is sticking again."
+    assert ep.scenes[2].index == 2 and ep.scenes[2].number == 3
+    after = [s.SerializeToString(deterministic=True) for s in ep.scenes]
+    assert after[:2] == before[:2] and after[2] != before[2]
+
+
+async def test_a_revision_that_does_not_help_is_not_kept() -> None:
+    ep = _threads("Lovely weather.")
+    original = copy(ep)
+    still_wrong = scene(2, [say("Rex", "Lovelier weather."), say("Luna", "Ha.")])
+    notes = await continuity_pass(
+        ScriptedReviser({2: still_wrong}),  # type: ignore[arg-type]
+        CONTEXT,
+        ep,
+        2,
+        TRACER,
+    )
+    assert [n.outcome for n in notes] == ["unresolved"]
+    assert list(ep.scenes) == list(original.scenes)
+
+
+async def test_a_failed_revision_leaves_the_draft_and_the_note_unresolved() -> None:
+    ep = _threads("Lovely weather.")
+    original = copy(ep)
+    writer = ScriptedReviser({2: RuntimeError("provider down")})
+    notes = await continuity_pass(writer, CONTEXT, ep, 1, TRACER)  # type: ignore[arg-type]
+    assert [n.outcome for n in notes] == ["unresolved"]
+    assert list(ep.scenes) == list(original.scenes)
+
+
+def test_a_speaker_who_left_an_earlier_continued_scene_gets_a_note_in_scene_time() -> None:
+    scenes = [
+        scene(0, [say("Luna", "Bye."), act("Luna storms out."), say("Rex", "Good.")]),
+        scene(
+            1,
+            [say("Rex", "Finally, quiet."), say("Luna", "I heard that.")],
+            time_of_day="CONTINUOUS",
+        ),
+    ]
+    by_scene, _ = read_notes(episode(scenes))
+    [note] = by_scene[1]
+    assert note.kind == "absent_speaker" and note.subject == "Luna"
+    assert note.message == "at 0:01, Luna speaks but left in scene 1 and has not re-entered"
+
+
+def test_a_speaker_who_left_within_the_scene_gets_a_note_at_the_line() -> None:
+    lines = [say("Luna", "Bye."), act("Luna storms out."), say("Rex", "Good."), say("Luna", "And!")]
+    by_scene, _ = read_notes(episode([scene(0, lines)]))
+    [note] = by_scene[0]
+    assert note.message == "at 0:03, Luna speaks but left at 0:00 and has not re-entered"
+
+
+def test_a_heading_that_is_not_the_cards_place_gets_a_location_note() -> None:
+    ep = episode(
+        [scene(0, [say("Luna", "Hi."), say("Rex", "Hi.")], placement=EXT, location="RIDGE")],
+        [card(0, ["Luna", "Rex"], location="HYDROPONICS BAY")],
+    )
+    by_scene, _ = read_notes(ep)
+    [note] = by_scene[0]
+    assert note.kind == "location" and "INT. HYDROPONICS BAY" in note.message
+    assert "EXT. RIDGE" in note.message
+
+
+async def test_a_clean_generated_episode_gets_no_note_and_keeps_every_byte() -> None:
+    for show in ("i-love-lucy", "frasier", "mash"):
+        context, ep = await draft_episode(show, "mars-colony-2157", 3)
+        before = ep.SerializeToString(deterministic=True)
+        notes = await continuity_pass(WRITER, context, ep, 2, TRACER)
+        assert notes == [] and not ep.continuity_notes
+        assert ep.SerializeToString(deterministic=True) == before

@@ -504,7 +504,7 @@ def test_parsed_blocks_carry_the_newest_revision_note() -> None:
     assert isinstance(other, DialogueBlock) and other.cue == "RICO (O.S.)"
     assert (other.cue_revision, [p.revision for p in other.parts]) == (4, [0, 1])
     assert other.text == "Fine.  Really."  # The note over two lines joined them.
-    assert quiet.revision == 2  # Any line's note marks an action paragraph.  # type: ignore[union-attr]
+    assert quiet.revision == 2  # type: ignore[union-attr]  # Any line's note marks it.
 
 
 TEXTS = st.one_of(

@@ -10,7 +10,13 @@ from google.protobuf.message import Message
 from doppelganger.v1 import episode_pb2, scene_pb2
 from services.scene.render import format_error
 from shared.printed import element_parts
-from shared.revisions import HEX_COLOUR_RE, MAX_LABEL_CHARS
+from shared.revisions import (
+    HEX_COLOUR_RE,
+    MAX_LABEL_CHARS,
+    MAX_SET_COLOUR_CHARS,
+    MAX_SET_DATE_CHARS,
+    MAX_SET_NAME_CHARS,
+)
 
 MAX_SCENES = 500
 MAX_ELEMENTS_PER_SCENE = 2000
@@ -19,10 +25,6 @@ MAX_TEXT_CHARS = 10_000
 # letters may precede the number ("A1", as an imported script may have it).
 SCENE_LABEL_RE = re.compile(rf"[0-9A-Za-z][0-9A-Za-z.\-]{{0,{MAX_LABEL_CHARS - 1}}}")
 MAX_REVISION_SETS = 100
-# "Name (date)" heads revised pages: these keep it within the header line (pdf.HEADER_MAX_CHARS).
-MAX_SET_NAME_CHARS = 32
-MAX_SET_COLOUR_CHARS = 32
-MAX_SET_DATE_CHARS = 20
 
 
 def check_episode_request(request: scene_pb2.RenderEpisodeRequest) -> str | None:

@@ -38,6 +38,9 @@ class StoryContext:
     scene_count: int
     request_id: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
+    premise: str = ""  # the writer's pitch, in the new world (original names renamed)
+    kernel: str = ""  # the A plot's story kernel: the outline's once it is written
+    avoid_kernels: Sequence[str] = field(default_factory=tuple)  # an outline must pick another
 
 
 class Writer(Protocol):

@@ -7,9 +7,11 @@ be written concurrently, in any order, and cached one by one. The plan is an exp
 free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps the plans of
 recent episodes.
 
-Modules: _cast (cast transform), _kernel, _outline, _plan, _scenes (scene grammar), _fit and
-_assembly (a scene to its runtime target), _jokes (scoring and punch-up), _revision (notes),
-_runtime (scene counts and targets), _writer (the Writer protocol).
+Modules: _names (every form of a name, renamed) and _cast (cast transform), _kernel (the story
+choices, the premise's elements among them), _outline and _cards (the outline and its scene
+cards), _plan, _scenes (scene grammar), _staging (a card on the page), _fit and _assembly (a scene
+to its runtime target), _jokes (scoring and punch-up), _revision (notes), _runtime (scene counts
+and targets), _writer (the Writer protocol).
 """
 
 from services.script.procedural._assembly import (
@@ -20,6 +22,8 @@ from services.script.procedural._assembly import (
     write_scene,
 )
 from services.script.procedural._cast import transform_cast
+from services.script.procedural._kernel import KERNEL_IDS, choose_kernel, kernel_order
+from services.script.procedural._names import WorldNames, renamer, world_names
 from services.script.procedural._grammar import GENERIC_PROPS, JOKES
 from services.script.procedural._jokes import JOKE_WEIGHTS, joke_context, punch_up, score_joke
 from services.script.procedural._kernel import EpisodeKernel
@@ -42,6 +46,7 @@ from services.script.procedural._writer import (
 
 __all__ = [
     "FIRST_DRAFT",
+    "KERNEL_IDS",
     "GENERIC_PROPS",
     "JOKES",
     "JOKE_WEIGHTS",
@@ -51,22 +56,27 @@ __all__ = [
     "PROMPT_VERSION",
     "SHORTER_FACTOR",
     "WRITER_NAME",
+    "WorldNames",
     "EpisodeKernel",
     "EpisodePlan",
     "EpisodePlans",
     "ProceduralWriter",
     "SceneDirectives",
     "auto_scene_count",
+    "choose_kernel",
     "joke_context",
+    "kernel_order",
     "longest_scene_seconds",
     "plan_episode",
     "punch_up",
     "read_notes",
+    "renamer",
     "revise_planned_scene",
     "revise_scene",
     "scene_total",
     "score_joke",
     "transform_cast",
+    "world_names",
     "write_outline",
     "write_planned_scene",
     "write_scene",

@@ -47,9 +47,7 @@ class Casting:
         return tuple(character.name for character in self.cast)
 
 
-def _check_character(
-    index: int, character: episode_pb2.Character, show: episode_pb2.Show
-) -> None:
+def _check_character(index: int, character: episode_pb2.Character, show: episode_pb2.Show) -> None:
     field = f"cast[{index}]"
     check_text(f"{field}.name", character.name, MAX_NAME_CHARS)
     if not any(ch.isalpha() for ch in character.name):
@@ -72,9 +70,7 @@ def _check_character(
 def check_cast(cast: Sequence[episode_pb2.Character], show: episode_pb2.Show) -> None:
     """Limits, unique names (case-insensitively), one character per original."""
     if not MIN_CAST <= len(cast) <= MAX_CAST:
-        raise InvalidRequest(
-            f"cast must have {MIN_CAST}-{MAX_CAST} characters (got {len(cast)})"
-        )
+        raise InvalidRequest(f"cast must have {MIN_CAST}-{MAX_CAST} characters (got {len(cast)})")
     names: dict[str, int] = {}
     originals: dict[str, int] = {}
     for index, character in enumerate(cast):

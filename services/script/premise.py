@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2
 
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 MAX_PREMISE_CHARS = 2000
 MAX_ELEMENTS = 6
 MAX_PHRASES = 3
@@ -26,12 +31,12 @@ MAX_PHRASE_WORDS = 3
 CHARACTER, PERSON, THING, EVENT = "character", "person", "thing", "event"
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]|(?<![\w'])'([^']{2,80})'(?![\w'])")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*\.?|\d+|[,;:!?()]")
-_DETERMINERS = frozenset("the a an his her their its our my your this that these those".split())
-_POSSESSIVES = frozenset("his her their its our my your".split())
-_CONNECTORS = frozenset("of de del van von la le du".split())
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019\-]*\.?|\d+|[,;:!?()]")
+_DETERMINERS = _wordset("the a an his her their its our my your this that these those")
+_POSSESSIVES = _wordset("his her their its our my your")
+_CONNECTORS = _wordset("of de del van von la le du")
 # Words that start a sentence or a clause, never a name on their own.
-_FUNCTION = frozenset(
+_FUNCTION = _wordset(
     """a an the and but or so yet for nor if when while after before once until unless since
     because although though as at by in on into onto of off out over under with without to from
     during meanwhile then now just even only also still again this that these those it its he
@@ -39,18 +44,18 @@ _FUNCTION = frozenset(
     where there here all every each some any no none nobody everyone everybody someone somebody
     anyone one two three yes not oh well is are was were be been being has have had do does did
     will would can could should must may might shall named called about like than more most
-    very too up down""".split()
+    very too up down"""
 )
-_TITLES = frozenset(
-    "mr. mrs. ms. miss dr. doctor captain major sergeant colonel father reverend sister "
-    "brother uncle aunt sir lady lord professor nurse judge officer madame mister".split()
+_TITLES = _wordset(
+    """mr. mrs. ms. miss dr. doctor captain major sergeant colonel father reverend sister
+    brother uncle aunt sir lady lord professor nurse judge officer madame mister"""
 )
-_EVENT_WORDS = frozenset(
+_EVENT_WORDS = _wordset(
     """party show gala contest competition wedding dinner festival election anniversary birthday
     audition concert game race ball fair parade ceremony pageant reunion funeral inspection exam
     interview visit premiere recital banquet tournament match bake-off raffle auction sale meeting
     date holiday launch opening trial dance play recital broadcast celebration feast picnic
-    tour convention conference hearing""".split()
+    tour convention conference hearing"""
 )
 
 
@@ -105,7 +110,7 @@ def _noun_phrases(text: str) -> list[tuple[str, str]]:
     """(phrase without its determiner, the determiner) after each article or possessive: two or
     three words, or one word that names an event ("the gala")."""
     found: list[tuple[str, str]] = []
-    words = re.findall(r"[A-Za-z][A-Za-z'’\-]*|[.,;:!?]", text)
+    words = re.findall(r"[A-Za-z][A-Za-z'\u2019\-]*|[.,;:!?]", text)
     for position, word in enumerate(words):
         if word.lower() not in _DETERMINERS:
             continue
@@ -123,7 +128,7 @@ def _noun_phrases(text: str) -> list[tuple[str, str]]:
 
 
 def _world_words(text: str) -> set[str]:
-    return {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’\-]*", text) if w[:1].isupper()}
+    return {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'\u2019\-]*", text) if w[:1].isupper()}
 
 
 def premise_elements(
@@ -170,7 +175,9 @@ def premise_elements(
         if phrases >= MAX_PHRASES or any(phrase.lower() in e.text.lower() for e in elements):
             continue
         kind = EVENT if _is_event(phrase) else THING
-        article = "the" if determiner in _POSSESSIVES or determiner in ("this", "that") else determiner
+        article = (
+            "the" if determiner in _POSSESSIVES or determiner in ("this", "that") else determiner
+        )
         article = "the" if determiner in ("these", "those") else article
         add(PremiseElement(phrase, kind, f"{article} {phrase}" if kind == EVENT else phrase))
         phrases += 1

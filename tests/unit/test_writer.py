@@ -111,9 +111,7 @@ def test_a_scene_is_the_same_whether_or_not_other_scenes_were_written() -> None:
     alone = procedural.write_scene(show, setting, cast, outline, 4, 5)
     plan = procedural.plan_episode(show, setting, cast, 5, outline)
     in_order = [procedural.write_planned_scene(plan, i, outline=outline) for i in range(6)]
-    backwards = [
-        procedural.write_planned_scene(plan, i, outline=outline) for i in range(5, -1, -1)
-    ]
+    backwards = [procedural.write_planned_scene(plan, i, outline=outline) for i in range(5, -1, -1)]
     assert _bytes(alone) == _bytes(in_order[4]) == _bytes(backwards[1])
     with_summaries = procedural.write_scene(
         show, setting, cast, outline, 4, 5, ["earlier", "beats"]

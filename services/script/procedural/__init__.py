@@ -22,11 +22,15 @@ from services.script.procedural._assembly import (
     write_scene,
 )
 from services.script.procedural._cast import transform_cast
-from services.script.procedural._kernel import KERNEL_IDS, choose_kernel, kernel_order
-from services.script.procedural._names import WorldNames, renamer, world_names
 from services.script.procedural._grammar import GENERIC_PROPS, JOKES
 from services.script.procedural._jokes import JOKE_WEIGHTS, joke_context, punch_up, score_joke
-from services.script.procedural._kernel import EpisodeKernel
+from services.script.procedural._kernel import (
+    KERNEL_IDS,
+    EpisodeKernel,
+    choose_kernel,
+    kernel_order,
+)
+from services.script.procedural._names import WorldNames, renamer, world_names
 from services.script.procedural._outline import MAX_SCENES, write_outline
 from services.script.procedural._plan import EpisodePlan, plan_episode
 from services.script.procedural._revision import (
@@ -46,22 +50,22 @@ from services.script.procedural._writer import (
 
 __all__ = [
     "FIRST_DRAFT",
-    "KERNEL_IDS",
     "GENERIC_PROPS",
     "JOKES",
     "JOKE_WEIGHTS",
+    "KERNEL_IDS",
     "LONGER_FACTOR",
     "MAX_JOKES",
     "MAX_SCENES",
     "PROMPT_VERSION",
     "SHORTER_FACTOR",
     "WRITER_NAME",
-    "WorldNames",
     "EpisodeKernel",
     "EpisodePlan",
     "EpisodePlans",
     "ProceduralWriter",
     "SceneDirectives",
+    "WorldNames",
     "auto_scene_count",
     "choose_kernel",
     "joke_context",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from doppelganger.v1 import episode_pb2
-from services.script.procedural._fit import fit_length, someone_else, space_beats
 from services.script.premise import PremiseElement
+from services.script.procedural._fit import fit_length, someone_else, space_beats
 from services.script.procedural._grammar import (
     ACTION_BUSINESS,
     ACTION_CLOSINGS,

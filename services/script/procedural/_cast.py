@@ -103,4 +103,3 @@ def _forbidden(show: episode_pb2.Show, names: WorldNames) -> set[str]:
         words.add(character.name)
         words.update(character.aliases)
     return words
-

@@ -19,14 +19,6 @@ from typing import NamedTuple
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
-from services.script.procedural._grammar import (
-    B_ISSUES,
-    B_STAGES,
-    GENERIC_PROPS,
-    JOKES,
-    RUNNERS,
-    WANTS,
-)
 from services.script.premise import (
     CHARACTER,
     EVENT,
@@ -34,6 +26,14 @@ from services.script.premise import (
     THING,
     PremiseElement,
     premise_elements,
+)
+from services.script.procedural._grammar import (
+    B_ISSUES,
+    B_STAGES,
+    GENERIC_PROPS,
+    JOKES,
+    RUNNERS,
+    WANTS,
 )
 from services.script.procedural._text import digest, seeded_rng, sentence, title_case
 from services.script.validation import word_pattern
@@ -132,7 +132,9 @@ def _locations(
 def kernel_order(show_id: str, seed: int, premise: str = "") -> tuple[str, ...]:
     """Every kernel id in the order an episode tries them: the first is the episode's own, the
     next ones are the alternatives ProposeOutlines offers."""
-    return tuple(sorted(KERNEL_IDS, key=lambda k: digest("kernel-order", show_id, seed, premise, k)))
+    return tuple(
+        sorted(KERNEL_IDS, key=lambda k: digest("kernel-order", show_id, seed, premise, k))
+    )
 
 
 def choose_kernel(show_id: str, seed: int, premise: str = "", avoid: Sequence[str] = ()) -> str:
@@ -224,7 +226,9 @@ def build_kernel(
     )
 
 
-def _first(elements: Sequence[PremiseElement], kind: str, default: str, phrase: bool = False) -> str:
+def _first(
+    elements: Sequence[PremiseElement], kind: str, default: str, phrase: bool = False
+) -> str:
     """The first premise element of a kind (its phrase, or its text), else `default`."""
     found = next((e for e in elements if e.kind == kind), None)
     if found is None:

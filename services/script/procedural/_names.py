@@ -23,14 +23,19 @@ from doppelganger.v1 import episode_pb2
 from services.script import catalog
 from services.script.procedural._text import seeded_rng, sentence
 
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words that stand before a name and stay as they are ("Mrs. Ricardo" -> "Mrs. Rivera").
-TITLES = frozenset(
-    "mr. mrs. ms. miss mister dr. doctor captain major corporal sergeant colonel lieutenant "
-    "general private father reverend sister brother uncle aunt sir lady lord professor nurse "
-    "judge officer madame coach chief".split()
+TITLES = _wordset(
+    """mr. mrs. ms. miss mister dr. doctor captain major corporal sergeant colonel lieutenant
+    general private father reverend sister brother uncle aunt sir lady lord professor nurse
+    judge officer madame coach chief"""
 )
 # Surname particles: "Louie De Palma" has the surname "De Palma".
-PARTICLES = frozenset("de del della di da van von la le du st. mac ten ter".split())
+PARTICLES = _wordset("de del della di da van von la le du st. mac ten ter")
 NICKNAME_ENDINGS = ("ie", "y")  # "Ralph" -> "Ralphie": every first name's diminutives
 
 
@@ -135,7 +140,9 @@ def _nickname(original_first: str, new_first: str, nickname: str) -> str | None:
         ending = nickname[len(original_first) :]
         word, _, rest = ending.partition(" ")
         if re.fullmatch(r"([b-df-hj-np-tv-z])?(ie|y)", word):  # "Ralphie", "Sammy", "Freddie"
-            stem = new_first[:-1] if new_first[-1:] in "aeiouy" and len(new_first) > 3 else new_first
+            stem = (
+                new_first[:-1] if new_first[-1:] in "aeiouy" and len(new_first) > 3 else new_first
+            )
             return f"{stem}ie {rest}".strip()
         return new_first + ending
     if old.startswith(nick):

@@ -156,7 +156,9 @@ def write_outline(
     elements = premise_elements(kernel.premise, cast, f"{setting.name} {setting.description}")
     _weave_premise(descriptions, stages, elements and join_elements(elements))
     logline = _logline(show, setting, cast, kernel)
-    a_plot = f"{kernel.lead} sets out to {kernel.want}; {kernel.partner} is against it from the start."
+    a_plot = (
+        f"{kernel.lead} sets out to {kernel.want}; {kernel.partner} is against it from the start."
+    )
     if elements:
         logline = f"{sentence(kernel.premise.rstrip('.!?'))}. {logline}"
         a_plot += " " + PREMISE_A_PLOT.format(elements=join_elements(elements))

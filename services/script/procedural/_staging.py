@@ -125,9 +125,7 @@ def _joined(texts: Sequence[str]) -> str:
     return "; ".join(cleaned[:-1]) + ("; and " if len(cleaned) > 1 else "") + cleaned[-1]
 
 
-def plant_actions(
-    writer: SceneWriter, beat: episode_pb2.Beat | None, primary: str
-) -> list[Action]:
+def plant_actions(writer: SceneWriter, beat: episode_pb2.Beat | None, primary: str) -> list[Action]:
     """The setups the card plants, in one action line."""
     if beat is None or not beat.setups:
         return []
@@ -187,4 +185,3 @@ def exit_actions(writer: SceneWriter, beat: episode_pb2.Beat | None) -> list[Act
         for name in dict.fromkeys(beat.exits)
         if name in here
     ]
-

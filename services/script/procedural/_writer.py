@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
 from doppelganger.v1 import episode_pb2
+from services.script.cards import structure
 from services.script.procedural._assembly import (
     revise_planned_scene,
     scene_total,
     write_planned_scene,
 )
-from services.script.cards import structure
 from services.script.procedural._jokes import punch_up
 from services.script.procedural._kernel import EpisodeKernel, build_kernel, choose_kernel
 from services.script.procedural._outline import write_outline

@@ -264,22 +264,9 @@ class EpisodePipeline:
     async def _outline(self, context: StoryContext) -> episode_pb2.Outline:
         if self._order.outline is not None:
             return self._given_outline()
-        key = store.content_key("outline", *self._identity)
-        with self._tracer.start_as_current_span("outline") as span:
-            cached = _parse(episode_pb2.Outline, await self._deps.cache.get(store.OUTLINES, key))
-            span.set_attribute("doppel.cache.hit", cached is not None)
-            if cached is not None:
-                self._outline_was_cached = True
-                return cached
-            outline = await write_outline(self._writer, context, self._order)
-            span.set_attributes(
-                {"doppel.outline.scenes": outline.scene_count,
-                 "doppel.outline.target_seconds": outline.target_runtime_seconds,
-                 "doppel.outline.acts": len(outline.acts)}
-            )  # fmt: skip
-            # Stored before the client hears of it: a resumed episode never writes it again.
-            await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
-            return outline
+        outline, cached = await cached_outline(self._deps, self._writer, context, self._order)
+        self._outline_was_cached = cached
+        return outline
 
     def _given_outline(self) -> episode_pb2.Outline:
         """The request's outline (checked and renamed into the episode's world), its runtime
@@ -540,6 +527,35 @@ async def regenerate_scene(
     await render(deps, episode)
     await deps.cache.set(store.EPISODES, episode.id, episode.SerializeToString())
     return episode
+
+
+def outline_key(order: EpisodeOrder, writer: Writer, avoid: tuple[str, ...] = ()) -> str:
+    """The cache key of the outline the writer writes for `order` (avoiding `avoid` kernels:
+    ProposeOutlines' alternatives); the first alternative is the episode's own outline."""
+    extra = ("avoid", *avoid) if avoid else ()
+    return store.content_key("outline", *_identity(order, writer), *extra)
+
+
+async def cached_outline(
+    deps: PipelineDeps, writer: Writer, context: StoryContext, order: EpisodeOrder
+) -> tuple[episode_pb2.Outline, bool]:
+    """The outline from the cache, or written now and cached before anyone hears of it (a
+    resumed episode never writes it again); and whether it came from the cache."""
+    key = outline_key(order, writer, tuple(context.avoid_kernels))
+    with deps.telemetry.tracer.start_as_current_span("outline") as span:
+        cached = _parse(episode_pb2.Outline, await deps.cache.get(store.OUTLINES, key))
+        span.set_attribute("doppel.cache.hit", cached is not None)
+        if cached is not None:
+            return cached, True
+        outline = await write_outline(writer, context, order)
+        span.set_attributes(
+            {"doppel.outline.scenes": outline.scene_count,
+             "doppel.outline.target_seconds": outline.target_runtime_seconds,
+             "doppel.outline.acts": len(outline.acts),
+             "doppel.outline.kernel": outline.kernel}
+        )  # fmt: skip
+        await deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
+        return outline, False
 
 
 async def write_outline(

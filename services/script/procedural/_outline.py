@@ -154,7 +154,7 @@ def write_outline(
         descriptions.append(options[(offset + seen.get(stage, 0)) % len(options)].format_map(slots))
         seen[stage] = seen.get(stage, 0) + 1
     elements = premise_elements(kernel.premise, cast, f"{setting.name} {setting.description}")
-    _weave_premise(descriptions, stages, elements and join_elements(elements))
+    _weave_premise(descriptions, stages, join_elements(elements) if elements else "")
     logline = _logline(show, setting, cast, kernel)
     a_plot = (
         f"{kernel.lead} sets out to {kernel.want}; {kernel.partner} is against it from the start."

@@ -190,8 +190,9 @@ async def test_a_cast_of_the_writers_own(studio: Studio) -> None:
         episode_pb2.Character(name="Elspeth", original_name="Elaine"),
         episode_pb2.Character(name="Brother Anselm", archetype="eccentric", role="monk"),
     ]  # Kramer dropped, a monk added.
-    episode = await _generate(studio, show="Seinfeld", setting="a medieval castle", seed=2,
-                              cast=cast, scene_count=4)  # fmt: skip
+    episode = await _generate(
+        studio, show="Seinfeld", setting="a medieval castle", seed=2, cast=cast, scene_count=4
+    )
     names = [c.name for c in episode.cast]
     assert names == ["Sir Jeremy", "Gorm", "Elspeth", "Brother Anselm"]
     assert episode.cast[0].role == "court jester"
@@ -241,7 +242,7 @@ async def test_an_outline_that_skips_a_scene_is_refused(studio: Studio) -> None:
     response = await studio.stub.ProposeOutlines(
         script_pb2.ProposeOutlinesRequest(
             show="Taxi", setting="ancient-rome", count=1, seed=4, scene_count=5
-        )  # fmt: skip
+        )
     )
     outline = response.proposals[0].outline
     gap = next(b for act in outline.acts for b in act.beats if b.scene_index == 2)

@@ -67,11 +67,13 @@ def test_no_original_name_in_the_cast_data(setting: str) -> None:
         cast, relationships = procedural.transform_cast(show, catalog.resolve_setting(setting))
         text = "\n".join(
             [
-                *(f"{c.name} {c.role} {' '.join([*c.catchphrases, *c.verbal_tics, *c.aliases])}"
-                  for c in cast),
+                *(
+                    f"{c.name} {c.role} {' '.join([*c.catchphrases, *c.verbal_tics, *c.aliases])}"
+                    for c in cast
+                ),
                 *(f"{r.from_character} {r.to_character}" for r in relationships),
             ]
-        )  # fmt: skip
+        )
         leaks = [n for n in originals if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", text, re.I)]
         assert not leaks, (show.id, setting, leaks)
 

@@ -47,8 +47,10 @@ def test_aliases_find_the_character_and_the_setting_names_are_not_elements() -> 
     cast = _lucy_cast()
     mrs = cast[0].aliases[2]  # "Mrs. <surname>"
     found = premise_elements(f"On Mars, {mrs} enters a baking contest.", cast, MARS.name)
-    assert [(e.text, e.kind) for e in found] == [(cast[0].name, CHARACTER),
-                                                 ("baking contest", EVENT)]  # fmt: skip
+    assert [(e.text, e.kind) for e in found] == [
+        (cast[0].name, CHARACTER),
+        ("baking contest", EVENT),
+    ]
     assert join_elements(found) == f"{cast[0].name} and a baking contest"
 
 
@@ -61,9 +63,11 @@ def test_no_premise_no_elements_and_mentions_are_whole_words() -> None:
 
 async def test_the_outline_and_the_scenes_are_built_around_the_premise() -> None:
     context, episode = await draft_episode(
-        "i-love-lucy", "mars-colony-2157", 4,
+        "i-love-lucy",
+        "mars-colony-2157",
+        4,
         premise="Lucy throws a party for Dr. Vasquez and loses the 'Golden Spoon'.",
-    )  # fmt: skip
+    )
     outline = episode.outline
     assert outline.premise == context.premise and "Lucy" not in outline.premise
     elements = premise_elements(outline.premise, episode.cast, MARS.name + " " + MARS.description)

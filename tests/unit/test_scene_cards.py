@@ -71,9 +71,10 @@ async def test_the_scene_plays_its_card() -> None:
             exits_seen += 1
             elements = list(scene.elements)
             gone = max(
-                i for i, e in enumerate(elements)
+                i
+                for i, e in enumerate(elements)
                 if e.HasField("action") and e.action.text.startswith(name)
-            )  # fmt: skip
+            )
             after = [e.dialogue.character for e in elements[gone:] if e.HasField("dialogue")]
             assert after == []  # whoever leaves leaves last: nobody speaks after that
         if scene.slugline.placement == EXT:
@@ -117,8 +118,10 @@ def test_a_view_keeps_the_own_beat_the_feeding_cards_and_the_structure() -> None
     view = cards.scene_view(outline, payer.scene_index)
     for original, seen in zip(beats, _beats(view), strict=True):
         assert (seen.scene_index, seen.plot, seen.target_seconds) == (
-            original.scene_index, original.plot, original.target_seconds,
-        )  # fmt: skip
+            original.scene_index,
+            original.plot,
+            original.target_seconds,
+        )
         if seen.scene_index == payer.scene_index:
             assert seen == original
         elif seen.scene_index in feeding:
@@ -126,9 +129,10 @@ def test_a_view_keeps_the_own_beat_the_feeding_cards_and_the_structure() -> None
             assert list(seen.setups) == list(original.setups)
         else:
             assert seen == episode_pb2.Beat(
-                scene_index=original.scene_index, plot=original.plot,
+                scene_index=original.scene_index,
+                plot=original.plot,
                 target_seconds=original.target_seconds,
-            )  # fmt: skip
+            )
     assert view.logline == outline.logline and view.kernel == outline.kernel
     assert cards.structure(view) == cards.structure(outline)
     summaries = cards.feeding_summaries(outline, payer.scene_index)

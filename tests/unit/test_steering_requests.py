@@ -65,7 +65,7 @@ def test_an_outline_must_cover_every_scene_in_order() -> None:
             episode_pb2.Act(
                 beats=[episode_pb2.Beat(scene_index=i, plot=1, description="x") for i in range(21)]
             )
-        ]  # fmt: skip
+        ]
     )
     assert "got 21" in _refused(outline=long)
     assert "scene_count is 4 but the outline has 5 beats" in _refused(
@@ -115,8 +115,10 @@ def test_a_cast_is_checked_field_by_field() -> None:
     )
     nameless = [episode_pb2.Character(name="A"), episode_pb2.Character(name="  ")]
     assert "cast[1].name is required" in _refused(cast=nameless)
-    long = [episode_pb2.Character(name="A", catchphrases=["x" * 201]),
-            episode_pb2.Character(name="B")]  # fmt: skip
+    long = [
+        episode_pb2.Character(name="A", catchphrases=["x" * 201]),
+        episode_pb2.Character(name="B"),
+    ]
     assert "cast[0].catchphrases[0]" in _refused(cast=long)
     pair = [episode_pb2.Character(name="A"), episode_pb2.Character(name="B")]
     missing = [episode_pb2.Relationship(from_character="A", to_character="C", kind="rival")]
@@ -155,8 +157,9 @@ def test_a_rename_follows_the_character_everywhere() -> None:
 def test_a_dropped_character_takes_its_relationships_and_may_not_stay_on_a_card() -> None:
     default = _order()
     lux, rico, echo, _ = default.cast
-    kept = [episode_pb2.Character(name=c.name, original_name=c.original_name)
-            for c in (lux, rico, echo)]  # fmt: skip
+    kept = [
+        episode_pb2.Character(name=c.name, original_name=c.original_name) for c in (lux, rico, echo)
+    ]
     order = _order(cast=kept)
     links = {(r.from_character, r.to_character) for r in order.relationships}
     assert links == {(lux.name, rico.name), (lux.name, echo.name)}  # Fred's went with him
@@ -173,8 +176,10 @@ def test_every_input_of_the_story_changes_the_episode_id() -> None:
     with_outline = episode_id_for(_order(outline=outline), writer, policy)
     _beat(outline, 3).description = "Something else happens."
     edited = episode_id_for(_order(outline=outline), writer, policy)
-    renamed = [episode_pb2.Character(name="Lena", original_name="Lucy"),
-               episode_pb2.Character(name="Rico", original_name="Ricky")]  # fmt: skip
+    renamed = [
+        episode_pb2.Character(name="Lena", original_name="Lucy"),
+        episode_pb2.Character(name="Rico", original_name="Ricky"),
+    ]
     ids = {
         base,
         episode_id_for(_order(premise="A pitch."), writer, policy),

@@ -3,8 +3,9 @@
 A request may send a cast of its own (`cast`, `relationships`): renamed, re-roled, with characters
 added or dropped. A character is linked to the classic show through `original_name`; what it
 leaves empty comes from the default transform (procedural.transform_cast), and a rename follows it
-everywhere: its catchphrases, tics and aliases, the relationships (when the request sends none),
-the outline's text and cards and the premise (`Casting.to_world`). A character without an
+everywhere: its catchphrases, tics and aliases, the relationships (the default ones, or those the
+request sends under the old name), the outline's text and cards and the premise
+(`Casting.to_world`). A character without an
 original name is new and is taken as sent. Every error names its field (`cast[2].name`,
 `relationships[0].to_character`).
 """
@@ -160,18 +161,19 @@ def resolve_cast(
             getattr(character, field)[:] = values
         merged.append(character)
     names = [c.name for c in merged]
+    # A rename follows the character into the relationships, sent ones too (an edited proposal
+    # renames the cast and leaves its relationships naming the old names).
+    links = [
+        episode_pb2.Relationship(
+            from_character=renames.get(r.from_character, r.from_character),
+            to_character=renames.get(r.to_character, r.to_character),
+            kind=r.kind,
+        )
+        for r in (relationships or default_links)
+    ]
     if relationships:
-        check_relationships(relationships, names)
-        links = list(relationships)
+        check_relationships(links, names)
     else:
-        links = [
-            episode_pb2.Relationship(
-                from_character=renames.get(r.from_character, r.from_character),
-                to_character=renames.get(r.to_character, r.to_character),
-                kind=r.kind,
-            )
-            for r in default_links
-        ]
         links = [r for r in links if r.from_character in names and r.to_character in names]
     return Casting(tuple(merged), tuple(links), True, world, renamer)
 

@@ -244,7 +244,7 @@ def _story(context_text: str) -> tuple[Any, ...]:
 
 def _outline(request: dict[str, Any]) -> episode_pb2.Outline:
     """The outline (or the scene's view of it) a request carries, with its runtime targets."""
-    outline = schema.outline_from_payload(request["outline"])
+    outline = schema.outline_from_payload(request["outline"], request.get("premise", ""))
     outline.scene_count = max(outline.scene_count, request["scene_count"])
     target = request.get("target_runtime_seconds", 0.0)
     allocate_targets(outline, target or outline.scene_count * DEFAULT_SCENE_SECONDS)

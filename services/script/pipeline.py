@@ -51,7 +51,7 @@ PROGRESS = {
     Stage.STAGE_DONE: 1.0,
 }
 # Part of the episode id: bump when the comedy pass or refinement changes what they produce.
-FINISHING_VERSION = "comedy-1;refinement-1"
+FINISHING_VERSION = "comedy-2;refinement-2"
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
 
 

@@ -250,7 +250,9 @@ def revision_request(
         "scene_count": outline.scene_count,
         "seed": seed,
         "target_runtime_seconds": outline.target_runtime_seconds,
+        "premise": outline.premise,
         "outline": schema.outline_payload(outline),
+        "card": schema.scene_card(outline, scene.index),
         "scene": schema.scene_payload(scene),
         "notes": list(notes),
     }

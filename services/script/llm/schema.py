@@ -317,9 +317,9 @@ def _beat(beat: BeatOut) -> episode_pb2.Beat:
     )
 
 
-def outline_from_payload(payload: Mapping[str, Any]) -> episode_pb2.Outline:
+def outline_from_payload(payload: Mapping[str, Any], premise: str = "") -> episode_pb2.Outline:
     """An outline from `outline_payload`'s JSON (a scene's view: beats of other scenes carry no
-    description), as the loopback provider reads a request."""
+    description) and the request's premise, as the loopback provider reads a request."""
     acts = []
     for act in payload.get("acts", []):
         beats = []
@@ -336,7 +336,7 @@ def outline_from_payload(payload: Mapping[str, Any]) -> episode_pb2.Outline:
         b_plot=payload.get("b_plot", ""),
         acts=acts,
         scene_count=sum(len(act.beats) for act in acts),
-        premise=payload.get("premise", ""),
+        premise=premise,
         kernel=payload.get("kernel", ""),
         running_gag=payload.get("running_gag", ""),
     )
@@ -434,7 +434,8 @@ ROLE_NAMES = {value: name for name, value in ROLES.items()}
 
 def outline_payload(outline: episode_pb2.Outline) -> dict[str, Any]:
     """The outline as reply-shaped JSON with its cards; what is empty is left out (a scene's
-    view has no description for the other scenes' beats, and only the cards that feed it)."""
+    view has no description for the other scenes' beats, and only the cards that feed it). The
+    premise is not part of the reply's shape: requests carry it beside the outline."""
     payload: dict[str, Any] = {
         "title": outline.title,
         "logline": outline.logline,
@@ -445,7 +446,7 @@ def outline_payload(outline: episode_pb2.Outline) -> dict[str, Any]:
             for act in outline.acts
         ],
     }
-    for name in ("premise", "kernel", "running_gag"):
+    for name in ("kernel", "running_gag"):
         if getattr(outline, name):
             payload[name] = getattr(outline, name)
     return payload

@@ -2,10 +2,12 @@
 
 The same inputs give byte-identical protos in any process. A scene depends only on its episode's
 plan (`EpisodePlan`: the kernel of story choices, the stage and runtime target of every scene, the
-joke plan and the line plan that keeps every dialogue line of the episode unique), so scenes can
-be written concurrently, in any order, and cached one by one. The plan is an explicit value: the
-free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps the plans of
-recent episodes.
+joke plan and the line plan that keeps every dialogue line of the episode unique; built from the
+outline's structure, never a beat's text) and on its own beat and card and the cards that feed it
+(its view of the outline, services/script/cards.py), so scenes can be written concurrently, in
+any order, and cached one by one, and editing one beat changes one scene. The plan is an explicit
+value: the free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps
+the plans of recent episodes.
 
 Modules: _names (every form of a name, renamed) and _cast (cast transform), _kernel (the story
 choices, the premise's elements among them), _outline and _cards (the outline and its scene

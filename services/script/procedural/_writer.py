@@ -29,7 +29,7 @@ from services.script.procedural._plan import EpisodePlan, plan_episode
 from services.script.writing import StoryContext
 
 WRITER_NAME = "procedural"
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 PLANNED_EPISODES = 32  # episodes whose kernel and plans an EpisodePlans keeps
 
 _K = TypeVar("_K")

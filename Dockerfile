@@ -24,9 +24,11 @@ RUN pip install --require-virtualenv -r requirements.txt
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
-# pyproject.toml lists the CLI and benchmark packages too (`doppel`, `doppel bench`); pip install .
-# needs them (the image also gets `doppel` for operators: `doppel health` from inside a pod).
+# pyproject.toml lists the CLI, benchmark and test-kit packages too (`doppel`, `doppel bench`,
+# which starts its PostgreSQL with testkit); pip install . needs them. The image also gets `doppel`
+# for operators (`doppel health` from inside a pod).
 COPY bench ./bench
+COPY testkit ./testkit
 COPY doppel ./doppel
 RUN pip install --require-virtualenv --no-deps . \
     && python -m compileall -q /opt/venv
@@ -35,12 +37,17 @@ RUN pip install --require-virtualenv --no-deps . \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
 RUN groupadd --system --gid ${UID} doppel \
-    && useradd --system --uid ${UID} --gid ${UID} --no-create-home --shell /usr/sbin/nologin doppel
+    && useradd --system --uid ${UID} --gid ${UID} --no-create-home --shell /usr/sbin/nologin doppel \
+    && install -d -o ${UID} -g ${UID} -m 0700 /var/lib/doppelganger
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DOPPEL_HOST=0.0.0.0
+    DOPPEL_HOST=0.0.0.0 \
+    DOPPEL_DATA_DIR=/var/lib/doppelganger
+# The script service's library (SQLite, when DOPPEL_DATABASE_URL is unset) lives in a volume, so
+# it outlives the container; under a read-only root filesystem mount one there, or use PostgreSQL.
+VOLUME ["/var/lib/doppelganger"]
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 50051 50052 50053 4317 9464

@@ -31,11 +31,13 @@ demo: venv
 test: venv sysdeps
 	$(BIN)/python -m pytest
 
-## lint: ruff, mypy, and a check that the generated stubs match protos/
+## lint: ruff, mypy, a check that the generated stubs match protos/, and one that the library's
+## models and migrations agree (alembic check on a temporary SQLite; no server needed)
 lint: venv check-protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services bench doppel
+	$(BIN)/mypy shared services bench testkit doppel
+	$(BIN)/python -m services.script.library check
 
 ## protos: regenerate shared/gen from protos/
 protos: venv

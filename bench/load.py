@@ -12,8 +12,8 @@ Scenarios, each bounded in time and count, loopback only:
   every `SOAK_SAMPLE_SECONDS` through the soak, to show the trend.
 After each phase: CPU and RSS per service, and what the monitor says (health score, firing
 alerts), to see whether it followed the load. `--phases` picks scenarios; `--seed-pool N` draws
-seeds from N values, so repeated episodes exercise the cache's warm path (default: every episode
-new, the cold path).
+seeds from N values, so repeated episodes take the warm path, answered from the library
+(default: every episode new, the cold path).
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed-pool",
         type=int,
         default=0,
-        help="draw seeds from this many values, so episodes repeat and hit the cache "
+        help="draw seeds from this many values, so episodes repeat (answered from the library) "
         "(default 0: every episode new)",
     )
     parser.add_argument("--scenes", type=int, default=3)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from bench import regression, report
 from bench.measure import Figure, git_commit, machine
-from bench.suites import cache, episodes, llm, monitor
+from bench.suites import cache, episodes, library, llm, monitor
 from bench.suites.common import Scale
 
 SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
     "cache": cache.run,
     "episodes": episodes.run,
+    "library": library.run,
     "llm": llm.run,
     "monitor": monitor.run,
 }

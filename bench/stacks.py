@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,9 +39,13 @@ def stack_env(telemetry: bool, extra: dict[str, str] | None = None) -> dict[str,
 def running(
     env: dict[str, str], services: Sequence[str] = SERVICES, log_dir: Path | None = None
 ) -> Iterator[Stack]:
-    stack = Stack(Settings.from_env(env), log_dir=log_dir, services=services, env=env)
-    with stack:
-        yield stack
+    """The stack, its script service on an empty library in a temporary DOPPEL_DATA_DIR (unless
+    `env` names one): a new episode is really written, run after run."""
+    with tempfile.TemporaryDirectory(prefix="doppel-bench-data-") as data_dir:
+        env = {"DOPPEL_DATA_DIR": data_dir, **env}
+        stack = Stack(Settings.from_env(env), log_dir=log_dir, services=services, env=env)
+        with stack:
+            yield stack
 
 
 def rss_bytes(pid: int) -> int:

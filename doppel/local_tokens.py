@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.access import is_loopback_host
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, Settings, resolve_data_dir
 from shared.tokens import generate_token, parse_entries
 
 LOCAL_FILE = "auth-tokens"
@@ -38,10 +38,9 @@ HEADER = (
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """`$XDG_DATA_HOME/doppelganger`, or `~/.local/share/doppelganger`."""
+    """The data directory (DOPPEL_DATA_DIR, else the XDG default): beside the library."""
     source = os.environ if env is None else env
-    base = source.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "doppelganger"
+    return resolve_data_dir(source.get("DOPPEL_DATA_DIR", ""), source)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from shared import __version__
@@ -173,6 +174,14 @@ def _model_prices(text: str) -> tuple[tuple[str, float, float], ...]:
         values = (_non_negative_float(price_in), _non_negative_float(price_out))
         prices.append((model.strip(), *values))
     return tuple(prices)
+
+
+def _migrate_mode(text: str) -> str:
+    """`auto` or `check` (the library's schema at start)."""
+    value = text.strip().lower()
+    if value not in ("auto", "check"):
+        raise ValueError(f"expected auto or check: {text!r}")
+    return value
 
 
 def _fault_spec(text: str) -> str:
@@ -460,6 +469,28 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Largest value CacheService.Set accepts.",
     ),
     EnvVar(
+        "DOPPEL_DATA_DIR",
+        "data_dir",
+        str,
+        "Where the script service keeps its library (library.db) when DOPPEL_DATABASE_URL is "
+        "unset; default $XDG_DATA_HOME/doppelganger, else ~/.local/share/doppelganger.",
+    ),
+    EnvVar(
+        "DOPPEL_DATABASE_URL",
+        "database_url",
+        str,
+        "The library's database: postgresql+asyncpg://user:password@host/db or "
+        "sqlite+aiosqlite:///path (the password is never logged); unset: SQLite in the data dir.",
+    ),
+    EnvVar(
+        "DOPPEL_DATABASE_MIGRATE",
+        "database_migrate",
+        _migrate_mode,
+        "`auto`: the script service applies pending schema migrations at start; `check`: it "
+        "refuses to start (exit 2) while the schema is behind. Unset: auto on SQLite, check on "
+        "PostgreSQL.",
+    ),
+    EnvVar(
         "DOPPEL_MONITOR_MAX_TRACES",
         "monitor_max_traces",
         _positive_int,
@@ -641,6 +672,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
 )
 
 
+def resolve_data_dir(data_dir: str, env: Mapping[str, str]) -> Path:
+    """DOPPEL_DATA_DIR when set, else `doppelganger` under $XDG_DATA_HOME (when absolute, as the
+    XDG spec says) or ~/.local/share. One rule for the library and `doppel up`'s local tokens."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    xdg = env.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "doppelganger"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of every service. Build with `from_env`, or directly in tests."""
@@ -700,6 +741,9 @@ class Settings:
     rpc_timeout_seconds: float = 30.0
     cache_ttl_seconds: int = 7 * 24 * 3600
     cache_max_value_bytes: int = 4 * 1024 * 1024 - 64 * 1024
+    data_dir: str = ""
+    database_url: str = field(default="", repr=False)
+    database_migrate: str = ""
     monitor_max_traces: int = 2000
     monitor_max_operations: int = 500
     monitor_window_seconds: int = 60
@@ -801,3 +845,9 @@ class Settings:
     def otlp_traces_endpoint(self) -> str:
         """OTLP gRPC endpoint for spans and metrics: explicit, else the monitor."""
         return self.otlp_endpoint or f"http://{self.monitor_address}"
+
+    @property
+    def data_path(self) -> Path:
+        """DOPPEL_DATA_DIR, else `doppelganger` in the XDG data directory ($XDG_DATA_HOME, or
+        ~/.local/share when it is unset or not absolute, as the XDG spec says)."""
+        return resolve_data_dir(self.data_dir, os.environ)

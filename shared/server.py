@@ -248,6 +248,10 @@ async def serve(
     telemetry = Telemetry(name, settings)
     try:
         running = await factory(settings, telemetry)
+    except ConfigError as exc:  # Found while starting, e.g. a database schema that is behind.
+        log.error("%s: configuration: %s", name, exc)
+        telemetry.shutdown()
+        return 2
     except OSError as exc:
         log.error("%s", exc)
         telemetry.shutdown()

@@ -9,6 +9,13 @@ import pytest
 from bench.stacks import free_port as free_port  # Re-exported: tests import it from here.
 from shared.config import Settings
 from shared.redis_server import RedisServer
+from tests.library_fixtures import (  # noqa: F401  Registered here; two are autouse.
+    database_url,
+    library,
+    postgres_server,
+    private_data_home,
+    private_library,
+)
 
 
 @pytest.fixture(scope="session")

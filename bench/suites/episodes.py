@@ -3,7 +3,7 @@
 Two whole stacks run side by side (telemetry off, telemetry on, exporting to its own monitor);
 their measurements alternate, so machine noise hits both alike. "Cold" requests use seeds never
 seen before (every outline, scene and episode is written); "warm" repeats them (the finished
-episode comes from the cache).
+episode comes from the library).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
 from services.script import comedy, store
 from services.script.cards import feeding_summaries, scene_view
 from services.script.comedy import comedy_pass
+from services.script.library import Library, NotFound
 from services.script.llm.provenance import collect_provenance
 from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
@@ -161,6 +162,22 @@ class PipelineDeps:
     rpc_timeout: float
     policy: RefinementPolicy
     metrics: PipelineMetrics
+    library: Library | None = None  # The record: a stored episode is never written again.
+
+
+async def stored_episode(
+    deps: PipelineDeps, episode_id: str
+) -> tuple[episode_pb2.Episode, str] | None:
+    """The library's draft with this id, else the cache's (finished episodes were cached before
+    the library existed; the service stores them now, the cache keeps only parts), and which
+    ("library", "cache"); None when neither has it."""
+    if deps.library is not None:
+        try:
+            return (await deps.library.get_draft(episode_id)).episode, "library"
+        except NotFound:
+            pass
+    cached = _parse(episode_pb2.Episode, await deps.cache.get(store.EPISODES, episode_id))
+    return None if cached is None else (cached, "cache")
 
 
 class EpisodePipeline:
@@ -192,10 +209,12 @@ class EpisodePipeline:
     async def run(self) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         order = self._order
         yield self._event(Stage.STAGE_ACCEPTED, f"{order.show.title} in {order.setting.name}")
-        finished = await self._finished_episode()
+        finished = await stored_episode(self._deps, self.episode_id)
         if finished is not None:
-            event = self._event(Stage.STAGE_DONE, "already written; returned from the cache")
-            event.episode.CopyFrom(finished)
+            event = self._event(
+                Stage.STAGE_DONE, f"already written; returned from the {finished[1]}"
+            )
+            event.episode.CopyFrom(finished[0])
             yield event
             return
         context = self._cast()
@@ -218,14 +237,9 @@ class EpisodePipeline:
         episode.usage.CopyFrom(provenance.usage())
         yield self._event(Stage.STAGE_RENDER, "rendering the screenplay")
         await render(self._deps, episode)
-        await self._deps.cache.set(store.EPISODES, self.episode_id, episode.SerializeToString())
         done = self._event(Stage.STAGE_DONE, f"{len(episode.scenes)} scenes written")
         done.episode.CopyFrom(episode)
         yield done
-
-    async def _finished_episode(self) -> episode_pb2.Episode | None:
-        data = await self._deps.cache.get(store.EPISODES, self.episode_id)
-        return _parse(episode_pb2.Episode, data)
 
     def _cast(self) -> StoryContext:
         order = self._order
@@ -497,9 +511,9 @@ async def regenerate_scene(
     re-scored and punched up, the whole script re-validated and re-rendered, and stored under
     `regenerated_id`. Everything else is kept as it was."""
     new_id = regenerated_id(original.id, scene_index, notes)
-    cached = _parse(episode_pb2.Episode, await deps.cache.get(store.EPISODES, new_id))
-    if cached is not None:
-        return cached
+    stored = await stored_episode(deps, new_id)
+    if stored is not None:
+        return stored[0]
     episode = episode_pb2.Episode()
     episode.CopyFrom(original)
     episode.id, episode.parent_episode_id = new_id, original.id
@@ -525,7 +539,6 @@ async def regenerate_scene(
         report.overall, {**labels, "doppel.validation.phase": "regenerated"}
     )
     await render(deps, episode)
-    await deps.cache.set(store.EPISODES, episode.id, episode.SerializeToString())
     return episode
 
 

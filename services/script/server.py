@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import grpc
@@ -22,6 +21,7 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.script import catalog, store
+from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
 from services.script.llm.caller import client_deadline
 from services.script.pipeline import (
     EpisodePipeline,
@@ -51,18 +51,18 @@ from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-RECENT_EPISODES = 64  # Kept in memory too, so GetEpisode works while the cache is down.
 CACHE_CALL_TIMEOUT = 2.0
 RETRY_AFTER_MS_RANGE = (100, 30_000)
 
 
 class ScriptService(script_pb2_grpc.ScriptServiceServicer):
-    """Writes episodes with the pipeline; keeps the most recent in memory."""
+    """Writes episodes with the pipeline; every finished one is stored in the library (the
+    record) before the client hears of it."""
 
-    def __init__(self, deps: PipelineDeps, settings: Settings) -> None:
+    def __init__(self, deps: PipelineDeps, settings: Settings, library: Library) -> None:
         self._deps = deps
         self._settings = settings
-        self._recent: OrderedDict[str, episode_pb2.Episode] = OrderedDict()
+        self._library = library
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
@@ -127,10 +127,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             async with _within(allowed):
                 async for event in pipeline.run():
                     if event.HasField("episode"):
-                        self._remember(event.episode)
+                        event.episode.CopyFrom(await self._record(event.episode, "generated"))
                         outcome = "ok"
                     yield event
-        except WriterError as exc:
+        except (WriterError, LibraryError) as exc:
             await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             outcome = "timeout"
@@ -198,8 +198,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         async with self._slot(original.show.id, context):
             index, notes = wanted.scene_index, wanted.notes
             episode = await self._revise(context, writer, original, index, notes)
-        self._remember(episode)
-        return episode
+            try:
+                return await self._record(episode, "regenerated", original.id, notes)
+            except LibraryError as exc:
+                return await context.abort(exc.grpc_code, str(exc))
 
     async def _revise(
         self,
@@ -214,7 +216,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         try:
             async with _within(allowed):
                 return await regenerate_scene(deps, writer, original, scene_index, notes)
-        except WriterError as exc:
+        except (WriterError, LibraryError) as exc:
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
@@ -235,12 +237,16 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
              "doppel.writer": order.episode.writer, "doppel.premise.chars": len(request.premise)}
         )  # fmt: skip
         allowed = self._time_allowed(context)
+
+        async def save(draft: episode_pb2.Episode) -> episode_pb2.Episode:
+            return await self._record(draft, "outline")
+
         async with self._slot(order.episode.show.id, context):
             try:
                 async with _within(allowed):
                     deps = self._deps_for(context)
-                    return await propose_outlines(deps, order, request.setting.strip())
-            except WriterError as exc:
+                    return await propose_outlines(deps, order, request.setting.strip(), save)
+            except (WriterError, LibraryError) as exc:
                 return await context.abort(exc.grpc_code, str(exc))
             except TimeoutError:
                 return await context.abort(
@@ -257,13 +263,47 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def _load(
         self, episode_id: str, context: grpc.aio.ServicerContext
     ) -> episode_pb2.Episode:
-        """An episode from this replica's memory or the cache; NOT_FOUND otherwise."""
-        if episode_id in self._recent:
-            return self._recent[episode_id]
-        data = await self._deps.cache.get(store.EPISODES, episode_id)
-        if data is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"episode_id {episode_id} not found")
-        return episode_pb2.Episode.FromString(data)
+        """The draft with this id from the library; NOT_FOUND when it has none. An episode
+        only the cache holds (written before the library existed) is stored as `imported`."""
+        try:
+            try:
+                return (await self._library.get_draft(episode_id)).episode
+            except NotFound:
+                pass
+            data = await self._deps.cache.get(store.EPISODES, episode_id)
+            if data is None:
+                return await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"episode_id {episode_id} not found"
+                )
+            return await self._record(episode_pb2.Episode.FromString(data), "imported")
+        except LibraryError as exc:
+            return await context.abort(exc.grpc_code, str(exc))
+
+    async def _record(
+        self, episode: episode_pb2.Episode, kind: str, parent_id: str | None = None, notes: str = ""
+    ) -> episode_pb2.Episode:
+        """Stores a finished episode as a draft (one transaction) and returns the record. The
+        first stored wins: when another call stored other bytes under the same id (two LLM runs
+        of one request), that stored draft is the answer. LibraryError when it cannot be stored:
+        the episode is then not reported done."""
+        with self._deps.telemetry.tracer.start_as_current_span("library save") as span:
+            span.set_attributes({"doppel.library.kind": kind, "doppel.library.draft": episode.id})
+            try:
+                saved = await self._library.save_draft(
+                    episode, kind=kind, parent_id=parent_id, notes=notes
+                )
+                span.set_attribute("doppel.library.bytes", saved.size)
+            except Conflict:
+                span.set_attribute("doppel.library.conflict", True)
+                return (await self._library.get_draft(episode.id)).episode
+            except LibraryError as exc:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                log.error("episode %s not stored: %s", episode.id, exc)
+                raise type(exc)(
+                    f"episode {episode.id} was written but could not be stored, so it is not "
+                    f"reported done ({exc}); retrying reuses the cached outline and scenes"
+                ) from None
+        return episode
 
     def _writer_of(self, episode: episode_pb2.Episode) -> Writer | None:
         """The writer that wrote the episode, by request name or by the name it records."""
@@ -317,15 +357,27 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         timeout = max(0.1, min(self._deps.rpc_timeout, remaining))
         return dataclasses.replace(self._deps, rpc_timeout=timeout)
 
-    def _remember(self, episode: episode_pb2.Episode) -> None:
-        self._recent[episode.id] = episode
-        self._recent.move_to_end(episode.id)
-        while len(self._recent) > RECENT_EPISODES:
-            self._recent.popitem(last=False)
+
+async def create_script_server(
+    settings: Settings, telemetry: Telemetry, library: Library | None = None
+) -> ServiceServer:
+    """The script service on `settings.script_port`, talking to the cache and scene services,
+    storing episodes in `library` (default: the one the settings name, opened here and closed
+    on stop; its schema is migrated or checked first, so a stale schema stops the start)."""
+    owned = library is None
+    if library is None:
+        library = await open_library(settings)
+    try:
+        return await _start_script_server(settings, telemetry, library, owned)
+    except BaseException:
+        if owned:
+            await library.close()
+        raise
 
 
-async def create_script_server(settings: Settings, telemetry: Telemetry) -> ServiceServer:
-    """The script service on `settings.script_port`, talking to the cache and scene services."""
+async def _start_script_server(
+    settings: Settings, telemetry: Telemetry, library: Library, owned: bool
+) -> ServiceServer:
     cache_channel = create_channel(settings.cache_address, telemetry, settings)
     scene_channel = create_channel(settings.scene_address, telemetry, settings)
     deps = PipelineDeps(
@@ -344,10 +396,12 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
             parallel=settings.max_parallel_scenes,
         ),
         metrics=PipelineMetrics.create(telemetry.meter),
+        library=library,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        script_pb2_grpc.add_ScriptServiceServicer_to_server(ScriptService(deps, settings), server)
+        service = ScriptService(deps, settings, library)
+        script_pb2_grpc.add_ScriptServiceServicer_to_server(service, server)
         return [script_pb2.DESCRIPTOR.services_by_name["ScriptService"].full_name]
 
     async def close_channels() -> None:
@@ -367,7 +421,7 @@ async def create_script_server(settings: Settings, telemetry: Telemetry) -> Serv
         telemetry=telemetry,
         port=settings.script_port,
         register=register,
-        cleanups=[close_channels, close_writers],
+        cleanups=[close_channels, close_writers, *([library.close] if owned else [])],
     )
 
 

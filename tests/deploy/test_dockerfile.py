@@ -101,6 +101,10 @@ def test_build_stage_produces_every_module_and_data_file(tmp_path: Path) -> None
         "shared/healthcheck.py",
         "services/script/catalog/shows.json",
         "doppelganger/v1/script_pb2.py",
+        # The library's migrations: `python -m services.script.library migrate` in the image.
+        "services/script/library/schema/env.py",
+        "services/script/library/schema/script.py.mako",
+        "services/script/library/schema/versions/0001_initial_schema.py",
     } <= names
 
 
@@ -108,5 +112,7 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", "out"} <= ignored
     copied = {a.split()[0] for a in in_stage("build", "COPY")}
-    assert copied == {"requirements.txt", "pyproject.toml", "shared", "services", "bench", "doppel"}
+    assert copied == {
+        "requirements.txt", "pyproject.toml", "shared", "services", "bench", "testkit", "doppel",
+    }  # fmt: skip
     assert not copied & ignored

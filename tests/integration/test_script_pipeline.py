@@ -149,6 +149,7 @@ async def test_one_trace_holds_every_stage_and_the_scores_are_metrics(room: Room
     events, episode = await _generate(room, seed=23, scene_count=3)
     wanted = {"cast", "outline", "scene 1", "scene 2", "scene 3", "comedy pass"}
     wanted |= {"validation", "render", "doppelganger.v1.ScriptService/GenerateEpisode"}
+    wanted |= {"library save"}
     spans = await _trace(room, events[-1].trace_id, wanted)
     by_name = {span.name: span for span in spans if span.service == "script"}
     assert wanted <= set(by_name)
@@ -159,6 +160,10 @@ async def test_one_trace_holds_every_stage_and_the_scores_are_metrics(room: Room
     assert int(by_name["scene 2"].attributes["doppel.scene.jokes"]) == len(episode.scenes[1].jokes)
     root = by_name["doppelganger.v1.ScriptService/GenerateEpisode"].span_id
     assert by_name["comedy pass"].parent_span_id == root
+    saved = by_name["library save"]
+    assert saved.parent_span_id == root
+    assert saved.attributes["doppel.library.kind"] == "generated"
+    assert saved.attributes["doppel.library.draft"] == episode.id
     recorded = _metric_points(room.metrics)
     phases = {point["doppel.comedy.phase"] for point in recorded["doppel.comedy.joke_score"]}
     assert phases == {"draft", "final"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -101,14 +102,14 @@ async def test_generates_a_complete_episode_with_progress(studio: Studio) -> Non
     assert episode.validation.overall > 0
 
 
-async def test_same_request_returns_the_same_episode_from_the_cache(studio: Studio) -> None:
+async def test_same_request_returns_the_same_episode_from_the_library(studio: Studio) -> None:
     first = (await collect(studio.script_stub, request(seed=202)))[-1]
     second_events = await collect(studio.script_stub, request(seed=202))
     second = second_events[-1]
     assert second.episode.SerializeToString(deterministic=True) == (
         first.episode.SerializeToString(deterministic=True)
     )
-    assert "from the cache" in second.message
+    assert "already written; returned from the library" in second.message
     assert not [e for e in second_events if e.stage == Stage.STAGE_SCENES]
     fetched = await studio.script_stub.GetEpisode(
         script_pb2.GetEpisodeRequest(episode_id=first.episode_id)
@@ -116,14 +117,20 @@ async def test_same_request_returns_the_same_episode_from_the_cache(studio: Stud
     assert fetched.id == first.episode.id
 
 
-async def test_a_retry_reuses_finished_scenes(studio: Studio) -> None:
+async def test_a_retry_reuses_finished_scenes(studio: Studio, tmp_path: Path) -> None:
     first = (await collect(studio.script_stub, request(seed=303, scene_count=4)))[-1]
-    # Forget the finished episode, as if the service had died before storing it.
+    # Forget the finished episode, as if the service had died before storing it: the cache
+    # loses it, and the retry goes to a replica whose library never had it.
     await studio.cache_stub.Delete(
         cache_pb2.DeleteRequest(namespace="episodes", key=first.episode_id)
     )
+    fresh = studio.settings.with_changes(data_dir=str(tmp_path / "another-library"))
+    replica = await start("script", create_script_server, fresh)
     before = await studio.cache_stub.Stats(cache_pb2.StatsRequest())
-    again = (await collect(studio.script_stub, request(seed=303, scene_count=4)))[-1]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
+        stub = script_pb2_grpc.ScriptServiceStub(channel)
+        again = (await collect(stub, request(seed=303, scene_count=4)))[-1]
+    await replica.stop(0)
     after = await studio.cache_stub.Stats(cache_pb2.StatsRequest())
     scenes_before = next(ns for ns in before.namespaces if ns.namespace == "scenes")
     scenes_after = next(ns for ns in after.namespaces if ns.namespace == "scenes")

@@ -15,6 +15,7 @@ from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, 
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
 from services.script import catalog
+from services.script.library import open_library
 from services.script.premise import mentioned, premise_elements, scene_texts
 from services.script.server import create_script_server
 from shared.config import Settings
@@ -32,6 +33,7 @@ PREMISE = (
 class Studio:
     stub: script_pb2_grpc.ScriptServiceStub
     cache: cache_pb2_grpc.CacheServiceStub
+    settings: Settings
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ async def studio(settings: Settings, redis_server: RedisServer) -> AsyncIterator
         yield Studio(
             script_pb2_grpc.ScriptServiceStub(script_channel),
             cache_pb2_grpc.CacheServiceStub(cache_channel),
+            config,
         )
     for server in (script, scene, cache):
         await server.stop(0)
@@ -143,6 +146,20 @@ async def test_outlines_to_choose_from_have_distinct_a_plots(studio: Studio) -> 
         assert "séance" in proposal.outline.logline
     again = await studio.stub.ProposeOutlines(request)
     assert again == response  # deterministic, draft ids included
+    library = await open_library(studio.settings)  # the one the script service stores in
+    try:
+        for proposal in response.proposals:
+            stored = await library.get_draft(proposal.draft_id)
+            assert stored.info.kind == "outline" and stored.info.position == 1
+            assert stored.episode.kind == episode_pb2.DRAFT_KIND_OUTLINE
+            assert stored.episode.outline == proposal.outline and not stored.episode.scenes
+            assert list(stored.episode.cast) == list(proposal.cast)
+    finally:
+        await library.close()
+    fetched = await studio.stub.GetEpisode(
+        script_pb2.GetEpisodeRequest(episode_id=response.proposals[2].draft_id)
+    )
+    assert fetched.outline == response.proposals[2].outline
     first = response.proposals[0]
     episode = await _generate(
         studio, show="Cheers", setting="a Victorian London", seed=5, premise="Sam hosts a séance."

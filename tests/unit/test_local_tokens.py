@@ -87,6 +87,8 @@ def test_the_cli_sends_the_local_token_to_loopback_only(tmp_path: Path) -> None:
 def test_the_data_dir_follows_xdg() -> None:
     assert local_tokens.data_dir({"XDG_DATA_HOME": "/x"}) == Path("/x/doppelganger")
     assert local_tokens.data_dir({}) == Path.home() / ".local" / "share" / "doppelganger"
+    # Beside the library: DOPPEL_DATA_DIR wins, as it does for the library's SQLite file.
+    assert local_tokens.data_dir({"DOPPEL_DATA_DIR": "/d", "XDG_DATA_HOME": "/x"}) == Path("/d")
 
 
 def test_deploy_secrets_are_written_private_and_never_overwritten(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The project's test kit: real servers for tests and benchmarks (PostgreSQL today)."""

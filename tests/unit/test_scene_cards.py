@@ -173,3 +173,19 @@ async def test_editing_a_beat_changes_its_scene_and_no_other(
             deterministic=True
         )
         assert same is (old.index != edited), old.index
+
+
+async def test_an_exterior_scene_opens_outdoors() -> None:
+    openings = ("Out in the open", "Outside,", "Open air:")
+    exterior = interior = 0
+    for seed in range(4):
+        _, episode = await draft_episode("cheers", "mars-colony-2157", seed)
+        for scene in episode.scenes:
+            first = _actions(scene)[0]
+            if scene.slugline.placement == EXT:
+                exterior += 1
+                assert first.startswith(openings), first
+            else:
+                interior += 1
+                assert not first.startswith(openings), first
+    assert exterior and interior

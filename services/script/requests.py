@@ -57,12 +57,12 @@ class EpisodeOrder:
     request_id: str
     writer: str
     target_runtime_seconds: float
-    premise: str = ""  # as the request sent it
-    world_premise: str = ""  # in the new world (original and renamed names renamed)
-    cast: tuple[episode_pb2.Character, ...] = ()
-    relationships: tuple[episode_pb2.Relationship, ...] = ()
-    custom_cast: bool = False  # the request sent a cast or relationships of its own
-    outline: episode_pb2.Outline | None = None  # the request's outline, checked
+    premise: str  # as the request sent it
+    world_premise: str  # in the new world (original and renamed names renamed)
+    cast: tuple[episode_pb2.Character, ...]
+    relationships: tuple[episode_pb2.Relationship, ...]
+    custom_cast: bool  # the request sent a cast or relationships of its own
+    outline: episode_pb2.Outline | None  # the request's outline, checked
 
 
 @dataclass(frozen=True)

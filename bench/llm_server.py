@@ -44,6 +44,7 @@ from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.checks.threads import content_stems
 from services.script.llm import prompts, schema
+from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 
 ANTHROPIC_PATH = "/v1/messages"
 OPENAI_PATH = "/v1/chat/completions"
@@ -276,10 +277,12 @@ def _story(context_text: str) -> tuple[Any, ...]:
 
 
 def _outline(request: dict[str, Any]) -> episode_pb2.Outline:
-    reply = schema.OutlineOut.model_validate(request["outline"])
-    return schema.outline_to_proto(
-        reply, request["scene_count"], request.get("target_runtime_seconds", 0.0)
-    )
+    """The outline (or the scene's view of it) a request carries, with its runtime targets."""
+    outline = schema.outline_from_payload(request["outline"], request.get("premise", ""))
+    outline.scene_count = max(outline.scene_count, request["scene_count"])
+    target = request.get("target_runtime_seconds", 0.0)
+    allocate_targets(outline, target or outline.scene_count * DEFAULT_SCENE_SECONDS)
+    return outline
 
 
 def _scene_payload(
@@ -289,7 +292,7 @@ def _scene_payload(
     outline = _outline(request)
     index = request["scene_index"]
     plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
-    return schema.scene_payload(procedural.write_planned_scene(plan, index))
+    return schema.scene_payload(procedural.write_planned_scene(plan, index, outline=outline))
 
 
 def _scene(
@@ -307,8 +310,8 @@ def _revised_scene(
     outline = _outline(request)
     index = _scene(story, request, outline).index
     plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
-    revised = schema.scene_payload(procedural.revise_planned_scene(plan, index, request["notes"]))
-    return _follow_thread_notes(revised, request["notes"])
+    revised = procedural.revise_planned_scene(plan, index, request["notes"], outline=outline)
+    return _follow_thread_notes(schema.scene_payload(revised), request["notes"])
 
 
 def _carried(payload: dict[str, Any], description: str) -> bool:
@@ -393,10 +396,14 @@ def answer(context_text: str, task_text: str, plans: procedural.EpisodePlans) ->
     task, seed = request["task"], int(request.get("seed", 0))
     if task == "outline":
         show, setting, cast, relationships = story
+        premise = request.get("premise", "")
+        kernel_id = procedural.choose_kernel(
+            show.id, seed, " ".join(premise.split()), request.get("avoid_kernels", ())
+        )
         outline = procedural.write_outline(
             show, setting, cast, relationships, request["scene_count"], seed,
             request.get("target_runtime_seconds", 0.0),
-            kernel=plans.kernel(show, setting, cast, seed),
+            kernel=plans.kernel(show, setting, cast, seed, premise, kernel_id),
         )  # fmt: skip
         return schema.outline_payload(outline)
     if task == "scene":

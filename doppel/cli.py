@@ -2,6 +2,8 @@
 
 doppel up                      start Redis (if needed) and the four services
 doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--format F]
+                [--premise P] [--outline PROPOSAL.json] [--cast CAST.json]
+doppel outline --show ... --setting ... [--premise P] [--alternatives N] [--out DIR]
 doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
 doppel shows                   list the bundled shows and settings
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from bench import load as bench_load
 from bench import main as bench_main
-from doppel import health, local_tokens
+from doppel import health, local_tokens, steering
 from doppel import validate as validate_command
 from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
@@ -142,10 +144,11 @@ async def _follow_once(
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    request = script_pb2.GenerateEpisodeRequest(
-        show=args.show, setting=args.setting, scene_count=args.scenes, seed=args.seed,
-        request_id=args.request_id or "", writer=args.writer or "",
-    )  # fmt: skip
+    try:
+        request = steering.generate_request(args)
+    except steering.SteeringFileError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
     episode, trace_id = asyncio.run(_generate(settings, request, args.quiet))
     fountain_path, json_path = write_episode(episode, Path(args.out))
     if episode.render_error:
@@ -234,6 +237,25 @@ def cmd_regenerate(args: argparse.Namespace, settings: Settings) -> int:
     out.print(f"fountain  {fountain_path}")
     out.print(f"json      {json_path}")
     out.print(f"trace id  {trace_id}")
+    return 0
+
+
+def cmd_outline(args: argparse.Namespace, settings: Settings) -> int:
+    """ProposeOutlines: each proposal written as JSON, its path and A plot printed."""
+    try:
+        request = steering.propose_request(args)
+    except steering.SteeringFileError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    with security.blocking_channel(settings.script_address, settings) as channel:
+        response = script_pb2_grpc.ScriptServiceStub(channel).ProposeOutlines(
+            request, timeout=settings.episode_timeout_seconds
+        )
+    paths = steering.write_proposals(response, Path(args.out), slugify(request.show))
+    for path, proposal in zip(paths, response.proposals, strict=True):
+        out.print(f"outline   {path}")
+        out.print(f"  title   {proposal.outline.title}")
+        out.print(f"  A plot  {proposal.outline.a_plot}")
     return 0
 
 
@@ -375,8 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
     for name, run in (("generate", cmd_generate), ("demo", cmd_demo)):
         command = commands.add_parser(name, help=f"{name} an episode")
-        command.add_argument("--show", default="I Love Lucy", help="show id or title")
-        command.add_argument("--setting", default="a Mars colony in 2157", help="setting or text")
+        # generate: an outline file brings its own show, setting, seed (flags still win).
+        default = name == "demo"
+        command.add_argument(
+            "--show", default=steering.DEFAULT_SHOW if default else None,
+            help=f"show id or title (default: {steering.DEFAULT_SHOW!r})",
+        )  # fmt: skip
+        command.add_argument(
+            "--setting", default=steering.DEFAULT_SETTING if default else None,
+            help=f"setting or text (default: {steering.DEFAULT_SETTING!r})",
+        )  # fmt: skip
         command.add_argument(
             "--scenes",
             type=int,
@@ -384,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="number of scenes (1-20); generate without it: the writer picks 8-12 scenes "
             "for a DOPPEL_EPISODE_MINUTES (22) minute episode",
         )
-        command.add_argument("--seed", type=int, default=7, help="same seed, same episode")
+        command.add_argument(
+            "--seed", type=int, default=steering.DEFAULT_SEED if default else None,
+            help=f"same seed, same episode (default {steering.DEFAULT_SEED})",
+        )  # fmt: skip
         command.add_argument("--out", default="out", help="directory for the files")
         command.set_defaults(run=run)
     generate = commands.choices["generate"]
@@ -394,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--format", choices=scene_client.FORMATS, help="also render it as pdf, fdx, html, fountain"
     )
+    steering.add_generate_arguments(generate)
+    steering.add_outline_command(commands).set_defaults(run=cmd_outline)
     regenerate = commands.add_parser(
         "regenerate", help="rewrite one scene of an episode following notes"
     )

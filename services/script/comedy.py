@@ -1,15 +1,19 @@
 """The comedy pass: every joke scored on the named dimensions, the weakest payoffs rewritten.
 
 Scoring is `procedural.score_joke` (dimensions and weights: `procedural.JOKE_WEIGHTS`), with the
-dialogue heard just before the line as context and, as callback terms, the props already mentioned
-in earlier scenes. Setups are scored but never rewritten: a setup's job is to be plain.
+dialogue heard just before the line as context and, as callback terms, the props the scene's card
+says were planted earlier (the setups it pays off, the running gag: `cards.callback_terms`). Setups
+are scored but never rewritten: a setup's job is to be plain.
 
-The weakest REWRITE_SHARE of the payoffs (punchlines and callbacks; at least one) go to the
+Every scene is judged on its own, so one scene's rewrite never depends on another scene's jokes
+(editing one beat of an outline changes one scene, and the comedy pass keeps it that way): the
+weakest REWRITE_SHARE of each scene's payoffs (punchlines and callbacks; at least one) go to the
 writer's `rewrite_line`, all at once (at most `parallel` calls in flight). A rewrite replaces the
 line only when it scores at least MIN_GAIN higher, does not lower the total of the scene's jokes
 (the new words change what later jokes are compared with), and is not a line heard elsewhere in
-the episode. The joke then keeps the draft in `original_text`, is marked `rewritten`, and the
-scene's timing (joke offsets, duration) and the episode's runtime are recomputed.
+the episode (the one look outside the scene: a rewrite equal to another scene's line is refused).
+The joke then keeps the draft in `original_text`, is marked `rewritten`, and the scene's timing
+(joke offsets, duration) and the episode's runtime are recomputed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2
 from services.script import procedural
+from services.script.cards import callback_terms
 from services.script.validation import element_seconds
 from services.script.writing import StoryContext, Writer
 
@@ -55,17 +60,12 @@ def joke_line(scene: episode_pb2.Scene, joke: episode_pb2.Joke) -> episode_pb2.D
 
 
 def planted_terms(episode: episode_pb2.Episode) -> dict[int, tuple[str, ...]]:
-    """For each scene, the props mentioned in the dialogue of the scenes before it."""
-    props = {p.lower() for p in [*episode.setting.props, *procedural.GENERIC_PROPS] if p}
-    planted: set[str] = set()
-    terms: dict[int, tuple[str, ...]] = {}
-    for scene in sorted(episode.scenes, key=lambda s: s.index):
-        terms[scene.index] = tuple(sorted(planted))
-        spoken = " ".join(
-            e.dialogue.text.lower() for e in scene.elements if e.WhichOneof("element") == "dialogue"
-        )
-        planted.update(prop for prop in props if prop in spoken)
-    return terms
+    """For each scene, the props a callback in it can land on: what the setups it pays off
+    planted, and the running gag (from the outline's cards, never another scene's text)."""
+    props = [p for p in [*episode.setting.props, *procedural.GENERIC_PROPS] if p]
+    return {
+        scene.index: callback_terms(episode.outline, scene.index, props) for scene in episode.scenes
+    }
 
 
 def score_scene(
@@ -110,14 +110,17 @@ def mean_score(jokes: Iterable[episode_pb2.Joke]) -> float:
 
 
 def _weakest(scenes: Sequence[episode_pb2.Scene]) -> list[_Target]:
-    payoffs = [
-        _Target(scene, joke)
-        for scene in scenes
-        for joke in scene.jokes
-        if joke.role in _PAYOFFS and joke_line(scene, joke) is not None
-    ]
-    payoffs.sort(key=lambda t: (t.joke.score, t.scene.index, t.joke.element_index))
-    return payoffs[: math.ceil(REWRITE_SHARE * len(payoffs))]
+    """The weakest REWRITE_SHARE of each scene's payoffs (at least one a scene that has any)."""
+    targets: list[_Target] = []
+    for scene in sorted(scenes, key=lambda s: s.index):
+        payoffs = [
+            _Target(scene, joke)
+            for joke in scene.jokes
+            if joke.role in _PAYOFFS and joke_line(scene, joke) is not None
+        ]
+        payoffs.sort(key=lambda t: (t.joke.score, t.joke.element_index))
+        targets += payoffs[: math.ceil(REWRITE_SHARE * len(payoffs))]
+    return targets
 
 
 async def _propose(

@@ -2,24 +2,30 @@
 validation, refinement, render; and the regeneration of one scene with notes.
 
 Every stage is an INTERNAL span; outline and scenes go through the cache under content keys, so a
-retry of the same request regenerates only what is missing. Progress is yielded as
-GenerateEpisodeEvent messages; the last one carries the episode.
+retry of the same request regenerates only what is missing. A scene's key hashes what its writer
+is given: the writer's identity, the story (show, setting, seed, cast, premise) and the scene's
+view of the outline (cards.py: the outline-level fields, every beat's structure, its own beat and
+card, the cards that feed it). So an outline sent back with one beat edited rewrites that scene
+and finds the others in the cache. Progress is yielded as GenerateEpisodeEvent messages; the last
+one carries the episode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry import metrics, trace
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
-from services.script import comedy, procedural, store
+from services.script import comedy, store
+from services.script.cards import feeding_summaries, scene_view
 from services.script.comedy import comedy_pass
 from services.script.continuity import continuity_pass
 from services.script.library import Library, NotFound
@@ -55,12 +61,13 @@ PROGRESS = {
     Stage.STAGE_DONE: 1.0,
 }
 # Part of the episode id: bump when the comedy pass or refinement changes what they produce.
-FINISHING_VERSION = "continuity-1;comedy-1;refinement-2"
+FINISHING_VERSION = "continuity-1;comedy-2;refinement-3"
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
 
 
 def episode_id_for(order: EpisodeOrder, writer: Writer, policy: RefinementPolicy) -> str:
-    """Stable id of the episode a request asks for (same inputs, same id)."""
+    """Stable id of the episode a request asks for (same inputs, same id; another premise, cast
+    or outline, another id)."""
     finishing = (FINISHING_VERSION, policy.rounds, policy.threshold)
     return "ep-" + store.content_key(*_identity(order, writer), *finishing)[:20]
 
@@ -71,19 +78,48 @@ def regenerated_id(episode_id: str, scene_index: int, notes: str) -> str:
     return "ep-" + store.content_key("regenerate", episode_id, scene_index, notes)[:20]
 
 
-def _identity(order: EpisodeOrder, writer: Writer) -> tuple[object, ...]:
-    """Everything that shapes the draft; part of every cache key."""
+def _digest(messages: Iterable[Message]) -> str:
+    """One hash of some messages, serialized deterministically."""
+    return store.content_key(*(m.SerializeToString(deterministic=True).hex() for m in messages))
+
+
+def _writer_identity(writer: Writer) -> tuple[object, ...]:
+    return (writer.name, writer.model, writer.prompt_version)
+
+
+def _story(order: EpisodeOrder) -> tuple[object, ...]:
+    """What every part of the episode is written from besides the outline: show, setting, seed,
+    the cast and relationships the writers are given, the premise in their world."""
     return (
-        writer.name,
-        writer.model,
-        writer.prompt_version,
         order.show.id,
+        _digest((order.show,)),
         order.setting.id,
         order.setting.description,
+        order.seed,
+        _digest(order.cast),
+        _digest(order.relationships),
+        order.world_premise,
+    )
+
+
+def _identity(order: EpisodeOrder, writer: Writer) -> tuple[object, ...]:
+    """Everything that shapes the draft (part of the episode id and the outline's key)."""
+    sent = "" if order.outline is None else _digest((order.outline,))
+    return (
+        *_writer_identity(writer),
+        *_story(order),
         order.scene_count,
         order.target_runtime_seconds,
-        order.seed,
+        order.premise,
+        sent,
+        order.custom_cast,
     )
+
+
+def scene_key(writer: Writer, story: tuple[object, ...], view: episode_pb2.Outline) -> str:
+    """The cache key of a scene: its writer, the story, and the view of the outline it is
+    written from (cards.scene_view)."""
+    return store.content_key("scene", *_writer_identity(writer), *story, _digest((view,)))
 
 
 @dataclass(frozen=True)
@@ -162,10 +198,11 @@ class EpisodePipeline:
         self._tracer = deps.telemetry.tracer
         self._writer = deps.writers[order.writer]
         self._identity = _identity(order, self._writer)
+        self._story = _story(order)
         self._labels = {"doppel.show": order.show.id, "doppel.writer": order.writer}
         self.episode_id = episode_id_for(order, self._writer, deps.policy)
         self.scenes_from_cache = 0
-        self._outline_was_cached = False
+        self._outline_was_cached = order.outline is not None
         self._provenance = Provenance()
 
     def _event(
@@ -196,6 +233,7 @@ class EpisodePipeline:
         with collect_provenance() as provenance:
             self._provenance = provenance
             outline = await self._outline(context)
+            context = dataclasses.replace(context, kernel=outline.kernel, premise=outline.premise)
             event = self._event(Stage.STAGE_OUTLINE, f"outline: {outline.title}")
             event.outline.CopyFrom(outline)
             yield event
@@ -219,13 +257,17 @@ class EpisodePipeline:
     def _cast(self) -> StoryContext:
         order = self._order
         with self._tracer.start_as_current_span("cast") as span:
-            cast, relationships = procedural.transform_cast(order.show, order.setting, order.seed)
             span.set_attributes(
-                {"doppel.cast.size": len(cast), "doppel.relationships": len(relationships)}
-            )
+                {"doppel.cast.size": len(order.cast),
+                 "doppel.relationships": len(order.relationships),
+                 "doppel.cast.edited": order.custom_cast,
+                 "doppel.premise.chars": len(order.premise)}
+            )  # fmt: skip
         return StoryContext(
-            show=order.show, setting=order.setting, cast=cast, relationships=relationships,
-            seed=order.seed, scene_count=order.scene_count, request_id=order.request_id,
+            show=order.show, setting=order.setting, cast=list(order.cast),
+            relationships=list(order.relationships), seed=order.seed,
+            scene_count=order.scene_count, request_id=order.request_id,
+            premise=order.world_premise,
         )  # fmt: skip
 
     def _new_episode(
@@ -243,42 +285,47 @@ class EpisodePipeline:
             writer=self._writer.name,
             model=self._writer.model,
             seed=order.seed,
+            premise=order.premise,
         )
 
     async def _outline(self, context: StoryContext) -> episode_pb2.Outline:
-        key = store.content_key("outline", *self._identity)
-        with self._tracer.start_as_current_span("outline") as span:
-            cached = _parse(episode_pb2.Outline, await self._deps.cache.get(store.OUTLINES, key))
-            span.set_attribute("doppel.cache.hit", cached is not None)
-            if cached is not None:
-                self._outline_was_cached = True
-                await self._restore_records([key])
-                return cached
-            outline = await self._writer.write_outline(context)
-            # The runtime target is the request's, whatever the writer assumed.
-            allocate_targets(outline, self._order.target_runtime_seconds)
-            span.set_attributes(
-                {"doppel.outline.scenes": outline.scene_count,
-                 "doppel.outline.target_seconds": outline.target_runtime_seconds,
-                 "doppel.outline.acts": len(outline.acts)}
-            )  # fmt: skip
-            # Stored before the client hears of it: a resumed episode never writes it again.
-            await self._deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
+        if self._order.outline is not None:
+            return self._given_outline()
+        outline, cached = await cached_outline(self._deps, self._writer, context, self._order)
+        self._outline_was_cached = cached
+        # Who wrote it and what it cost: restored for an outline an earlier run wrote, stored
+        # beside a new one (a resumed episode counts it in its usage either way).
+        key = outline_key(self._order, self._writer, tuple(context.avoid_kernels))
+        if cached:
+            await self._restore_records([key])
+        else:
             await self._store_record(key, OUTLINE)
-            return outline
+        return outline
+
+    def _given_outline(self) -> episode_pb2.Outline:
+        """The request's outline (checked and renamed into the episode's world), its runtime
+        target shared among its beats."""
+        outline = episode_pb2.Outline()
+        outline.CopyFrom(self._order.outline)
+        allocate_targets(outline, self._order.target_runtime_seconds)
+        with self._tracer.start_as_current_span("outline") as span:
+            span.set_attributes(
+                {"doppel.outline.given": True, "doppel.outline.scenes": outline.scene_count}
+            )
+        return outline
 
     async def _write_scenes(
         self, context: StoryContext, episode: episode_pb2.Episode
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         count = self._order.scene_count
-        outline_key = store.content_key(episode.outline.SerializeToString(deterministic=True).hex())
-        keys = [store.content_key("scene", *self._identity, outline_key, i) for i in range(count)]
+        views = [scene_view(episode.outline, index) for index in range(count)]
+        keys = [scene_key(self._writer, self._story, view) for view in views]
         cached = await self._cached_scenes(keys)
         await self._restore_records([key for key, data in zip(keys, cached, strict=True) if data])
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
         tasks = [
             asyncio.create_task(
-                self._scene(context, episode.outline, index, keys[index], cached[index], limit)
+                self._scene(context, views[index], index, keys[index], cached[index], limit)
             )
             for index in range(count)
         ]
@@ -301,9 +348,10 @@ class EpisodePipeline:
         episode.runtime_seconds = round(sum(s.duration_seconds for s in episode.scenes), 1)
 
     async def _cached_scenes(self, keys: list[str]) -> list[bytes | None]:
-        """Scenes already written, looked up in one call. Scene keys hold the outline's content,
-        so an outline written just now has none: its episode skips the lookup (a round trip on
-        the way to the first LLM call). A resumed episode finds its outline, so it looks."""
+        """Scenes already written, looked up in one call. Scene keys hold their view of the
+        outline, so an outline written just now has none: its episode skips the lookup (a round
+        trip on the way to the first LLM call). A resumed episode finds its outline, and an
+        outline the request sent may share scenes with an earlier one, so those look."""
         if not self._outline_was_cached:
             return [None] * len(keys)
         return await self._deps.cache.get_many(store.SCENES, keys)
@@ -345,17 +393,13 @@ class EpisodePipeline:
                 self._provenance.records.append(record)
 
     async def _write_scene(
-        self, context: StoryContext, outline: episode_pb2.Outline, index: int
+        self, context: StoryContext, view: episode_pb2.Outline, index: int
     ) -> episode_pb2.Scene:
+        """Scene `index` from its view of the outline; `earlier` is the cards that feed it."""
         with self._tracer.start_as_current_span(f"scene {index + 1}") as span:
             span.set_attributes({"doppel.scene.index": index, "doppel.cache.hit": False})
-            earlier = [
-                beat.description
-                for act in outline.acts
-                for beat in act.beats
-                if beat.scene_index < index
-            ]
-            scene = await self._writer.write_scene(context, outline, index, earlier)
+            earlier = feeding_summaries(view, index)
+            scene = await self._writer.write_scene(context, view, index, earlier)
             span.set_attributes(_scene_attributes(scene))
             return scene
 
@@ -528,10 +572,12 @@ async def regenerate_scene(
         show=episode.show, setting=episode.setting, cast=list(episode.cast),
         relationships=list(episode.relationships), seed=episode.seed,
         scene_count=len(episode.scenes), notes=(notes,) if notes else (),
+        premise=episode.outline.premise, kernel=episode.outline.kernel,
     )  # fmt: skip
     scene = next(s for s in episode.scenes if s.index == scene_index)
+    view = scene_view(episode.outline, scene_index)
     with deps.telemetry.tracer.start_as_current_span(f"revise scene {scene_index + 1}") as span:
-        revised = await writer.revise_scene(context, episode.outline, scene, list(context.notes))
+        revised = await writer.revise_scene(context, view, scene, list(context.notes))
         revised.index, revised.number = scene.index, scene.number
         scene.CopyFrom(revised)
         span.set_attributes({"doppel.scene.index": scene_index, **_scene_attributes(scene)})
@@ -544,6 +590,46 @@ async def regenerate_scene(
     )
     await render(deps, episode)
     return episode
+
+
+def outline_key(order: EpisodeOrder, writer: Writer, avoid: tuple[str, ...] = ()) -> str:
+    """The cache key of the outline the writer writes for `order` (avoiding `avoid` kernels:
+    ProposeOutlines' alternatives); the first alternative is the episode's own outline."""
+    extra = ("avoid", *avoid) if avoid else ()
+    return store.content_key("outline", *_identity(order, writer), *extra)
+
+
+async def cached_outline(
+    deps: PipelineDeps, writer: Writer, context: StoryContext, order: EpisodeOrder
+) -> tuple[episode_pb2.Outline, bool]:
+    """The outline from the cache, or written now and cached before anyone hears of it (a
+    resumed episode never writes it again); and whether it came from the cache."""
+    key = outline_key(order, writer, tuple(context.avoid_kernels))
+    with deps.telemetry.tracer.start_as_current_span("outline") as span:
+        cached = _parse(episode_pb2.Outline, await deps.cache.get(store.OUTLINES, key))
+        span.set_attribute("doppel.cache.hit", cached is not None)
+        if cached is not None:
+            return cached, True
+        outline = await write_outline(writer, context, order)
+        span.set_attributes(
+            {"doppel.outline.scenes": outline.scene_count,
+             "doppel.outline.target_seconds": outline.target_runtime_seconds,
+             "doppel.outline.acts": len(outline.acts),
+             "doppel.outline.kernel": outline.kernel}
+        )  # fmt: skip
+        await deps.cache.set(store.OUTLINES, key, outline.SerializeToString())
+        return outline, False
+
+
+async def write_outline(
+    writer: Writer, context: StoryContext, order: EpisodeOrder
+) -> episode_pb2.Outline:
+    """The writer's outline with the request's runtime target (whatever the writer assumed) and
+    the premise it was written for."""
+    outline = await writer.write_outline(context)
+    allocate_targets(outline, order.target_runtime_seconds)
+    outline.premise = context.premise
+    return outline
 
 
 MessageT = TypeVar("MessageT", episode_pb2.Episode, episode_pb2.Outline, episode_pb2.Scene)

@@ -1,5 +1,5 @@
 """ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows,
-ValidateEpisode (validate_service.py)."""
+ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from services.script.pipeline import (
     episode_id_for,
     regenerate_scene,
 )
+from services.script.proposals import propose_outlines
 from services.script.refinement import RefinementPolicy
 from services.script.requests import (
     EpisodeOrder,
@@ -42,6 +43,7 @@ from services.script.requests import (
     check_scene_index,
     validate_episode_id,
     validate_generate,
+    validate_propose,
     validate_regenerate,
 )
 from services.script.validate_service import validate_request
@@ -276,6 +278,38 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
 
+    async def ProposeOutlines(
+        self, request: script_pb2.ProposeOutlinesRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.ProposeOutlinesResponse:
+        try:
+            order = validate_propose(
+                request, self._runtime(), self._settings.default_writer, self._deps.writers.keys()
+            )
+        except InvalidRequest as exc:
+            return await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownShow as exc:
+            return await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        trace.get_current_span().set_attributes(
+            {"doppel.show": order.episode.show.id, "doppel.proposals": order.count,
+             "doppel.writer": order.episode.writer, "doppel.premise.chars": len(request.premise)}
+        )  # fmt: skip
+        allowed = self._time_allowed(context)
+
+        async def save(draft: episode_pb2.Episode) -> episode_pb2.Episode:
+            return await self._record(draft, "outline")
+
+        async with self._slot(order.episode.show.id, context):
+            try:
+                async with _within(allowed):
+                    deps = self._deps_for(context)
+                    return await propose_outlines(deps, order, request.setting.strip(), save)
+            except (WriterError, LibraryError) as exc:
+                return await context.abort(exc.grpc_code, str(exc))
+            except TimeoutError:
+                return await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed)
+                )
+
     async def ListShows(
         self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
     ) -> script_pb2.ListShowsResponse:
@@ -353,10 +387,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         try:
             return validate_generate(
                 request,
-                RuntimeDefaults(
-                    episode_seconds=self._settings.episode_minutes * 60.0,
-                    scene_seconds=self._settings.scene_seconds,
-                ),
+                self._runtime(),
                 self._settings.default_writer,
                 self._deps.writers.keys(),
             )
@@ -365,6 +396,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         except UnknownShow as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         raise AssertionError("unreachable: abort raises")
+
+    def _runtime(self) -> RuntimeDefaults:
+        return RuntimeDefaults(
+            episode_seconds=self._settings.episode_minutes * 60.0,
+            scene_seconds=self._settings.scene_seconds,
+        )
 
     async def _claim_request_id(
         self, order: EpisodeOrder, context: grpc.aio.ServicerContext

@@ -6,7 +6,9 @@
   45 s on the episode timeline; beats closer than 20 s form clusters; gaps over 120 s are dead
   zones.
 - plot coherence: every outline beat is played by a non-empty scene; A and B plots both present;
-  the characters a beat names actually speak in its scene.
+  the characters a beat names actually speak in its scene; with a premise, premise adherence
+  (`_premise_adherence`): the premise's named people, things and events (premise.py) are in the
+  outline, and every scene whose beat names one mentions it.
 - production: every scene 30-180 s; the episode's runtime within 15 % of the outline's target
   (`target_runtime_seconds`, else scene_count * DEFAULT_SCENE_SECONDS); no line heard twice.
 
@@ -33,6 +35,7 @@ from types import MappingProxyType
 
 from doppelganger.v1 import episode_pb2
 from services.script.checks import Finding, run_checks
+from services.script.premise import mentioned, outline_texts, premise_elements, scene_texts
 from services.script.script_text import (
     ACTION_BASE_SECONDS,
     ACTION_SECONDS_PER_WORD,
@@ -482,7 +485,67 @@ def _plot_coherence(episode: episode_pb2.Episode, issues: _Issues) -> float:
             "outline_title",
         )
         off_voice += 0.05
-    return _clamp(0.6 * coverage + 0.4 * plots - off_voice - 0.05 * len(orphans))
+    penalty = off_voice + 0.05 * len(orphans)
+    adherence = _premise_adherence(episode, scenes, issues)
+    if adherence is None:
+        return _clamp(0.6 * coverage + 0.4 * plots - penalty)
+    return _clamp(0.5 * coverage + 0.3 * plots + 0.2 * adherence - penalty)
+
+
+def _premise_adherence(
+    episode: episode_pb2.Episode, scenes: Mapping[int, episode_pb2.Scene], issues: _Issues
+) -> float | None:
+    """How well the script keeps to the writer's premise, in [0, 1]; None without a premise.
+
+    Each named element of the premise (premise.py) counts half for being in the outline and half
+    for the scenes: every scene whose beat names it mentions it (when no beat names it, any scene
+    mentioning it will do). A warning names what is missing, with its scene when it is a scene's.
+    """
+    premise = episode.outline.premise or episode.premise
+    world = f"{episode.setting.name} {episode.setting.description}"
+    elements = premise_elements(premise, episode.cast, world)
+    if not elements:
+        return None
+    outline = outline_texts(episode.outline)
+    texts = {index: scene_texts(scene) for index, scene in scenes.items()}
+    scores = []
+    for element in elements:
+        in_outline = mentioned(element, outline)
+        if not in_outline:
+            issues.add(
+                Severity.SEVERITY_WARNING,
+                "plot",
+                -1,
+                f"the premise's {element.text!r} is not in the outline",
+                "premise_adherence",
+            )
+        naming = [
+            b.scene_index for b in _beats(episode.outline) if mentioned(element, [b.description])
+        ]
+        if naming:
+            missing = [i for i in naming if not mentioned(element, texts.get(i, []))]
+            for index in missing:
+                issues.add(
+                    Severity.SEVERITY_WARNING,
+                    "plot",
+                    index,
+                    f"scene {index + 1} never mentions {element.text!r}, which its beat and the "
+                    "premise name",
+                    "premise_adherence",
+                )
+            in_scenes = 1.0 - len(missing) / len(naming)
+        else:
+            in_scenes = float(any(mentioned(element, t) for t in texts.values()))
+            if not in_scenes:
+                issues.add(
+                    Severity.SEVERITY_WARNING,
+                    "plot",
+                    -1,
+                    f"no scene mentions the premise's {element.text!r}",
+                    "premise_adherence",
+                )
+        scores.append(0.5 * in_outline + 0.5 * in_scenes)
+    return _mean(scores)
 
 
 # ---------------------------------------------------------------------------------------------

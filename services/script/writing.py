@@ -39,6 +39,9 @@ class StoryContext:
     scene_count: int
     request_id: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
+    premise: str = ""  # the writer's pitch, in the new world (original names renamed)
+    kernel: str = ""  # the A plot's story kernel: the outline's once it is written
+    avoid_kernels: Sequence[str] = field(default_factory=tuple)  # an outline must pick another
 
 
 class Writer(Protocol):
@@ -59,9 +62,10 @@ class Writer(Protocol):
         index: int,
         earlier: Sequence[str],
     ) -> episode_pb2.Scene:
-        """Scene `index` (0-based). Must not depend on which other scenes exist yet: scenes are
-        written concurrently and cached one by one. `earlier` holds what the outline says
-        happens before it."""
+        """Scene `index` (0-based), from `outline`: the scene's view of the outline (cards.py:
+        its own beat and card, the cards that feed it, every beat's structure). Must not depend
+        on which other scenes exist yet: scenes are written concurrently and cached one by one,
+        under a key that hashes the view. `earlier` summarises the cards that feed it."""
         ...
 
     async def rewrite_line(

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from doppel.local_tokens import LOCAL_FILE
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from shared import security
 from shared.config import Settings
@@ -95,7 +96,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     )  # fmt: skip
     try:
         read_until_ready(process, timeout=90)
-        assert not (data_dir / "doppelganger").exists()
+        # The library lives there now; the local token file must not.
+        assert not (data_dir / "doppelganger" / LOCAL_FILE).exists()
         yield TlsStack(process, without(env, SERVER_ONLY))
     finally:
         process.send_signal(signal.SIGTERM)

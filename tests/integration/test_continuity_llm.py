@@ -47,6 +47,9 @@ async def test_a_dropped_payoff_is_noted_revised_and_recorded(server: LLMServer)
     # The cards: scene 1 plants what one of its own lines says, scene 3 must pay it off.
     planted = _unique_line(first, third)
     beats = {beat.scene_index: beat for act in outline.acts for beat in act.beats}
+    for beat in beats.values():  # Only the test's own thread: the writer's cards are cleared.
+        del beat.setups[:]
+        del beat.payoffs[:]
     beats[0].setups.add(id="s1-secret", description=planted)
     beats[2].payoffs.append("s1-secret")
     episode = episode_pb2.Episode(

@@ -177,6 +177,7 @@ _SLOT_NAMES = (
     "me you other lead partner b1 b2 runner prop b_prop runner_prop want b_issue runner_gag "
     "vocab vocab2 my_role your_role focus other_prop PROP B_PROP DRINK OTHER B_issue Prop "
     "X Y A B show setting_lower role"  # the last three: the logline only
+    " elements setup state element"  # the premise's elements and the scene cards' actions
 )
 SLOTS = set(catalog.LEXICON_KEYS) | set(_SLOT_NAMES.split(" "))
 STAGES = {

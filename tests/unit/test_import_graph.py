@@ -89,7 +89,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_the_modules_and_their_imports() -> None:
     graph = _graph()
     assert "services.script.pipeline" in graph and "bench.llm_server" in graph
-    assert "services.script.procedural" in graph["services.script.pipeline"]
+    assert "services.script.procedural" in graph["services.script.comedy"]
     assert "services.script.catalog" in graph["services.script.requests"]
 
 

@@ -7,12 +7,17 @@ the transformed cast, the runtime estimate must be within 15 % of the target, no
 be heard twice, the comedy pass must raise the mean joke score, and the outline must have the
 show's structure with A and B plots that touch at the climax. No craft check may fire on the
 final script: no one names themself in the third person, no name of the classic show's cast
-reaches the new world, no heading contradicts its action, nobody speaks out of the room. One test
-per show (60 episodes).
+reaches the new world, no heading contradicts its action. One test per show (60 episodes).
+
+No original name reaches the new world: no first name, surname, nickname or title-and-surname form
+of the classic cast (every alias the catalog lists, whole words, any case) in the cast data or in
+any line, in these episodes and in one episode of every bundled show in every bundled setting,
+pitched with a premise that names the classic cast by those forms.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -61,6 +66,42 @@ def _check_outline(show: episode_pb2.Show, episode: episode_pb2.Episode) -> None
     assert b1 in climax.description and b2 in climax.description
 
 
+def _original_names(show: episode_pb2.Show) -> list[str]:
+    """Every first name and alias of the classic cast."""
+    return [form for character in show.characters for form in (character.name, *character.aliases)]
+
+
+def _world_text(episode: episode_pb2.Episode) -> str:
+    """The cast data and every line: what must hold no original name."""
+    parts: list[str] = []
+    for c in episode.cast:
+        parts += [c.name, c.role, c.archetype, *c.traits, *c.verbal_tics, *c.catchphrases]
+        parts += c.aliases
+    parts += [f"{r.from_character} {r.to_character} {r.kind}" for r in episode.relationships]
+    for scene in episode.scenes:
+        parts += [scene.slugline.location, scene.summary]
+        for element in scene.elements:
+            kind = element.WhichOneof("element")
+            if kind == "dialogue":
+                line = element.dialogue
+                parts += [line.character, line.parenthetical, line.text]
+            elif kind == "action":
+                parts.append(element.action.text)
+    return "\n".join(parts)
+
+
+def _assert_no_original_names(
+    show: episode_pb2.Show, episode: episode_pb2.Episode, label: str
+) -> None:
+    text = _world_text(episode)
+    leaks = [
+        name
+        for name in _original_names(show)
+        if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+    ]
+    assert not leaks, (label, leaks)
+
+
 def _check_episode(episode: episode_pb2.Episode, label: str) -> None:
     assert episode.validation.passed, (label, [i.message for i in episode.validation.issues])
     assert episode.validation.threshold == DEFAULT_THRESHOLD
@@ -89,7 +130,34 @@ async def test_every_default_episode_of_the_show_is_sound(show: episode_pb2.Show
             _check_outline(show, episode)
             gains.append(await _finish(context, episode))
             _check_episode(episode, label)
+            _assert_no_original_names(show, episode, label)
     assert sum(gains) / len(gains) >= MIN_MEAN_GAIN
+
+
+def _premise_naming_the_classic_cast(show: episode_pb2.Show) -> str:
+    """A pitch that names the classic cast by first name, full name, title form and nickname."""
+    lead, foil, *rest = show.characters
+    other = rest[0] if rest else foil
+    forms = [alias for c in show.characters for alias in c.aliases]
+    titled = next((a for a in forms if a.split()[0].endswith(".")), other.name)
+    nickname = next((a for a in forms if len(a.split()) == 1), foil.name)
+    full = next((a for a in lead.aliases if len(a.split()) > 1), lead.name)
+    return (
+        f"{lead.name} bets {nickname} that {titled} cannot keep a secret until the big night; "
+        f"{full} loses the 'Silver Ladle' trophy, and {foil.name} has to find it."
+    )
+
+
+@pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)
+async def test_no_original_name_in_any_bundled_setting(show: episode_pb2.Show) -> None:
+    premise = _premise_naming_the_classic_cast(show)
+    for seed, setting in enumerate(catalog.load_settings()):
+        label = f"{show.id} / {setting.id}"
+        context, episode = await draft_episode(show.id, setting.id, seed, premise=premise)
+        await _finish(context, episode)
+        _assert_no_original_names(show, episode, label)
+        assert episode.validation.passed, (label, [i.message for i in episode.validation.issues])
+        assert {line.character for line in dialogue(episode)} <= {c.name for c in episode.cast}
 
 
 @pytest.mark.parametrize("scene_count", [1, 3, 20])

@@ -110,8 +110,8 @@ def test_a_scene_is_the_same_whether_or_not_other_scenes_were_written() -> None:
     outline = procedural.write_outline(show, setting, cast, relationships, 6, 5)
     alone = procedural.write_scene(show, setting, cast, outline, 4, 5)
     plan = procedural.plan_episode(show, setting, cast, 5, outline)
-    in_order = [procedural.write_planned_scene(plan, i) for i in range(6)]
-    backwards = [procedural.write_planned_scene(plan, i) for i in range(5, -1, -1)]
+    in_order = [procedural.write_planned_scene(plan, i, outline=outline) for i in range(6)]
+    backwards = [procedural.write_planned_scene(plan, i, outline=outline) for i in range(5, -1, -1)]
     assert _bytes(alone) == _bytes(in_order[4]) == _bytes(backwards[1])
     with_summaries = procedural.write_scene(
         show, setting, cast, outline, 4, 5, ["earlier", "beats"]
@@ -545,11 +545,14 @@ def test_a_plan_keeps_its_own_copies_and_its_bounds() -> None:
     cast, relationships = procedural.transform_cast(show, setting, 3)
     outline = procedural.write_outline(show, setting, cast, relationships, 4, 3)
     plan = procedural.plan_episode(show, setting, cast, 3, outline)
-    first = procedural.write_planned_scene(plan, 1)
-    outline.acts[0].beats[1].description = "Something else entirely."
+    kept = episode_pb2.Outline()
+    kept.CopyFrom(outline)
+    first = procedural.write_planned_scene(plan, 1, outline=kept)
+    outline.acts[0].beats[1].plot = episode_pb2.PLOT_LINE_RUNNER
+    outline.acts[0].beats[1].target_seconds = 30.0
     cast[0].name = "Nobody"
-    assert _bytes(procedural.write_planned_scene(plan, 1)) == _bytes(first)
+    assert _bytes(procedural.write_planned_scene(plan, 1, outline=kept)) == _bytes(first)
     with pytest.raises(ValueError, match="scene_index"):
-        procedural.write_planned_scene(plan, 4)
+        procedural.write_planned_scene(plan, 4, outline=kept)
     with pytest.raises(ValueError, match="size"):
         procedural.EpisodePlans(size=0)

@@ -39,6 +39,7 @@ __all__ = [
     "name_pool",
     "resolve_setting",
     "setting_profile",
+    "surname_pool",
     "writer_grammar",
 ]
 
@@ -244,6 +245,12 @@ def name_pool(style: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     pools, suffixes = data["name_pools"], data["name_suffixes"]
     key = style if style in pools else "generic"
     return tuple(pools[key]), tuple(suffixes.get(key, suffixes["generic"]))
+
+
+def surname_pool(style: str) -> tuple[str, ...]:
+    """In-world surnames for a naming style, falling back to 'generic'."""
+    pools = _data("settings.json")["surname_pools"]
+    return tuple(pools.get(style, pools["generic"]))
 
 
 # ---------------------------------------------------------------------------------------------

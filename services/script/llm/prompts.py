@@ -19,7 +19,7 @@ from doppelganger.v1 import episode_pb2
 from services.script import catalog
 from services.script.llm import schema
 
-PROMPT_VERSION = "llm-1"
+PROMPT_VERSION = "llm-2"
 CONTEXT_MARKER = "SHOW CONTEXT (JSON):"
 REQUEST_MARKER = "REQUEST (JSON):"
 SCHEMA_MARKER = "REPLY SCHEMA (JSON Schema):"
@@ -57,6 +57,7 @@ def _character(character: episode_pb2.Character) -> dict[str, Any]:
         "traits": list(character.traits),
         "verbal_tics": list(character.verbal_tics),
         "catchphrases": list(character.catchphrases),
+        "aliases": list(character.aliases),
     }
 
 
@@ -122,21 +123,41 @@ def scene_seconds_target(scene_count: int) -> int:
 
 
 def outline_request(
-    scene_count: int, seed: int, notes: Sequence[str], target_runtime_seconds: float
+    scene_count: int,
+    seed: int,
+    notes: Sequence[str],
+    target_runtime_seconds: float,
+    *,
+    premise: str = "",
+    avoid_kernels: Sequence[str] = (),
 ) -> str:
     minutes = round(target_runtime_seconds / 60) if target_runtime_seconds else 22
     text = (
         f"Outline a new {minutes}-minute episode in {scene_count} scenes: a title, a logline, "
         "an A plot and a B plot that touch at the climax, and acts (cold open, acts, tag, "
         "following the show's structure) whose beats give every scene exactly one beat "
-        f"(scene_index 0 to {scene_count - 1}), each naming who drives it and what changes."
+        f"(scene_index 0 to {scene_count - 1}), each naming who drives it and what changes. "
+        "Give every beat its scene card: location, INT or EXT (an outdoor place is EXT), time "
+        "of day (a scene in the same place as the one before keeps its time), the characters "
+        "present at the start, who enters and who exits, the setups it plants (each with an id "
+        "unique in the outline) and the ids of earlier setups it pays off, and the running "
+        "gag's state after it. Name the A plot's story kernel in a few words."
     )
+    if premise:
+        text += (
+            " Build the episode around the writer's premise (in the request): its people, "
+            "things and events appear in the logline, the A plot and the beats."
+        )
+    if avoid_kernels:
+        text += " The A plot must differ from these, already proposed: see avoid_kernels."
     request = {
         "task": "outline",
         "scene_count": scene_count,
         "seed": seed,
         "target_runtime_seconds": target_runtime_seconds,
         "notes": list(notes),
+        "premise": premise,
+        "avoid_kernels": list(avoid_kernels),
     }
     return _task(text, request, schema.json_schema(schema.OutlineOut))
 
@@ -160,7 +181,12 @@ def scene_request(
         f"outline. About {seconds} seconds of screen time (roughly {words} spoken words); action "
         f"lines interleaved with dialogue; a comedic beat about every {BEAT_SECONDS} seconds, "
         "with setups paid off by punchlines; keep continuity with what happened earlier. "
-        f"End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
+        "Play the scene's card: the slugline is its location, INT/EXT and time of day; only the "
+        "characters present or entering speak, and those who exit leave before the end; plant "
+        "its setups and pay off the setups due, in lines or action. The earlier cards (where "
+        "people went, what was planted) are in `earlier`; scenes are written in parallel, so "
+        "they are all you know of the other scenes. Keep to the writer's premise when there is "
+        f"one. End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
     )
     request = {
         "task": "scene",
@@ -169,7 +195,9 @@ def scene_request(
         "seed": seed,
         "target_seconds": seconds,
         "target_runtime_seconds": outline.target_runtime_seconds,
+        "premise": outline.premise,
         "outline": schema.outline_payload(outline),
+        "card": schema.scene_card(outline, index),
         "earlier": list(earlier),
         "notes": list(notes),
     }
@@ -222,7 +250,9 @@ def revision_request(
         "scene_count": outline.scene_count,
         "seed": seed,
         "target_runtime_seconds": outline.target_runtime_seconds,
+        "premise": outline.premise,
         "outline": schema.outline_payload(outline),
+        "card": schema.scene_card(outline, scene.index),
         "scene": schema.scene_payload(scene),
         "notes": list(notes),
     }

@@ -2,8 +2,10 @@
 
 Pydantic models give the shape (and the JSON Schema sent with every request); `*_problems`
 functions add what a schema cannot know: speakers must be in the transformed cast, joke patterns
-in the humour pattern library, the outline must give every scene exactly one beat. `parse_reply`
-returns either the model or a list of problems, worded to be sent back for the one repair.
+in the humour pattern library, the outline must give every scene exactly one beat, and its cards
+name cast members and pay off only setups of earlier beats. `parse_reply` returns either the model
+or a list of problems, worded to be sent back for the one repair. A beat's card fields are
+optional in the reply, so a model that leaves them out still gives a usable outline.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.cards import beat_at, callback_terms, setup_sources
 from services.script.procedural import joke_context, score_joke
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets, element_seconds
 
@@ -43,10 +46,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SetupOut(_Strict):
+    id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description='Unique in the outline, e.g. "s2-broken-valve"',
+    )  # fmt: skip
+    description: str = Field(min_length=1, max_length=300, description="What the audience learns")
+
+
 class BeatOut(_Strict):
     scene_index: int = Field(ge=0, description="0-based index of the scene that plays this beat")
     plot: Literal["A", "B", "runner"]
     description: str = Field(min_length=1, max_length=600)
+    # The scene card: where, when, who, which threads it plants and picks up.
+    location: str = Field(default="", max_length=80, description="e.g. HYDROPONICS BAY")
+    placement: Literal["INT", "EXT", "INT/EXT"] = "INT"
+    time_of_day: str = Field(default="", max_length=20, description="DAY, NIGHT, CONTINUOUS")
+    characters: list[str] = Field(default=[], max_length=12, description="Present at the start")
+    entrances: list[str] = Field(default=[], max_length=12, description="Enter during the scene")
+    exits: list[str] = Field(default=[], max_length=12, description="Leave during the scene")
+    setups: list[SetupOut] = Field(default=[], max_length=6, description="Planted here")
+    payoffs: list[str] = Field(
+        default=[], max_length=12, description="Ids of setups of earlier beats paid off here"
+    )
+    running_gag: str = Field(
+        default="", max_length=300, description="The running gag's state after this scene"
+    )
 
 
 class ActOut(_Strict):
@@ -60,6 +85,10 @@ class OutlineOut(_Strict):
     a_plot: str = Field(min_length=1, max_length=600)
     b_plot: str = Field(min_length=1, max_length=600)
     acts: list[ActOut] = Field(min_length=1, max_length=7)
+    kernel: str = Field(
+        default="", max_length=80, description="The A plot's story kernel in a few words"
+    )
+    running_gag: str = Field(default="", max_length=300, description="The episode's running gag")
 
 
 class SluglineOut(_Strict):
@@ -164,7 +193,7 @@ def parse_reply(
 # Content checks
 
 
-def outline_problems(outline: OutlineOut, scene_count: int) -> list[str]:
+def outline_problems(outline: OutlineOut, scene_count: int, cast: Sequence[str] = ()) -> list[str]:
     indices = [beat.scene_index for act in outline.acts for beat in act.beats]
     problems = [
         f"beat scene_index {i} is out of range 0-{scene_count - 1}"
@@ -177,6 +206,28 @@ def outline_problems(outline: OutlineOut, scene_count: int) -> list[str]:
     missing = sorted(set(range(scene_count)) - set(indices))
     if missing:
         problems.append(f"scenes {missing} have no beat; the outline needs {scene_count} beats")
+    return problems + _card_problems(outline, cast)
+
+
+def _card_problems(outline: OutlineOut, cast: Sequence[str]) -> list[str]:
+    """Cards name cast members; setup ids are unique; payoffs name setups of earlier beats."""
+    problems: list[str] = []
+    known = set(cast)
+    planted: dict[str, int] = {}
+    beats = sorted((b for act in outline.acts for b in act.beats), key=lambda b: b.scene_index)
+    for beat in beats:
+        where = f"beat {beat.scene_index}"
+        for kind in ("characters", "entrances", "exits"):
+            strangers = [n for n in getattr(beat, kind) if known and n not in known]
+            if strangers:
+                problems.append(f"{where} {kind} {strangers} are not in the cast")
+        for payoff in beat.payoffs:
+            if planted.get(payoff, beat.scene_index) >= beat.scene_index:
+                problems.append(f"{where} pays off {payoff!r}, which no earlier beat plants")
+        for setup in beat.setups:
+            if setup.id in planted:
+                problems.append(f"{where} plants {setup.id!r} again; setup ids are unique")
+            planted.setdefault(setup.id, beat.scene_index)
     return problems
 
 
@@ -224,18 +275,12 @@ def _normalise(text: str) -> str:
 def outline_to_proto(
     reply: OutlineOut, scene_count: int, target_runtime_seconds: float = 0.0
 ) -> episode_pb2.Outline:
-    """The outline, its runtime target shared among the beats as the procedural writer does."""
+    """The outline with its cards, its runtime target shared among the beats as the procedural
+    writer does."""
     acts = [
         episode_pb2.Act(
             name=act.name,
-            beats=[
-                episode_pb2.Beat(
-                    scene_index=beat.scene_index,
-                    plot=PLOTS[beat.plot],
-                    description=beat.description,
-                )
-                for beat in sorted(act.beats, key=lambda b: b.scene_index)
-            ],
+            beats=[_beat(beat) for beat in sorted(act.beats, key=lambda b: b.scene_index)],
         )
         for act in reply.acts
     ]
@@ -246,9 +291,55 @@ def outline_to_proto(
         b_plot=reply.b_plot,
         acts=acts,
         scene_count=scene_count,
+        kernel=reply.kernel,
+        running_gag=reply.running_gag,
     )
     allocate_targets(outline, target_runtime_seconds or scene_count * DEFAULT_SCENE_SECONDS)
     return outline
+
+
+def _beat(beat: BeatOut) -> episode_pb2.Beat:
+    return episode_pb2.Beat(
+        scene_index=beat.scene_index,
+        plot=PLOTS[beat.plot],
+        description=beat.description,
+        location=beat.location.upper(),
+        placement=PLACEMENTS[beat.placement]
+        if beat.location
+        else episode_pb2.PLACEMENT_UNSPECIFIED,
+        time_of_day=beat.time_of_day.upper(),
+        characters=beat.characters,
+        entrances=beat.entrances,
+        exits=beat.exits,
+        setups=[episode_pb2.Setup(id=s.id, description=s.description) for s in beat.setups],
+        payoffs=beat.payoffs,
+        running_gag=beat.running_gag,
+    )
+
+
+def outline_from_payload(payload: Mapping[str, Any], premise: str = "") -> episode_pb2.Outline:
+    """An outline from `outline_payload`'s JSON (a scene's view: beats of other scenes carry no
+    description) and the request's premise, as the loopback provider reads a request."""
+    acts = []
+    for act in payload.get("acts", []):
+        beats = []
+        for beat in act.get("beats", []):
+            card = BeatOut.model_validate({"description": "-", **beat})
+            proto = _beat(card)
+            proto.description = beat.get("description", "")
+            beats.append(proto)
+        acts.append(episode_pb2.Act(name=act.get("name", ""), beats=beats))
+    return episode_pb2.Outline(
+        title=payload.get("title", ""),
+        logline=payload.get("logline", ""),
+        a_plot=payload.get("a_plot", ""),
+        b_plot=payload.get("b_plot", ""),
+        acts=acts,
+        scene_count=sum(len(act.beats) for act in acts),
+        premise=premise,
+        kernel=payload.get("kernel", ""),
+        running_gag=payload.get("running_gag", ""),
+    )
 
 
 def act_of(outline: episode_pb2.Outline, index: int) -> str:
@@ -262,20 +353,6 @@ def beat_of(outline: episode_pb2.Outline, index: int) -> episode_pb2.Beat | None
     return next(
         (beat for act in outline.acts for beat in act.beats if beat.scene_index == index), None
     )
-
-
-def planted_terms(
-    setting: episode_pb2.Setting, outline: episode_pb2.Outline, index: int
-) -> list[str]:
-    """Props and vocabulary the outline mentions before scene `index`: what a callback can use."""
-    earlier = " ".join(
-        beat.description.lower()
-        for act in outline.acts
-        for beat in act.beats
-        if beat.scene_index < index
-    )
-    terms = [*setting.props, *setting.vocabulary]
-    return [term for term in terms if term and term.lower() in earlier]
 
 
 def scene_to_proto(
@@ -302,7 +379,7 @@ def scene_to_proto(
         characters=list(dict.fromkeys(speakers)),
     )
     by_name = {character.name: character for character in cast}
-    callback_terms = planted_terms(setting, outline, index)
+    terms = callback_terms(outline, index, [*setting.props, *setting.vocabulary])
     clock = 0.0
     for position, (item, element) in enumerate(zip(reply.elements, elements, strict=True)):
         clock += element_seconds(element)
@@ -316,7 +393,7 @@ def scene_to_proto(
             speaker=by_name.get(item.character),
             setting=setting,
             context=joke_context(scene, position),
-            callback_terms=callback_terms,
+            callback_terms=terms,
         )
         scene.jokes.add(
             id=joke_id,
@@ -356,26 +433,65 @@ ROLE_NAMES = {value: name for name, value in ROLES.items()}
 
 
 def outline_payload(outline: episode_pb2.Outline) -> dict[str, Any]:
-    return {
+    """The outline as reply-shaped JSON with its cards; what is empty is left out (a scene's
+    view has no description for the other scenes' beats, and only the cards that feed it). The
+    premise is not part of the reply's shape: requests carry it beside the outline."""
+    payload: dict[str, Any] = {
         "title": outline.title,
         "logline": outline.logline,
         "a_plot": outline.a_plot,
         "b_plot": outline.b_plot,
         "acts": [
-            {
-                "name": act.name,
-                "beats": [
-                    {
-                        "scene_index": beat.scene_index,
-                        "plot": _PLOT_NAMES.get(beat.plot, "A"),
-                        "description": beat.description,
-                    }
-                    for beat in act.beats
-                ],
-            }
+            {"name": act.name, "beats": [card_payload(beat) for beat in act.beats]}
             for act in outline.acts
         ],
     }
+    for name in ("kernel", "running_gag"):
+        if getattr(outline, name):
+            payload[name] = getattr(outline, name)
+    return payload
+
+
+def card_payload(beat: episode_pb2.Beat) -> dict[str, Any]:
+    """A beat as reply-shaped JSON: its index and plot line, and whatever else it has."""
+    payload: dict[str, Any] = {
+        "scene_index": beat.scene_index,
+        "plot": _PLOT_NAMES.get(beat.plot, "A"),
+    }
+    if beat.description:
+        payload["description"] = beat.description
+    if beat.location:
+        payload["location"] = beat.location
+        payload["placement"] = _PLACEMENT_NAMES.get(beat.placement, "INT")
+    if beat.time_of_day:
+        payload["time_of_day"] = beat.time_of_day
+    for name in ("characters", "entrances", "exits", "payoffs"):
+        if getattr(beat, name):
+            payload[name] = list(getattr(beat, name))
+    if beat.setups:
+        payload["setups"] = [{"id": s.id, "description": s.description} for s in beat.setups]
+    if beat.running_gag:
+        payload["running_gag"] = beat.running_gag
+    return payload
+
+
+def scene_card(outline: episode_pb2.Outline, index: int) -> dict[str, Any]:
+    """Scene `index`'s own card, with the setups it pays off spelled out."""
+    beat = beat_at(outline, index)
+    if beat is None:
+        return {"scene_index": index}
+    card = card_payload(beat)
+    sources = setup_sources(outline)
+    planted = {s.id: s.description for b in outline.acts for s in _setups(b)}
+    card["payoffs_due"] = [
+        {"id": p, "planted_in_scene": sources.get(p, -1) + 1, "description": planted.get(p, "")}
+        for p in beat.payoffs
+    ]
+    return card
+
+
+def _setups(act: episode_pb2.Act) -> list[episode_pb2.Setup]:
+    return [setup for beat in act.beats for setup in beat.setups]
 
 
 def scene_payload(scene: episode_pb2.Scene) -> dict[str, Any]:

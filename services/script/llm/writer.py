@@ -97,12 +97,18 @@ class LLMWriter:
 
     async def write_outline(self, context: StoryContext) -> episode_pb2.Outline:
         target = target_runtime(context)
-        request = prompts.outline_request(context.scene_count, context.seed, context.notes, target)
+        request = prompts.outline_request(
+            context.scene_count, context.seed, context.notes, target,
+            premise=context.premise, avoid_kernels=context.avoid_kernels,
+        )  # fmt: skip
+        names = [character.name for character in context.cast]
         reply = await self._structured(
             context, (OUTLINE,), request, schema.OutlineOut,
-            lambda r: schema.outline_problems(r, context.scene_count), self._max_tokens,
+            lambda r: schema.outline_problems(r, context.scene_count, names), self._max_tokens,
         )  # fmt: skip
-        return schema.outline_to_proto(reply, context.scene_count, target)
+        outline = schema.outline_to_proto(reply, context.scene_count, target)
+        outline.premise = context.premise
+        return outline
 
     async def write_scene(
         self,

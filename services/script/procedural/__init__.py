@@ -2,14 +2,18 @@
 
 The same inputs give byte-identical protos in any process. A scene depends only on its episode's
 plan (`EpisodePlan`: the kernel of story choices, the stage and runtime target of every scene, the
-joke plan and the line plan that keeps every dialogue line of the episode unique), so scenes can
-be written concurrently, in any order, and cached one by one. The plan is an explicit value: the
-free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps the plans of
-recent episodes.
+joke plan and the line plan that keeps every dialogue line of the episode unique; built from the
+outline's structure, never a beat's text) and on its own beat and card and the cards that feed it
+(its view of the outline, services/script/cards.py), so scenes can be written concurrently, in
+any order, and cached one by one, and editing one beat changes one scene. The plan is an explicit
+value: the free functions build one per call; `EpisodePlans` (one per `ProceduralWriter`) keeps
+the plans of recent episodes.
 
-Modules: _cast (cast transform), _kernel, _outline, _plan, _scenes (scene grammar), _fit and
-_assembly (a scene to its runtime target), _jokes (scoring and punch-up), _revision (notes),
-_runtime (scene counts and targets), _writer (the Writer protocol).
+Modules: _names (every form of a name, renamed) and _cast (cast transform), _kernel (the story
+choices, the premise's elements among them), _outline and _cards (the outline and its scene
+cards), _plan, _scenes (scene grammar), _staging (a card on the page), _fit and _assembly (a scene
+to its runtime target), _jokes (scoring and punch-up), _revision (notes), _runtime (scene counts
+and targets), _writer (the Writer protocol).
 """
 
 from services.script.procedural._assembly import (
@@ -22,7 +26,13 @@ from services.script.procedural._assembly import (
 from services.script.procedural._cast import transform_cast
 from services.script.procedural._grammar import GENERIC_PROPS, JOKES
 from services.script.procedural._jokes import JOKE_WEIGHTS, joke_context, punch_up, score_joke
-from services.script.procedural._kernel import EpisodeKernel
+from services.script.procedural._kernel import (
+    KERNEL_IDS,
+    EpisodeKernel,
+    choose_kernel,
+    kernel_order,
+)
+from services.script.procedural._names import WorldNames, renamer, world_names
 from services.script.procedural._outline import MAX_SCENES, write_outline
 from services.script.procedural._plan import EpisodePlan, plan_episode
 from services.script.procedural._revision import (
@@ -45,6 +55,7 @@ __all__ = [
     "GENERIC_PROPS",
     "JOKES",
     "JOKE_WEIGHTS",
+    "KERNEL_IDS",
     "LONGER_FACTOR",
     "MAX_JOKES",
     "MAX_SCENES",
@@ -56,17 +67,22 @@ __all__ = [
     "EpisodePlans",
     "ProceduralWriter",
     "SceneDirectives",
+    "WorldNames",
     "auto_scene_count",
+    "choose_kernel",
     "joke_context",
+    "kernel_order",
     "longest_scene_seconds",
     "plan_episode",
     "punch_up",
     "read_notes",
+    "renamer",
     "revise_planned_scene",
     "revise_scene",
     "scene_total",
     "score_joke",
     "transform_cast",
+    "world_names",
     "write_outline",
     "write_planned_scene",
     "write_scene",

@@ -1,19 +1,21 @@
-"""Scene assembly: a scene of the plan, from its beat to the finished Scene message.
+"""Scene assembly: a scene of the plan, from its beat and card to the finished Scene message.
 
 A scene is written to its beat's runtime target (Beat.target_seconds): an opening exchange and a
-joke, build-up steps spread between the remaining jokes (one comedic beat about every
-COMEDY_INTERVAL_SECONDS), a closing action, then fitted to the target (_fit.py). `revise_scene`
-writes another take of the same beat following notes.
+joke, the setups its card plants, build-up steps spread between the remaining jokes (one comedic
+beat about every COMEDY_INTERVAL_SECONDS), the payoffs due and the running gag, a closing action,
+then fitted to the target (_fit.py); whoever the card sees out leaves before the end. Only the
+card's people speak, under the card's slugline (_staging.py). `revise_scene` writes another take
+of the same beat following notes.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from doppelganger.v1 import episode_pb2
-from services.script import catalog
+from services.script.premise import PremiseElement
 from services.script.procedural._fit import fit_length, someone_else, space_beats
 from services.script.procedural._grammar import (
     ACTION_BUSINESS,
@@ -26,39 +28,59 @@ from services.script.procedural._grammar import (
     TRANSITIONS,
 )
 from services.script.procedural._jokes import JOKE_CONTEXT_LINES, score_joke
-from services.script.procedural._kernel import EpisodeKernel, build_kernel, participants
+from services.script.procedural._kernel import EpisodeKernel, build_kernel
 from services.script.procedural._outline import find_beat, push_key
 from services.script.procedural._plan import EpisodePlan, plan_episode, with_extra_jokes
 from services.script.procedural._revision import FIRST_DRAFT, SceneDirectives, read_notes
 from services.script.procedural._runtime import MAX_TARGET_SECONDS, MIN_TARGET_SECONDS
 from services.script.procedural._scenes import Action, Frame, Line, SceneWriter, item_seconds
+from services.script.procedural._staging import (
+    exit_actions,
+    late_actions,
+    opening_ambience,
+    plant_actions,
+    premise_actions,
+    scene_cast,
+    slugline,
+)
 from services.script.procedural._text import seeded_rng, sentence
 
 BRIEF_SCENE_SECONDS = 80.0  # act scenes shorter than this skip the stakes and the banter
+TIGHT_SCENE_SECONDS = 55.0  # ... and shorter than this the turn too (a card's actions take room)
 CATCHPHRASE_CHANCE = 0.4
-TIMES_OF_DAY = ("MORNING", "DAY", "DAY", "AFTERNOON", "EVENING", "NIGHT")
-_EXTERIOR_WORDS = re.compile(
-    r"\b(STREET|SURFACE|YARD|GARDEN|CLEARING|ROOF|ROOFTOP|PERIMETER|FOREST|RIDGE|DOCK|ALLEY|"
-    r"COURTYARD|FIELD|FIELDS|BEACH|SHORE|OUTSIDE|TRAIL|CORRAL|BATTLEMENTS|MARKET|BRIDGE PATH|"
-    r"QUARTERDECK|MAIN DECK|HULL|PATH|STEPS|LOT)\b"
-)
+
+
+@dataclass(frozen=True)
+class _Card:
+    """What the body plays besides the plan: the scene's beat and card, the outline they come
+    from (for the setups paid off), the premise's elements, whether it is outdoors."""
+
+    beat: episode_pb2.Beat | None
+    outline: episode_pb2.Outline
+    premise: tuple[PremiseElement, ...]
+    exterior: bool
 
 
 # ---------------------------------------------------------------------------------------------
 # The body: opening, build-up steps between the jokes, closing
 
 
-def _write_body(writer: SceneWriter, frame: Frame) -> None:
-    """Opening and first joke; build-up steps spread between the other jokes; closing; fit."""
-    _write_opening(writer, frame)
-    present = [frame.primary, frame.secondary]
-    steps = _steps(frame)
+def _write_body(writer: SceneWriter, frame: Frame, card: _Card) -> None:
+    """Opening and first joke; the card's setups; build-up steps spread between the other jokes;
+    payoffs and the running gag; closing; fit."""
+    planted = plant_actions(writer, card.beat, frame.primary)
+    paid = late_actions(writer, card.beat, card.outline, frame.primary)
+    present = _write_opening(writer, frame, card.exterior)
+    writer.items.extend(planted)
+    steps = _steps(frame, sum(item_seconds(action) for action in (*planted, *paid)))
     later = frame.jokes[1:]
     for group, slot in zip(_spread(steps, len(later)), later, strict=True):
         for step in group:
             present = step(writer, frame, present)
         writer.joke(slot, present)
+    writer.items.extend(paid)
     writer.action("closing", ACTION_CLOSINGS, frame.primary, frame.secondary)
+    writer.items[1:1] = premise_actions(writer, card.beat, card.premise, frame.primary)
     space_beats(writer)
     fit_length(writer, frame, present)
     space_beats(writer)
@@ -78,16 +100,21 @@ def _spread(steps: Sequence[_Step], groups: int) -> list[list[_Step]]:
     return runs
 
 
-def _write_opening(writer: SceneWriter, frame: Frame) -> None:
-    """Establishing action, the beat's opening exchange and the first joke."""
+def _write_opening(writer: SceneWriter, frame: Frame, exterior: bool) -> list[str]:
+    """Establishing action, the beat's opening exchange and the first joke; returns who is in
+    the room (the secondary comes in first when the card has only the primary there)."""
     primary, secondary = frame.primary, frame.secondary
-    ambiences = writer.pick("ambience", catalog.setting_profile(writer.setting).ambience)
-    ambience = next((text for text in ambiences if writer.suits_heading(text)), "")
+    ambience = opening_ambience(writer, exterior)
     writer.action("opening", ACTION_OPENINGS, primary, secondary, prefix=ambience)
+    present = list(frame.present_at_start)
     writer.line(f"open:{frame.stage}", primary, secondary, frame.bystander)
-    writer.react(secondary, primary, frame.bystander)
+    if secondary not in present:
+        present = _enter(writer, secondary, primary, present)
+    else:
+        writer.react(secondary, primary, frame.bystander)
     writer.joke(frame.jokes[0], [primary, secondary])
     writer.action("business", ACTION_BUSINESS, primary, secondary, optional=True)
+    return present
 
 
 def _stakes(writer: SceneWriter, frame: Frame, present: list[str]) -> list[str]:
@@ -99,9 +126,9 @@ def _stakes(writer: SceneWriter, frame: Frame, present: list[str]) -> list[str]:
 
 
 def _entrance(writer: SceneWriter, frame: Frame, present: list[str]) -> list[str]:
-    """The third speaker comes in (sometimes heard before seen); maybe a catchphrase."""
-    if len(frame.speakers) > 2:
-        present = _enter(writer, frame.speakers[2], frame.primary, present)
+    """The first newcomer comes in (sometimes heard before seen); maybe a catchphrase."""
+    if frame.newcomers:
+        present = _enter(writer, frame.newcomers[0], frame.primary, present)
     _catchphrase(writer, present)
     return present
 
@@ -129,13 +156,18 @@ def _turn(writer: SceneWriter, frame: Frame, present: list[str]) -> list[str]:
 
 _LONG_STEPS: tuple[_Step, ...] = (_stakes, _entrance, _banter, _late_entrance, _turn)
 _BRIEF_STEPS: tuple[_Step, ...] = (_entrance, _late_entrance, _turn)
+_TIGHT_STEPS: tuple[_Step, ...] = (_entrance, _late_entrance)
 _SHORT_STEPS: tuple[_Step, ...] = (_entrance,)
 
 
-def _steps(frame: Frame) -> tuple[_Step, ...]:
+def _steps(frame: Frame, card_seconds: float) -> tuple[_Step, ...]:
+    """The build-up a scene has room for once its card's actions are played."""
+    room = frame.target - card_seconds
     if frame.short:
         return _SHORT_STEPS
-    return _BRIEF_STEPS if frame.target < BRIEF_SCENE_SECONDS else _LONG_STEPS
+    if room < TIGHT_SCENE_SECONDS:
+        return _TIGHT_STEPS
+    return _BRIEF_STEPS if room < BRIEF_SCENE_SECONDS else _LONG_STEPS
 
 
 def _enter(writer: SceneWriter, newcomer: str, primary: str, present: list[str]) -> list[str]:
@@ -226,37 +258,29 @@ def _to_elements(
     return elements, jokes, clock
 
 
-def _slugline(
-    setting: episode_pb2.Setting, kernel: EpisodeKernel, scene_index: int, total: int
-) -> episode_pb2.Slugline:
-    location = kernel.locations[scene_index % len(kernel.locations)]
-    profile = catalog.setting_profile(setting)
-    exterior = location in profile.exteriors or _EXTERIOR_WORDS.search(location) is not None
-    bucket = min(len(TIMES_OF_DAY) - 1, scene_index * len(TIMES_OF_DAY) // max(1, total))
-    return episode_pb2.Slugline(
-        placement=episode_pb2.PLACEMENT_EXT if exterior else episode_pb2.PLACEMENT_INT,
-        location=location,
-        time_of_day=TIMES_OF_DAY[bucket],
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Writing and revising scenes
 
 
 def write_planned_scene(
-    plan: EpisodePlan, scene_index: int, directives: SceneDirectives = FIRST_DRAFT
+    plan: EpisodePlan,
+    scene_index: int,
+    directives: SceneDirectives = FIRST_DRAFT,
+    *,
+    outline: episode_pb2.Outline,
 ) -> episode_pb2.Scene:
-    """Scene `scene_index` of the plan, built from its beat and written to its runtime target;
-    `directives` ask for another take (see `read_notes`)."""
+    """Scene `scene_index` of the plan, built from its beat and card (read from `outline`: the
+    episode's outline or the scene's view of it, `cards.scene_view`) and written to its runtime
+    target; `directives` ask for another take (see `read_notes`)."""
     if not 0 <= scene_index < plan.scene_total:
         raise ValueError(f"scene_index must be in [0, {plan.scene_total}) (got {scene_index})")
+    source = outline
     show, setting, kernel = plan.show, plan.setting, plan.kernel
-    beat, act_name = find_beat(plan.outline, scene_index)
+    beat, act_name = find_beat(source, scene_index)
     stage = plan.stages[scene_index]
-    description = (
-        beat.description if beat else kernel.slots["b_issue" if stage in B_STAGES else "want"]
-    )
+    description = (beat.description if beat else "") or kernel.slots[
+        "b_issue" if stage in B_STAGES else "want"
+    ]
     writer = SceneWriter(
         plan=plan,
         index=scene_index,
@@ -272,17 +296,19 @@ def write_planned_scene(
         jokes = with_extra_jokes(
             jokes, directives.extra_jokes, kernel.patterns, plan.seed, plan.key
         )
-    slugline = _slugline(setting, kernel, scene_index, plan.scene_total)
-    writer.placement = slugline.placement
     target = plan.targets[scene_index] * directives.length_factor
     names = [c.name for c in plan.cast]
+    people = scene_cast(beat, names, kernel.roles, stage, directives.speakers)
     frame = Frame(
-        speakers=tuple(participants(beat, names, kernel.roles, stage, directives.speakers)),
+        speakers=people.speakers,
         stage=stage,
         jokes=jokes,
         target=min(MAX_TARGET_SECONDS, max(MIN_TARGET_SECONDS, target)),
+        starting=people.starting,
     )
-    _write_body(writer, frame)
+    heading = slugline(beat, setting, kernel, scene_index, plan.scene_total)
+    writer.placement = heading.placement  # Action lines must agree with the heading.
+    _write_scene_body(writer, frame, beat, source, heading)
     last = scene_index == plan.scene_total - 1
     transition = LAST_TRANSITION if last else writer.rng.choice(TRANSITIONS)
     elements, joke_messages, seconds = _to_elements(writer, transition)
@@ -291,7 +317,7 @@ def write_planned_scene(
         index=scene_index,
         number=scene_index + 1,
         act=act_name,
-        slugline=slugline,
+        slugline=heading,
         summary=sentence(description),
         elements=elements,
         jokes=joke_messages,
@@ -300,12 +326,31 @@ def write_planned_scene(
     )
 
 
+def _write_scene_body(
+    writer: SceneWriter,
+    frame: Frame,
+    beat: episode_pb2.Beat | None,
+    outline: episode_pb2.Outline,
+    heading: episode_pb2.Slugline,
+) -> None:
+    """The body with the card played in it; exits go in last, just before the closing action,
+    so nobody who left speaks again."""
+    exterior = heading.placement in (episode_pb2.PLACEMENT_EXT, episode_pb2.PLACEMENT_INT_EXT)
+    _write_body(writer, frame, _Card(beat, outline, writer.plan.premise, exterior))
+    leaving = exit_actions(writer, beat)
+    writer.items[-1:-1] = leaving
+
+
 def revise_planned_scene(
-    plan: EpisodePlan, scene_index: int, notes: Sequence[str]
+    plan: EpisodePlan,
+    scene_index: int,
+    notes: Sequence[str],
+    *,
+    outline: episode_pb2.Outline,
 ) -> episode_pb2.Scene:
     """Another take of scene `scene_index` of the plan that follows `notes` (see `read_notes`)."""
     directives = read_notes(notes, plan.cast, plan.setting, plan.kernel.props)
-    return write_planned_scene(plan, scene_index, directives)
+    return write_planned_scene(plan, scene_index, directives, outline=outline)
 
 
 def scene_total(outline: episode_pb2.Outline, scene_index: int) -> int:
@@ -336,7 +381,7 @@ def write_scene(
     """
     total = scene_total(outline, scene_index)
     plan = plan_episode(show, setting, cast, seed, outline, total, kernel=kernel)
-    return write_planned_scene(plan, scene_index, directives)
+    return write_planned_scene(plan, scene_index, directives, outline=outline)
 
 
 def revise_scene(
@@ -351,7 +396,9 @@ def revise_scene(
     """Another take of `scene` that follows `notes` (see `read_notes`): rewritten from its beat,
     so whatever was wrong with it (a stranger speaking, an empty scene) is gone, with the same
     index, so the episode's line plan still keeps every line unique."""
-    kernel = build_kernel(show, setting, cast, seed)
+    kernel = build_kernel(
+        show, setting, cast, seed, premise=outline.premise, kernel_id=outline.kernel
+    )
     directives = read_notes(notes, cast, setting, kernel.props)
     return write_scene(
         show, setting, cast, outline, scene.index, seed, directives=directives, kernel=kernel

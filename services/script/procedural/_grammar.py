@@ -1,5 +1,6 @@
 """The procedural writer's grammar: the templates of services/script/catalog/lines.json, loaded
-once at import as immutable pools (story, dialogue, jokes, actions, transitions, marks)."""
+once at import as immutable pools (story, dialogue, jokes, actions, scene cards, transitions,
+marks)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ B_ISSUES: tuple[str, ...] = tuple(_STORY["b_issues"])
 RUNNERS: tuple[str, ...] = tuple(_STORY["runners"])
 TITLES: tuple[str, ...] = tuple(_STORY["titles"])
 LOGLINE: str = _STORY["logline"]
+PREMISE_A_PLOT: str = _STORY["premise_a_plot"]
+PREMISE_BEAT: str = _STORY["premise_beat"]
+SETUPS: Mapping[str, str] = MappingProxyType(dict(_STORY["setups"]))  # by plot line
+RUNNING_GAG_STATES: Mapping[str, str] = MappingProxyType(dict(_STORY["running_gag"]))
 BEAT_TEMPLATES = _pools(_STORY["beats"])
 A_STAGES = ("inciting", "scheme", "complication", "escalation")
 B_STAGES = ("spark", "friction", "b-escalation")
@@ -45,6 +50,13 @@ ACTION_ENTRANCES: tuple[str, ...] = tuple(_ACTIONS["entrances"])
 ACTION_REACTIONS: tuple[str, ...] = tuple(_ACTIONS["reactions"])
 ACTION_CLOSINGS: tuple[str, ...] = tuple(_ACTIONS["closings"])
 ACTION_SLAPSTICK: tuple[str, ...] = tuple(_ACTIONS["slapstick"])
+_CARDS = _GRAMMAR["cards"]
+CARD_PLANTS: tuple[str, ...] = tuple(_CARDS["plants"])
+CARD_PAYOFFS: tuple[str, ...] = tuple(_CARDS["payoffs"])
+CARD_RUNNING_GAG: tuple[str, ...] = tuple(_CARDS["running_gag"])
+CARD_PREMISE: tuple[str, ...] = tuple(_CARDS["premise"])
+CARD_EXITS: tuple[str, ...] = tuple(_CARDS["exits"])
+EXTERIOR_OPENINGS: tuple[str, ...] = tuple(_CARDS["exterior_openings"])
 TRANSITIONS: tuple[str, ...] = tuple(_GRAMMAR["transitions"])
 LAST_TRANSITION: str = _GRAMMAR["last_transition"]
 # Catchphrase words swapped for the setting's lexicon (catalog.LEXICON_KEYS).

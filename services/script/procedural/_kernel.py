@@ -1,13 +1,17 @@
 """The episode kernel: the choices the outline and every scene share, and who speaks in a scene.
 
-Who drives which plot, the props, the want, the B issue, the running gag, the order of locations
-and humour patterns: all drawn from one rng seeded by (show, setting, seed, cast), so every scene
-of the episode re-derives the same kernel from the same inputs.
+Who drives which plot, the props, the want (the A plot's story kernel, one of KERNEL_IDS), the B
+issue, the running gag, the order of locations and humour patterns: all drawn from one rng seeded
+by (show, setting, seed, cast, premise, kernel), so every scene of the episode re-derives the same
+kernel from the same inputs. A premise puts its named elements in the kernel: the cast members it
+names drive the A plot, its first thing is the A plot's prop, its first event the event, its first
+other person the visitor (premise.py finds them).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -15,6 +19,14 @@ from typing import NamedTuple
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.premise import (
+    CHARACTER,
+    EVENT,
+    PERSON,
+    THING,
+    PremiseElement,
+    premise_elements,
+)
 from services.script.procedural._grammar import (
     B_ISSUES,
     B_STAGES,
@@ -23,8 +35,18 @@ from services.script.procedural._grammar import (
     RUNNERS,
     WANTS,
 )
-from services.script.procedural._text import seeded_rng, sentence, title_case
+from services.script.procedural._text import digest, seeded_rng, sentence, title_case
 from services.script.validation import word_pattern
+
+
+def _kernel_id(template: str) -> str:
+    """'sneak into {event} disguised as ...' -> 'sneak-into-event'."""
+    words = re.findall(r"[a-z]+", template.lower())[:3]
+    return "-".join(words)
+
+
+# The A plot's story kernels: one per want template, by a readable id.
+KERNEL_IDS: tuple[str, ...] = tuple(_kernel_id(want) for want in WANTS)
 
 
 class Roles(NamedTuple):
@@ -52,6 +74,8 @@ class EpisodeKernel:
     want: str
     b_issue: str
     runner_gag: str
+    kernel_id: str  # one of KERNEL_IDS
+    premise: str  # the premise it was built around (in the new world), or ""
     patterns: tuple[str, ...]
     locations: tuple[str, ...]
     slots: Mapping[str, str]
@@ -105,24 +129,66 @@ def _locations(
     return tuple(locations)
 
 
+def kernel_order(show_id: str, seed: int, premise: str = "") -> tuple[str, ...]:
+    """Every kernel id in the order an episode tries them: the first is the episode's own, the
+    next ones are the alternatives ProposeOutlines offers."""
+    return tuple(
+        sorted(KERNEL_IDS, key=lambda k: digest("kernel-order", show_id, seed, premise, k))
+    )
+
+
+def choose_kernel(show_id: str, seed: int, premise: str = "", avoid: Sequence[str] = ()) -> str:
+    """The first kernel of `kernel_order` not in `avoid` (all avoided: the first anyway)."""
+    order = kernel_order(show_id, seed, premise)
+    return next((k for k in order if k not in avoid), order[0])
+
+
+def _want(kernel_id: str) -> str:
+    """The want template of a kernel id; an id the procedural writer does not know (an LLM
+    outline's own) maps onto one by digest."""
+    if kernel_id in KERNEL_IDS:
+        return WANTS[KERNEL_IDS.index(kernel_id)]
+    return WANTS[digest("kernel", kernel_id) % len(WANTS)]
+
+
+def _cast_order(names: list[str], premise_people: Sequence[str]) -> list[str]:
+    """The cast with the members the premise names first (they drive the A plot)."""
+    named = [name for name in premise_people if name in names]
+    return [*dict.fromkeys(named), *(n for n in names if n not in named)]
+
+
 def build_kernel(
     show: episode_pb2.Show,
     setting: episode_pb2.Setting,
     cast: Sequence[episode_pb2.Character],
     seed: int,
+    *,
+    premise: str = "",
+    kernel_id: str = "",
 ) -> EpisodeKernel:
-    """The kernel of an episode; a pure function of its arguments."""
+    """The kernel of an episode; a pure function of its arguments. `premise` is in the new
+    world already; an empty `kernel_id` is the seed's own (`choose_kernel`)."""
     if not cast:
         raise ValueError("the cast is empty")
-    names = [c.name for c in cast]
-    rng = seeded_rng("kernel", show.id, setting.id, setting.description, seed, *names)
+    premise = " ".join(premise.split())
+    kernel_id = kernel_id or choose_kernel(show.id, seed, premise)
+    elements = premise_elements(premise, cast, f"{setting.name} {setting.description}")
+    people = [e.text for e in elements if e.kind == CHARACTER]
+    names = _cast_order([c.name for c in cast], people)
+    rng = seeded_rng(
+        "kernel", show.id, setting.id, setting.description, seed, *names, premise, kernel_id
+    )
     lead = names[0]
     partner = names[1] if len(names) > 1 else lead
     b1 = names[2] if len(names) > 2 else partner
     b2 = names[3] if len(names) > 3 else (partner if b1 != partner else lead)
     prop, b_prop, runner_prop = _props(setting, rng)
     lexicon = dict(catalog.setting_profile(setting).lexicon)
-    runner = _pick_runner(cast)
+    ordered = sorted(cast, key=lambda c: names.index(c.name))
+    runner = _pick_runner(ordered)
+    prop = _first(elements, THING, prop)
+    lexicon["event"] = _first(elements, EVENT, lexicon.get("event", "the big night"), phrase=True)
+    lexicon["visitor"] = _first(elements, PERSON, lexicon.get("visitor", "a visitor"))
     base = {
         **lexicon,
         "lead": lead,
@@ -134,7 +200,8 @@ def build_kernel(
         "b_prop": b_prop,
         "runner_prop": runner_prop,
     }
-    want = rng.choice(WANTS).format_map(base)
+    rng.choice(WANTS)  # the draw a kernel-less version made: the rest stays as it was
+    want = _want(kernel_id).format_map(base)
     b_issue = rng.choice(B_ISSUES).format_map(base)
     runner_gag = rng.choice(RUNNERS).format_map(base)
     slots = {**base, "want": want, "b_issue": b_issue, "runner_gag": runner_gag}
@@ -151,10 +218,22 @@ def build_kernel(
         want=want,
         b_issue=b_issue,
         runner_gag=runner_gag,
+        kernel_id=kernel_id,
+        premise=premise,
         patterns=_favoured_patterns(show, rng),
         locations=_locations(show, setting, rng),
         slots=MappingProxyType(slots),
     )
+
+
+def _first(
+    elements: Sequence[PremiseElement], kind: str, default: str, phrase: bool = False
+) -> str:
+    """The first premise element of a kind (its phrase, or its text), else `default`."""
+    found = next((e for e in elements if e.kind == kind), None)
+    if found is None:
+        return default
+    return found.phrase if phrase else found.text
 
 
 def named_in(text: str, names: Iterable[str]) -> list[str]:

@@ -1,7 +1,10 @@
-"""The outline: acts as the show's structure says, one beat per scene, A and B plots.
+"""The outline: acts as the show's structure says, one beat per scene, A and B plots, a card for
+every scene (_cards.py), built around the writer's premise when there is one.
 
 A scene's dramatic stage (inciting, scheme, ..., climax, tag) follows from the sequence of plot
-lines alone, so a scene can recover it from any outline, the procedural writer's or an LLM's.
+lines alone, so a scene can recover it from any outline, the procedural writer's or an LLM's. The
+premise's named elements (premise.py) go into the logline (the premise itself), the A plot and the
+A plot's first beat; the kernel already weaves its people, things and events into every template.
 """
 
 from __future__ import annotations
@@ -9,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from doppelganger.v1 import episode_pb2
+from services.script.premise import join_elements, premise_elements
+from services.script.procedural._cards import write_cards
 from services.script.procedural._grammar import (
     A_STAGES,
     B_STAGES,
     BEAT_TEMPLATES,
     LOGLINE,
+    PREMISE_A_PLOT,
+    PREMISE_BEAT,
     TITLES,
 )
 from services.script.procedural._kernel import EpisodeKernel, build_kernel
@@ -123,14 +130,18 @@ def write_outline(
     target_runtime_seconds: float = 0.0,
     *,
     kernel: EpisodeKernel | None = None,
+    premise: str = "",
+    kernel_id: str = "",
 ) -> episode_pb2.Outline:
-    """Title, logline, A and B plots and one beat per scene, acts as the show's structure says,
-    and the runtime target shared among the beats (default: DEFAULT_SCENE_SECONDS a scene).
-    `kernel` is the episode's when the caller keeps it (else it is built from the inputs)."""
+    """Title, logline, A and B plots and one beat (with its card) per scene, acts as the show's
+    structure says, and the runtime target shared among the beats (default: DEFAULT_SCENE_SECONDS
+    a scene). `kernel` is the episode's when the caller keeps it (else it is built from the
+    inputs, `premise` and `kernel_id` among them)."""
     if not 1 <= scene_count <= MAX_SCENES:
         raise ValueError(f"scene_count must be between 1 and {MAX_SCENES} (got {scene_count})")
-    kernel = build_kernel(show, setting, cast, seed) if kernel is None else kernel
-    rng = seeded_rng("outline", show.id, setting.id, setting.description, seed)
+    if kernel is None:
+        kernel = build_kernel(show, setting, cast, seed, premise=premise, kernel_id=kernel_id)
+    rng = seeded_rng("outline", show.id, setting.id, setting.description, seed, kernel.kernel_id)
     segments = allocate(show.structure, scene_count)
     plots = _plots(segments)
     stages = _stages(plots)
@@ -142,13 +153,23 @@ def write_outline(
         offset = digest("beat", seed, stage) % len(options)
         descriptions.append(options[(offset + seen.get(stage, 0)) % len(options)].format_map(slots))
         seen[stage] = seen.get(stage, 0) + 1
+    elements = premise_elements(kernel.premise, cast, f"{setting.name} {setting.description}")
+    _weave_premise(descriptions, stages, join_elements(elements) if elements else "")
+    logline = _logline(show, setting, cast, kernel)
+    a_plot = (
+        f"{kernel.lead} sets out to {kernel.want}; {kernel.partner} is against it from the start."
+    )
+    if elements:
+        logline = f"{sentence(kernel.premise.rstrip('.!?'))}. {logline}"
+        a_plot += " " + PREMISE_A_PLOT.format(elements=join_elements(elements))
     outline = episode_pb2.Outline(
         title=rng.choice(TITLES).format_map(slots),
-        logline=_logline(show, setting, cast, kernel),
-        a_plot=f"{kernel.lead} sets out to {kernel.want}; {kernel.partner} is against it "
-        "from the start.",
+        logline=logline,
+        a_plot=a_plot,
         b_plot=sentence(kernel.b_issue) + ".",
         scene_count=scene_count,
+        premise=kernel.premise,
+        kernel=kernel.kernel_id,
     )
     index = 0
     for name, count in segments:
@@ -157,8 +178,17 @@ def write_outline(
             act.beats.add(scene_index=index, plot=plots[index], description=descriptions[index])
             index += 1
     _note_relationship(outline, relationships, kernel)
+    write_cards(outline, kernel, setting, [c.name for c in cast], stages, seed)
     allocate_targets(outline, target_runtime_seconds or scene_count * DEFAULT_SCENE_SECONDS)
     return outline
+
+
+def _weave_premise(descriptions: list[str], stages: Sequence[str], elements: str) -> None:
+    """The premise's elements named in the A plot's first beat (the first beat when none)."""
+    if not elements:
+        return
+    first = next((i for i, stage in enumerate(stages) if stage in A_STAGES), 0)
+    descriptions[first] += " " + PREMISE_BEAT.format(elements=elements)
 
 
 def _logline(
@@ -167,7 +197,8 @@ def _logline(
     cast: Sequence[episode_pb2.Character],
     kernel: EpisodeKernel,
 ) -> str:
-    role = cast[0].role or cast[0].archetype or "a dreamer"
+    lead = next((c for c in cast if c.name == kernel.lead), cast[0])
+    role = lead.role or lead.archetype or "a dreamer"
     article = "an" if role[:1].lower() in "aeiou" else "a"
     return LOGLINE.format(
         show=show.title,

@@ -7,8 +7,11 @@ borrows one and prefixes its own discourse marker ("For the record, ..."): one m
 different in every scene, so a borrowed line never equals another scene's. Joke pairs and
 catchphrases are planned the same way.
 
-A plan is built once from (show, setting, cast, seed, outline) and handed to the scene functions;
-scenes written from equal plans are equal whatever else was written before.
+A plan is built once from (show, setting, cast, seed) and the outline's *structure* (its
+outline-level fields, and each beat's plot line and runtime target: `cards.structure`), never from
+a beat's text or card, and handed to the scene functions with the outline (or the scene's view of
+it) the scene reads its own beat from. Scenes written from equal plans are equal whatever else was
+written before, and editing one beat changes no other scene's plan.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from google.protobuf.message import Message
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.cards import structure
+from services.script.premise import PremiseElement, premise_elements
 from services.script.procedural._grammar import JOKES, MARKS, pool
 from services.script.procedural._kernel import EpisodeKernel, Roles, build_kernel, participants
 from services.script.procedural._outline import plot_key, push_key, scene_stages
@@ -200,8 +205,11 @@ def _speaker_families(
     roles: Roles,
     stages: tuple[str, ...],
 ) -> tuple[frozenset[str], ...]:
-    """Archetype families of every scene's first-draft speakers (for the line plan)."""
-    beats = {b.scene_index: b for act in outline.acts for b in act.beats}
+    """Archetype families of every scene's default speakers, by plot line (for the line plan;
+    never the beat's text or card: those are the scene's own)."""
+    beats = {
+        b.scene_index: episode_pb2.Beat(plot=b.plot) for act in outline.acts for b in act.beats
+    }
     names = [c.name for c in cast]
     families = {c.name: catalog.archetype_family(c.archetype) for c in cast}
     speakers = (
@@ -226,13 +234,14 @@ class EpisodePlan:
     setting: episode_pb2.Setting
     cast: tuple[episode_pb2.Character, ...]
     seed: int
-    outline: episode_pb2.Outline
+    outline: episode_pb2.Outline  # the structure only (cards.structure)
     kernel: EpisodeKernel
     key: str  # "show|setting|description": part of every digest of the line and joke plans
     stages: tuple[str, ...]  # of every scene
     targets: tuple[float, ...]  # runtime target of every scene
     families: tuple[frozenset[str], ...]  # archetype families of each scene's speakers
     jokes: tuple[tuple[JokeSlot, ...], ...]  # joke slots of every scene
+    premise: tuple[PremiseElement, ...]  # the premise's named elements
     lines: LinePlan = field(repr=False, compare=False)
     by_name: Mapping[str, episode_pb2.Character] = field(repr=False, compare=False)
 
@@ -265,12 +274,17 @@ def plan_episode(
     *,
     kernel: EpisodeKernel | None = None,
 ) -> EpisodePlan:
-    """The plan of an episode of `scene_total` scenes (default: the outline's scene count).
-    `kernel` is the episode's when the caller keeps it (else it is built from the inputs)."""
+    """The plan of an episode of `scene_total` scenes (default: the outline's scene count), from
+    the outline's structure alone. `kernel` is the episode's when the caller keeps it (else it is
+    built from the inputs and the outline's premise and kernel id)."""
     total = max(1, outline.scene_count) if scene_total is None else scene_total
     if total < 1:
         raise ValueError(f"scene_total must be >= 1 (got {total})")
-    kernel = build_kernel(show, setting, cast, seed) if kernel is None else kernel
+    outline = structure(outline)
+    if kernel is None:
+        kernel = build_kernel(
+            show, setting, cast, seed, premise=outline.premise, kernel_id=outline.kernel
+        )
     people = tuple(_own(character) for character in cast)
     key = f"{show.id}|{setting.id}|{setting.description}"
     stages = scene_stages(outline, total)
@@ -282,13 +296,16 @@ def plan_episode(
         setting=_own(setting),
         cast=people,
         seed=seed,
-        outline=_own(outline),
+        outline=outline,
         kernel=kernel,
         key=key,
         stages=stages,
         targets=targets,
         families=families,
         jokes=_joke_plan(kernel.patterns, stages, counts, seed, key),
+        premise=tuple(
+            premise_elements(kernel.premise, people, f"{setting.name} {setting.description}")
+        ),
         lines=LinePlan(stages, families, seed, key),
         by_name=MappingProxyType({c.name: c for c in people}),
     )

@@ -76,12 +76,14 @@ def item_seconds(item: Item) -> float:
 
 @dataclass(frozen=True)
 class Frame:
-    """Who is in the scene, what it plays, its joke slots and its runtime target."""
+    """Who is in the scene (present from the start, then entering), what it plays, its joke
+    slots and its runtime target."""
 
     speakers: tuple[str, ...]
     stage: str
     jokes: tuple[JokeSlot, ...]
     target: float
+    starting: tuple[str, ...] = ()  # present when the scene starts; empty: the first two
 
     @property
     def primary(self) -> str:
@@ -92,9 +94,13 @@ class Frame:
         return self.speakers[1] if len(self.speakers) > 1 else self.speakers[0]
 
     @property
+    def present_at_start(self) -> tuple[str, ...]:
+        return self.starting or self.speakers[:2]
+
+    @property
     def newcomers(self) -> tuple[str, ...]:
         """Speakers who enter during the scene."""
-        return self.speakers[2:]
+        return tuple(name for name in self.speakers if name not in self.present_at_start)
 
     @property
     def plot(self) -> str:

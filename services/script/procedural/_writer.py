@@ -1,9 +1,10 @@
 """The procedural writer behind the Writer protocol, and the episode plans it keeps.
 
 Every scene of an episode is written from the same EpisodePlan, so `EpisodePlans` builds it once
-per (story, outline) and keeps the kernels and plans of the last PLANNED_EPISODES episodes, least
-recently used out first. A plan is a pure function of its key, so keeping one changes nothing but
-the time the next scene takes.
+per (story, outline structure) and keeps the kernels and plans of the last PLANNED_EPISODES
+episodes, least recently used out first. A plan is a pure function of its key, so keeping one
+changes nothing but the time the next scene takes; the scene reads its own beat and card from the
+outline (or the scene's view of it) it is given.
 """
 
 from __future__ import annotations
@@ -15,25 +16,27 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
 from doppelganger.v1 import episode_pb2
+from services.script.cards import structure
 from services.script.procedural._assembly import (
     revise_planned_scene,
     scene_total,
     write_planned_scene,
 )
 from services.script.procedural._jokes import punch_up
-from services.script.procedural._kernel import EpisodeKernel, build_kernel
+from services.script.procedural._kernel import EpisodeKernel, build_kernel, choose_kernel
 from services.script.procedural._outline import write_outline
 from services.script.procedural._plan import EpisodePlan, plan_episode
 from services.script.writing import StoryContext
 
 WRITER_NAME = "procedural"
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 PLANNED_EPISODES = 32  # episodes whose kernel and plans an EpisodePlans keeps
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-# (show, setting, cast) serialized deterministically, and the seed: what a kernel depends on.
-_StoryKey: TypeAlias = tuple[bytes, bytes, tuple[bytes, ...], int]
+# (show, setting, cast) serialized deterministically, the seed, the premise and the kernel id:
+# what a kernel depends on.
+_StoryKey: TypeAlias = tuple[bytes, bytes, tuple[bytes, ...], int, str, str]
 
 
 class _Recent(Generic[_K, _V]):
@@ -78,9 +81,12 @@ class EpisodePlans:
         setting: episode_pb2.Setting,
         cast: Sequence[episode_pb2.Character],
         seed: int,
+        premise: str = "",
+        kernel_id: str = "",
     ) -> EpisodeKernel:
+        story = _story_key(show, setting, cast, seed, premise, kernel_id)
         with self._lock:
-            return self._kernel(_story_key(show, setting, cast, seed), show, setting, cast, seed)
+            return self._kernel(story, show, setting, cast, seed)
 
     def plan(
         self,
@@ -91,13 +97,15 @@ class EpisodePlans:
         outline: episode_pb2.Outline,
         total: int,
     ) -> EpisodePlan:
-        """The plan of `total` scenes (see `scene_total`) of the episode."""
-        story = _story_key(show, setting, cast, seed)
-        key = (story, outline.SerializeToString(deterministic=True), total)
+        """The plan of `total` scenes (see `scene_total`) of the episode: one for every view of
+        the same outline (the plan reads only its structure)."""
+        story = _story_key(show, setting, cast, seed, outline.premise, outline.kernel)
+        shape = structure(outline)
+        key = (story, shape.SerializeToString(deterministic=True), total)
 
         def make() -> EpisodePlan:
             kernel = self._kernel(story, show, setting, cast, seed)
-            return plan_episode(show, setting, cast, seed, outline, total, kernel=kernel)
+            return plan_episode(show, setting, cast, seed, shape, total, kernel=kernel)
 
         with self._lock:
             return self._plans.get(key, make)
@@ -110,7 +118,11 @@ class EpisodePlans:
         cast: Sequence[episode_pb2.Character],
         seed: int,
     ) -> EpisodeKernel:
-        return self._kernels.get(story, lambda: build_kernel(show, setting, cast, seed))
+        premise, kernel_id = story[4], story[5]
+        return self._kernels.get(
+            story,
+            lambda: build_kernel(show, setting, cast, seed, premise=premise, kernel_id=kernel_id),
+        )
 
 
 def _story_key(
@@ -118,12 +130,16 @@ def _story_key(
     setting: episode_pb2.Setting,
     cast: Sequence[episode_pb2.Character],
     seed: int,
+    premise: str,
+    kernel_id: str,
 ) -> _StoryKey:
     return (
         show.SerializeToString(deterministic=True),
         setting.SerializeToString(deterministic=True),
         tuple(c.SerializeToString(deterministic=True) for c in cast),
         seed,
+        " ".join(premise.split()),
+        kernel_id or choose_kernel(show.id, seed, " ".join(premise.split())),
     )
 
 
@@ -138,7 +154,15 @@ class ProceduralWriter:
         self.plans = EpisodePlans() if plans is None else plans
 
     def _kernel(self, context: StoryContext) -> EpisodeKernel:
-        return self.plans.kernel(context.show, context.setting, context.cast, context.seed)
+        """The episode's kernel: the context's (the outline's once written), else the first of
+        the seed's kernels the context does not ask to avoid."""
+        premise = " ".join(context.premise.split())
+        kernel_id = context.kernel or choose_kernel(
+            context.show.id, context.seed, premise, context.avoid_kernels
+        )
+        return self.plans.kernel(
+            context.show, context.setting, context.cast, context.seed, premise, kernel_id
+        )
 
     def _plan(self, context: StoryContext, outline: episode_pb2.Outline, index: int) -> EpisodePlan:
         total = scene_total(outline, index)
@@ -166,7 +190,7 @@ class ProceduralWriter:
     ) -> episode_pb2.Scene:
         # Templates are fast (a few ms), but a 20-scene episode should not hold the loop.
         await asyncio.sleep(0)
-        return write_planned_scene(self._plan(context, outline, index), index)
+        return write_planned_scene(self._plan(context, outline, index), index, outline=outline)
 
     async def rewrite_line(
         self,
@@ -188,4 +212,4 @@ class ProceduralWriter:
     ) -> episode_pb2.Scene:
         await asyncio.sleep(0)
         plan = self._plan(context, outline, scene.index)
-        return revise_planned_scene(plan, scene.index, list(notes))
+        return revise_planned_scene(plan, scene.index, list(notes), outline=outline)

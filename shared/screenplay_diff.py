@@ -95,7 +95,8 @@ def mark_revisions(
     """A copy of `new` whose scenes mark, with `revision_set`, every paragraph that is new or
     changed since `base`, one mark a paragraph (RevisionMark.part names it); unchanged
     paragraphs keep the mark they had in `base` (an older set; a whole-element mark of `base`,
-    part 0, carries over to each of the element's paragraphs).
+    part 0, carries over to each of the element's paragraphs), and a scene with no change keeps
+    its marks exactly as they were (so a locked scene comes back byte for byte).
 
     The copy's revision state holds the sets of both drafts and `revision_set`, which becomes the
     active set. For a single pass the marks number exactly `changed_paragraphs`.
@@ -109,6 +110,11 @@ def mark_revisions(
         diff = alignment.diff
         if diff.scene_index < 0:
             continue  # Gone from the newer draft: nothing to mark.
+        scene = marked.scenes[diff.scene_index]
+        if diff.change == UNCHANGED:  # Nothing changed: its marks stay exactly as they were.
+            del scene.revision_marks[:]
+            scene.revision_marks.extend(base.scenes[diff.base_scene_index].revision_marks)
+            continue
         old = base_marks.get(diff.base_scene_index, {})
         marks: dict[Place, int] = {}
         for now, (index, part) in alignment.kept.items():
@@ -116,7 +122,6 @@ def mark_revisions(
             if revision:
                 marks[now] = revision
         marks.update({place: revision_set.id for place in alignment.changed})
-        scene = marked.scenes[diff.scene_index]
         del scene.revision_marks[:]
         scene.revision_marks.extend(
             episode_pb2.RevisionMark(element_index=index, part=part, revision_id=marks[index, part])

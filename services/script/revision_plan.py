@@ -94,12 +94,10 @@ class RevisionPlan:
 
 
 def revised_draft_id(parent_id: str, request: script_pb2.ReviseEpisodeRequest) -> str:
-    """The revised draft's id: a content hash of the parent's id and the request (its
-    request_id aside), so the same revision asked again finds the stored draft."""
-    content = script_pb2.ReviseEpisodeRequest()
-    content.CopyFrom(request)
-    content.request_id = ""
-    encoded = content.SerializeToString(deterministic=True).hex()
+    """The revised draft's id: a content hash of the parent's id and the whole request, so the
+    same request (request_id included) asked again finds the stored draft, and another
+    request_id asks for another take."""
+    encoded = request.SerializeToString(deterministic=True).hex()
     return "ep-" + store.content_key("revise", REVISE_VERSION, parent_id, encoded)[:20]
 
 
@@ -256,11 +254,10 @@ def plan_revision(
         if position >= 0:
             slots.append(_slot(position, labels[position], locked, omitted, rewrites))
         following = labels[position + 1] if position + 1 < len(labels) else None
-        previous = labels[position] if position >= 0 else "0"
+        anchor = previous = labels[position] if position >= 0 else "0"
         for index in anchors.get(position, []):
             label = _insert_label(f"inserts[{index}]", previous, following)
-            insertion = request.inserts[index]
-            slots.append(_inserted(label, insertion, previous if position >= 0 else "0"))
+            slots.append(_inserted(label, request.inserts[index], anchor))
             previous = label
     return RevisionPlan(
         draft_id=revised_draft_id(draft.id, request),

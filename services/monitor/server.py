@@ -2,7 +2,13 @@
 HTTP (status page, /metrics, JSON API, OTLP/HTTP; services/monitor/web.py) on another.
 
 Background tasks: the ingestion worker (services/monitor/ingest.py), the alert evaluator (every
-DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS) and, when configured, the forwarder."""
+DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS) and, when configured, the forwarder.
+
+The OTLP receivers are registered with their own deserializer: an export whose decoded size
+(gRPC has already undone its compression, bounded by the 16 MiB message limit) is over
+DOPPEL_MONITOR_MAX_EXPORT_BYTES is never parsed. Parsing is where a small message becomes a large
+one: 15 MiB of empty spans take 1.35 GB once parsed (measured), so the bound is on what gets
+parsed, not only on what crossed the wire."""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
@@ -51,6 +59,37 @@ RETRY_LATER = (
 WATCH_RETRY_AFTER_MS = 5000
 
 
+class Oversized:
+    """What a receiver gets instead of an export over the size bound: its size, unparsed."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def bounded(parse: Callable[[bytes], Message], limit: int) -> Callable[[bytes], Any]:
+    """A request deserializer that parses at most `limit` bytes; larger gives `Oversized`."""
+
+    def deserialize(data: bytes) -> Message | Oversized:
+        return Oversized(len(data)) if len(data) > limit else parse(data)
+
+    return deserialize
+
+
+async def refuse_oversized(
+    state: MonitorState, signal: str, size: int, context: grpc.aio.ServicerContext
+) -> None:
+    """RESOURCE_EXHAUSTED, as gRPC answers a message over its own limit (no RetryInfo: the same
+    export would be refused again); counted by signal."""
+    state.exports_too_large[signal] += 1
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"export of {size} bytes is over the monitor's limit of {state.max_export_bytes} bytes "
+        "(DOPPEL_MONITOR_MAX_EXPORT_BYTES); send smaller batches",
+    )
+
+
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     """OTLP trace receiver: admits each export to the ingestion queue and answers at once."""
 
@@ -59,9 +98,12 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
     async def Export(
         self,
-        request: trace_service_pb2.ExportTraceServiceRequest,
+        request: trace_service_pb2.ExportTraceServiceRequest | Oversized,
         context: grpc.aio.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        if isinstance(request, Oversized):
+            await refuse_oversized(self._state, "traces", request.size, context)
+            return trace_service_pb2.ExportTraceServiceResponse()
         rejected = self._state.accept_traces(request)
         if rejected is None:
             queue = self._state.queue
@@ -83,18 +125,49 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """OTLP metrics receiver: keeps what the health score needs, ignores the rest."""
+    """OTLP metrics receiver: keeps what the health score needs, ignores the rest. Points it
+    rejects (services/monitor/sanitize.py) are reported as a partial success."""
 
     def __init__(self, state: MonitorState) -> None:
         self._state = state
 
     async def Export(
         self,
-        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        request: metrics_service_pb2.ExportMetricsServiceRequest | Oversized,
         context: grpc.aio.ServicerContext,
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-        self._state.accept_metrics(request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        if isinstance(request, Oversized):
+            await refuse_oversized(self._state, "metrics", request.size, context)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+        return self._state.accept_metrics(request)
+
+
+def add_otlp_receivers(server: grpc.aio.Server, state: MonitorState) -> None:
+    """TraceService and MetricsService, with requests over the size bound left unparsed."""
+    limit = state.max_export_bytes
+    receivers = (
+        (TRACE_SERVICE, TraceService(state).Export,
+         trace_service_pb2.ExportTraceServiceRequest,
+         trace_service_pb2.ExportTraceServiceResponse),
+        (METRICS_SERVICE, MetricsService(state).Export,
+         metrics_service_pb2.ExportMetricsServiceRequest,
+         metrics_service_pb2.ExportMetricsServiceResponse),
+    )  # fmt: skip
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                service,
+                {
+                    "Export": grpc.unary_unary_rpc_method_handler(
+                        export,
+                        request_deserializer=bounded(request.FromString, limit),
+                        response_serializer=response.SerializeToString,
+                    )
+                },
+            )
+            for service, export, request, response in receivers
+        ]
+    )
 
 
 class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
@@ -267,7 +340,9 @@ async def create_monitor_server(
     """
     state = MonitorState(settings, clock=clock)
     http = HttpServer(
-        monitor_routes(state, security.accepted_tokens(settings)), counters=state.http
+        monitor_routes(state, security.accepted_tokens(settings)),
+        max_body=settings.monitor_max_export_bytes,
+        counters=state.http,
     )
     await http.start(settings.host, settings.monitor_http_port)
     log.info("monitor HTTP on %s:%d", settings.host, http.port)
@@ -275,8 +350,7 @@ async def create_monitor_server(
     background.start()
 
     def register(server: grpc.aio.Server) -> list[str]:
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(state), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(state), server)
+        add_otlp_receivers(server, state)
         monitor_pb2_grpc.add_MonitorServiceServicer_to_server(MonitorService(state), server)
         return [TRACE_SERVICE, METRICS_SERVICE, MONITOR_SERVICE]
 

@@ -333,13 +333,17 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
             reader = m.monitor.WatchAlerts(monitor_pb2.WatchAlertsRequest())
             await asyncio.sleep(0.1)
             assert engine.subscriber_count == 2
-            for i in range(20):  # 20 alerts firing and resolving: 40 events.
-                long_name = f"op{i}-" + "x" * 8000  # Events of about 16 KB.
-                await m.send("scene", [span(long_name, seconds=30.0)] * 10)
+            # Names are cut to 256 characters at ingestion; a long service name and four alerts
+            # an evaluation (the healthy reader's queue holds 8) make events of about 1 KB.
+            service = "scene-" + "s" * 250
+            for i in range(20):  # 80 alerts firing and resolving: 160 events, about 160 KB.
+                names = [f"op{i}-{j}-" + "x" * 250 for j in range(4)]
+                await m.send(service, [span(name, seconds=30.0) for name in names] * 10)
                 await m.tick(1)
                 await m.tick(60)
-                assert (await next_event(reader)).state == monitor_pb2.ALERT_STATE_FIRING
-                assert (await next_event(reader)).state == monitor_pb2.ALERT_STATE_RESOLVED
+                for state in (monitor_pb2.ALERT_STATE_FIRING, monitor_pb2.ALERT_STATE_RESOLVED):
+                    for _ in names:
+                        assert (await next_event(reader)).state == state
             assert engine.subscribers_dropped == 1 and engine.subscriber_count == 1
             received = 0
             with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -347,7 +351,7 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
                     received += 1
             assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "fell more than 8 events behind" in (error.value.details() or "")
-            assert 0 < received < 40
+            assert 0 < received < 160
             reader.cancel()
     finally:
         await server.stop(0)

@@ -141,7 +141,9 @@ async def test_idle_sockets_of_one_peer_do_not_lock_the_others_out(monitor: Moni
     count = http.MAX_CONNECTIONS + 8
     idle = [await connect(port, source=intruder) for _ in range(count)]
     refused = count - per_peer
-    await until(lambda: server.http.counters.refused_peer_connections == refused, "the rest refused")
+    await until(
+        lambda: server.http.counters.refused_peer_connections == refused, "the rest refused"
+    )
     assert server.http.open_connections == per_peer
     status, headers, body = await read_reply(idle[-1][0])
     assert (status, headers["retry-after"]) == (503, "1")

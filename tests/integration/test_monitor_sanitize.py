@@ -352,4 +352,3 @@ async def test_json_and_protobuf_answers_for_refusals_are_plain(monitor: Monitor
     writer.close()
     assert (status, headers["content-type"]) == (415, http.TEXT)
     assert body.decode().startswith("send application/x-protobuf or application/json, not no")
-

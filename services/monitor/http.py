@@ -419,7 +419,13 @@ def _gunzip(body: bytes, reservation: _Reservation, max_body: int) -> bytes:
                     raise HttpError(HTTPStatus.BAD_REQUEST, "gzip body is truncated")
             pending = decoder.unused_data  # A further gzip member, if any.
     except (zlib.error, gzip.BadGzipFile) as exc:
+        decoded.clear()
         raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid gzip") from exc
+    except BaseException:
+        # The traceback keeps this frame alive until the cycle collector runs (wait_for's task
+        # holds the exception): let it keep the frame, not megabytes of decoded body.
+        decoded.clear()
+        raise
     # The copy is momentary: decoding never awaits, so no other request runs meanwhile and at
     # most one such copy exists at a time; the reservation covers the body from here on.
     return bytes(decoded)

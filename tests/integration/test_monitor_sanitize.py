@@ -300,21 +300,29 @@ async def test_a_gzip_bomb_is_refused_without_decoding_it(monitor: Monitor) -> N
     assert (await monitor.health()).spans_received == 1
 
 
+def field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, written by hand."""
+    length, size = bytearray(), len(payload)
+    while True:
+        length.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+        if not size:
+            break
+    return bytes([tag]) + bytes(length) + payload
+
+
 def empty_spans(count: int) -> bytes:
-    """An ExportTraceServiceRequest of `count` empty spans, written by hand: 2 bytes a span on the
-    wire, about 170 once parsed."""
-
-    def field(tag: int, payload: bytes) -> bytes:
-        length, size = bytearray(), len(payload)
-        while True:
-            length.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
-            size >>= 7
-            if not size:
-                break
-        return bytes([tag]) + bytes(length) + payload
-
+    """An ExportTraceServiceRequest of `count` empty spans: 2 bytes a span on the wire, about
+    170 once parsed."""
     scope_spans = field(0x12, b"\x12\x00" * count)  # ResourceSpans.scope_spans: spans
     return field(0x0A, scope_spans)  # ExportTraceServiceRequest.resource_spans
+
+
+def empty_attributes(count: int) -> bytes:
+    """An export of one span with `count` empty attributes: 2 bytes each on the wire, about 54
+    once parsed (4 MiB of them: 108 MB, measured)."""
+    span = field(0x12, b"\x4a\x00" * count)  # ScopeSpans.spans: Span.attributes (field 9)
+    return field(0x0A, field(0x12, span))
 
 
 async def test_a_small_body_of_a_huge_message_is_refused_before_parsing(monitor: Monitor) -> None:
@@ -368,3 +376,25 @@ async def test_json_and_protobuf_answers_for_refusals_are_plain(monitor: Monitor
     writer.close()
     assert (status, headers["content-type"]) == (415, http.TEXT)
     assert body.decode().startswith("send application/x-protobuf or application/json, not no")
+
+
+async def test_exports_wait_serialized_so_parsed_bloat_never_piles_up(monitor: Monitor) -> None:
+    """Ten exports of one span with two million empty attributes (4 MiB each, about 108 MB
+    once parsed) wait while the ingestion worker is held: the queue holds their 40 MiB, not a
+    gigabyte of parsed messages; once the worker runs, each is parsed in turn and applied."""
+    state = monitor.server.state
+    bomb = empty_attributes(2 * MiB - 16)
+    assert len(bomb) <= state.max_export_bytes
+    await state.queue.close()  # The worker stops (nothing is queued yet).
+    process = psutil.Process()
+    before = process.memory_info().rss
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{monitor.server.port}") as channel:
+        export_bytes = channel.unary_unary(TRACE_EXPORT)
+        for _ in range(10):
+            await export_bytes(bomb, timeout=30)
+    assert state.queue.pending_bytes == 10 * len(bomb)
+    assert process.memory_info().rss - before < 400 * MiB  # Parsed, they would be 1 GB.
+    state.queue.start()
+    health = await monitor.health()  # Waits until all ten are applied.
+    assert (health.spans_received, health.spans_pending) == (10, 0)
+    assert state.queue.pending_bytes == 0

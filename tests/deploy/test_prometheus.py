@@ -47,8 +47,20 @@ def numbers_in(expr: str) -> set[float]:
     return products | {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", expr)}
 
 
-def test_prometheus_config_is_valid() -> None:
-    result = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
+def test_prometheus_config_is_valid(tmp_path: Path) -> None:
+    """Checked as compose mounts it: the rules beside it, the monitor's reader token at the path
+    the scrape job names (promtool wants the credentials file to exist)."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    (monitor,) = [
+        job for job in config["scrape_configs"] if job["job_name"] == "doppelganger-monitor"
+    ]
+    assert monitor["authorization"]["type"] == "Bearer"  # The monitor checks tokens in compose.
+    token = tmp_path / "monitor-token"
+    token.write_text("reader-token-for-the-check\n")
+    monitor["authorization"]["credentials_file"] = str(token)
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
 

@@ -129,6 +129,28 @@ def _slow_operations(text: str) -> tuple[tuple[str, float, float], ...]:
     return tuple(items)
 
 
+def _silent_services(text: str) -> tuple[tuple[str, float], ...]:
+    """`pattern=seconds` or `pattern=off` items, comma separated (globs on service names)."""
+    items = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        pattern, sep, level = item.rpartition("=")
+        if not sep or not pattern.strip():
+            raise ValueError(f"expected pattern=seconds or pattern=off, got {item!r}")
+        seconds = float("inf") if level.strip() == "off" else float(level)
+        if not seconds >= 10.0:  # NaN too.
+            raise ValueError(f"need at least 10 seconds (or off) in {item!r}")
+        items.append((pattern.strip(), seconds))
+    return tuple(items)
+
+
+def _export_bytes(text: str) -> int:
+    """Bytes of one decoded OTLP export: 64 KiB to 16 MiB (the gRPC message limit)."""
+    value = int(text)
+    if not 64 * 1024 <= value <= 16 * 1024 * 1024:
+        raise ValueError(f"must be between 65536 and 16777216: {value}")
+    return value
+
+
 def _client_auth(text: str) -> str:
     """`none` (server-side TLS only) or `require` (mutual TLS)."""
     value = text.strip().lower() or "none"
@@ -590,6 +612,18 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Exports waiting to be forwarded; when full, new ones are dropped and counted.",
     ),
     EnvVar(
+        "DOPPEL_MONITOR_SILENT_SERVICES",
+        "monitor_silent_services",
+        _silent_services,
+        "When a silent service raises service_silent: glob=seconds or glob=off, first match wins.",
+    ),
+    EnvVar(
+        "DOPPEL_MONITOR_MAX_EXPORT_BYTES",
+        "monitor_max_export_bytes",
+        _export_bytes,
+        "Largest OTLP export the monitor parses, decoded (after gzip), on gRPC and HTTP.",
+    ),
+    EnvVar(
         "DOPPEL_TLS_CERT", "tls_cert", str, "Server certificate chain (PEM file); with the key: TLS"
     ),
     EnvVar("DOPPEL_TLS_KEY", "tls_key", str, "Server private key (PEM file)."),
@@ -810,6 +844,11 @@ class Settings:
     monitor_max_pending_spans: int = 200_000
     monitor_forward_endpoint: str = ""
     monitor_forward_queue: int = 1000
+    monitor_silent_services: tuple[tuple[str, float], ...] = (
+        ("doppel-cli", float("inf")),
+        ("*", 120.0),
+    )
+    monitor_max_export_bytes: int = 4 * 1024 * 1024
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""

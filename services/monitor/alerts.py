@@ -8,8 +8,10 @@ keeps the last `HISTORY` alerts that fired, and publishes every change to the `W
 subscribers through bounded queues (a subscriber that falls behind is dropped, never waited for).
 
 Severities: the five design rules warn and go critical at two levels each; `telemetry_loss`
-(spans shed by the monitor or dropped by exporters in the window) is an error; `operations_capped`
-(operations beyond the cap folded into `_other`) is information. docs/monitor.md has the table.
+(spans shed by the monitor or dropped by exporters in the window) and `service_silent` (a service
+that was heard from and then went quiet for longer than its threshold) are errors;
+`operations_capped` (operations beyond the cap folded into `_other`) is information.
+docs/monitor.md has the table.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ _ORDER = (  # (must be lower, than this)
 )
 
 SlowOverrides = Sequence[tuple[str, float, float]]  # (glob on the operation, warning, critical)
+SilenceLevels = Sequence[tuple[str, float]]  # (glob on the service, seconds; inf: not watched)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class RuleInputs:
     llm_calls: Mapping[str, float] = field(default_factory=dict)  # Calls per service.
     cache_lookups: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # (hits, misses)
     lost_spans: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (service, why)
+    # Watched services (traces.RecentServices): (seconds since last heard from, threshold).
+    service_silence: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,16 @@ def slow_levels(
         if fnmatch.fnmatchcase(operation, pattern):
             return override_warning, override_critical
     return warning, critical
+
+
+@functools.lru_cache(maxsize=4096)
+def silence_threshold(service: str, levels: tuple[tuple[str, float], ...]) -> float:
+    """Seconds of silence after which `service` raises `service_silent`: the first matching
+    level of DOPPEL_MONITOR_SILENT_SERVICES; infinite (never) when none matches or it is off."""
+    for pattern, seconds in levels:
+        if fnmatch.fnmatchcase(service, pattern):
+            return seconds
+    return math.inf
 
 
 def slow_operation_rule(
@@ -297,6 +312,20 @@ def telemetry_loss_rule(inputs: RuleInputs, t: Thresholds) -> list[Condition]:
     return found
 
 
+def service_silent_rule(inputs: RuleInputs, t: Thresholds) -> list[Condition]:
+    found = []
+    for service, (silent, threshold) in sorted(inputs.service_silence.items()):
+        if silent > threshold:
+            message = (
+                f"{service}: no spans or metrics for {silent:.0f} s "
+                f"(error after {threshold:g} s of silence)"
+            )
+            found.append(
+                Condition("service_silent", Severity.ERROR, service, "", silent, threshold, message)
+            )
+    return found
+
+
 def operations_capped_rule(inputs: RuleInputs, t: Thresholds) -> list[Condition]:
     folded = sum(op.count for op in inputs.operations if op.operation == OTHER)
     if not folded:
@@ -314,6 +343,7 @@ RULES: tuple[Callable[[RuleInputs, Thresholds], list[Condition]], ...] = (
     llm_calls_rule,
     cache_hit_rate_rule,
     telemetry_loss_rule,
+    service_silent_rule,
     operations_capped_rule,
 )
 

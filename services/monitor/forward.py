@@ -1,9 +1,9 @@
 """Forwarding to an upstream OTLP gRPC endpoint (Jaeger, an OpenTelemetry Collector, a monitor).
 
-Every accepted export is queued as it arrived (the same request message, re-serialized
-unchanged) in a queue bounded twice: by exports (DOPPEL_MONITOR_FORWARD_QUEUE) and by bytes
-(`MAX_QUEUE_BYTES` of serialized exports, queued or being sent); a background task sends them
-in order. Retryable failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are
+Every accepted export is queued as it arrived (serialized, as received: a parsed export can
+hold many times its size) in a queue bounded twice: by exports (DOPPEL_MONITOR_FORWARD_QUEUE) and
+by bytes (`MAX_QUEUE_BYTES` of serialized exports, queued or being sent); a background task sends
+them in order. Retryable failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are
 retried with exponential backoff up to `MAX_ATTEMPTS`; then, or on any other error, the export
 is given up and counted as failed. When either bound is reached a new export is not queued and
 counted as dropped (an export is always queued when nothing else is, so none is dropped for its
@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from shared.server import CHANNEL_OPTIONS
 
@@ -40,9 +40,16 @@ RETRYABLE = frozenset(
     }
 )
 SIGNALS = ("traces", "metrics")
-# Exports are held as parsed messages, about 1 KB resident a small span (~300 B serialized):
-# 64 MiB serialized is ~220,000 spans, ~200 MB resident, like the ingestion queue's span bound.
+# Exports are held serialized: 64 MiB is ~220,000 small spans (~300 B each), 64 MiB resident.
 MAX_QUEUE_BYTES = 64 * 1024 * 1024
+EXPORT_PATHS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
+PARSE_RESPONSE = {
+    "traces": trace_service_pb2.ExportTraceServiceResponse.FromString,
+    "metrics": metrics_service_pb2.ExportMetricsServiceResponse.FromString,
+}
 
 
 @dataclass
@@ -59,8 +66,14 @@ class ForwardCounts:
 
 
 _Request = (
-    trace_service_pb2.ExportTraceServiceRequest | metrics_service_pb2.ExportMetricsServiceRequest
+    trace_service_pb2.ExportTraceServiceRequest
+    | metrics_service_pb2.ExportMetricsServiceRequest
+    | bytes
 )
+
+
+def _serialized(request: _Request) -> bytes:
+    return request if isinstance(request, bytes) else request.SerializeToString()
 
 
 def _target(endpoint: str) -> str:
@@ -80,7 +93,7 @@ class Forwarder:
         backoff: float = FIRST_BACKOFF_SECONDS,
     ):
         self.endpoint = endpoint
-        self._queue: asyncio.Queue[tuple[str, _Request, int, int]] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[tuple[str, bytes, int, int]] = asyncio.Queue(max_queue)
         self.max_bytes = max_bytes
         self.queued_bytes = 0  # Serialized size of the exports queued or being sent.
         self._first_backoff = backoff
@@ -93,14 +106,14 @@ class Forwarder:
         return self._queue.qsize()
 
     def offer(self, signal: str, request: _Request, spans: int = 0, size: int = -1) -> None:
-        """Queues one export (`spans` is 0 for metrics; `size` defaults to its ByteSize());
-        counts it as dropped when the queue is full by exports or by bytes."""
+        """Queues one export, serialized (`spans` is 0 for metrics; `size` defaults to its
+        serialized size); counts it as dropped when the queue is full by exports or by bytes."""
         if size < 0:
-            size = request.ByteSize()
+            size = len(request) if isinstance(request, bytes) else request.ByteSize()
         try:
             if self.queued_bytes and self.queued_bytes + size > self.max_bytes:
                 raise asyncio.QueueFull
-            self._queue.put_nowait((signal, request, spans, size))
+            self._queue.put_nowait((signal, _serialized(request), spans, size))
         except asyncio.QueueFull:
             counts = self.counts[signal]
             counts.exports_dropped += 1
@@ -129,13 +142,16 @@ class Forwarder:
 
     async def _run(self) -> None:
         assert self._channel is not None
-        trace_stub = trace_service_pb2_grpc.TraceServiceStub(self._channel)
-        metrics_stub = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
+        exports = {
+            signal: self._channel.unary_unary(
+                path, response_deserializer=PARSE_RESPONSE[signal]
+            )  # Bytes in: the export goes on as it was queued.
+            for signal, path in EXPORT_PATHS.items()
+        }
         while True:
             signal, request, spans, size = await self._queue.get()
-            stub = trace_stub if signal == "traces" else metrics_stub
             try:
-                rejected = await self._send(stub, request)
+                rejected = await self._send(exports[signal], request)
             finally:
                 self.queued_bytes -= size
             del request
@@ -148,12 +164,12 @@ class Forwarder:
                 counts.spans_sent += spans - rejected
                 counts.spans_failed += rejected
 
-    async def _send(self, stub: object, request: _Request) -> int | None:
+    async def _send(self, export: grpc.aio.UnaryUnaryMultiCallable, request: bytes) -> int | None:
         """Sends with retries; the spans the upstream rejected, or None when it failed."""
         backoff = self._first_backoff
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                response = await stub.Export(request, timeout=CALL_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+                response = await export(request, timeout=CALL_TIMEOUT_SECONDS)
             except grpc.aio.AioRpcError as error:
                 if error.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     log.warning("forward to %s failed: %s", self.endpoint, error.code().name)

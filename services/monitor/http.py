@@ -3,16 +3,20 @@
 Routes map a path to (allowed methods, async handler). A handler gets the parsed `Request` and
 returns a `Response`. Every response closes the connection.
 
-Limits (module constants; none waits or grows without bound):
-- at most `MAX_CONNECTIONS` connections at once; one more is answered 503 with `Retry-After`
-  at once, without reading its request, and closed;
-- a request head of at most `MAX_HEAD_BYTES`, head and body read within `READ_TIMEOUT_SECONDS`;
-- a body of at most `MAX_BODY_BYTES` (after gzip decoding too), sent with Content-Length
-  (chunked bodies get 411);
-- bodies of all connections together within `BODY_BUDGET_BYTES`: a body's Content-Length (and,
-  for gzip, its decoded size) is reserved before it is read and released when its connection
-  ends; a request whose body does not fit in what is left gets 429 with `Retry-After`, and its
-  body is never stored;
+Limits (module constants, the body size a constructor argument; none waits or grows without
+bound):
+- at most `MAX_CONNECTIONS` connections at once, and `MAX_CONNECTIONS_PER_PEER` from one address
+  (so one peer's idle sockets cannot lock everyone else out); one more is answered 503 with
+  `Retry-After` at once, without reading its request, and closed;
+- a request head of at most `MAX_HEAD_BYTES`, within `IDLE_TIMEOUT_SECONDS` of connecting (an
+  idle connection is closed then), head and body within `READ_TIMEOUT_SECONDS`;
+- a body of at most `max_body` bytes (`MAX_BODY_BYTES` by default), sent with Content-Length
+  (chunked bodies get 411); gzip bodies are decoded in chunks and refused (413) one byte past
+  `max_body` decoded, so a bomb costs `max_body`, never its decoded size;
+- bodies of all connections together within `BODY_BUDGET_BYTES`: a body's Content-Length is
+  reserved before it is read, a gzip body's decoded chunks before each is made, and all of it is
+  released when the connection ends; a request whose body does not fit in what is left gets 429
+  with `Retry-After`, and its body is never stored;
 - the handler, writing the response and draining it to the client within
   `RESPOND_TIMEOUT_SECONDS`: a handler that takes longer gets 503 with `Retry-After`; a client
   that does not read its response in time has its connection aborted (its buffer is freed).
@@ -39,7 +43,10 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_PER_PEER = 16
 BODY_BUDGET_BYTES = 64 * 1024 * 1024
+GUNZIP_CHUNK_BYTES = 256 * 1024
+IDLE_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 10.0
 RESPOND_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
@@ -127,13 +134,23 @@ class _Reservation:
 
 @dataclass
 class HttpCounters:
-    """Refusals since start: connections over the cap, bodies over the budget, responses not
-    made (503) or not taken (aborted) within the respond timeout. The monitor's state holds
-    them, so `/metrics` shows them."""
+    """Refusals since start: connections over the cap or the per-peer cap, idle connections
+    closed, bodies over the budget (429) or the size limit (413), responses not made (503) or
+    not taken (aborted) within the respond timeout. The monitor's state holds them, so
+    `/metrics` shows them."""
 
     refused_connections: int = 0
+    refused_peer_connections: int = 0
+    idle_closed: int = 0
     refused_bodies: int = 0
+    too_large: int = 0
     timed_out: int = 0
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    """The client's address (without its port): what the per-peer cap counts by."""
+    name = writer.get_extra_info("peername")
+    return str(name[0]) if isinstance(name, tuple) and name else ""
 
 
 class HttpServer:
@@ -144,7 +161,10 @@ class HttpServer:
         routes: Mapping[str, tuple[frozenset[str], Handler]],
         *,
         max_connections: int = MAX_CONNECTIONS,
+        max_per_peer: int = MAX_CONNECTIONS_PER_PEER,
+        max_body: int = MAX_BODY_BYTES,
         body_budget: int = BODY_BUDGET_BYTES,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         respond_timeout: float = RESPOND_TIMEOUT_SECONDS,
         counters: HttpCounters | None = None,
     ) -> None:
@@ -152,7 +172,11 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._refusing: dict[asyncio.Task[None], asyncio.StreamWriter] = {}  # Over the cap.
+        self._per_peer: dict[str, int] = {}
         self.max_connections = max_connections
+        self.max_per_peer = max_per_peer
+        self.max_body = max_body
+        self.idle_timeout = idle_timeout
         self.budget = BodyBudget(body_budget)
         self.respond_timeout = respond_timeout
         self.port = 0
@@ -200,11 +224,17 @@ class HttpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peer = _peer(writer)
+        busy = ""
         if len(self._connections) >= self.max_connections:
             self.counters.refused_connections += 1
+            busy = f"more than {self.max_connections} connections open; retry later"
+        elif self._per_peer.get(peer, 0) >= self.max_per_peer:
+            self.counters.refused_peer_connections += 1
+            busy = f"more than {self.max_per_peer} connections open from {peer}; retry later"
+        if busy:
             self._refusing[task] = writer
             try:
-                busy = f"more than {self.max_connections} connections open; retry later"
                 _write(writer, _retry_later(HTTPStatus.SERVICE_UNAVAILABLE, busy))
                 await _linger(reader, writer)
                 await _close(writer, abort=False)
@@ -212,17 +242,20 @@ class HttpServer:
                 del self._refusing[task]
             return
         self._connections[task] = writer
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         reservation = _Reservation(self.budget)
         abort = refused = False
         try:
             request = await asyncio.wait_for(
-                _read_request(reader, reservation), READ_TIMEOUT_SECONDS
+                self._read_request(reader, reservation), READ_TIMEOUT_SECONDS
             )
             abort = await self._answer(request, writer)
             del request  # Its body is no longer reserved: do not hold it while closing.
         except HttpError as error:
             if error.status == HTTPStatus.TOO_MANY_REQUESTS:
                 self.counters.refused_bodies += 1
+            elif error.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+                self.counters.too_large += 1
             reservation.give_back(reservation.held)
             _write(writer, text(error.status, str(error), error.headers))
             refused = True
@@ -237,6 +270,21 @@ class HttpServer:
                 await _linger(reader, writer)
             await _close(writer, abort=abort)
             del self._connections[task]
+            self._per_peer[peer] -= 1
+            if not self._per_peer[peer]:
+                del self._per_peer[peer]
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, reservation: _Reservation
+    ) -> Request:
+        """The request; its head must come within the idle timeout (else the connection is
+        closed, counted)."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
+        except TimeoutError:
+            self.counters.idle_closed += 1
+            raise
+        return await _parse_request(head, reader, reservation, self.max_body)
 
     async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> bool:
         """Runs the route and sends its response within the respond timeout; True when the
@@ -306,8 +354,9 @@ async def _close(writer: asyncio.StreamWriter, *, abort: bool) -> None:
         pass
 
 
-async def _read_request(reader: asyncio.StreamReader, reservation: _Reservation) -> Request:
-    head = await reader.readuntil(b"\r\n\r\n")
+async def _parse_request(
+    head: bytes, reader: asyncio.StreamReader, reservation: _Reservation, max_body: int
+) -> Request:
     lines = head.decode("latin-1").split("\r\n")
     method, target, _version = lines[0].split(" ")
     headers = {}
@@ -318,18 +367,25 @@ async def _read_request(reader: asyncio.StreamReader, reservation: _Reservation)
     path, _, query = target.partition("?")
     body = b""
     if method == "POST":
-        body = await _read_body(reader, headers, reservation)
+        body = await _read_body(reader, headers, reservation, max_body)
     return Request(method, path, dict(parse_qsl(query)), headers, body)
 
 
+def _too_large(max_body: int) -> HttpError:
+    return HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {max_body} bytes")
+
+
 async def _read_body(
-    reader: asyncio.StreamReader, headers: Mapping[str, str], reservation: _Reservation
+    reader: asyncio.StreamReader,
+    headers: Mapping[str, str],
+    reservation: _Reservation,
+    max_body: int,
 ) -> bytes:
     if "content-length" not in headers:
         raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
     length = int(headers["content-length"])
-    if not 0 <= length <= MAX_BODY_BYTES:
-        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+    if not 0 <= length <= max_body:
+        raise _too_large(max_body)
     encoding = headers.get("content-encoding", "identity").lower()
     if encoding not in ("gzip", "identity"):
         raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"content-encoding {encoding}")
@@ -337,21 +393,42 @@ async def _read_body(
     body = await reader.readexactly(length)
     if encoding == "identity":
         return body
-    data = _gunzip(body)
-    reservation.take(len(data))
+    data = _gunzip(body, reservation, max_body)
     reservation.give_back(length)  # The compressed body is dropped on return.
     return data
 
 
-def _gunzip(body: bytes) -> bytes:
-    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def _gunzip(body: bytes, reservation: _Reservation, max_body: int) -> bytes:
+    """Decodes a gzip body (every member of it) chunk by chunk, reserving each chunk from the
+    budget before it is made and stopping one chunk past `max_body`: a small body that would
+    decode to gigabytes costs at most `max_body` plus a chunk."""
+    decoded = bytearray()
+    pending = body
     try:
-        data = decoder.decompress(body, MAX_BODY_BYTES + 1)
+        while pending:
+            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while not decoder.eof:
+                reservation.take(GUNZIP_CHUNK_BYTES)
+                chunk = decoder.decompress(pending, GUNZIP_CHUNK_BYTES)
+                reservation.give_back(GUNZIP_CHUNK_BYTES - len(chunk))
+                decoded += chunk
+                if len(decoded) > max_body:
+                    raise _too_large(max_body)
+                pending = decoder.unconsumed_tail
+                if not chunk and not pending:
+                    raise HttpError(HTTPStatus.BAD_REQUEST, "gzip body is truncated")
+            pending = decoder.unused_data  # A further gzip member, if any.
     except (zlib.error, gzip.BadGzipFile) as exc:
+        decoded.clear()
         raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid gzip") from exc
-    if len(data) > MAX_BODY_BYTES:
-        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
-    return data
+    except BaseException:
+        # The traceback keeps this frame alive until the cycle collector runs (wait_for's task
+        # holds the exception): let it keep the frame, not megabytes of decoded body.
+        decoded.clear()
+        raise
+    # The copy is momentary: decoding never awaits, so no other request runs meanwhile and at
+    # most one such copy exists at a time; the reservation covers the body from here on.
+    return bytes(decoded)
 
 
 def _write(

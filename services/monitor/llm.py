@@ -13,6 +13,8 @@
 Running totals since the monitor started. Label values are bounded: at most `max_models`
 (provider, model) pairs, later ones fold into provider and model `_other`; at most
 `MAX_ERROR_TYPES` error types and `MAX_TOKEN_TYPES` token types, later ones fold into `_other`.
+Names from spans are cut to `sanitize.MAX_NAME_CHARS`; token and cost totals stop at
+`sanitize.MAX_TOTAL`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from services.monitor.sanitize import Sanitizer, clamp_total
 from services.monitor.stats import OTHER, PROMETHEUS_BUCKETS, CappedValues
 from services.monitor.traces import value_text
 
@@ -57,7 +60,10 @@ Model = tuple[str, str]  # (provider, model)
 class LLMStats:
     """Calls, latency, tokens and cost per (provider, model), with capped label values."""
 
-    def __init__(self, max_models: int = DEFAULT_MAX_MODELS) -> None:
+    def __init__(
+        self, max_models: int = DEFAULT_MAX_MODELS, names: Sanitizer | None = None
+    ) -> None:
+        self._names = Sanitizer() if names is None else names
         self._models = CappedValues(max_models)
         self._error_types = CappedValues(MAX_ERROR_TYPES)
         self._token_types = CappedValues(MAX_TOKEN_TYPES)
@@ -89,7 +95,13 @@ class LLMStats:
         if error and not error_type:
             error_type = ERROR_OTHER
         seconds = max(0.0, (span.end_time_unix_nano - span.start_time_unix_nano) * 1e-9)
-        self.record_call(provider, model or span.name[len(SPAN_PREFIX) :], seconds, error_type)
+        names = self._names
+        self.record_call(
+            names.name(provider, "provider"),
+            names.name(model or span.name[len(SPAN_PREFIX) :], "model"),
+            seconds,
+            names.name(error_type, "error_type"),
+        )
 
     def record_call(self, provider: str, model: str, seconds: float, error_type: str = "") -> None:
         """One call; `error_type` "" when it succeeded."""
@@ -108,8 +120,8 @@ class LLMStats:
         if not token_type:
             return
         key = (*self.model(provider, model), self._token_types(token_type, OTHER))
-        self.tokens[key] = self.tokens.get(key, 0.0) + tokens
+        self.tokens[key] = clamp_total(self.tokens.get(key, 0.0) + tokens)
 
     def add_cost(self, provider: str, model: str, usd: float) -> None:
         key = self.model(provider, model)
-        self.cost[key] = self.cost.get(key, 0.0) + usd
+        self.cost[key] = clamp_total(self.cost.get(key, 0.0) + usd)

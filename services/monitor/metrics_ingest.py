@@ -16,14 +16,20 @@
   rates over the alert window. There the first point of a cumulative series counts only when the
   series started after the monitor did: a counter that was already at a million when the monitor
   came up is not a million lookups in its first window.
+
+Every point is checked before it counts (services/monitor/sanitize.py): non-finite, out-of-range
+and negative counter values, over-long label values and points beyond the per-export cap are
+rejected and counted, never added; totals are clamped. A series is keyed by a digest of its
+attributes, so what an exporter puts in them does not decide how much the monitor holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import typing
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +46,15 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from services.monitor.llm import MODEL, PROVIDER, LLMStats
 from services.monitor.rates import WindowedCounters
+from services.monitor.sanitize import (
+    EXPORT_CAP,
+    MAX_NAME_CHARS,
+    MAX_POINTS_PER_EXPORT,
+    NAME_TOO_LONG,
+    Sanitizer,
+    clamp_total,
+    value_problem,
+)
 from services.monitor.stats import OTHER, SLOT_SECONDS, CappedValues
 from services.monitor.traces import value_text
 
@@ -74,18 +89,19 @@ COUNTED = {
     LLM_COST: _Counted("", None, by_service=False, by_model=True),
 }
 
-SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+SeriesKey = tuple[str, str, str, bytes]  # (metric, service, instance, digest of the attributes)
 
 
-def resource_identity(resource: Resource) -> tuple[str, str]:
-    """(service.name, service.instance.id) of a resource; unnamed services are unknown_service."""
+def resource_identity(resource: Resource, names: Sanitizer) -> tuple[str, str]:
+    """(service.name, service.instance.id) of a resource, cut to length; unnamed services are
+    unknown_service."""
     service = instance = ""
     for kv in resource.attributes:
         if kv.key == "service.name":
             service = kv.value.string_value
         elif kv.key == "service.instance.id":
             instance = kv.value.string_value
-    return service or UNKNOWN_SERVICE, instance
+    return names.name(service, "service") or UNKNOWN_SERVICE, names.name(instance, "instance")
 
 
 def _number(point: NumberDataPoint) -> float:
@@ -99,6 +115,18 @@ def _attribute(attributes: Iterable[KeyValue], key: str) -> str:
     return ""
 
 
+def _digest(attributes: tuple[tuple[str, str], ...]) -> bytes:
+    return hashlib.blake2b(repr(attributes).encode(), digest_size=16).digest()
+
+
+def _long_label(named: dict[str, str], label: str, counted: _Counted) -> str | None:
+    """`name_too_long` when a value this point would be kept under is over the name limit."""
+    kept = [label]
+    if counted.by_model:
+        kept += [named.get(PROVIDER, ""), named.get(MODEL, "")]
+    return NAME_TOO_LONG if any(len(text) > MAX_NAME_CHARS for text in kept) else None
+
+
 class MetricsStore:
     """Latest resource gauges per service instance and running totals of a few counters."""
 
@@ -108,8 +136,11 @@ class MetricsStore:
         stale_seconds: float = DEFAULT_STALE_SECONDS,
         max_series: int = DEFAULT_MAX_SERIES,
         llm: LLMStats | None = None,
+        sanitizer: Sanitizer | None = None,
     ) -> None:
         self._clock = clock
+        self.sanitizer = Sanitizer() if sanitizer is None else sanitizer
+        self._points_left = MAX_POINTS_PER_EXPORT
         self._stale = stale_seconds
         self._max_series = max_series
         self._gauges: dict[str, dict[tuple[str, str], tuple[float, float]]] = {MEMORY: {}, CPU: {}}
@@ -124,8 +155,9 @@ class MetricsStore:
         """Takes in one export; returns the services it came from."""
         now = self._clock()
         services = []
+        self._points_left = MAX_POINTS_PER_EXPORT
         for resource_metrics in request.resource_metrics:
-            service, instance = resource_identity(resource_metrics.resource)
+            service, instance = resource_identity(resource_metrics.resource, self.sanitizer)
             services.append(service)
             for scope in resource_metrics.scope_metrics:
                 for metric in scope.metrics:
@@ -149,20 +181,33 @@ class MetricsStore:
         if counted is not None:
             self._count(metric, counted, service, instance, self.epoch(now))
 
-    @staticmethod
-    def _latest_value(metric: Metric) -> float | None:
-        """The newest RSS-or-unlabelled point of a gauge or sum."""
+    def _budgeted(self, points: Sequence[Any]) -> Sequence[Any]:
+        """The points of a kept metric within what is left of the per-export cap; the rest are
+        rejected (`export_cap`)."""
+        allowed = min(len(points), self._points_left)
+        self._points_left -= allowed
+        if allowed == len(points):
+            return points
+        self.sanitizer.reject(EXPORT_CAP, len(points) - allowed)
+        return points[:allowed]
+
+    def _latest_value(self, metric: Metric) -> float | None:
+        """The value of the newest usable RSS-or-unlabelled point of a gauge or sum."""
         data = metric.WhichOneof("data")
         if data not in ("gauge", "sum"):
             return None
         points = metric.gauge.data_points if data == "gauge" else metric.sum.data_points
-        best: NumberDataPoint | None = None
-        for point in points:
+        best: tuple[int, float] | None = None
+        for point in self._budgeted(points):
             if _attribute(point.attributes, "process.memory.type") not in ("", "rss"):
                 continue
-            if best is None or point.time_unix_nano >= best.time_unix_nano:
-                best = point
-        return None if best is None else _number(best)
+            value = _number(point)
+            problem = value_problem(value, counter=False)
+            if problem is not None:
+                self.sanitizer.reject(problem)
+            elif best is None or point.time_unix_nano >= best[0]:
+                best = (point.time_unix_nano, value)
+        return None if best is None else best[1]
 
     def _count(
         self, metric: Metric, counted: _Counted, service: str, instance: str, epoch: int
@@ -178,7 +223,7 @@ class MetricsStore:
         else:
             return
         delta = container.aggregation_temporality == AGGREGATION_TEMPORALITY_DELTA
-        for point in container.data_points:
+        for point in self._budgeted(container.data_points):
             attributes = tuple(sorted((kv.key, value_text(kv.value)) for kv in point.attributes))
             named = dict(attributes)
             label = named.get(counted.label, "")
@@ -187,11 +232,16 @@ class MetricsStore:
             ):
                 continue
             value = _number(point) if data == "sum" else point.sum
-            key = (metric.name, service, instance, attributes)
+            problem = value_problem(value, counter=True) or _long_label(named, label, counted)
+            if problem is not None:
+                self.sanitizer.reject(problem)
+                continue
+            key = (metric.name, service, instance, _digest(attributes))
             increase, windowed = self._increase(key, value, delta, point.start_time_unix_nano)
             if counted.by_service:
                 total_key = self._total_labels((metric.name, label), (metric.name, OTHER))
-                self._totals[total_key] = self._totals.get(total_key, 0.0) + increase
+                total = self._totals.get(total_key, 0.0) + increase
+                self._totals[total_key] = clamp_total(total)
                 if windowed:
                     self.windowed.add((metric.name, service, total_key[1]), epoch, windowed)
             if counted.by_model:
@@ -254,7 +304,7 @@ class MetricsStore:
 
     @property
     def exporter_spans_dropped(self) -> int:
-        return int(sum(self.total(SPANS_PROCESSED).values()))
+        return int(clamp_total(sum(self.total(SPANS_PROCESSED).values())))
 
     def token_usage(self) -> dict[str, float]:
         """Tokens by `gen_ai.token.type` (input, output)."""

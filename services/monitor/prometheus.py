@@ -7,7 +7,9 @@ Families (every one with HELP and TYPE; `promtool check metrics` passes, a test 
 - per operation (service, operation, kind), since the monitor started:
   `doppel_operation_calls_total`, `doppel_operation_errors_total` and the histogram
   `doppel_operation_duration_seconds` with buckets from 5 ms to 120 s.
-- per service: RSS, CPU, LLM calls and tokens a minute, cache hit ratio (over the window).
+- per service: RSS, CPU, LLM calls and tokens a minute, cache hit ratio (over the window); and
+  for the services watched for silence, `doppel_service_last_seen_timestamp_seconds` (unix time
+  the monitor last heard from it: `time() - ...` is how long it has been silent).
 - per LLM (provider, model), since the monitor started (services/monitor/llm.py):
   `doppel_llm_model_calls_total{provider,model,outcome}` (plus `error_type` on errors) and the
   histogram `doppel_llm_model_call_duration_seconds{provider,model}` from the `chat {model}`
@@ -16,7 +18,9 @@ Families (every one with HELP and TYPE; `promtool check metrics` passes, a test 
   names the collector's Prometheus exporter gives the same OTLP metrics (`doppel_llm_calls_total`,
   `gen_ai_client_*`), so a Prometheus scraping both never adds them up twice.
 - the monitor itself: spans received, dropped (by reason) and pending, spans exporters reported
-  dropping, metric exports, forwarding by signal and result, WatchAlerts subscribers.
+  dropping, metric exports, metric points rejected (by reason) and names cut (by field) at
+  ingestion, exports refused for size, HTTP refusals, forwarding by signal and result,
+  WatchAlerts subscribers.
 Label values are bounded: operations by DOPPEL_MONITOR_MAX_OPERATIONS (the rest is `_other`),
 services by the services seen, alerts by rules x operations, LLM models by
 `llm.DEFAULT_MAX_MODELS` (provider and model pairs; the rest is `_other`, as are error and
@@ -190,6 +194,13 @@ def _services(out: Exposition, state: MonitorState) -> None:
     for name, help_text, attribute in families:
         samples = [({"service": r.service}, getattr(r, attribute)) for r in rows]
         out.family(name, "gauge", help_text, samples)
+    out.family(
+        "doppel_service_last_seen_timestamp_seconds",
+        "gauge",
+        "Unix time the monitor last heard from a service (spans or metrics), for the services "
+        "watched for silence (DOPPEL_MONITOR_SILENT_SERVICES).",
+        [({"service": service}, seen) for service, seen in sorted(state.last_seen_unix().items())],
+    )
 
 
 def _llm(out: Exposition, state: MonitorState) -> None:
@@ -261,6 +272,26 @@ def _ingestion(out: Exposition, state: MonitorState) -> None:
         "doppel_monitor_metric_exports_total", "counter", "OTLP metric exports taken in.",
         [({}, state.metric_exports)],
     )  # fmt: skip
+    sanitizer = state.sanitizer
+    out.family(
+        "doppel_monitor_points_rejected_total",
+        "counter",
+        "OTLP metric points rejected at ingestion, never added: non_finite, out_of_range, "
+        "negative_counter, name_too_long, export_cap.",
+        [({"reason": why}, n) for why, n in sorted(sanitizer.points_rejected.items())],
+    )
+    out.family(
+        "doppel_monitor_names_truncated_total",
+        "counter",
+        "Names cut to the length limit at ingestion, by field.",
+        [({"field": name}, n) for name, n in sorted(sanitizer.names_truncated.items())],
+    )
+    out.family(
+        "doppel_monitor_exports_too_large_total",
+        "counter",
+        "OTLP gRPC exports refused unparsed: over DOPPEL_MONITOR_MAX_EXPORT_BYTES.",
+        [({"signal": signal}, n) for signal, n in sorted(state.exports_too_large.items())],
+    )
     out.family(
         "doppel_monitor_operations", "gauge", "Operations tracked (capped).",
         [({}, len(state.stats))],
@@ -305,10 +336,14 @@ def _ingestion(out: Exposition, state: MonitorState) -> None:
     out.family(
         "doppel_monitor_http_refused_total",
         "counter",
-        "HTTP requests refused: connections over the cap (503), bodies over the budget (429), "
-        "responses past the respond timeout.",
+        "HTTP requests refused: connections over the cap or the per-peer cap (503), idle "
+        "connections closed, bodies over the budget (429) or the size limit (413), responses "
+        "past the respond timeout.",
         [({"reason": "connections"}, http.refused_connections),
+         ({"reason": "peer_connections"}, http.refused_peer_connections),
+         ({"reason": "idle"}, http.idle_closed),
          ({"reason": "body_budget"}, http.refused_bodies),
+         ({"reason": "too_large"}, http.too_large),
          ({"reason": "timeout"}, http.timed_out)],
     )  # fmt: skip
     engine = state.engine

@@ -3,7 +3,7 @@
 Used for what the alert rules read per window but the span statistics do not hold: LLM calls,
 cache lookups, tokens, and spans lost (shed by the monitor or dropped by exporters). Each key
 keeps a ring of `SLOTS` slot sums; at most `max_keys` keys, the least recently updated forgotten
-first.
+first. A slot's sum stops at `sanitize.MAX_TOTAL`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from services.monitor.sanitize import clamp_total
 from services.monitor.stats import SLOTS
 
 DEFAULT_MAX_KEYS = 10_000
@@ -28,7 +29,7 @@ class _Ring:
         if self.epochs[pos] != epoch:
             self.epochs[pos] = epoch
             self.sums[pos] = 0.0
-        self.sums[pos] += value
+        self.sums[pos] = clamp_total(self.sums[pos] + value)
 
     def total(self, first_epoch: int, last_epoch: int) -> float:
         first = max(first_epoch, last_epoch - SLOTS + 1)

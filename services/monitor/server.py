@@ -2,7 +2,14 @@
 HTTP (status page, /metrics, JSON API, OTLP/HTTP; services/monitor/web.py) on another.
 
 Background tasks: the ingestion worker (services/monitor/ingest.py), the alert evaluator (every
-DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS) and, when configured, the forwarder."""
+DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS) and, when configured, the forwarder.
+
+The OTLP receivers are registered with their own deserializer, which hands them the export's
+bytes: one whose decoded size (gRPC has already undone its compression, bounded by the 16 MiB
+message limit) is over DOPPEL_MONITOR_MAX_EXPORT_BYTES is never parsed, and the others are parsed
+by the receiver, which queues (and forwards) the bytes, not the parsed message. Parsing is where a
+small message becomes a large one: 15 MiB of empty spans take 1.35 GB once parsed (measured), so
+the bound is on what gets parsed, and only one parsed export at a time is kept waiting."""
 
 from __future__ import annotations
 
@@ -12,9 +19,11 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError, Message
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
@@ -52,6 +61,57 @@ RETRY_LATER = (
 WATCH_RETRY_AFTER_MS = 5000
 
 
+class Oversized:
+    """What a receiver gets instead of an export over the size bound: its size, unparsed."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def bounded(limit: int) -> Callable[[bytes], Any]:
+    """A request deserializer that hands over the export's bytes unparsed; over `limit` bytes,
+    only their count (`Oversized`)."""
+
+    def deserialize(data: bytes) -> bytes | Oversized:
+        return Oversized(len(data)) if len(data) > limit else data
+
+    return deserialize
+
+
+M = TypeVar("M", bound=Message)
+
+
+async def parse_export(
+    state: MonitorState,
+    signal: str,
+    received: bytes | Oversized,
+    message_type: type[M],
+    context: grpc.aio.ServicerContext,
+) -> tuple[M, bytes]:
+    """The export, parsed, and as received. Over the size bound: RESOURCE_EXHAUSTED, as gRPC
+    answers a message over its own limit (no RetryInfo: the same export would be refused
+    again), counted by signal. Not a valid message: INVALID_ARGUMENT."""
+    if isinstance(received, Oversized):
+        state.exports_too_large[signal] += 1
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"export of {received.size} bytes is over the monitor's limit of "
+            f"{state.max_export_bytes} bytes (DOPPEL_MONITOR_MAX_EXPORT_BYTES); "
+            "send smaller batches",
+        )
+        raise AssertionError("unreachable: abort raises")
+    try:
+        return message_type.FromString(received), received
+    except DecodeError as exc:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request is not a valid {message_type.DESCRIPTOR.full_name}: {exc}",
+        )
+    raise AssertionError("unreachable: abort raises")
+
+
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     """OTLP trace receiver: admits each export to the ingestion queue and answers at once."""
 
@@ -59,11 +119,13 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self._state = state
 
     async def Export(
-        self,
-        request: trace_service_pb2.ExportTraceServiceRequest,
-        context: grpc.aio.ServicerContext,
+        self, request: bytes | Oversized, context: grpc.aio.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        rejected = self._state.accept_traces(request)
+        export, received = await parse_export(
+            self._state, "traces", request, trace_service_pb2.ExportTraceServiceRequest, context
+        )
+        rejected = self._state.accept_traces(export, received)
+        del export  # Queued serialized: the parsed export is not kept while the call ends.
         if rejected is None:
             queue = self._state.queue
             await context.abort(
@@ -84,18 +146,45 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """OTLP metrics receiver: keeps what the health score needs, ignores the rest."""
+    """OTLP metrics receiver: keeps what the health score needs, ignores the rest. Points it
+    rejects (services/monitor/sanitize.py) are reported as a partial success."""
 
     def __init__(self, state: MonitorState) -> None:
         self._state = state
 
     async def Export(
-        self,
-        request: metrics_service_pb2.ExportMetricsServiceRequest,
-        context: grpc.aio.ServicerContext,
+        self, request: bytes | Oversized, context: grpc.aio.ServicerContext
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-        self._state.accept_metrics(request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        export, received = await parse_export(
+            self._state, "metrics", request, metrics_service_pb2.ExportMetricsServiceRequest,
+            context,
+        )  # fmt: skip
+        return self._state.accept_metrics(export, received)
+
+
+def add_otlp_receivers(server: grpc.aio.Server, state: MonitorState) -> None:
+    """TraceService and MetricsService, handed their requests' bytes (`bounded`)."""
+    limit = state.max_export_bytes
+    receivers = (
+        (TRACE_SERVICE, TraceService(state).Export, trace_service_pb2.ExportTraceServiceResponse),
+        (METRICS_SERVICE, MetricsService(state).Export,
+         metrics_service_pb2.ExportMetricsServiceResponse),
+    )  # fmt: skip
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                service,
+                {
+                    "Export": grpc.unary_unary_rpc_method_handler(
+                        export,
+                        request_deserializer=bounded(limit),
+                        response_serializer=response.SerializeToString,
+                    )
+                },
+            )
+            for service, export, response in receivers
+        ]
+    )
 
 
 class MonitorService(monitor_pb2_grpc.MonitorServiceServicer):
@@ -268,7 +357,9 @@ async def create_monitor_server(
     """
     state = MonitorState(settings, clock=clock)
     http = HttpServer(
-        monitor_routes(state, security.accepted_tokens(settings)), counters=state.http
+        monitor_routes(state, security.accepted_tokens(settings)),
+        max_body=settings.monitor_max_export_bytes,
+        counters=state.http,
     )
     await http.start(settings.host, settings.monitor_http_port)
     log.info("monitor HTTP on %s:%d", settings.host, http.port)
@@ -276,8 +367,7 @@ async def create_monitor_server(
     background.start()
 
     def register(server: grpc.aio.Server) -> list[str]:
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(state), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(state), server)
+        add_otlp_receivers(server, state)
         monitor_pb2_grpc.add_MonitorServiceServicer_to_server(MonitorService(state), server)
         return [TRACE_SERVICE, METRICS_SERVICE, MONITOR_SERVICE]
 

@@ -4,7 +4,8 @@ Everything runs on the event loop and no method awaits, so an export is applied 
 no lock is needed. Ingestion does per span only what the statistics need (a few fields, the
 attributes of RPC spans for their status code, the name of CLIENT spans for LLM calls, and the
 attributes of those `chat {model}` spans for the per-model LLM statistics) plus one serialization
-for the trace store. Alert rules are evaluated by `evaluate`, which the server
+for the trace store. Names and metric values are checked on the way in
+(services/monitor/sanitize.py). Alert rules are evaluated by `evaluate`, which the server
 calls on a timer (every DOPPEL_MONITOR_EVAL_INTERVAL_SECONDS), never per span.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -28,6 +30,7 @@ from services.monitor.alerts import (
     RuleInputs,
     Thresholds,
     evaluate_rules,
+    silence_threshold,
 )
 from services.monitor.forward import Forwarder
 from services.monitor.health import Health, HealthInputs, compute_health
@@ -42,6 +45,7 @@ from services.monitor.metrics_ingest import (
     resource_identity,
 )
 from services.monitor.rates import WindowedCounters
+from services.monitor.sanitize import MAX_NAME_CHARS, Sanitizer
 from services.monitor.stats import (
     KIND_CLIENT,
     KIND_SERVER,
@@ -93,13 +97,18 @@ class MonitorState:
         self.max_spans_per_export = max_spans_per_export
         self.stats = OperationStatsStore(settings.monitor_max_operations, clock)
         self.traces = TraceStore(settings.monitor_max_traces)
-        self.llm = LLMStats()  # Per model: calls and latency from spans, tokens and cost.
-        self.metrics = MetricsStore(clock, llm=self.llm)
+        self.sanitizer = Sanitizer()  # What ingestion cut or rejected, for /metrics.
+        self.llm = LLMStats(names=self.sanitizer)  # Per model: calls, latency, tokens, cost.
+        self.metrics = MetricsStore(clock, llm=self.llm, sanitizer=self.sanitizer)
         self.services = RecentServices()
+        self.silence_levels = tuple(settings.monitor_silent_services)
+        self.max_export_bytes = settings.monitor_max_export_bytes
+        self.exports_too_large = {"traces": 0, "metrics": 0}  # Refused before parsing.
+        self._wall_offset = time.time() - clock()  # Monotonic clock -> unix seconds.
         self.llm_calls = WindowedCounters()  # By service.
         self.lost = WindowedCounters()  # By (service, why): the monitor's own losses.
         self.engine = AlertEngine(clock)
-        self.queue = IngestQueue(self.ingest_in_chunks, settings.monitor_max_pending_spans)
+        self.queue = IngestQueue(self.ingest_serialized, settings.monitor_max_pending_spans)
         self.http = HttpCounters()  # The HTTP port's refusals (services/monitor/http.py).
         self.forwarder: Forwarder | None = None
         if settings.monitor_forward_endpoint:
@@ -114,28 +123,49 @@ class MonitorState:
 
     # Ingestion ---------------------------------------------------------------------------
 
-    def accept_traces(self, request: ExportTraceServiceRequest) -> int | None:
+    def accept_traces(self, request: ExportTraceServiceRequest, data: bytes = b"") -> int | None:
         """Admits an export for ingestion (and forwarding): None when refused under overload
-        (counted), else how many of its spans are beyond the per-export cap."""
+        (counted), else how many of its spans are beyond the per-export cap. `data` is the
+        export as received, when the receiver has it: both queues hold exports serialized (a
+        parsed one can hold many times its size), so the parsed `request` is dropped on return."""
         spans = count_spans(request)
-        size = request.ByteSize()  # Once, for both bounded queues.
-        if not self.queue.offer(request, spans, size):
+        data = data or request.SerializeToString()
+        if not self.queue.offer(data, spans, len(data)):
             self.count_lost(spans, "overload")
             return None
         if self.forwarder is not None:
-            self.forwarder.offer("traces", request, spans, size)
+            self.forwarder.offer("traces", data, spans, len(data))
         return max(0, spans - self.max_spans_per_export)
 
-    def accept_metrics(self, request: ExportMetricsServiceRequest) -> None:
+    def accept_metrics(
+        self, request: ExportMetricsServiceRequest, data: bytes = b""
+    ) -> ExportMetricsServiceResponse:
+        """Takes in (and forwards) an export (`data`: as received, if at hand); the answer
+        reports the points it rejected (services/monitor/sanitize.py) as a partial success."""
+        before = self.sanitizer.rejected
         self.ingest_metrics(request)
         if self.forwarder is not None:
-            self.forwarder.offer("metrics", request)
+            self.forwarder.offer("metrics", data or request.SerializeToString())
+        response = ExportMetricsServiceResponse()
+        rejected = self.sanitizer.rejected - before
+        if rejected:
+            response.partial_success.rejected_data_points = rejected
+            response.partial_success.error_message = (
+                f"{rejected} data points rejected: non-finite, out-of-range or negative counter "
+                "values, over-long label values, or beyond the points kept per export"
+            )
+        return response
 
     def ingest_spans(self, request: ExportTraceServiceRequest) -> int:
         """Applies one export at once; returns how many spans were beyond the per-export cap."""
         for _ in self.ingest_in_chunks(request):
             pass
         return max(0, count_spans(request) - self.max_spans_per_export)
+
+    def ingest_serialized(self, data: bytes) -> Iterator[int]:
+        """`ingest_in_chunks` of a queued export, parsed now that its turn has come (the
+        receiver parsed it once already, so it parses)."""
+        yield from self.ingest_in_chunks(ExportTraceServiceRequest.FromString(data))
 
     def ingest_in_chunks(
         self, request: ExportTraceServiceRequest, chunk: int = INGEST_CHUNK_SPANS
@@ -148,7 +178,7 @@ class MonitorState:
         budget = self.max_spans_per_export
         rejected = 0
         for resource_spans in request.resource_spans:
-            service, _ = resource_identity(resource_spans.resource)
+            service, _ = resource_identity(resource_spans.resource, self.sanitizer)
             self.services.seen(service, now)
             for scope in resource_spans.scope_spans:
                 spans = scope.spans
@@ -169,15 +199,19 @@ class MonitorState:
         record = self.stats.record_at
         keep = self.traces.add
         llm_span = self.llm.record_span
+        cut = self.sanitizer.name
         llm_calls = 0
         for span in spans:
             kind = span.kind
+            name = span.name
+            if len(name) > MAX_NAME_CHARS:
+                name = cut(name, "operation")
             error = span.status.code == STATUS_ERROR or (
                 kind in (KIND_SERVER, KIND_CLIENT) and _rpc_error(kind, span.attributes)
             )
             seconds = (span.end_time_unix_nano - span.start_time_unix_nano) * 1e-9
-            record(epoch, service, span.name, kind, seconds, error)
-            if kind == KIND_CLIENT and span.name.startswith(SPAN_PREFIX):
+            record(epoch, service, name, kind, seconds, error)
+            if kind == KIND_CLIENT and name.startswith(SPAN_PREFIX):
                 llm_calls += 1
                 llm_span(span, error)
             if span.trace_id:
@@ -216,6 +250,7 @@ class MonitorState:
         for service, labels in self.metrics.window_total(SPANS_PROCESSED, first, last).items():
             for why, value in labels.items():
                 lost[(service, f"exporter_{why}")] = value
+        now = self._clock()
         return RuleInputs(
             window_seconds=self.window_seconds,
             operations=self.stats.window(self.window_seconds),
@@ -223,7 +258,23 @@ class MonitorState:
             llm_calls={str(k): v for k, v in self.llm_calls.totals(first, last).items()},
             cache_lookups=cache,
             lost_spans=lost,
+            service_silence={
+                service: (now - seen, self.silence_threshold(service))
+                for service, seen in self.watched_services().items()
+            },
         )
+
+    def silence_threshold(self, service: str) -> float:
+        return silence_threshold(service, self.silence_levels)
+
+    def watched_services(self) -> dict[str, float]:
+        """Services watched for silence (`service_silent`) and when each was last heard from
+        (the monitor's clock)."""
+        return self.services.watched(self.silence_threshold)
+
+    def last_seen_unix(self) -> dict[str, float]:
+        """Watched services and when each was last heard from, in unix seconds (`/metrics`)."""
+        return {s: self._wall_offset + t for s, t in self.watched_services().items()}
 
     def _note_forward_losses(self) -> None:
         if self.forwarder is None:

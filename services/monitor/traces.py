@@ -1,25 +1,34 @@
 """Recent spans by trace id (for GetTrace) and the services seen recently.
 
 Ingestion stores each span as its serialized OTLP bytes, which costs one C-level call; the
-`SpanSummary` is built only when someone asks for the trace. The store is bounded three ways, the
-least recently updated trace going first: at most `max_traces` traces, `max_spans_per_trace`
-spans per trace (later spans of a full trace are not kept), and `max_bytes` in all.
+`SpanSummary` is built only when someone asks for the trace, its texts cut to length then (names
+and attribute keys to `sanitize.MAX_NAME_CHARS`, attribute values and the status message to
+`MAX_TEXT_CHARS`). The store is bounded three ways, the least recently updated trace going first:
+at most `max_traces` traces, `max_spans_per_trace` spans per trace (later spans of a full trace
+are not kept), and `max_bytes` in all.
+
+`RecentServices` also says which services have gone silent (the `service_silent` alert rule).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from doppelganger.v1 import monitor_pb2
+from services.monitor.sanitize import MAX_NAME_CHARS
 from services.monitor.stats import KIND_NAMES
 
 DEFAULT_MAX_SPANS_PER_TRACE = 2000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SERVICES = 1000
+DEFAULT_MAX_WATCHED = 200
+MAX_TEXT_CHARS = 4096
 
 
 class StoredSpan(NamedTuple):
@@ -102,14 +111,22 @@ def summarize(stored: StoredSpan) -> monitor_pb2.SpanSummary:
         span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex(),
         service=stored.service,
-        name=span.name,
+        name=cut(span.name, MAX_NAME_CHARS),
         kind=KIND_NAMES.get(span.kind, str(span.kind)),
         start_unix_nano=span.start_time_unix_nano,
         end_unix_nano=span.end_time_unix_nano,
         error=stored.error,
-        status_message=span.status.message,
-        attributes={kv.key: value_text(kv.value) for kv in span.attributes},
+        status_message=cut(span.status.message, MAX_TEXT_CHARS),
+        attributes={
+            cut(kv.key, MAX_NAME_CHARS): cut(value_text(kv.value), MAX_TEXT_CHARS)
+            for kv in span.attributes
+        },
     )
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and an ellipsis that says it was cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def value_text(value: AnyValue) -> str:
@@ -134,17 +151,46 @@ def value_text(value: AnyValue) -> str:
 
 
 class RecentServices:
-    """When each service was last heard from (spans or metrics); at most `max_services`."""
+    """When each service was first and last heard from (spans or metrics).
 
-    def __init__(self, max_services: int = DEFAULT_MAX_SERVICES) -> None:
+    At most `max_services`, the least recently heard from forgotten first. Beside them, the
+    services watched for silence: a service is watched once it has been heard from over at
+    least its silence threshold, so a one-off sender (a CLI run, a test, a probe) is not expected
+    to keep talking. Watched services are kept apart (at most `max_watched`; later ones are not
+    watched) so that a flood of new names cannot push a silent one out and end its alert.
+    """
+
+    def __init__(
+        self, max_services: int = DEFAULT_MAX_SERVICES, max_watched: int = DEFAULT_MAX_WATCHED
+    ) -> None:
         self._max = max_services
+        self._max_watched = max_watched
         self._last_seen: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
+        self._watched: dict[str, float] = {}  # Service -> last heard from.
 
     def seen(self, service: str, now: float) -> None:
         self._last_seen.pop(service, None)
         self._last_seen[service] = now
+        self._first_seen.setdefault(service, now)
+        if service in self._watched:
+            self._watched[service] = now
         if len(self._last_seen) > self._max:
-            del self._last_seen[next(iter(self._last_seen))]
+            oldest = next(iter(self._last_seen))
+            del self._last_seen[oldest]
+            del self._first_seen[oldest]
+
+    def watched(self, threshold_of: Callable[[str], float]) -> dict[str, float]:
+        """Watched services and when each was last heard from, after watching those that
+        qualify now (`threshold_of(service)`: its silence threshold, infinite for none)."""
+        for service, last in self._last_seen.items():
+            if len(self._watched) >= self._max_watched:
+                break
+            if service not in self._watched:
+                threshold = threshold_of(service)
+                if math.isfinite(threshold) and last - self._first_seen[service] >= threshold:
+                    self._watched[service] = last
+        return dict(self._watched)
 
     def active(self, now: float, window_seconds: float) -> list[str]:
         """Services heard from in the last `window_seconds`, sorted."""

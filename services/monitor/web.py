@@ -6,8 +6,10 @@
   `/api/operations?window=60`: ListOperations; `/api/traces?limit=5`: the latest traces' spans.
   JSON with proto field names, every field present.
 - `GET /metrics`: Prometheus text format (services/monitor/prometheus.py).
-- `POST /v1/traces`, `POST /v1/metrics`: OTLP/HTTP with protobuf bodies (gzip allowed); JSON
-  bodies get 415. Under overload 429 with Retry-After, as the OTLP/HTTP spec asks.
+- `POST /v1/traces`, `POST /v1/metrics`: OTLP/HTTP, protobuf or JSON (services/monitor/otlp_http.py;
+  gzip allowed); any other Content-Type, or none, gets 415 as from the Collector. Bodies over
+  DOPPEL_MONITOR_MAX_EXPORT_BYTES (decoded) get 413. Under overload 429 with Retry-After, as the
+  OTLP/HTTP spec asks; rejected metric points are reported as a partial success.
 Reads wait until the exports accepted before them have been applied.
 
 Bearer tokens: when `DOPPEL_AUTH_TOKENS`/`_FILE` is set, every route but `/healthz` and the OTLP
@@ -30,11 +32,12 @@ from http import HTTPStatus
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from doppelganger.v1 import monitor_pb2
+from services.monitor import otlp_http
 from services.monitor.http import JSON, TEXT, Handler, HttpError, Request, Response, text
 from services.monitor.prometheus import CONTENT_TYPE as PROMETHEUS
 from services.monitor.prometheus import render_metrics
@@ -43,7 +46,6 @@ from services.monitor.stats import WINDOWS_SECONDS
 from services.monitor.status_page import STATUS_PAGE
 from shared import security
 
-PROTOBUF = "application/x-protobuf"
 MAX_TRACES_LISTED = 20
 GET = frozenset({"GET"})
 POST = frozenset({"POST"})
@@ -79,16 +81,6 @@ def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
         return int(query.get(name, default))
     except ValueError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"{name} must be an integer") from exc
-
-
-def _protobuf_body(request: Request, message_type: type[Message]) -> Message:
-    content_type = request.headers.get("content-type", PROTOBUF).split(";")[0].strip()
-    if content_type != PROTOBUF:
-        raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send {PROTOBUF}, not {content_type}")
-    try:
-        return message_type.FromString(request.body)
-    except DecodeError as exc:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "body is not a valid OTLP protobuf") from exc
 
 
 def _cookie(header: str, name: str) -> str:
@@ -200,8 +192,9 @@ def monitor_routes(state: MonitorState, tokens: frozenset[str] = frozenset()) ->
         return Response(HTTPStatus.OK, PROMETHEUS, render_metrics(state).encode())
 
     async def otlp_traces(request: Request) -> Response:
-        export = _protobuf_body(request, trace_service_pb2.ExportTraceServiceRequest)
-        rejected = state.accept_traces(export)  # type: ignore[arg-type]
+        export, media = otlp_http.decode(request, trace_service_pb2.ExportTraceServiceRequest)
+        as_received = request.body if media == otlp_http.PROTOBUF else b""
+        rejected = state.accept_traces(export, as_received)
         if rejected is None:
             return Response(
                 HTTPStatus.TOO_MANY_REQUESTS, TEXT, b"monitor overloaded\n", {"Retry-After": "1"}
@@ -212,13 +205,12 @@ def monitor_routes(state: MonitorState, tokens: frozenset[str] = frozenset()) ->
             response.partial_success.error_message = (
                 f"at most {state.max_spans_per_export} spans per export"
             )
-        return Response(HTTPStatus.OK, PROTOBUF, response.SerializeToString())
+        return otlp_http.encode(HTTPStatus.OK, response, media)
 
     async def otlp_metrics(request: Request) -> Response:
-        export = _protobuf_body(request, metrics_service_pb2.ExportMetricsServiceRequest)
-        state.accept_metrics(export)  # type: ignore[arg-type]
-        body = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
-        return Response(HTTPStatus.OK, PROTOBUF, body)
+        export, media = otlp_http.decode(request, metrics_service_pb2.ExportMetricsServiceRequest)
+        as_received = request.body if media == otlp_http.PROTOBUF else b""
+        return otlp_http.encode(HTTPStatus.OK, state.accept_metrics(export, as_received), media)
 
     async def not_found(request: Request) -> Response:
         return text(HTTPStatus.NOT_FOUND, "not found")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import urllib.request
 from collections.abc import AsyncIterator
 
 import grpc
@@ -333,13 +334,17 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
             reader = m.monitor.WatchAlerts(monitor_pb2.WatchAlertsRequest())
             await asyncio.sleep(0.1)
             assert engine.subscriber_count == 2
-            for i in range(20):  # 20 alerts firing and resolving: 40 events.
-                long_name = f"op{i}-" + "x" * 8000  # Events of about 16 KB.
-                await m.send("scene", [span(long_name, seconds=30.0)] * 10)
+            # Names are cut to 256 characters at ingestion; a long service name and four alerts
+            # an evaluation (the healthy reader's queue holds 8) make events of about 1 KB.
+            service = "scene-" + "s" * 250
+            for i in range(20):  # 80 alerts firing and resolving: 160 events, about 160 KB.
+                names = [f"op{i}-{j}-" + "x" * 250 for j in range(4)]
+                await m.send(service, [span(name, seconds=30.0) for name in names] * 10)
                 await m.tick(1)
                 await m.tick(60)
-                assert (await next_event(reader)).state == monitor_pb2.ALERT_STATE_FIRING
-                assert (await next_event(reader)).state == monitor_pb2.ALERT_STATE_RESOLVED
+                for state in (monitor_pb2.ALERT_STATE_FIRING, monitor_pb2.ALERT_STATE_RESOLVED):
+                    for _ in names:
+                        assert (await next_event(reader)).state == state
             assert engine.subscribers_dropped == 1 and engine.subscriber_count == 1
             received = 0
             with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -347,7 +352,67 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
                     received += 1
             assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "fell more than 8 events behind" in (error.value.details() or "")
-            assert 0 < received < 40
+            assert 0 < received < 160
             reader.cancel()
     finally:
         await server.stop(0)
+
+
+async def test_a_silent_service_raises_service_silent_until_it_comes_back(
+    settings: Settings,
+) -> None:
+    """A service heard from over at least the threshold (30 s here) that then goes quiet for
+    longer: pending, firing after the hold (30 s), an error in the score and in /metrics; when
+    it sends again, resolved. The CLI (excluded) and a one-off sender never raise it."""
+    server, clock = await start_monitor(
+        settings, monitor_silent_services=(("doppel-cli", float("inf")), ("*", 30.0))
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            m = Monitor(server, channel, clock)
+            stream = m.monitor.WatchAlerts(monitor_pb2.WatchAlertsRequest(only_new=True))
+            for _ in range(4):  # Heard from at 0, 10, 20 and 30 s: watched from then on.
+                await m.metrics.Export(metrics_export("scene", [rss(100)]))
+                await m.send("doppel-cli", [span("doppel generate", seconds=1.0)])
+                await m.tick(10)
+            await m.send("probe", [span("once")])  # Heard from once: never watched.
+            await m.tick(20)  # scene silent for 30 s: not yet over the threshold.
+            assert await m.alerts() == []
+            await m.tick(5)
+            pending = await next_event(stream)
+            assert (pending.rule, pending.service, pending.state) == (
+                "service_silent", "scene", monitor_pb2.ALERT_STATE_PENDING,
+            )  # fmt: skip
+            assert pending.severity == episode_pb2.SEVERITY_ERROR
+            assert pending.threshold == 30.0 and pending.value > 30.0
+            assert "scene: no spans or metrics for" in pending.message
+            await m.tick(30)  # The hold: firing.
+            firing = await next_event(stream)
+            assert (firing.id, firing.state) == (pending.id, monitor_pb2.ALERT_STATE_FIRING)
+            await m.tick(120)  # The CLI and the probe have been quiet for minutes too.
+            assert [(a.rule, a.service) for a in await m.alerts()] == [("service_silent", "scene")]
+            health = await m.health()
+            assert health.alerts == pytest.approx(0.65)  # One error: 1 - 0.35.
+            assert health.score == pytest.approx(100 - 30 * 0.35)
+            status, _, body = await asyncio.to_thread(http_get, server.http_port, "/metrics")
+            assert status == 200
+            text = body.decode()
+            assert 'doppel_service_last_seen_timestamp_seconds{service="scene"}' in text
+            assert 'last_seen_timestamp_seconds{service="doppel-cli"}' not in text
+            assert 'last_seen_timestamp_seconds{service="probe"}' not in text
+            assert 'doppel_alert_active{rule="service_silent",service="scene"' in text
+
+            await m.metrics.Export(metrics_export("scene", [rss(100)]))  # Back.
+            await m.tick(0.1)
+            resolved = await next_event(stream)
+            assert (resolved.id, resolved.state) == (pending.id, monitor_pb2.ALERT_STATE_RESOLVED)
+            health = await m.health()
+            assert list(health.firing) == [] and health.score == 100.0
+            stream.cancel()
+    finally:
+        await server.stop(0)
+
+
+def http_get(port: int, path: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.status, response.headers["Content-Type"], response.read()

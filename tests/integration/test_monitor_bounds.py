@@ -2,9 +2,11 @@
 retry hint, never a hang or unbounded memory.
 
 - HTTP: connections over the cap get 503 with Retry-After, and service resumes once they close;
-  a body that does not fit in the shared body budget gets 429 with Retry-After without being
-  read (gzip bodies are charged their decoded size); a handler that takes too long gets 503; a
-  client that does not read its response is cut off.
+  one peer's idle sockets beyond its per-peer cap are refused while other peers are served, and
+  idle sockets are closed after the idle timeout; a body that does not fit in the shared body
+  budget gets 429 with Retry-After without being read (gzip bodies are charged their decoded
+  size); a handler that takes too long gets 503; a client that does not read its response is
+  cut off. Peers are told apart by address: 127.0.0.2 and up are other loopback peers.
 - Ingestion: an export over the pending-bytes bound is refused RESOURCE_EXHAUSTED with RetryInfo
   on gRPC and 429 with Retry-After on OTLP/HTTP.
 - Forwarding: with the upstream stalled, exports over the forward queue's byte bound are dropped
@@ -45,8 +47,11 @@ async def until(check: Callable[[], bool], what: str, attempts: int = 500) -> No
     raise AssertionError(f"never happened: {what}")
 
 
-async def connect(port: int, head: str = "") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def connect(
+    port: int, head: str = "", source: str = "127.0.0.1"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the loopback port from `source` (another 127.x.y.z: another peer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     if head:
         writer.write(head.encode("latin-1"))
         await writer.drain()
@@ -65,8 +70,8 @@ async def read_reply(reader: asyncio.StreamReader) -> Reply:
     return int(status_line.split(" ")[1]), headers, body
 
 
-async def exchange(port: int, head: str, body: bytes = b"") -> Reply:
-    reader, writer = await connect(port, head)
+async def exchange(port: int, head: str, body: bytes = b"", source: str = "127.0.0.1") -> Reply:
+    reader, writer = await connect(port, head, source)
     if body:
         writer.write(body)
     try:
@@ -89,7 +94,11 @@ def post(path: str, length: int, *extra: str) -> str:
 
 @pytest.fixture
 async def monitor(settings: Settings) -> AsyncIterator[Monitor]:
-    server, clock = await start_monitor(settings, monitor_thresholds=(("hold_seconds", 0.0),))
+    server, clock = await start_monitor(
+        settings,
+        monitor_thresholds=(("hold_seconds", 0.0),),
+        monitor_max_export_bytes=16 * 1024 * 1024,  # The bulk export below is about 6 MB.
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Monitor(server, channel, clock)
     await server.stop(0)
@@ -103,7 +112,9 @@ async def test_connections_over_the_cap_get_503_with_retry_after_then_service_re
 ) -> None:
     server: MonitorServer = monitor.server
     port = server.http_port
-    idle = [await connect(port) for _ in range(http.MAX_CONNECTIONS)]  # Send nothing, hold.
+    per_peer = http.MAX_CONNECTIONS_PER_PEER
+    peers = [f"127.0.0.{2 + i // per_peer}" for i in range(http.MAX_CONNECTIONS)]
+    idle = [await connect(port, source=peer) for peer in peers]  # Send nothing, hold.
     await until(lambda: server.http.open_connections == http.MAX_CONNECTIONS, "all held")
     status, headers, body = await exchange(port, get("/healthz"))
     assert (status, headers["retry-after"]) == (503, "1")
@@ -118,6 +129,51 @@ async def test_connections_over_the_cap_get_503_with_retry_after_then_service_re
     assert status == 200
     assert 'doppel_monitor_http_refused_total{reason="connections"} 1' in metrics.decode()
     assert 'doppel_monitor_http_refused_total{reason="body_budget"} 0' in metrics.decode()
+
+
+async def test_idle_sockets_of_one_peer_do_not_lock_the_others_out(monitor: Monitor) -> None:
+    """72 idle sockets from one address: 16 are held, the rest refused at once; /metrics and
+    OTLP/HTTP keep answering everyone else."""
+    server: MonitorServer = monitor.server
+    port = server.http_port
+    per_peer = http.MAX_CONNECTIONS_PER_PEER
+    intruder = "127.0.0.2"
+    count = http.MAX_CONNECTIONS + 8
+    idle = [await connect(port, source=intruder) for _ in range(count)]
+    refused = count - per_peer
+    await until(
+        lambda: server.http.counters.refused_peer_connections == refused, "the rest refused"
+    )
+    assert server.http.open_connections == per_peer
+    status, headers, body = await read_reply(idle[-1][0])
+    assert (status, headers["retry-after"]) == (503, "1")
+    assert f"more than {per_peer} connections open from {intruder}" in body.decode()
+    status, _, metrics = await exchange(port, get("/metrics"))  # Another peer is served.
+    assert status == 200
+    assert f'doppel_monitor_http_refused_total{{reason="peer_connections"}} {refused}' in (
+        metrics.decode()
+    )
+    payload = export("other-peer", [span("op")]).SerializeToString()
+    status, _, _ = await exchange(port, post("/v1/traces", len(payload)), payload)
+    assert status == 200
+    assert (await exchange(port, get("/healthz"), source=intruder))[0] == 503
+    assert (await monitor.health()).spans_received == 1
+    for _, writer in idle:
+        writer.close()
+    await until(lambda: server.http.open_connections == 0, "idle sockets closed")
+
+
+async def test_idle_connections_are_closed_after_the_idle_timeout(monitor: Monitor) -> None:
+    server: MonitorServer = monitor.server
+    server.http.idle_timeout = 0.2
+    reader, writer = await connect(server.http_port)  # Sends nothing.
+    assert await asyncio.wait_for(reader.read(), 30) == b""  # Closed without an answer.
+    writer.close()
+    assert server.http.counters.idle_closed == 1
+    status, _, metrics = await exchange(server.http_port, get("/metrics"))
+    assert status == 200 and 'doppel_monitor_http_refused_total{reason="idle"} 1' in (
+        metrics.decode()
+    )
 
 
 def plain_headers() -> dict[str, str]:
@@ -135,9 +191,10 @@ async def test_a_body_over_the_remaining_budget_gets_429_without_being_read(
     server: MonitorServer = monitor.server
     port = server.http_port
     budget = server.http.budget
-    holders = http.BODY_BUDGET_BYTES // http.MAX_BODY_BYTES  # 4 bodies of 16 MiB fill it.
+    largest = server.http.max_body
+    holders = http.BODY_BUDGET_BYTES // largest  # 4 bodies of 16 MiB fill it.
     # Heads announcing the largest body allowed, and no body: each reserves 16 MiB.
-    held = [await connect(port, post("/v1/traces", http.MAX_BODY_BYTES)) for _ in range(holders)]
+    held = [await connect(port, post("/v1/traces", largest)) for _ in range(holders)]
     await until(lambda: budget.reserved == http.BODY_BUDGET_BYTES, "budget reserved")
     # One more byte does not fit: refused from its head alone (no body is ever sent, so an
     # answer proves it was not read), while requests without a body go on.

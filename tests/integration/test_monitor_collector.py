@@ -336,7 +336,12 @@ async def test_otlp_over_http(monitor: Monitor) -> None:
     health = await monitor.health()
     assert health.spans_received == 20 and "http-client" in health.services
     json_headers = {"Content-Type": "application/json"}
-    status, _, _ = await asyncio.to_thread(http_request, port, "/v1/traces", b"{}", json_headers)
+    status, content_type, answer = await asyncio.to_thread(
+        http_request, port, "/v1/traces", b"{}", json_headers
+    )
+    assert (status, content_type, answer) == (200, "application/json", b"{}")
+    text_headers = {"Content-Type": "text/plain"}
+    status, _, _ = await asyncio.to_thread(http_request, port, "/v1/traces", body, text_headers)
     assert status == 415
     status, _, _ = await asyncio.to_thread(http_request, port, "/v1/traces", b"\xff" * 9, protobuf)
     assert status == 400

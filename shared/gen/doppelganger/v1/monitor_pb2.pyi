@@ -198,7 +198,7 @@ class Alert(_message.Message):
     id: _builtins.str
     rule: _builtins.str
     """"slow_operation", "error_rate", "memory", "llm_calls", "cache_hit_rate" (warning, critical),
-    "telemetry_loss" (error), "operations_capped" (info). See docs/monitor.md.
+    "telemetry_loss", "service_silent" (error), "operations_capped" (info). See docs/monitor.md.
     """
     severity: _episode_pb2.Severity.ValueType
     state: Global___AlertState.ValueType

@@ -286,16 +286,21 @@ class EpisodeReviser:
     async def _continuity(
         self, context: StoryContext, draft: episode_pb2.Episode, changed: frozenset[int]
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
-        """The continuity pass on the changed scenes only; an event per note."""
-        before = {scene.index: scene for scene in draft.scenes if scene.index in changed}
-        identities = {index: (s.number, s.number_label, s.act) for index, s in before.items()}
+        """The continuity pass on the script as printed, acting on the changed scenes only; an
+        event per note. A scene it revises keeps its printed number and act."""
+        printed = _as_printed(draft)
         notes = await continuity_pass(
-            self._writer, context, draft, self._deps.max_parallel_scenes, self._tracer, changed
+            self._writer, context, printed, self._deps.max_parallel_scenes, self._tracer, changed
         )
-        for scene in draft.scenes:  # A revision by the pass keeps the scene's printed number.
-            if scene.index in identities:
-                scene.number, scene.number_label, scene.act = identities[scene.index]
-        labels = {index: label or str(number) for index, (number, label, _) in identities.items()}
+        by_index = {scene.index: scene for scene in printed.scenes if scene.index in changed}
+        labels: dict[int, str] = {}
+        for scene in draft.scenes:
+            if scene.index in by_index:
+                number, label, act = scene.number, scene.number_label, scene.act
+                scene.CopyFrom(by_index[scene.index])
+                scene.number, scene.number_label, scene.act = number, label, act
+                labels[scene.index] = label or str(number)
+        draft.continuity_notes.extend(notes)
         for note in notes:
             label = labels.get(note.scene_index, str(note.scene_index + 1))
             event = self.event(
@@ -318,19 +323,8 @@ class EpisodeReviser:
         )
 
     def _validate(self, draft: episode_pb2.Episode) -> script_pb2.GenerateEpisodeEvent:
-        """The validator's report on the script as printed: an omitted scene, and its beat, are
-        not in it."""
-        printed = episode_pb2.Episode()
-        printed.CopyFrom(draft)
-        omitted = {scene.index for scene in draft.scenes if scene.omitted}
-        del printed.scenes[:]
-        printed.scenes.extend(scene for scene in draft.scenes if not scene.omitted)
-        for act in printed.outline.acts:
-            kept = [beat for beat in act.beats if beat.scene_index not in omitted]
-            del act.beats[:]
-            act.beats.extend(kept)
-        printed.outline.scene_count = len(printed.scenes)
-        report = run_validation(self._deps, printed)
+        """The validator's report on the script as printed."""
+        report = run_validation(self._deps, _as_printed(draft))
         draft.validation.CopyFrom(report)
         self._deps.metrics.validation_score.record(
             report.overall, {**self._labels, "doppel.validation.phase": "revised"}
@@ -351,6 +345,23 @@ class EpisodeReviser:
                     f"locked scene {slot.label} of {self._parent.id} did not come back byte for "
                     "byte; the revision is not stored"
                 )
+
+
+def _as_printed(draft: episode_pb2.Episode) -> episode_pb2.Episode:
+    """A copy of the draft as a reader has it: an omitted scene, and its beat, are not in the
+    script (what the validator and the continuity pass read)."""
+    printed = episode_pb2.Episode()
+    printed.CopyFrom(draft)
+    omitted = {scene.index for scene in draft.scenes if scene.omitted}
+    del printed.scenes[:]
+    printed.scenes.extend(scene for scene in draft.scenes if not scene.omitted)
+    del printed.continuity_notes[:]
+    for act in printed.outline.acts:
+        kept = [beat for beat in act.beats if beat.scene_index not in omitted]
+        del act.beats[:]
+        act.beats.extend(kept)
+    printed.outline.scene_count = len(printed.scenes)
+    return printed
 
 
 def _omit(scene: episode_pb2.Scene) -> None:

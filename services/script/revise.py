@@ -164,7 +164,6 @@ class EpisodeReviser:
                     )
                 act = scene.act
             draft.scenes.append(scene)
-        draft.outline.scene_count = len(draft.scenes)
         return draft
 
     @staticmethod
@@ -249,7 +248,9 @@ class EpisodeReviser:
         async with limit:
             with self._tracer.start_as_current_span(f"{verb} scene {slot.label}") as span:
                 if slot.action == INSERT:
-                    written = await self._insert(context, draft, position)
+                    written = await self._positional(context, draft, position, None)
+                elif scene.index >= self._parent.outline.scene_count:  # Inserted earlier.
+                    written = await self._positional(context, draft, position, slot.notes)
                 else:  # From the parent's outline, as RegenerateScene: the same plan.
                     notes = [slot.notes] if slot.notes else []
                     with_notes = dataclasses.replace(context, notes=tuple(notes))
@@ -262,16 +263,30 @@ class EpisodeReviser:
                 )  # fmt: skip
         return position, written
 
-    async def _insert(
-        self, context: StoryContext, draft: episode_pb2.Episode, position: int
+    async def _positional(
+        self,
+        context: StoryContext,
+        draft: episode_pb2.Episode,
+        position: int,
+        notes: str | None,
     ) -> episode_pb2.Scene:
-        """Scene `position` written from its beat, as scene `position` of the revised draft;
-        its jokes renamed after its own index, so no id repeats another scene's."""
+        """Scene `position` as the writer sees the revised draft, scene `position` of an outline
+        numbered by position: written from its beat (`notes` None), or revised with `notes`.
+        An inserted scene's index is past the outline's scenes, so a writer numbering scenes by
+        index would take it for the last. Its jokes are renamed after its own index, so no id
+        repeats another scene's."""
         outline = _by_position(draft.outline, draft.scenes)
         view = scene_view(outline, position)
-        written = await self._writer.write_scene(
-            context, view, position, feeding_summaries(view, position)
-        )
+        if notes is None:
+            earlier = feeding_summaries(view, position)
+            written = await self._writer.write_scene(context, view, position, earlier)
+        else:
+            as_written = episode_pb2.Scene()
+            as_written.CopyFrom(draft.scenes[position])
+            as_written.index, as_written.number = position, position + 1
+            with_notes = dataclasses.replace(context, notes=(notes,) if notes else ())
+            listed = [notes] if notes else []
+            written = await self._writer.revise_scene(with_notes, view, as_written, listed)
         index = draft.scenes[position].index
         names = {joke.id: f"s{index}-j{number}" for number, joke in enumerate(written.jokes, 1)}
         for joke in written.jokes:

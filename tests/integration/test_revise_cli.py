@@ -104,14 +104,27 @@ async def test_revise_writes_the_revised_draft_and_says_what_changed(
 
     # Every unlocked scene rewritten from one set of notes, from the revised draft's id.
     again = await doppel(
-        targets, "revise", revised_id, "--lock", "1,2,3,3A,5", "--rewrite-unlocked",
+        targets, "revise", revised_id, "--lock", "1,2,3,5", "--rewrite-unlocked",
         "--notes", "Tighter.", "--out", str(tmp_path / "third"), "--quiet",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert not again.stderr  # --quiet: no progress.
     assert printed("from", again.stdout) == [revised_id]
-    assert [line.split(" (")[0] for line in printed("changed", again.stdout)] == ["4", "7", "8"]
+    assert [line.split(" (")[0] for line in printed("changed", again.stdout)] == [
+        "3A",
+        "4",
+        "7",
+        "8",
+    ]
     assert printed("revision", again.stdout)[0].startswith("Yellow Revision (")  # After Pink.
+    third = read(printed("json", again.stdout)[0])
+    assert [s.number_label or str(s.number) for s in third.scenes] == [
+        "1", "2", "3", "3A", "4", "5", "6", "7", "8"
+    ]  # fmt: skip
+    rewritten = next(s for s in third.scenes if s.number_label == "3A")
+    assert rewritten.index == 8 and {j.scene_index for j in rewritten.jokes} <= {8}
+    last = [e.transition.text for s in third.scenes for e in s.elements if e.HasField("transition")]
+    assert last.count(base.scenes[-1].elements[-1].transition.text) == 1  # The end stays the end.
 
 
 async def test_revise_reports_a_refused_revision(targets: dict[str, str], tmp_path: Path) -> None:

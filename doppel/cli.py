@@ -6,6 +6,8 @@ doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--
 doppel outline --show ... --setting ... [--premise P] [--alternatives N] [--out DIR]
 doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
+doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
+              [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
 doppel shows                   list the bundled shows and settings
 doppel validate FILE [--json] [--show S]  the validator's report on a script (doppel/validate.py)
 doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
@@ -18,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -28,13 +29,14 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from bench import load as bench_load
 from bench import main as bench_main
 from doppel import health, local_tokens, steering
+from doppel import revise as revise_command
 from doppel import validate as validate_command
+from doppel.output import episode_id_of, follow, slugify, write_episode
 from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
@@ -46,27 +48,6 @@ from shared.telemetry import Telemetry, trace_id_hex
 # soft_wrap: paths and ids must stay on one line, whatever the terminal width (scripts parse them).
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:60].rstrip("-") or "episode"
-
-
-def episode_paths(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, Path]:
-    stem = f"{slugify(episode.show.id + ' ' + episode.outline.title)}-{episode.id[3:11]}"
-    return directory / f"{stem}.fountain", directory / f"{stem}.json"
-
-
-def write_episode(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, Path]:
-    """Writes the Fountain screenplay and the proto3 JSON; returns both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fountain_path, json_path = episode_paths(episode, directory)
-    fountain_path.write_text(episode.fountain, encoding="utf-8")
-    # sort_keys: map fields (joke dimensions) would otherwise come out in arbitrary order.
-    text = json_format.MessageToJson(episode, indent=2, sort_keys=True)
-    json_path.write_text(text + "\n", encoding="utf-8")
-    return fountain_path, json_path
 
 
 async def _generate(
@@ -124,23 +105,7 @@ async def _follow_once(
     request: script_pb2.GenerateEpisodeRequest,
     quiet: bool,
 ) -> episode_pb2.Episode:
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    # A bar on a terminal; one line per event in logs (CI), where a bar would only print at exit.
-    bar = not quiet and err.is_terminal
-    with Progress(*columns, console=err, disable=not bar) as progress:
-        task = progress.add_task("starting", total=1.0)
-        episode: episode_pb2.Episode | None = None
-        # Read to the end of the stream (not just to the episode), so the call completes and
-        # its client span ends before telemetry is flushed.
-        async for event in stub.GenerateEpisode(request):
-            progress.update(task, completed=event.fraction_done, description=event.message)
-            if not quiet and not bar:
-                err.print(f"[{event.fraction_done:4.0%}] {event.message}")
-            if event.HasField("episode"):
-                episode = event.episode
-    if episode is None:
-        raise RuntimeError("the stream ended without an episode")
-    return episode
+    return await follow(stub.GenerateEpisode(request), quiet, err)
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,15 +155,6 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     path = Path(args.output) if args.output else scene_client.document_path(source, args.format)
     return _render_to_file(settings, episode, args.format, path)
-
-
-def episode_id_of(reference: str) -> str:
-    """An episode id as given, or the id inside an episode JSON file (what `generate` writes)."""
-    if re.fullmatch(r"ep-[0-9a-f]{20}", reference):
-        return reference
-    text = Path(reference).read_text(encoding="utf-8")
-    episode = json_format.Parse(text, episode_pb2.Episode(), ignore_unknown_fields=True)
-    return episode.id
 
 
 async def _regenerate(
@@ -446,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", help="file to write (default: EPISODE with the format's extension)"
     )
     render.set_defaults(run=cmd_render)
+    revise = commands.add_parser(
+        "revise", help="a production revision: lock scenes, rewrite, insert, omit, mark changes"
+    )
+    revise_command.add_arguments(revise)
+    revise.set_defaults(
+        run=lambda args, settings: revise_command.run(args, settings, out, err, _render_to_file)
+    )
     validate = commands.add_parser(
         "validate", help="the validator's report on a Fountain or episode JSON file"
     )

@@ -40,6 +40,11 @@ COLOUR_ORDER: tuple[tuple[str, str], ...] = (
 CYCLE_PREFIXES = ("", "Double ", "Triple ", "Quadruple ", "Quintuple ")
 HEX_COLOUR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 DEFAULT_MARK_HEX = "#BFD7FF"  # Blue: for a mark whose set is unknown.
+# "Name (date)" heads revised pages: these keep it within the header line (the PDF's
+# HEADER_MAX_CHARS); the scene service refuses longer, the script service never makes them.
+MAX_SET_NAME_CHARS = 32
+MAX_SET_COLOUR_CHARS = 32
+MAX_SET_DATE_CHARS = 20
 
 # A locked scene label: the scene number, then capitals and the "before" letter a, ending in a
 # capital (see the module docstring).

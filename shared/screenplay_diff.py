@@ -1,9 +1,14 @@
 """Two drafts compared scene by scene and paragraph by paragraph, and the revision marks that
-follow from it. Pure; depends on nothing but the generated stubs (and `shared.revisions`).
+follow from it. Pure; depends on nothing but the generated stubs (and `shared.revisions`,
+`shared.printed`).
 
-A paragraph is what a reader sees as one: a scene heading, an action, a dialogue line with its
-speaker, extension and parenthetical, a transition. Elements that print nothing (empty action or
-transition) are not paragraphs. An omitted scene has one paragraph, its OMITTED heading.
+A paragraph is what prints as one (shared/printed.py): the scene heading, each paragraph of an
+action, a transition, and of a dialogue its cue, its parenthetical and each line of its speech,
+each compared and marked on its own, so that changing only what a character says marks only that
+line (FDX prints each of them as one <Paragraph>; the PDF puts asterisks on its lines only).
+A part of a dialogue is the same only when its speaker is the same too: a line given to someone
+else is a changed line. What prints nothing is no paragraph. An omitted scene has one paragraph,
+its OMITTED heading.
 
 Scenes are matched by printed number when either draft has locked numbers (a cut scene keeps its
 number and prints OMITTED: REMOVED; a new number is an ADDED scene); otherwise by aligning the
@@ -15,11 +20,11 @@ run the paragraphs pair up in order (CHANGED), and what is left over is ADDED or
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from doppelganger.v1 import episode_pb2, library_pb2
+from shared.printed import CHARACTER, element_parts, inline, speaker
 from shared.revisions import printed_number
 
 HEADING = -1  # RevisionMark.element_index of the scene heading.
@@ -30,25 +35,31 @@ PLACEMENTS = {
     episode_pb2.PLACEMENT_EXT: "EXT.",
     episode_pb2.PLACEMENT_INT_EXT: "INT./EXT.",
 }
-# Characters the renderers print as a space (as services/scene/fountain.py's CONTROL_RE).
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 CHANGED = library_pb2.CHANGE_KIND_CHANGED
 ADDED = library_pb2.CHANGE_KIND_ADDED
 REMOVED = library_pb2.CHANGE_KIND_REMOVED
 UNCHANGED = library_pb2.CHANGE_KIND_UNCHANGED
 
 
+Place = tuple[int, int]  # (element index, part): where a paragraph is (RevisionMark's fields).
+
+
 class Paragraph(NamedTuple):
     """One printed paragraph of a scene; `key` is what must be equal for it to be unchanged."""
 
     element_index: int  # Index into Scene.elements; HEADING for the heading.
-    element: str  # "heading", "action", "dialogue", "transition".
-    character: str
+    part: int  # 1-based among the element's printed paragraphs (RevisionMark.part).
+    element: str  # "heading", "action", "transition", "character", "parenthetical", "dialogue".
+    character: str  # The speaker, for the parts of a dialogue.
     text: str
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.element, self.character, self.text
+
+    @property
+    def place(self) -> Place:
+        return self.element_index, self.part
 
 
 @dataclass
@@ -57,7 +68,8 @@ class SceneAlignment:
     each unchanged paragraph the base paragraph it continues."""
 
     diff: library_pb2.SceneDiff
-    kept: dict[int, int] = field(default_factory=dict)  # New index -> base index (HEADING too).
+    kept: dict[Place, Place] = field(default_factory=dict)  # New place -> base place.
+    changed: list[Place] = field(default_factory=list)  # New places of changed or added ones.
 
 
 def compare_drafts(
@@ -81,7 +93,10 @@ def mark_revisions(
     base: episode_pb2.Episode, new: episode_pb2.Episode, revision_set: episode_pb2.RevisionSet
 ) -> episode_pb2.Episode:
     """A copy of `new` whose scenes mark, with `revision_set`, every paragraph that is new or
-    changed since `base`; unchanged paragraphs keep the mark they had in `base` (an older set).
+    changed since `base`, one mark a paragraph (RevisionMark.part names it); unchanged
+    paragraphs keep the mark they had in `base` (an older set; a whole-element mark of `base`,
+    part 0, carries over to each of the element's paragraphs), and a scene with no change keeps
+    its marks exactly as they were (so a locked scene comes back byte for byte).
 
     The copy's revision state holds the sets of both drafts and `revision_set`, which becomes the
     active set. For a single pass the marks number exactly `changed_paragraphs`.
@@ -90,24 +105,27 @@ def mark_revisions(
         raise ValueError(f"revision_set.id must be positive, not {revision_set.id}")
     marked = episode_pb2.Episode()
     marked.CopyFrom(new)
-    base_marks = {
-        index: {mark.element_index: mark.revision_id for mark in scene.revision_marks}
-        for index, scene in enumerate(base.scenes)
-    }
+    base_marks = {index: _marks_of(scene) for index, scene in enumerate(base.scenes)}
     for alignment in align_drafts(base, new):
         diff = alignment.diff
         if diff.scene_index < 0:
             continue  # Gone from the newer draft: nothing to mark.
-        old = base_marks.get(diff.base_scene_index, {})
-        marks = {now: old[was] for now, was in alignment.kept.items() if was in old}
-        for paragraph in diff.paragraphs:
-            if paragraph.change in (CHANGED, ADDED):
-                marks[paragraph.element_index] = revision_set.id
         scene = marked.scenes[diff.scene_index]
+        if diff.change == UNCHANGED:  # Nothing changed: its marks stay exactly as they were.
+            del scene.revision_marks[:]
+            scene.revision_marks.extend(base.scenes[diff.base_scene_index].revision_marks)
+            continue
+        old = base_marks.get(diff.base_scene_index, {})
+        marks: dict[Place, int] = {}
+        for now, (index, part) in alignment.kept.items():
+            revision = max(old.get((index, part), 0), old.get((index, 0), 0))
+            if revision:
+                marks[now] = revision
+        marks.update({place: revision_set.id for place in alignment.changed})
         del scene.revision_marks[:]
         scene.revision_marks.extend(
-            episode_pb2.RevisionMark(element_index=index, revision_id=marks[index])
-            for index in sorted(marks)
+            episode_pb2.RevisionMark(element_index=index, part=part, revision_id=marks[index, part])
+            for index, part in sorted(marks)
         )
     sets = {s.id: s for s in (*base.revision.sets, *new.revision.sets)}
     sets[revision_set.id] = revision_set
@@ -115,6 +133,15 @@ def mark_revisions(
     marked.revision.sets.extend(sets[key] for key in sorted(sets))
     marked.revision.active_set = revision_set.id
     return marked
+
+
+def _marks_of(scene: episode_pb2.Scene) -> dict[Place, int]:
+    """The scene's marks by place, the newest set where two name one place."""
+    marks: dict[Place, int] = {}
+    for mark in scene.revision_marks:
+        place = (mark.element_index, mark.part)
+        marks[place] = max(marks.get(place, 0), mark.revision_id)
+    return marks
 
 
 # --- Scenes --------------------------------------------------------------------------------------
@@ -202,7 +229,9 @@ def _align_scene(
     elif base_scene is None:
         diff.change = ADDED
         diff.heading = _heading_text(new_scene)
-        diff.paragraphs.extend(_added(p) for p in paragraphs(new_scene))
+        added = paragraphs(new_scene)
+        diff.paragraphs.extend(_added(p) for p in added)
+        alignment.changed.extend(p.place for p in added)
     else:
         _diff_paragraphs(paragraphs(base_scene), paragraphs(new_scene), alignment)
         if new_scene.omitted and not base_scene.omitted:
@@ -217,31 +246,19 @@ def _align_scene(
 
 
 def paragraphs(scene: episode_pb2.Scene) -> list[Paragraph]:
-    """The scene's printed paragraphs: heading first, then its elements (none when omitted)."""
-    found = [Paragraph(HEADING, "heading", "", _heading_text(scene))]
+    """The scene's printed paragraphs: heading first, then its elements' (none when omitted)."""
+    found = [Paragraph(HEADING, 1, "heading", "", _heading_text(scene))]
     if scene.omitted:
         return found
     for index, element in enumerate(scene.elements):
-        kind = element.WhichOneof("element")
-        if kind == "action" and (text := _clean(element.action.text)):
-            found.append(Paragraph(index, "action", "", text))
-        elif kind == "dialogue":
-            line = element.dialogue
-            speaker = _clean(line.character).upper()
-            extension = _clean(line.extension).upper()
-            parenthetical = _clean(line.parenthetical)
-            shown = " ".join(
-                part
-                for part in (
-                    f"({extension})" if extension else "",
-                    f"({parenthetical.strip('()')})" if parenthetical else "",
-                    _clean(line.text),
-                )
-                if part
-            )
-            found.append(Paragraph(index, "dialogue", speaker, shown))
-        elif kind == "transition" and (text := _transition_text(element.transition.text)):
-            found.append(Paragraph(index, "transition", "", text))
+        parts = element_parts(element)
+        if not parts:
+            continue
+        character = speaker(element.dialogue) if parts[0].kind == CHARACTER else ""
+        found += [
+            Paragraph(index, number, part.kind, character, part.text)
+            for number, part in enumerate(parts, 1)
+        ]
     return found
 
 
@@ -253,15 +270,14 @@ def _diff_paragraphs(base: list[Paragraph], new: list[Paragraph], into: SceneAli
     diffs: list[library_pb2.ParagraphDiff] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            into.kept.update(
-                {new[j1 + k].element_index: base[i1 + k].element_index for k in range(i2 - i1)}
-            )
+            into.kept.update({new[j1 + k].place: base[i1 + k].place for k in range(i2 - i1)})
             continue
         olds, news = base[i1:i2], new[j1:j2]
         for old, current in zip(olds, news, strict=False):
             diffs.append(_changed(old, current))
         diffs += [_removed(old) for old in olds[len(news) :]]
         diffs += [_added(current) for current in news[len(olds) :]]
+        into.changed.extend(current.place for current in news)
     into.diff.paragraphs.extend(diffs)
 
 
@@ -299,25 +315,14 @@ def _removed(old: Paragraph) -> library_pb2.ParagraphDiff:
     )
 
 
-def _transition_text(text: str) -> str:
-    """As printed: capitals, without a trailing `<` (it would read as centred text)."""
-    return _clean(text).upper().rstrip("< ")
-
-
 def _heading_text(scene: episode_pb2.Scene) -> str:
     """The heading as printed (without its number); OMITTED for an omitted scene."""
     if scene.omitted:
         return OMITTED
     slugline = scene.slugline
-    text = _clean(slugline.location).upper()
+    text = inline(slugline.location).upper()
     if placement := PLACEMENTS.get(slugline.placement, ""):
         text = f"{placement} {text}".strip()
-    if time_of_day := _clean(slugline.time_of_day).upper():
+    if time_of_day := inline(slugline.time_of_day).upper():
         text += f" - {time_of_day}"
     return text
-
-
-def _clean(text: str) -> str:
-    """The text as the Fountain renderer prints it: control characters are spaces, whitespace
-    runs one space (so what prints nothing there is no paragraph here)."""
-    return " ".join(CONTROL_RE.sub(" ", text).split())

@@ -11,9 +11,11 @@ Sections (acts), synopses and notes are not printed in a screenplay and are left
 Revisions (see REFERENCE.md, "Revisions and production practice"): a draft with revision sets
 gets `<Revisions ActiveSet=...>` after the title page, one `<Revision ID Name Color Mark="*"
 ...>` a set (colours as Final Draft writes them, 16 bits a channel: `#BFBFD7D7FFFF`), and every
-`<Text>` run of a changed paragraph carries `RevisionID` (a dialogue block: its Character,
-Parenthetical and Dialogue paragraphs, as Final Draft marks a retyped block). Locked numbers are
-the heading's `Number`; an omitted scene is a Scene Heading reading OMITTED with its number.
+`<Text>` run of a changed paragraph carries `RevisionID`. Each paragraph here is one printed
+paragraph of shared/printed.py (a dialogue's cue, parenthetical and each line of speech are
+paragraphs of their own, each marked on its own), so the paragraphs carrying a RevisionID number
+exactly the changed paragraphs the draft comparison counts. Locked numbers are the heading's
+`Number`; an omitted scene is a Scene Heading reading OMITTED with its number.
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def _body(content: ET.Element, blocks: tuple[Block, ...]) -> None:
     new_page = False
     for block in blocks:
         if isinstance(block, DialogueBlock):
-            first = _paragraph(content, "Character", block.cue, revision=block.revision)
+            first = _paragraph(content, "Character", block.cue, revision=block.cue_revision)
             for part in block.parts:
-                _paragraph(content, PARAGRAPH_TYPES[part.kind], part.text, revision=block.revision)
+                _paragraph(content, PARAGRAPH_TYPES[part.kind], part.text, revision=part.revision)
         elif block.kind is ElementKind.PAGE_BREAK:
             new_page = True
             continue

@@ -13,10 +13,11 @@ out: acts as `# ACT` sections, each scene's summary as a `= synopsis` under its 
 `[[joke ID: pattern, role, score]]` note at the end of each line that carries a joke.
 
 Locked scene numbers print as `#3A#`; an omitted scene is the forced heading `.OMITTED #6#` and
-nothing else. Fountain has no revision syntax, so a paragraph changed in revision set N carries a
-`[[rev N Colour]]` note at its end (glued to a transition's `TO:`, which must end the line for
-screenplain); `parse_fountain` reads it back as the block's `revision`, every other parser drops
-it as a note.
+nothing else. Fountain has no revision syntax, so a printed paragraph changed in revision set N
+(shared/printed.py: a heading, an action paragraph, a transition, or one line of a dialogue block:
+its cue, a parenthetical, a line of speech) carries a `[[rev N Colour]]` note at the end of its
+line (glued to a transition's `TO:`, which must end the line for screenplain); `parse_fountain`
+reads it back as that element's or line's `revision`, every other parser drops it as a note.
 
 The forcing rules are chosen so that `screenplain` (whose character cue pattern is ASCII only)
 reads the output the same way as `parse_fountain`.
@@ -29,6 +30,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from doppelganger.v1 import episode_pb2
+from shared.printed import (
+    CONTROL_RE,
+    LINE_BREAK_RE,
+    action_paragraphs,
+    dialogue_parts,
+)
 from shared.revisions import printed_number
 
 # Scene heading prefixes (Fountain 1.1), matched case-insensitively.
@@ -38,9 +45,6 @@ PLAIN_CUE_RE = re.compile(r"[A-Z][0-9A-Z ._\-']*(?: \([0-9A-Z. ]*\))?")
 # Characters that force another element type at the start of a line.
 FORCING_CHARS = frozenset("!@~.>#=")
 
-LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
-# Control characters, and the two noncharacters XML (FDX, HTML) cannot hold.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 NOTE_OPENER_RE = re.compile(r"\[(?=\[)")
 BONEYARD_OPENER_RE = re.compile(r"/(?=\*)")
 
@@ -70,8 +74,7 @@ ROLE_NAMES = {
 }
 OMITTED = "OMITTED"
 UNKNOWN_LOCATION = "UNSPECIFIED LOCATION"
-UNKNOWN_SPEAKER = "UNKNOWN"
-SILENT_LINE = "..."
+HEADING_MARK = (-1, 1)  # (element index, part) of a scene's heading.
 
 
 # --- Rendering -----------------------------------------------------------------------------------
@@ -120,34 +123,46 @@ def _title_page(episode: episode_pb2.Episode) -> str:
 
 def _scene_blocks(scene: episode_pb2.Scene, label: str, colours: dict[int, str]) -> list[str]:
     """Heading, the summary as a synopsis, then the elements; a joke's note ends its line, and
-    so does the revision note of a changed paragraph. An omitted scene is its heading alone."""
-    revisions = {mark.element_index: mark.revision_id for mark in scene.revision_marks}
+    a revision note ends each changed line. An omitted scene is its heading alone."""
+    marks = _marks(scene)
 
-    def revised(text: str, index: int, glue: str = " ") -> str:
-        revision = revisions.get(index, 0)
+    def revised(text: str, index: int, part: int, glue: str = " ") -> str:
+        revision = max(marks.get((index, part), 0), marks.get((index, 0), 0))
         return text + glue + _revision_note(revision, colours) if revision > 0 else text
 
     if scene.omitted:
         heading = "." + OMITTED + (f" #{label}#" if label else "")
-        return [revised(heading, -1)]
-    blocks = [revised(_heading(scene.slugline, label), -1)]
+        return [revised(heading, *HEADING_MARK)]
+    blocks = [revised(_heading(scene.slugline, label), *HEADING_MARK)]
     if summary := _inline(scene.summary):
         blocks.append(f"= {summary}")
     notes = _joke_notes(scene)
     for index, element in enumerate(scene.elements):
         kind = element.WhichOneof("element")
-        paragraphs: list[str] = []
         if kind == "action":
             paragraphs = _action(element.action.text)
+            if paragraphs and index in notes:
+                paragraphs[-1] += " " + notes[index]
+            blocks += [revised(text, index, part) for part, text in enumerate(paragraphs, 1)]
         elif kind == "dialogue":
-            paragraphs = [_dialogue(element.dialogue)]
+            lines = _dialogue(element.dialogue)
+            if index in notes:
+                lines[-1] += " " + notes[index]
+            marked = (revised(text, index, part) for part, text in enumerate(lines, 1))
+            blocks.append("\n".join(marked))
         elif kind == "transition" and (transition := _transition(element.transition.text)):
             # No joke note, and the revision note glued on: a transition must end in "TO:".
-            blocks.append(revised(transition, index, glue=""))
-        if paragraphs and index in notes:
-            paragraphs[-1] += " " + notes[index]
-        blocks.extend(revised(paragraph, index) for paragraph in paragraphs)
+            blocks.append(revised(transition, index, 1, glue=""))
     return blocks
+
+
+def _marks(scene: episode_pb2.Scene) -> dict[tuple[int, int], int]:
+    """(element index, part) -> the newest revision set marking it; part 0: the whole element."""
+    marks: dict[tuple[int, int], int] = {}
+    for mark in scene.revision_marks:
+        key = (mark.element_index, mark.part)
+        marks[key] = max(marks.get(key, 0), mark.revision_id)
+    return marks
 
 
 def _revision_note(revision: int, colours: dict[int, str]) -> str:
@@ -192,13 +207,10 @@ def _heading_part(text: str) -> str:
 
 def _action(text: str) -> list[str]:
     """Action paragraphs (blank lines in the text separate them), forced with `!` where needed."""
-    paragraphs: list[list[str]] = [[]]
-    for line in _lines(text):
-        if line:
-            paragraphs[-1].append(line)
-        elif paragraphs[-1]:
-            paragraphs.append([])
-    return ["\n".join(_force_action(lines)) for lines in paragraphs if lines]
+    return [
+        "\n".join(_force_action([_neutralise(line) for line in lines]))
+        for lines in action_paragraphs(text)
+    ]
 
 
 def _force_action(lines: list[str]) -> list[str]:
@@ -217,40 +229,13 @@ def _force_action(lines: list[str]) -> list[str]:
     return forced
 
 
-def _dialogue(line: episode_pb2.DialogueLine) -> str:
-    name = _inline(line.character).upper().rstrip("^ ") or UNKNOWN_SPEAKER
-    extension = _collapse(_inline(line.extension).upper().replace("(", " ").replace(")", " "))
-    cue = f"{name} ({extension})" if extension else name
+def _dialogue(line: episode_pb2.DialogueLine) -> list[str]:
+    """The block's lines: the cue (forced with `@` where a strict parser would miss it), then
+    its parenthetical and speech lines (shared/printed.py), one part a line."""
+    cue, *rest = (_neutralise(part.lines[0]) for part in dialogue_parts(line))
     if not PLAIN_CUE_RE.fullmatch(cue) or HEADING_RE.match(cue):
         cue = "@" + cue
-    lines = [cue]
-    parenthetical = _inline(line.parenthetical)
-    if parenthetical.startswith("(") and parenthetical.endswith(")"):
-        parenthetical = parenthetical[1:-1].strip()
-    if parenthetical:
-        lines.append(f"({parenthetical})")
-    spoken = _spoken_lines(line.text)
-    lines.extend(spoken or ([] if parenthetical else [SILENT_LINE]))
-    return "\n".join(lines)
-
-
-def _spoken_lines(text: str) -> list[str]:
-    """The speech's lines. A line opening with `(` reads as a parenthetical (in screenplain, so
-    do the lines after it until one ends with `)`): a leading `(...)` becomes a parenthetical
-    line of its own, and an unclosed leading `(` becomes `[`."""
-    spoken: list[str] = []
-    for text_line in _lines(text):
-        rest = text_line
-        while rest.startswith("("):
-            close = rest.find(")")
-            if close < 0:
-                rest = "[" + rest[1:]
-                break
-            spoken.append(rest[: close + 1])
-            rest = rest[close + 1 :].strip()
-        if rest:
-            spoken.append(rest)
-    return spoken
+    return [cue, *rest]
 
 
 def _transition(text: str) -> str | None:
@@ -314,18 +299,20 @@ class Element:
     text: str
     scene_number: str | None = None  # Headings only.
     level: int = 0  # Sections only.
-    revision: int = 0  # The revision set that last changed it (a `[[rev N]]` note); 0: none.
+    # The revision set that last changed it (the newest `[[rev N]]` note on its lines); 0: none.
+    revision: int = 0
 
 
 @dataclass(frozen=True)
 class DialogueBlock:
-    """A cue and what follows it: parentheticals and dialogue lines, in order."""
+    """A cue and what follows it: parentheticals and dialogue lines, in order. Each line is
+    revised on its own: the cue's revision is `cue_revision`, every part carries its own."""
 
     speaker: str  # Without extension, e.g. "ZOË".
     extension: str  # e.g. "V.O."; "" when none. Several groups are joined with a space.
     parts: tuple[Element, ...]
     dual: bool = False
-    revision: int = 0  # As Element.revision, for the whole block.
+    cue_revision: int = 0  # As Element.revision, for the cue line.
 
     @property
     def cue(self) -> str:
@@ -370,11 +357,9 @@ def parse_fountain(text: str) -> ParsedScript:
     lines = [line.expandtabs(4) for line in LINE_BREAK_RE.split(BONEYARD_RE.sub("", text))]
     title_page, body = _parse_title_page(lines)
     blocks: list[Block] = []
-    for paragraph, revision in _paragraphs(body):
+    for paragraph, revisions in _paragraphs(body):
         classified = _classify(paragraph)
-        blocks.extend(
-            [replace(b, revision=revision) for b in classified] if revision else classified
-        )
+        blocks.extend(_revised(classified, revisions) if revisions else classified)
     return ParsedScript(title_page, tuple(blocks), _group_scenes(blocks))
 
 
@@ -405,24 +390,58 @@ def _is_blank(line: str) -> bool:
     return line in ("", " ")
 
 
-def _paragraphs(lines: list[str]) -> list[tuple[list[str], int]]:
-    """The body's paragraphs without their notes, each with the newest revision set its
-    `[[rev N]]` notes name (0: none)."""
-    paragraphs: list[tuple[list[str], int]] = []
+def _paragraphs(lines: list[str]) -> list[tuple[list[str], dict[int, int]]]:
+    """The body's paragraphs without their notes, each with the newest revision set the
+    `[[rev N]]` notes of each of its lines name (line index -> set; empty: none)."""
+    paragraphs: list[tuple[list[str], dict[int, int]]] = []
     current: list[str] = []
     for line in [*lines, ""]:
         if not _is_blank(line):
             current.append(line)
             continue
         if current:
-            raw = "\n".join(current)
-            found = REVISION_NOTE_RE.findall(raw) if "[[rev " in raw else []
-            revision = max((int(n) for n in found), default=0)
-            joined = NOTE_RE.sub("", raw)
+            joined, revisions = _without_notes("\n".join(current))
             if joined.strip():
-                paragraphs.append((joined.split("\n"), revision))
+                paragraphs.append((joined.split("\n"), revisions))
             current = []
     return paragraphs
+
+
+def _without_notes(raw: str) -> tuple[str, dict[int, int]]:
+    """`raw` without its notes, and the revision its `[[rev N]]` notes give each line (counted
+    in the text without notes: a note spanning lines joins them)."""
+    if "[[" not in raw:
+        return raw, {}
+    kept: list[str] = []
+    revisions: dict[int, int] = {}
+    line, position = 0, 0
+    for note in NOTE_RE.finditer(raw):
+        kept.append(raw[position : note.start()])
+        line += kept[-1].count("\n")
+        if revision := REVISION_NOTE_RE.fullmatch(note.group()):
+            revisions[line] = max(revisions.get(line, 0), int(revision.group(1)))
+        position = note.end()
+    kept.append(raw[position:])
+    return "".join(kept), revisions
+
+
+def _revised(blocks: list[Block], revisions: dict[int, int]) -> list[Block]:
+    """The paragraph's blocks with the revisions of their lines: a dialogue block's cue and each
+    of its lines on their own, any other block the newest of its lines' (a paragraph of
+    sections and synopses is a block a line)."""
+    if len(blocks) == 1:
+        block = blocks[0]
+        if isinstance(block, DialogueBlock):
+            parts = tuple(
+                replace(part, revision=revisions.get(line, 0))
+                for line, part in enumerate(block.parts, 1)
+            )
+            return [replace(block, parts=parts, cue_revision=revisions.get(0, 0))]
+        return [replace(block, revision=max(revisions.values()))]
+    return [
+        replace(block, revision=revisions.get(line, 0)) if isinstance(block, Element) else block
+        for line, block in enumerate(blocks)
+    ]
 
 
 def _classify(lines: list[str]) -> list[Block]:

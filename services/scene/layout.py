@@ -14,7 +14,9 @@ sentence (on a page of its own, after any dialogue line), with `(MORE)` at the b
 repeated as `NAME (CONT'D)` on the next page, both counted; `===` starts a new page. Each
 character counts as one column (wide East Asian characters are not doubled). Every line of a
 paragraph changed in a revision set carries that set (`Line.revision`), so the formats mark it;
-for dialogue that is the cue, parentheticals, speech, (MORE) and the (CONT'D) cue.
+in a dialogue block the cue, each parenthetical and each line of speech are paragraphs of their
+own. (MORE) and the (CONT'D) cue are marked when a changed passage runs on through the break
+(the lines on both sides of it are marked), and the (CONT'D) cue also when the cue changed.
 
 The title page is a page of its own but is not counted: `page_count` is the number of body pages
 (the numbered pages), and the runtime estimate is one minute per body page.
@@ -204,10 +206,10 @@ def _element_lines(element: Element, revision: int | None = None) -> list[Line]:
 
 
 def _dialogue_body(block: DialogueBlock) -> list[Line]:
-    """The block's parentheticals and speech: a changed block marks every line of it."""
+    """The block's parentheticals and speech, each line marked with its own part's revision."""
     body: list[Line] = []
     for part in block.parts:
-        body.extend(_element_lines(part, block.revision))
+        body.extend(_element_lines(part))
     return body
 
 
@@ -261,8 +263,7 @@ class _Pager:
                 self._new_page()
 
     def place_dialogue(self, block: DialogueBlock) -> None:
-        revision = block.revision
-        cue = _lines_of(LineKind.CHARACTER, block.cue, revision)
+        cue = _lines_of(LineKind.CHARACTER, block.cue, block.cue_revision)
         body = _dialogue_body(block)
         while True:
             room = self._room()
@@ -274,9 +275,12 @@ class _Pager:
                 self.place_splittable(cue + body)
                 return
             if split > 0:
-                self._put([*cue, *body[:split], Line(LineKind.MORE, MORE, "", revision)])
+                before, after = body[split - 1].revision, body[split].revision
+                runs_on = max(before, after) if before and after else 0
+                self._put([*cue, *body[:split], Line(LineKind.MORE, MORE, "", runs_on)])
                 body = body[split:]
-                cue = _lines_of(LineKind.CHARACTER, _continued_cue(block.cue), revision)
+                cue_revision = max(block.cue_revision, runs_on)
+                cue = _lines_of(LineKind.CHARACTER, _continued_cue(block.cue), cue_revision)
             self._new_page()
 
     def _split_point(self, body: list[Line], room: int) -> int:

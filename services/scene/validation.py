@@ -9,7 +9,14 @@ from google.protobuf.message import Message
 
 from doppelganger.v1 import episode_pb2, scene_pb2
 from services.scene.render import format_error
-from shared.revisions import HEX_COLOUR_RE, MAX_LABEL_CHARS
+from shared.printed import element_parts
+from shared.revisions import (
+    HEX_COLOUR_RE,
+    MAX_LABEL_CHARS,
+    MAX_SET_COLOUR_CHARS,
+    MAX_SET_DATE_CHARS,
+    MAX_SET_NAME_CHARS,
+)
 
 MAX_SCENES = 500
 MAX_ELEMENTS_PER_SCENE = 2000
@@ -18,10 +25,6 @@ MAX_TEXT_CHARS = 10_000
 # letters may precede the number ("A1", as an imported script may have it).
 SCENE_LABEL_RE = re.compile(rf"[0-9A-Za-z][0-9A-Za-z.\-]{{0,{MAX_LABEL_CHARS - 1}}}")
 MAX_REVISION_SETS = 100
-# "Name (date)" heads revised pages: these keep it within the header line (pdf.HEADER_MAX_CHARS).
-MAX_SET_NAME_CHARS = 32
-MAX_SET_COLOUR_CHARS = 32
-MAX_SET_DATE_CHARS = 20
 
 
 def check_episode_request(request: scene_pb2.RenderEpisodeRequest) -> str | None:
@@ -59,9 +62,9 @@ def check_scene_request(request: scene_pb2.RenderSceneRequest) -> str | None:
 def _check_elements(
     scene: episode_pb2.Scene, path: str, set_ids: set[int] | None = None
 ) -> str | None:
-    """Element count, the locked label, and marks that name an element and a set (any positive
-    set when the request has no revision state: a lone scene's marks print in the order's
-    colours)."""
+    """Element count, the locked label, and marks that name a printed paragraph (an element and
+    one of its parts, shared/printed.py) and a set (any positive set when the request has no
+    revision state: a lone scene's marks print in the order's colours)."""
     count = len(scene.elements)
     if count > MAX_ELEMENTS_PER_SCENE:
         return f"{path}.elements has {count} elements; the limit is {MAX_ELEMENTS_PER_SCENE}"
@@ -71,10 +74,15 @@ def _check_elements(
             f"{path}.number_label {label[: MAX_LABEL_CHARS + 4]!r} is not a scene number: up to "
             f"{MAX_LABEL_CHARS} letters, digits, '.' or '-' (e.g. 3A)"
         )
-    if len(scene.revision_marks) > count + 1:
+    if not scene.revision_marks:
+        return None
+    # Printed paragraphs by element (-1: the heading); a mark names one, or a whole element.
+    parts = {-1: 1, **{i: len(element_parts(e)) for i, e in enumerate(scene.elements)}}
+    limit = sum(parts.values()) + count + 1
+    if len(scene.revision_marks) > limit:
         return (
             f"{path}.revision_marks has {len(scene.revision_marks)} marks; the limit is one a "
-            f"paragraph ({count + 1})"
+            f"printed paragraph or element ({limit})"
         )
     for index, mark in enumerate(scene.revision_marks):
         where = f"{path}.revision_marks[{index}]"
@@ -82,6 +90,11 @@ def _check_elements(
             return (
                 f"{where}.element_index {mark.element_index} is out of range: -1 (the heading) "
                 f"to {count - 1}"
+            )
+        if not 0 <= mark.part <= parts[mark.element_index]:
+            return (
+                f"{where}.part {mark.part} is out of range: 0 (the whole element) to "
+                f"{parts[mark.element_index]} (its printed paragraphs)"
             )
         if mark.revision_id < 1:
             return f"{where}.revision_id {mark.revision_id} must be at least 1"

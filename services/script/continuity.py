@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -48,11 +48,12 @@ def read_notes(episode: episode_pb2.Episode) -> tuple[dict[int, list[Note]], Led
 
 
 def _checker(episode: episode_pb2.Episode, index: int) -> LedgerBuilder:
-    """A ledger of the scenes before scene `index` (to read its revision against)."""
+    """A ledger of the scenes printed before scene `index` (to read its revision against); by
+    position, as a revised draft's inserted scene has an index above those after it."""
     builder = LedgerBuilder(episode)
     cards = {beat.scene_index: beat for beat in beats_of(episode.outline)}
     for scene in episode.scenes:
-        if scene.index >= index:
+        if scene.index == index:
             break
         builder.add(read_scene(scene, cards.get(scene.index)))
     return builder
@@ -92,11 +93,16 @@ async def continuity_pass(
     episode: episode_pb2.Episode,
     parallel: int,
     tracer: trace.Tracer,
+    scene_indices: Collection[int] | None = None,
 ) -> list[episode_pb2.ContinuityNote]:
     """Checks and revises the episode in place; returns the notes it recorded (also appended to
-    episode.continuity_notes), in scene order."""
+    episode.continuity_notes), in scene order. With `scene_indices` (a revision's rewritten and
+    inserted scenes) only those scenes' notes are acted on and recorded: the others stay as
+    they are."""
     with tracer.start_as_current_span("continuity") as span:
         by_scene, builder = read_notes(episode)
+        if scene_indices is not None:
+            by_scene = {index: notes for index, notes in by_scene.items() if index in scene_indices}
         limit = asyncio.Semaphore(max(1, parallel))
         positions = {scene.index: position for position, scene in enumerate(episode.scenes)}
         revisions = await asyncio.gather(

@@ -400,7 +400,7 @@ class EpisodePipeline:
             span.set_attributes({"doppel.scene.index": index, "doppel.cache.hit": False})
             earlier = feeding_summaries(view, index)
             scene = await self._writer.write_scene(context, view, index, earlier)
-            span.set_attributes(_scene_attributes(scene))
+            span.set_attributes(scene_attributes(scene))
             return scene
 
     async def _continuity(
@@ -464,7 +464,7 @@ class EpisodePipeline:
         )
 
 
-def _scene_attributes(scene: episode_pb2.Scene) -> dict[str, int | float]:
+def scene_attributes(scene: episode_pb2.Scene) -> dict[str, int | float]:
     lines = sum(1 for e in scene.elements if e.WhichOneof("element") == "dialogue")
     return {
         "doppel.scene.lines": lines,
@@ -580,7 +580,7 @@ async def regenerate_scene(
         revised = await writer.revise_scene(context, view, scene, list(context.notes))
         revised.index, revised.number = scene.index, scene.number
         scene.CopyFrom(revised)
-        span.set_attributes({"doppel.scene.index": scene_index, **_scene_attributes(scene)})
+        span.set_attributes({"doppel.scene.index": scene_index, **scene_attributes(scene)})
     labels = {"doppel.show": episode.show.id, "doppel.writer": writer.name}
     await run_comedy_pass(deps, writer, context, episode, labels, frozenset({scene_index}))
     episode.comedy.mean_after = comedy.mean_score(j for s in episode.scenes for j in s.jokes)

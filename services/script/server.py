@@ -1,11 +1,12 @@
 """ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows,
-ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py)."""
+ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py), ReviseEpisode (revise.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -46,6 +47,8 @@ from services.script.requests import (
     validate_propose,
     validate_regenerate,
 )
+from services.script.revise import EpisodeReviser, LockedSceneChanged
+from services.script.revision_plan import check_revise, plan_revision
 from services.script.validate_service import validate_request
 from services.script.writers import build_writers
 from services.script.writing import Writer, WriterError
@@ -238,13 +241,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             check_scene_index(wanted.scene_index, original)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        writer = self._writer_of(original)
-        if writer is None:
-            return await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"episode {original.id} was written by {original.writer!r}, "
-                "which this replica does not have",
-            )
+        writer = await self._writer_for(original, context)
         trace.get_current_span().set_attributes(
             {"doppel.show": original.show.id, "doppel.scene.index": wanted.scene_index,
              "doppel.notes.chars": len(wanted.notes), "doppel.writer": original.writer}
@@ -277,6 +274,44 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
+
+    async def ReviseEpisode(
+        self, request: script_pb2.ReviseEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
+        """A production revision (revise.py), stored as a `revised` draft before its last event."""
+        try:
+            check_revise(request)
+            parent = await self._load(request.draft_id, context)
+            plan = plan_revision(request, parent, datetime.datetime.now(datetime.UTC).date())
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        writer = await self._writer_for(parent, context)
+        trace.get_current_span().set_attributes(
+            {"doppel.show": parent.show.id, "doppel.writer": parent.writer,
+             "doppel.revision.scenes": len(plan.slots), "doppel.revision.set": plan.revision_set.id}
+        )  # fmt: skip
+        reviser = EpisodeReviser(self._deps_for(context), writer, parent, plan)
+        allowed = self._time_allowed(context)
+        async with self._slot(parent.show.id, context):
+            try:
+                async with self._episode_lease(plan.draft_id), _within(allowed):
+                    with spending_caller(caller_identity(context)):
+                        async for event in reviser.run():
+                            if event.HasField("episode"):
+                                stored = await self._record(
+                                    event.episode, "revised", parent.id, plan.summary
+                                )
+                                event.episode.CopyFrom(stored)
+                                yield reviser.stored_event(stored)
+                            yield event
+            except LeaseHeld:
+                await self._refuse_duplicate(plan.draft_id, context)
+            except WriterError as exc:
+                await _abort_writer_error(context, exc)
+            except (LibraryError, LockedSceneChanged) as exc:
+                await context.abort(exc.grpc_code, str(exc))
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
 
     async def ProposeOutlines(
         self, request: script_pb2.ProposeOutlinesRequest, context: grpc.aio.ServicerContext
@@ -374,6 +409,20 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
                     f"reported done ({exc}); retrying reuses the cached outline and scenes"
                 ) from None
         return episode
+
+    async def _writer_for(
+        self, episode: episode_pb2.Episode, context: grpc.aio.ServicerContext
+    ) -> Writer:
+        """The writer of the episode, or FAILED_PRECONDITION when this replica lacks it."""
+        writer = self._writer_of(episode)
+        if writer is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"episode {episode.id} was written by {episode.writer!r}, "
+                "which this replica does not have",
+            )
+            raise AssertionError("unreachable: abort raises")
+        return writer
 
     def _writer_of(self, episode: episode_pb2.Episode) -> Writer | None:
         """The writer that wrote the episode, by request name or by the name it records."""

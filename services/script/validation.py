@@ -45,6 +45,7 @@ from services.script.script_text import (
     element_seconds,
     word_pattern,
 )
+from shared.revisions import is_label, label_key, printed_number
 
 __all__ = [
     "ACTION_BASE_SECONDS",
@@ -552,7 +553,9 @@ def _premise_adherence(
 # Production
 
 
-def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) -> float:
+def _scene_production(
+    scene: episode_pb2.Scene, numbering_fault: str | None, issues: _Issues
+) -> float:
     label = f"scene {scene.index + 1}"
     if not scene.elements:
         issues.add(
@@ -583,16 +586,40 @@ def _scene_production(scene: episode_pb2.Scene, position: int, issues: _Issues) 
             "slugline",
         )
         score -= 0.25
-    if scene.index != position or scene.number != position + 1:
+    if numbering_fault:
         issues.add(
-            Severity.SEVERITY_WARNING,
-            "production",
-            scene.index,
-            f"{label} is numbered {scene.number} at position {position + 1}",
-            "numbering",
+            Severity.SEVERITY_WARNING, "production", scene.index, numbering_fault, "numbering"
         )
         score -= 0.1
     return _clamp(score)
+
+
+def _numbering_faults(episode: episode_pb2.Episode) -> list[str | None]:
+    """What is wrong with each scene's number (None: nothing). Before numbers are locked a scene
+    is numbered by its position; once they are (a revised draft: inserted 3A, omitted scenes
+    kept), each printed number must come after the one before it and be used once."""
+    faults: list[str | None] = []
+    if not episode.revision.numbers_locked:
+        for at, scene in enumerate(episode.scenes):
+            wrong = scene.index != at or scene.number != at + 1
+            fault = f"scene {scene.index + 1} is numbered {scene.number} at position {at + 1}"
+            faults.append(fault if wrong else None)
+        return faults
+    previous: str | None = None
+    seen: set[str] = set()
+    for position, scene in enumerate(episode.scenes, 1):
+        number = printed_number(scene, position)
+        ordered = previous is None or not (is_label(number) and is_label(previous))
+        if not ordered:
+            ordered = label_key(number) > label_key(previous or "")
+        faults.append(
+            None
+            if ordered and number not in seen
+            else f"scene {number} is numbered out of order after scene {previous}"
+        )
+        seen.add(number)
+        previous = number
+    return faults
 
 
 def allocate_targets(outline: episode_pb2.Outline, total_seconds: float) -> None:
@@ -644,7 +671,8 @@ def _production(episode: episode_pb2.Episode, issues: _Issues) -> float:
             Severity.SEVERITY_CRITICAL, "production", -1, "the episode has no scenes", "no_scenes"
         )
         return 0.0
-    scores = [_scene_production(s, i, issues) for i, s in enumerate(episode.scenes)]
+    faults = _numbering_faults(episode)
+    scores = [_scene_production(s, f, issues) for s, f in zip(episode.scenes, faults, strict=True)]
     runtime = sum(_duration(scene) for scene in episode.scenes)
     if episode.runtime_seconds > 0 and abs(episode.runtime_seconds - runtime) > 0.05 * runtime:
         issues.add(

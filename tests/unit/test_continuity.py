@@ -160,3 +160,17 @@ async def test_a_clean_generated_episode_gets_no_note_and_keeps_every_byte() -> 
         notes = await continuity_pass(WRITER, context, ep, 2, TRACER)
         assert notes == [] and not ep.continuity_notes
         assert ep.SerializeToString(deterministic=True) == before
+
+
+async def test_a_revision_s_pass_acts_on_the_scenes_it_is_given_only() -> None:
+    """ReviseEpisode hands the pass its changed scenes: a note on any other scene is neither
+    acted on nor recorded, and every other scene keeps its bytes."""
+    ep = _threads("Lovely weather.")
+    original = copy(ep)
+    writer = ScriptedReviser({})
+    notes = await continuity_pass(writer, CONTEXT, ep, 2, TRACER, scene_indices={0, 1})  # type: ignore[arg-type]
+    assert notes == [] and not ep.continuity_notes and not writer.notes
+    assert list(ep.scenes) == list(original.scenes)
+    fixed = scene(2, [say("Rex", "That airlock valve is sticking again."), say("Luna", "Ha.")])
+    notes = await continuity_pass(ScriptedReviser({2: fixed}), CONTEXT, ep, 2, TRACER, {2})  # type: ignore[arg-type]
+    assert [(n.scene_index, n.outcome) for n in notes] == [(2, "revised")]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pypdf
@@ -17,12 +19,13 @@ from screenplain.parsers import fountain as screenplain_fountain
 from screenplain.types import Action, Dialog, DualDialog, Slug, Transition
 
 from doppelganger.v1 import episode_pb2, library_pb2, scene_pb2
-from services.scene.fountain import DialogueBlock, parse_fountain, render_scene
+from services.scene.fountain import Block, DialogueBlock, parse_fountain, render_scene
 from services.scene.layout import LineKind
 from services.scene.pdf import write_pdf
 from services.scene.render import FDX, FOUNTAIN, HTML, PDF, renderer_for
 from services.scene.screenplay import Screenplay
 from services.scene.validation import check_episode_request, check_scene_request
+from shared.printed import element_parts
 from shared.revisions import label_after
 from shared.screenplay_diff import paragraphs
 from tests.unit.revision_drafts import LONG_SPEECH, RevisedDraft, first_draft, revise
@@ -47,12 +50,12 @@ def draft() -> RevisedDraft:
 
 
 def changed_words(comparison: library_pb2.DraftComparison) -> list[str]:
-    """The printed words of the changed paragraphs, in script order: what the marks must cover."""
+    """The printed words of the changed paragraphs, in script order: what the marks must cover
+    (a cue's text is the printed cue; a speech line's is the line alone)."""
     words: list[str] = []
     for diff in comparison.scenes:
         for paragraph in diff.paragraphs:
             if paragraph.change in CHANGED_KINDS:
-                words += [paragraph.character] if paragraph.character else []
                 words += paragraph.text.split()
     return words
 
@@ -61,6 +64,18 @@ def printed_words(lines: list[str]) -> list[str]:
     """Words of printed lines, without what pagination adds: (MORE) and a repeated cue."""
     kept = [text for text in lines if text != "(MORE)" and not CONTINUED_RE.search(text)]
     return " ".join(kept).split()
+
+
+def parsed_revisions(blocks: Sequence[Block]) -> list[int]:
+    """The revision of each marked printed paragraph of parsed Fountain: a block, or a dialogue
+    block's cue and each of its lines."""
+    found: list[int] = []
+    for block in blocks:
+        if isinstance(block, DialogueBlock):
+            found += [block.cue_revision] + [part.revision for part in block.parts]
+        else:
+            found.append(block.revision)
+    return [revision for revision in found if revision]
 
 
 # --- PDF -----------------------------------------------------------------------------------------
@@ -132,36 +147,28 @@ def check_pdf_marks(data: bytes, comparison: library_pb2.DraftComparison, header
 # --- FDX -----------------------------------------------------------------------------------------
 
 
-def fdx_paragraph_groups(root: ET.Element) -> list[list[ET.Element]]:
-    """The body's paragraphs, a Character paragraph grouped with the Parenthetical and Dialogue
-    paragraphs under it (one dialogue paragraph, as the comparison counts it)."""
-    groups: list[list[ET.Element]] = []
+def revision_ids(paragraph: ET.Element) -> set[str | None]:
+    return {run.get("RevisionID") for run in paragraph.findall("Text")}
+
+
+def fdx_marked(root: ET.Element) -> list[ET.Element]:
+    """The body's paragraphs carrying a RevisionID (on every run: none is partly marked)."""
+    marked = []
     for paragraph in root.findall("Content/Paragraph"):
-        continues = paragraph.get("Type") in ("Parenthetical", "Dialogue")
-        if continues and groups and groups[-1][0].get("Type") == "Character":
-            groups[-1].append(paragraph)
-        else:
-            groups.append([paragraph])
-    return groups
-
-
-def revision_ids(group: list[ET.Element]) -> set[str | None]:
-    return {run.get("RevisionID") for paragraph in group for run in paragraph.findall("Text")}
+        ids = revision_ids(paragraph)
+        assert len(ids) == 1, f"a paragraph partly marked: {ids}"
+        if ids != {None}:
+            marked.append(paragraph)
+    return marked
 
 
 def check_fdx_marks(data: bytes, comparison: library_pb2.DraftComparison) -> list[ET.Element]:
-    """RevisionID on every run of each changed paragraph and on nothing else; returns the
-    Scene Heading paragraphs."""
+    """The <Paragraph>s carrying a RevisionID number exactly the changed paragraphs the
+    comparison counts, and hold exactly their words; returns the Scene Heading paragraphs."""
     root = ET.fromstring(data)
-    groups = fdx_paragraph_groups(root)
-    marked = []
-    for group in groups:
-        ids = revision_ids(group)
-        assert len(ids) == 1, f"a paragraph partly marked: {ids}"
-        if ids != {None}:
-            marked.append(group)
+    marked = fdx_marked(root)
     assert len(marked) == comparison.changed_paragraphs
-    texts = ["".join(t.text or "" for t in p.findall("Text")) for group in marked for p in group]
+    texts = ["".join(t.text or "" for t in p.findall("Text")) for p in marked]
     assert " ".join(texts).split() == changed_words(comparison)
     return [p for p in root.findall("Content/Paragraph") if p.get("Type") == "Scene Heading"]
 
@@ -218,9 +225,9 @@ def test_fountain_prints_locked_numbers_omitted_scenes_and_revision_notes(
     assert [s.number for s in parsed.scenes] == ["1", "2", "3", "3A", "4", "5", "6", "7", "8"]
     omitted = parsed.scenes[6]
     assert (omitted.heading, omitted.blocks) == ("OMITTED", ())
-    revised_blocks = [b for b in parsed.blocks if b.revision]
-    assert len(revised_blocks) == draft.comparison.changed_paragraphs
-    assert {b.revision for b in revised_blocks} == {1}
+    revisions = parsed_revisions(parsed.blocks)
+    assert len(revisions) == draft.comparison.changed_paragraphs
+    assert set(revisions) == {1}
 
 
 def test_screenplain_reads_the_revised_fountain_as_our_parser_does(draft: RevisedDraft) -> None:
@@ -271,13 +278,16 @@ def test_a_changed_block_broken_across_pages_is_marked_on_both(draft: RevisedDra
     cue = next(ln for ln in second if ln.kind is LineKind.CHARACTER)
     assert cue.text.endswith("(CONT'D)") and cue.revision == 1
     body = [ln for ln in (*first, *second) if ln.kind is not LineKind.BLANK]
-    start = body.index(next(ln for ln in body if speech in ln.text)) - 1  # Its cue.
-    block = [body[start]]
-    for printed in body[start + 1 :]:
+    start = body.index(next(ln for ln in body if speech in ln.text))
+    cue = next(ln for ln in reversed(body[:start]) if ln.kind is LineKind.CHARACTER)
+    assert cue.revision == 0  # Only the speech changed: its cue is not marked.
+    block = []
+    for printed in body[start:]:
         continued = printed.kind is LineKind.CHARACTER and printed.text.endswith("(CONT'D)")
         if printed.kind not in (LineKind.DIALOGUE, LineKind.MORE) and not continued:
             break
         block.append(printed)
+    # The speech, (MORE) and the repeated cue: the changed passage runs on through the break.
     assert len(block) > 20 and all(ln.revision == 1 for ln in block)
     later = body[start + len(block) :]
     assert not any(ln.revision for ln in later if ln.kind is LineKind.CHARACTER)
@@ -429,6 +439,14 @@ def test_page_colour_tints_only_revised_pages(draft: RevisedDraft) -> None:
         ),
         (lambda e: e.scenes[0].revision_marks.add(element_index=0, revision_id=0), "revision_id 0"),
         (
+            lambda e: e.scenes[0].revision_marks.add(element_index=1, part=4, revision_id=2),
+            "revision_marks[0].part 4 is out of range: 0 (the whole element) to 2",
+        ),
+        (
+            lambda e: e.scenes[0].revision_marks.add(element_index=-1, part=2, revision_id=2),
+            "part 2 is out of range: 0 (the whole element) to 1",
+        ),
+        (
             lambda e: e.scenes[0].revision_marks.add(element_index=0, revision_id=7),
             "not in episode.revision.sets",
         ),
@@ -461,23 +479,32 @@ def test_valid_revision_fields_pass_and_a_lone_scene_needs_no_sets() -> None:
     lone = scene_pb2.RenderSceneRequest(scene=ok.scenes[0])
     lone.scene.revision_marks.add(element_index=0, revision_id=9)  # Set 9: the order's colour.
     assert check_scene_request(lone) is None
-    lone.scene.revision_marks.add(element_index=0, revision_id=9)
-    assert "has 4 marks; the limit is one a paragraph (3)" in (check_scene_request(lone) or "")
+    for _ in range(4):  # Heading, action, transition: 3 paragraphs, 3 with the 2 elements.
+        lone.scene.revision_marks.add(element_index=0, part=1, revision_id=9)
+    assert "has 7 marks; the limit is one a printed paragraph or element (6)" in (
+        check_scene_request(lone) or ""
+    )
     lone.scene.revision_marks[2].element_index = 2
-    del lone.scene.revision_marks[3]
+    del lone.scene.revision_marks[3:]
     assert "scene.revision_marks[2].element_index 2" in (check_scene_request(lone) or "")
     assert "#A1#" in FOUNTAIN.render_episode(ok).data.decode()
 
 
 def test_parsed_blocks_carry_the_newest_revision_note() -> None:
     text = (
-        "INT. LAB - DAY #2A# [[rev 2 Pink]]\n\nLUNA\nHello. [[rev 1]] [[rev 3 Yellow]]\n\nQuiet.\n"
+        "INT. LAB - DAY #2A# [[rev 2 Pink]]\n\nLUNA\nHello. [[rev 1]] [[rev 3 Yellow]]\n\n"
+        "RICO (O.S.) [[rev 4]]\n(softly)\nFine. [[a note\nover two lines]] Really. [[rev 1]]\n\n"
+        "Quiet.\nStill quiet. [[rev 2]]\n"
     )
     parsed = parse_fountain(text)
-    heading, speech, quiet = parsed.blocks
+    heading, speech, other, quiet = parsed.blocks
     assert (heading.scene_number, heading.revision) == ("2A", 2)  # type: ignore[union-attr]
-    assert isinstance(speech, DialogueBlock) and speech.revision == 3 and speech.text == "Hello."
-    assert quiet.revision == 0
+    assert isinstance(speech, DialogueBlock) and speech.text == "Hello."
+    assert (speech.cue_revision, [p.revision for p in speech.parts]) == (0, [3])
+    assert isinstance(other, DialogueBlock) and other.cue == "RICO (O.S.)"
+    assert (other.cue_revision, [p.revision for p in other.parts]) == (4, [0, 1])
+    assert other.text == "Fine.  Really."  # The note over two lines joined them.
+    assert quiet.revision == 2  # type: ignore[union-attr]  # Any line's note marks it.
 
 
 TEXTS = st.one_of(
@@ -485,26 +512,31 @@ TEXTS = st.one_of(
     st.sampled_from(["", " ", "<", "\x00", "\x00\n\x01", "a\n\nb", "cut to: <", "[[x]]"]),
 )
 ELEMENTS = st.lists(
-    st.tuples(st.sampled_from(["action", "dialogue", "transition"]), TEXTS, st.booleans()),
+    st.tuples(
+        st.sampled_from(["action", "dialogue", "transition"]),
+        TEXTS,
+        TEXTS,  # A dialogue's parenthetical.
+        st.integers(min_value=-1, max_value=4),  # -1: no mark; 0: the whole element; k: part k.
+    ),
     max_size=8,
 )
 
 
 def printed_paragraphs(element: episode_pb2.ScriptElement) -> int:
-    """FDX paragraphs (a dialogue block counted once) the element prints on its own."""
+    """FDX paragraphs the element prints on its own."""
     alone = episode_pb2.Scene(elements=[element])
-    groups = fdx_paragraph_groups(ET.fromstring(FDX.render_scene(alone).data))
-    return len(groups) - 1  # Less the heading.
+    return len(ET.fromstring(FDX.render_scene(alone).data).findall("Content/Paragraph")) - 1
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(ELEMENTS, st.booleans(), st.booleans()), min_size=1, max_size=5))
 def test_any_marked_draft_renders_alike_in_every_format(
-    scenes: list[tuple[list[tuple[str, str, bool]], bool, bool]],
+    scenes: list[tuple[list[tuple[str, str, str, int]], bool, bool]],
 ) -> None:
-    """Random scenes, marks, omissions and locked labels: every format renders with one page
-    count; FDX marks exactly the paragraphs of the marked elements; and an element is a
-    paragraph for the comparison exactly when it prints one."""
+    """Random scenes, marks (of whole elements and of single parts), omissions and locked
+    labels: every format renders with one page count; an element prints exactly the FDX
+    paragraphs shared.printed says it has, and the comparison counts them; FDX and the parsed
+    Fountain mark exactly the marked paragraphs."""
     message = episode()
     message.revision.sets.add(id=1, name="Blue Revision", color="Blue", date="2026-11-03")
     expected = 0
@@ -513,29 +545,34 @@ def test_any_marked_draft_renders_alike_in_every_format(
         scene_ = message.scenes.add(number_label=(label := label_after(label)), omitted=omitted)
         scene_.slugline.location = "lab"
         if heading_marked:
-            scene_.revision_marks.add(element_index=-1, revision_id=1)
+            scene_.revision_marks.add(element_index=-1, part=1, revision_id=1)
             expected += 1
-        for index, (kind, text, marked) in enumerate(elements):
+        for index, (kind, text, parenthetical, mark) in enumerate(elements):
             if kind == "action":
                 scene_.elements.add(action=episode_pb2.ActionLine(text=text))
             elif kind == "dialogue":
-                scene_.elements.add(dialogue=episode_pb2.DialogueLine(character="Luna", text=text))
+                scene_.elements.add(
+                    dialogue=episode_pb2.DialogueLine(
+                        character="Luna", text=text, parenthetical=parenthetical
+                    )
+                )
             else:
                 scene_.elements.add(transition=episode_pb2.Transition(text=text))
-            if marked:
-                scene_.revision_marks.add(element_index=index, revision_id=1)
-                expected += printed_paragraphs(scene_.elements[index]) * (not omitted)
-        compared = {p.element_index for p in paragraphs(scene_)} - {-1}
-        shown = {i for i, e in enumerate(scene_.elements) if printed_paragraphs(e)}
-        assert compared == (set() if omitted else shown)
+            printed = printed_paragraphs(scene_.elements[index])
+            assert len(element_parts(scene_.elements[index])) == printed
+            if 0 <= mark <= printed:
+                scene_.revision_marks.add(element_index=index, part=mark, revision_id=1)
+                expected += (printed if mark == 0 else 1) * (not omitted)
+        compared = Counter(p.element_index for p in paragraphs(scene_)) - Counter({-1: 1})
+        shown = Counter({i: printed_paragraphs(e) for i, e in enumerate(scene_.elements)})
+        assert compared == (Counter() if omitted else +shown)
     assert check_episode_request(scene_pb2.RenderEpisodeRequest(episode=message)) is None
     documents = {r.name: r.render_episode(message) for r in (FOUNTAIN, PDF, FDX, HTML)}
     assert len({d.page_count for d in documents.values()}) == 1
-    groups = fdx_paragraph_groups(ET.fromstring(documents["fdx"].data))
-    assert sum(revision_ids(group) == {"1"} for group in groups) == expected
+    assert len(fdx_marked(ET.fromstring(documents["fdx"].data))) == expected
     parsed = parse_fountain(documents["fountain"].data.decode())
     assert [s.number for s in parsed.scenes] == [s.number_label for s in message.scenes]
-    assert sum(bool(b.revision) for b in parsed.blocks) == expected
+    assert len(parsed_revisions(parsed.blocks)) == expected
 
 
 def test_the_longest_header_fits_left_of_the_page_number() -> None:

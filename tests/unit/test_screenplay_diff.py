@@ -3,6 +3,8 @@ by heading, paragraphs by difflib, and marks that fall exactly on what changed."
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,7 +61,7 @@ def test_identical_drafts_have_no_changes() -> None:
     assert compare_drafts(base, base).changed_paragraphs == 0
 
 
-def test_a_changed_line_is_one_changed_paragraph() -> None:
+def test_a_changed_speech_is_one_changed_paragraph_without_its_cue() -> None:
     base = draft()
     new = locked(base)
     new.scenes[1].elements[2].dialogue.text = "Something else entirely."
@@ -70,27 +72,50 @@ def test_a_changed_line_is_one_changed_paragraph() -> None:
         change=CHANGED,
         element="dialogue",
         character="RICKY",
-        base_text="(dry) Line two of scene 2.",
-        text="(dry) Something else entirely.",
+        base_text="Line two of scene 2.",
+        text="Something else entirely.",
         base_element_index=2,
         element_index=2,
     )
     assert comparison.scenes[1].heading == "INT. ROOM 2 - DAY"
     assert (comparison.changed_paragraphs, comparison.removed_paragraphs) == (1, 0)
+    [mark] = mark_revisions(base, new, BLUE).scenes[1].revision_marks
+    assert (mark.element_index, mark.part, mark.revision_id) == (2, 3, 1)  # Cue, (dry), speech.
 
 
-def test_speaker_extension_parenthetical_and_heading_are_part_of_their_paragraph() -> None:
+def test_each_printed_part_of_a_dialogue_is_compared_on_its_own() -> None:
+    """Cue, parenthetical and speech are paragraphs of their own; a line given to another
+    speaker changes all of them (the same words from someone else are a changed line)."""
     base = draft(1)
-    for edit in (
-        lambda s: setattr(s.elements[1].dialogue, "character", "Ethel"),
-        lambda s: setattr(s.elements[1].dialogue, "extension", "V.O."),
-        lambda s: setattr(s.elements[1].dialogue, "parenthetical", "softly"),
-        lambda s: setattr(s.slugline, "time_of_day", "NIGHT"),
-        lambda s: setattr(s.elements[3].transition, "text", "smash cut to:"),
+    for edit, expected in (
+        (
+            lambda s: setattr(s.elements[1].dialogue, "character", "Ethel"),
+            ["character", "dialogue"],
+        ),
+        (
+            lambda s: setattr(s.elements[2].dialogue, "character", "Ethel"),
+            ["character", "parenthetical", "dialogue"],
+        ),
+        (lambda s: setattr(s.elements[1].dialogue, "extension", "V.O."), ["character"]),
+        (lambda s: setattr(s.elements[1].dialogue, "parenthetical", "softly"), ["parenthetical"]),
+        (lambda s: setattr(s.elements[2].dialogue, "parenthetical", "wet"), ["parenthetical"]),
+        (lambda s: setattr(s.slugline, "time_of_day", "NIGHT"), ["heading"]),
+        (lambda s: setattr(s.elements[3].transition, "text", "smash cut to:"), ["transition"]),
     ):
         new = locked(base)
         edit(new.scenes[0])
-        assert compare_drafts(base, new).changed_paragraphs == 1
+        comparison = compare_drafts(base, new)
+        found = sorted(p.element for p in comparison.scenes[0].paragraphs if p.change != REMOVED)
+        assert found == sorted(expected), found
+        assert comparison.changed_paragraphs == len(expected)
+    given_away = locked(base)
+    given_away.scenes[0].elements[2].dialogue.character = "Ethel"
+    paragraphs_ = compare_drafts(base, given_away).scenes[0].paragraphs
+    assert [(p.change, p.element, p.text) for p in paragraphs_] == [
+        (CHANGED, "character", "ETHEL"),
+        (CHANGED, "parenthetical", "(dry)"),
+        (CHANGED, "dialogue", "Line two of scene 1."),
+    ]
     new = locked(base)
     new.scenes[0].elements[0].action.text = "  Scene 1\nopens. "  # Whitespace only.
     new.scenes[0].summary = "A new synopsis"  # Not printed: not a paragraph.
@@ -117,6 +142,7 @@ def test_an_inserted_scene_and_an_omitted_one_with_locked_numbers() -> None:
     assert [(p.change, p.element, p.element_index) for p in added.paragraphs] == [
         (ADDED, "heading", HEADING),
         (ADDED, "action", 0),
+        (ADDED, "character", 1),
         (ADDED, "dialogue", 1),
     ]
     assert (added.base_scene_index, added.scene_index) == (-1, 3)
@@ -124,13 +150,16 @@ def test_an_inserted_scene_and_an_omitted_one_with_locked_numbers() -> None:
     assert [(p.change, p.element) for p in omitted.paragraphs] == [
         (CHANGED, "heading"),
         (REMOVED, "action"),
+        (REMOVED, "character"),
         (REMOVED, "dialogue"),
+        (REMOVED, "character"),
+        (REMOVED, "parenthetical"),
         (REMOVED, "dialogue"),
         (REMOVED, "transition"),
     ]
     assert omitted.paragraphs[0].text == "OMITTED"
-    assert comparison.changed_paragraphs == 3 + 1  # The new scene, and the OMITTED line.
-    assert comparison.removed_paragraphs == 4
+    assert comparison.changed_paragraphs == 4 + 1  # The new scene, and the OMITTED line.
+    assert comparison.removed_paragraphs == 7
 
 
 def test_a_deleted_scene_follows_the_scene_before_it() -> None:
@@ -145,7 +174,7 @@ def test_a_deleted_scene_follows_the_scene_before_it() -> None:
         (UNCHANGED, "4", "4"),
     ]
     assert comparison.scenes[1].scene_index == -1
-    assert comparison.removed_paragraphs == 5
+    assert comparison.removed_paragraphs == 8
     assert comparison.changed_paragraphs == 0
 
 
@@ -183,10 +212,16 @@ def test_mark_revisions_marks_exactly_the_changed_paragraphs() -> None:
     marked = mark_revisions(base, new, BLUE)
     comparison = compare_drafts(base, new)
     marks = {
-        i: [(m.element_index, m.revision_id) for m in s.revision_marks]
+        i: [(m.element_index, m.part, m.revision_id) for m in s.revision_marks]
         for i, s in enumerate(marked.scenes)
     }
-    assert marks == {0: [(1, 1), (2, 1)], 1: [], 2: [(HEADING, 1)], 3: [], 4: [(HEADING, 1)]}
+    assert marks == {
+        0: [(1, 1, 1), (2, 2, 1)],  # The new action; the speech of the shifted line, not its cue.
+        1: [],
+        2: [(HEADING, 1, 1)],
+        3: [],
+        4: [(HEADING, 1, 1)],
+    }
     assert sum(len(m) for m in marks.values()) == comparison.changed_paragraphs == 4
     assert list(marked.revision.sets) == [BLUE]
     assert marked.revision.active_set == 1
@@ -205,10 +240,26 @@ def test_a_second_pass_keeps_older_marks_where_nothing_changed() -> None:
     pink.scenes[1].elements.insert(0, action("Pink beat."))  # Shifts the blue action to 1.
     pink.scenes[2].elements[2].dialogue.text = "Pink too."
     pink = mark_revisions(blue, pink, PINK)
-    marks = [[(m.element_index, m.revision_id) for m in s.revision_marks] for s in pink.scenes]
-    assert marks == [[(1, 2)], [(0, 2), (1, 1)], [(2, 2)]]
+    marks = [
+        [(m.element_index, m.part, m.revision_id) for m in s.revision_marks] for s in pink.scenes
+    ]
+    assert marks == [[(1, 2, 2)], [(0, 1, 2), (1, 1, 1)], [(2, 3, 2)]]
     assert [s.id for s in pink.revision.sets] == [1, 2]
     assert pink.revision.active_set == 2
+
+
+def test_a_whole_element_mark_carries_over_to_each_unchanged_part() -> None:
+    """Part 0 marks every paragraph of an element (older drafts hold such marks): what stays
+    unchanged keeps that set, part by part."""
+    base = draft(1)
+    blue = locked(base, "blue")
+    blue.scenes[0].revision_marks.add(element_index=2, part=0, revision_id=1)
+    blue.revision.sets.append(BLUE)
+    pink = locked(blue, "pink")
+    pink.scenes[0].elements[2].dialogue.parenthetical = "wet"
+    pink = mark_revisions(blue, pink, PINK)
+    marks = [(m.element_index, m.part, m.revision_id) for m in pink.scenes[0].revision_marks]
+    assert marks == [(2, 1, 1), (2, 2, 2), (2, 3, 1)]
 
 
 def test_a_revision_set_needs_an_id() -> None:
@@ -217,11 +268,15 @@ def test_a_revision_set_needs_an_id() -> None:
 
 
 def test_paragraphs_skip_what_prints_nothing() -> None:
-    silent = scene("room", action("   "), transition(""), line("Luna", ""), action("Real."))
-    assert [(p.element_index, p.element) for p in paragraphs(silent)] == [
-        (HEADING, "heading"),
-        (2, "dialogue"),
-        (3, "action"),
+    silent = scene(
+        "room", action("   "), transition(""), line("Luna", ""), action("Real.\n\n\x00\nTwo.")
+    )
+    assert [(p.element_index, p.part, p.element, p.text) for p in paragraphs(silent)] == [
+        (HEADING, 1, "heading", "INT. ROOM - DAY"),
+        (2, 1, "character", "LUNA"),
+        (2, 2, "dialogue", "..."),  # Nothing to say prints "...".
+        (3, 1, "action", "Real."),
+        (3, 2, "action", "Two."),
     ]
     silent.omitted = True
     assert [p.text for p in paragraphs(silent)] == ["OMITTED"]
@@ -275,19 +330,28 @@ def test_marks_are_exactly_the_changed_paragraphs_of_any_edit(
     revision_set = next_revision_set(base.revision, "2026-11-03")
     marked = mark_revisions(base, new, revision_set)
     comparison = compare_drafts(base, new)
-    expected = {
+    expected = Counter(
         (diff.scene_index, paragraph.element_index)
         for diff in comparison.scenes
         for paragraph in diff.paragraphs
         if paragraph.change in (CHANGED, ADDED)
-    }
+    )
     found = [
-        (index, mark.element_index)
+        (index, mark.element_index, mark.part)
         for index, scene_ in enumerate(marked.scenes)
         for mark in scene_.revision_marks
     ]
-    assert len(found) == comparison.changed_paragraphs == len(expected)
-    assert set(found) == expected
+    assert len(found) == len(set(found)) == comparison.changed_paragraphs
+    assert Counter((index, element) for index, element, _ in found) == expected
+    texts = {
+        (index, p.element_index, p.part): p.text
+        for index, scene_ in enumerate(marked.scenes)
+        for p in paragraphs(scene_)
+    }
+    changed_texts = [
+        p.text for d in comparison.scenes for p in d.paragraphs if p.change in (CHANGED, ADDED)
+    ]
+    assert sorted(texts[place] for place in found) == sorted(changed_texts)
     assert all(m.revision_id == revision_set.id for s in marked.scenes for m in s.revision_marks)
     assert compare_drafts(marked, marked).changed_paragraphs == 0
     new_scenes = [d.scene_index for d in comparison.scenes if d.scene_index >= 0]

@@ -798,19 +798,27 @@ class RevisionMark(_message.Message):
 
     ELEMENT_INDEX_FIELD_NUMBER: _builtins.int
     REVISION_ID_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
     element_index: _builtins.int
     """Index into Scene.elements; -1 marks the scene heading."""
     revision_id: _builtins.int
     """RevisionSet.id."""
+    part: _builtins.int
+    """Which printed paragraph of the element, 1-based in print order (shared/printed.py): a
+    dialogue's cue is 1, then its parenthetical and each line of its speech (an aside on a line
+    of its own is one); an action's paragraphs (blank lines part them) 1, 2, ...; a heading or
+    a transition is 1. 0 marks every paragraph of the element (what older drafts hold).
+    """
     def __init__(
         self,
         *,
         element_index: _builtins.int = ...,
         revision_id: _builtins.int = ...,
+        part: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["element_index", b"element_index", "revision_id", b"revision_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["element_index", b"element_index", "part", b"part", "revision_id", b"revision_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -192,9 +192,11 @@ class ParagraphDiff(_message.Message):
     ELEMENT_INDEX_FIELD_NUMBER: _builtins.int
     change: Global___ChangeKind.ValueType
     element: _builtins.str
-    """"heading", "action", "dialogue", "transition"."""
+    """What printed it: "heading", "action", "transition", or a part of a dialogue: "character"
+    (the cue), "parenthetical", "dialogue" (one line of speech). See shared/printed.py.
+    """
     character: _builtins.str
-    """Speaker, for dialogue."""
+    """Speaker, for the parts of a dialogue."""
     base_text: _builtins.str
     """Empty when added."""
     text: _builtins.str

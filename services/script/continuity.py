@@ -9,6 +9,10 @@ it resolves at least one note and raises no new one; otherwise the draft scene s
 notes are "unresolved" (so is every note of a scene whose revision failed). Scenes without a note
 are not touched: their bytes stay identical. Every note and its outcome is recorded on
 Episode.continuity_notes.
+
+A card that pays off a setup no earlier card plants (the validator's orphan_payoff) is a fault of
+the plan, not of the scene: no rewrite can pay off what never happened, so the payoff is dropped
+from the card (the scene's text keeps its bytes) and recorded as a note, outcome "revised".
 """
 
 from __future__ import annotations
@@ -87,6 +91,35 @@ async def _revise_one(
     return _Revision(scene.index, revised, outcomes)
 
 
+def drop_orphan_payoffs(
+    episode: episode_pb2.Episode, scene_indices: Collection[int] | None = None
+) -> list[episode_pb2.ContinuityNote]:
+    """Removes from the cards (of `scene_indices`, or all) the payoffs of setups that no card
+    of an earlier printed scene plants; one note per payoff dropped."""
+    cards = {beat.scene_index: beat for beat in beats_of(episode.outline)}
+    planted: set[str] = set()
+    dropped: list[episode_pb2.ContinuityNote] = []
+    for scene in episode.scenes:
+        card = cards.get(scene.index)
+        if card is None:
+            continue
+        if scene_indices is None or scene.index in scene_indices:
+            orphans = [setup_id for setup_id in card.payoffs if setup_id not in planted]
+            for setup_id in orphans:
+                card.payoffs.remove(setup_id)
+                dropped.append(
+                    episode_pb2.ContinuityNote(
+                        scene_index=scene.index,
+                        kind="orphan_payoff",
+                        message=f"the card paid off setup {setup_id}, which no earlier scene "
+                        "plants: the payoff is dropped from the plan",
+                        outcome=REVISED,
+                    )
+                )
+        planted.update(setup.id for setup in card.setups if setup.id)
+    return dropped
+
+
 async def continuity_pass(
     writer: Writer,
     context: StoryContext,
@@ -100,6 +133,7 @@ async def continuity_pass(
     inserted scenes) only those scenes' notes are acted on and recorded: the others stay as
     they are."""
     with tracer.start_as_current_span("continuity") as span:
+        dropped = drop_orphan_payoffs(episode, scene_indices)
         by_scene, builder = read_notes(episode)
         if scene_indices is not None:
             by_scene = {index: notes for index, notes in by_scene.items() if index in scene_indices}
@@ -112,7 +146,7 @@ async def continuity_pass(
                 if i in positions
             )
         )
-        recorded: list[episode_pb2.ContinuityNote] = []
+        recorded: list[episode_pb2.ContinuityNote] = list(dropped)
         for revision in revisions:
             if revision.scene is not None:
                 episode.scenes[positions[revision.scene_index]].CopyFrom(revision.scene)
@@ -127,6 +161,7 @@ async def continuity_pass(
                 )
         if any(revision.scene is not None for revision in revisions):
             episode.runtime_seconds = round(sum(s.duration_seconds for s in episode.scenes), 1)
+        recorded.sort(key=lambda note: note.scene_index)  # stable: a scene's notes keep order
         episode.continuity_notes.extend(recorded)
         span.set_attributes(
             {

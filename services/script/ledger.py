@@ -13,6 +13,8 @@ that contradicts it gets notes in its own time base, for the writer's `revise_sc
 - `missing_payoff`: the card pays off a setup the text never mentions.
 - `missing_setup`: the card plants a setup the text never mentions (a later scene needs it).
 - `location`: the heading is not the card's place (location, INT/EXT).
+- `time`: the heading says CONTINUOUS although the scene before played somewhere else, and the
+  card gives the scene a time of its own.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Note:
     """One contradiction: what kind, about whom or what, and the note the writer gets."""
 
     scene_index: int
-    kind: str  # "absent_speaker", "missing_payoff", "missing_setup", "location"
+    kind: str  # "absent_speaker", "missing_payoff", "missing_setup", "location", "time"
     subject: str  # the character, the setup id, or the heading
     message: str
 
@@ -120,6 +122,29 @@ def _location_note(scene: SceneText) -> Note | None:
     )
 
 
+def _time_note(before: SceneText | None, scene: SceneText) -> Note | None:
+    """A CONTINUOUS heading that cannot continue the scene before (another place), when the card
+    says when the scene plays."""
+    card = scene.card
+    if before is None or card is None or not card.time_of_day:
+        return None
+    heading = scene.scene.slugline
+    if not _CONTINUOUS.search(heading.time_of_day.upper()):
+        return None
+    if _CONTINUOUS.search(card.time_of_day.upper()):
+        return None
+    if set_of(heading.location) == set_of(before.scene.slugline.location):
+        return None
+    wanted = card.time_of_day.upper()
+    return Note(
+        scene.index,
+        "time",
+        wanted,
+        f"the heading says CONTINUOUS, but the scene before plays in "
+        f"{before.scene.slugline.location}: play it at {wanted}, as the card says",
+    )
+
+
 def _heard_by(planted: Planted) -> str:
     if not planted.heard_by:
         return ""
@@ -178,9 +203,9 @@ class LedgerBuilder:
             left=left,
         )
         notes.extend(self._thread_notes(scene, entry))
-        location = _location_note(scene)
-        if location is not None:
-            notes.append(location)
+        for place_or_time in (_location_note(scene), _time_note(self._previous, scene)):
+            if place_or_time is not None:
+                notes.append(place_or_time)
         return notes, entry
 
     def _thread_notes(self, scene: SceneText, entry: SceneEntry) -> list[Note]:

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from opentelemetry import trace
 
 from doppelganger.v1 import episode_pb2
+from services.script.checks.presence import silent
 from services.script.continuity import continuity_pass, read_notes
 from services.script.ledger import build_ledger
+from services.script.script_text import read_scene
 from services.script.writing import StoryContext
 from tests.unit.craft_scripts import (
     CAST,
@@ -174,3 +176,44 @@ async def test_a_revision_s_pass_acts_on_the_scenes_it_is_given_only() -> None:
     fixed = scene(2, [say("Rex", "That airlock valve is sticking again."), say("Luna", "Ha.")])
     notes = await continuity_pass(ScriptedReviser({2: fixed}), CONTEXT, ep, 2, TRACER, {2})  # type: ignore[arg-type]
     assert [(n.scene_index, n.outcome) for n in notes] == [(2, "revised")]
+
+
+async def test_an_orphan_payoff_is_dropped_from_the_plan_and_recorded() -> None:
+    ep = _threads("That airlock valve is sticking again.")
+    ep.outline.acts[0].beats[2].payoffs.append("s9-never-planted")
+    before = [s.SerializeToString(deterministic=True) for s in ep.scenes]
+    notes = await continuity_pass(ScriptedReviser({}), CONTEXT, ep, 2, TRACER)  # type: ignore[arg-type]
+    assert [(n.scene_index, n.kind, n.outcome) for n in notes] == [(2, "orphan_payoff", "revised")]
+    assert "s9-never-planted" in notes[0].message
+    assert list(ep.outline.acts[0].beats[2].payoffs) == ["s0-valve"]
+    assert [s.SerializeToString(deterministic=True) for s in ep.scenes] == before
+
+
+def test_a_continuous_heading_after_another_place_gets_a_time_note() -> None:
+    scenes = [
+        scene(0, [say("Luna", "Hi."), say("Rex", "Hi.")]),
+        scene(1, [say("Echo", "Lunch?"), say("Fenn", "Later.")], location="GARAGE"),
+    ]
+    cards = [card(0, ["Luna", "Rex"]), card(1, ["Echo", "Fenn"], location="GARAGE")]
+    cards[1].time_of_day = "Night"
+    clean, _ = read_notes(episode(scenes, cards))
+    assert clean == {}
+    scenes[1].slugline.time_of_day = "CONTINUOUS"
+    by_scene, _ = read_notes(episode(scenes, cards))
+    [note] = by_scene[1]
+    assert note.kind == "time" and "play it at NIGHT" in note.message
+    assert "MESS HALL" in note.message
+
+
+async def test_the_characters_the_card_puts_in_the_room_are_on_the_page_after_a_rewrite() -> None:
+    """Two more of the cast on each card: the rewrite has them speak or names them (the
+    validator's silent_presence finds nobody)."""
+    for show in ("cheers", "taxi", "i-love-lucy"):
+        context, ep = await draft_episode(show, "mars-colony-2157", 3)
+        for index in range(3):
+            beat = next(b for a in ep.outline.acts for b in a.beats if b.scene_index == index)
+            names = [c.name for c in ep.cast]
+            added = [n for n in names if n not in beat.characters and n not in beat.entrances]
+            beat.characters.extend(added[:2])
+            revised = await WRITER.revise_scene(context, ep.outline, ep.scenes[index], [])
+            assert silent(read_scene(revised, beat)) == [], (show, index)

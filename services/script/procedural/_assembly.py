@@ -40,6 +40,7 @@ from services.script.procedural._staging import (
     opening_ambience,
     plant_actions,
     premise_actions,
+    presence_actions,
     scene_cast,
     slugline,
 )
@@ -334,11 +335,12 @@ def _write_scene_body(
     heading: episode_pb2.Slugline,
 ) -> None:
     """The body with the card played in it; exits go in last, just before the closing action,
-    so nobody who left speaks again."""
+    so nobody who left speaks again; before them, anyone the card puts in the room who has not
+    spoken nor been named is named."""
     exterior = heading.placement in (episode_pb2.PLACEMENT_EXT, episode_pb2.PLACEMENT_INT_EXT)
     _write_body(writer, frame, _Card(beat, outline, writer.plan.premise, exterior))
     leaving = exit_actions(writer, beat)
-    writer.items[-1:-1] = leaving
+    writer.items[-1:-1] = [*presence_actions(writer, beat), *leaving]
 
 
 def revise_planned_scene(

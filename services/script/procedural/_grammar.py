@@ -56,6 +56,7 @@ CARD_PAYOFFS: tuple[str, ...] = tuple(_CARDS["payoffs"])
 CARD_RUNNING_GAG: tuple[str, ...] = tuple(_CARDS["running_gag"])
 CARD_PREMISE: tuple[str, ...] = tuple(_CARDS["premise"])
 CARD_EXITS: tuple[str, ...] = tuple(_CARDS["exits"])
+CARD_PRESENCE: tuple[str, ...] = tuple(_CARDS["presence"])
 EXTERIOR_OPENINGS: tuple[str, ...] = tuple(_CARDS["exterior_openings"])
 TRANSITIONS: tuple[str, ...] = tuple(_GRAMMAR["transitions"])
 LAST_TRANSITION: str = _GRAMMAR["last_transition"]

@@ -22,12 +22,14 @@ from services.script.procedural._grammar import (
     CARD_PAYOFFS,
     CARD_PLANTS,
     CARD_PREMISE,
+    CARD_PRESENCE,
     CARD_RUNNING_GAG,
     EXTERIOR_OPENINGS,
 )
 from services.script.procedural._kernel import EpisodeKernel, Roles, participants
 from services.script.procedural._scenes import Action, Line, SceneWriter
 from services.script.procedural._text import sentence
+from services.script.script_text import mentions
 
 MAX_SPEAKERS = 6
 
@@ -187,3 +189,23 @@ def exit_actions(writer: SceneWriter, beat: episode_pb2.Beat | None) -> list[Act
         for name in dict.fromkeys(beat.exits)
         if name in here
     ]
+
+
+def presence_actions(writer: SceneWriter, beat: episode_pb2.Beat | None) -> list[Action]:
+    """The card's people in the cast who neither speak nor are named in the scene, named in one
+    action line: a character the card puts in the room is on the page (the validator's
+    silent_presence)."""
+    if beat is None:
+        return []
+    names = {character.name for character in writer.plan.cast}
+    spoken = {item.speaker for item in writer.items if isinstance(item, Line)}
+    texts = [item.text for item in writer.items]
+    silent = [
+        name
+        for name in dict.fromkeys([*beat.characters, *beat.entrances])
+        if name in names and name not in spoken and not any(mentions(t, name) for t in texts)
+    ]
+    if not silent:
+        return []
+    who = " and ".join([", ".join(silent[:-1]), silent[-1]]) if len(silent) > 1 else silent[0]
+    return [_action(writer, "presence", CARD_PRESENCE, X=who)]

@@ -216,7 +216,7 @@ def _scene_voice(
             Severity.SEVERITY_ERROR,
             "character",
             scene.index,
-            f"scene {scene.index + 1}: {shown!r} speaks {count} line(s) but is not in the cast",
+            f"{_scene_label(scene)}: {shown!r} speaks {count} line(s) but is not in the cast",
             "stranger",
             first_line[name],
         )
@@ -235,7 +235,7 @@ def _scene_voice(
                     Severity.SEVERITY_WARNING,
                     "character",
                     scene.index,
-                    f"scene {scene.index + 1}: {line.character} uses {owner}'s catchphrase",
+                    f"{_scene_label(scene)}: {line.character} uses {owner}'s catchphrase",
                     "catchphrase_borrowed",
                     element_index,
                 )
@@ -248,7 +248,7 @@ def _scene_voice(
                 Severity.SEVERITY_WARNING,
                 "character",
                 scene.index,
-                f"scene {scene.index + 1}: {name} uses catchphrases {count} times",
+                f"{_scene_label(scene)}: {name} uses catchphrases {count} times",
                 "catchphrase_overused",
             )
     stranger_share = sum(strangers.values()) / len(lines)
@@ -304,7 +304,7 @@ def _scene_beats(scene: episode_pb2.Scene, start: float, issues: _Issues) -> lis
                 Severity.SEVERITY_WARNING,
                 "comedy",
                 scene.index,
-                f"scene {scene.index + 1}: joke {joke.id or '(no id)'} does not point at its line",
+                f"{_scene_label(scene)}: joke {joke.id or '(no id)'} does not point at its line",
                 "joke_unplaced",
             )
             continue
@@ -316,7 +316,7 @@ def _scene_beats(scene: episode_pb2.Scene, start: float, issues: _Issues) -> lis
             Severity.SEVERITY_WARNING,
             "comedy",
             scene.index,
-            f"scene {scene.index + 1} has no comedic beat",
+            f"{_scene_label(scene)} has no comedic beat",
             "no_comedy",
         )
     return beats
@@ -556,7 +556,7 @@ def _premise_adherence(
 def _scene_production(
     scene: episode_pb2.Scene, numbering_fault: str | None, issues: _Issues
 ) -> float:
-    label = f"scene {scene.index + 1}"
+    label = _scene_label(scene)
     if not scene.elements:
         issues.add(
             Severity.SEVERITY_ERROR, "production", scene.index, f"{label} is empty", "empty_scene"
@@ -755,3 +755,8 @@ def validate_episode(
         issues=issues.items,
         **rounded,
     )
+
+
+def _scene_label(scene: episode_pb2.Scene) -> str:
+    """How messages name a scene: as it prints (a revised draft's "3A"), else 1-based."""
+    return f"scene {printed_number(scene, scene.index + 1)}"

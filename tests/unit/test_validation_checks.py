@@ -336,6 +336,17 @@ def test_every_issue_of_the_report_has_a_check_id() -> None:
     assert stranger.element_index == 0 and stranger.scene_index == 0
 
 
+def test_messages_name_a_scene_as_it_prints_on_a_revised_draft() -> None:
+    """An inserted scene locked as 3A is "scene 3A" in every message, not its position."""
+    ep = _plain(say("Mysterious Stranger", "Boo."), say("Luna", "Eek."))
+    ep.scenes[0].number_label = "3A"
+    report = validate_episode(ep)
+    stranger = next(i for i in report.issues if i.check == "stranger")
+    assert stranger.message.startswith("scene 3A:"), stranger.message
+    ep.outline.acts[0].beats[0].characters.extend(["Luna", "Rex"])
+    assert any(f.message.startswith("scene 3A") for f in run_checks(ep)), run_checks(ep)
+
+
 def test_a_cast_member_named_with_a_classic_name_is_flagged_as_a_speaker() -> None:
     leaked = [*CAST[:3], episode_pb2.Character(name="Fred", archetype="cynic")]
     ep = episode([scene(0, [say("Luna", "Hi."), say("Fred", "Hello.")])], cast=leaked)

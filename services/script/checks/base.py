@@ -7,6 +7,7 @@ from functools import cached_property
 
 from doppelganger.v1 import episode_pb2
 from services.script.script_text import SceneText, cast_names, read_episode
+from shared.revisions import printed_number
 
 Severity = episode_pb2.Severity
 
@@ -80,5 +81,5 @@ class EpisodeView:
 
 
 def label(scene: SceneText) -> str:
-    """How messages name a scene (1-based, as every validator message does)."""
-    return f"scene {scene.index + 1}"
+    """How messages name a scene: as it prints (a revised draft's "3A"), else 1-based."""
+    return f"scene {printed_number(scene.scene, scene.index + 1)}"

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test lint protos check-protos up clean bench bench-check load deploy-check fuzz secrets
+.PHONY: all venv sysdeps demo test lint config-table protos check-protos up clean bench bench-check load deploy-check fuzz secrets
 
 all: test
 
@@ -38,6 +38,11 @@ lint: venv check-protos
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared services bench testkit doppel
 	$(BIN)/python -m services.script.library check
+	$(BIN)/python -m shared.config.table --check
+
+## config-table: rewrite the README's configuration table from the settings' declarations
+config-table: venv
+	$(BIN)/python -m shared.config.table
 
 ## protos: regenerate shared/gen from protos/
 protos: venv

@@ -1,9 +1,9 @@
 """One setting, declared once: `setting(env, default, kind, doc)` is a dataclass field that also
 carries its environment variable, how its text is parsed and range-checked, and its line of doc.
 
-`Settings` (shared/config.py) is built from these fields, and so are `ENV_VARS`, `from_env` and
-the README's configuration table (`python -m shared.config_table`): a name, default or range is
-written in one place only.
+`Settings` is built from these fields, and so are `ENV_VARS`, `from_env` and the README's
+configuration table (`python -m shared.config.table`): a name, default or range is written in
+one place only.
 """
 
 from __future__ import annotations

@@ -38,17 +38,17 @@ def _requirement_name(line: str) -> str | None:
     return normalize(match.group(0)) if match else None
 
 
-def pinned(*files: str) -> set[str]:
+def pinned(*files: str, root: Path = ROOT) -> set[str]:
     names = set()
     for name in files:
-        for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        for line in (root / name).read_text(encoding="utf-8").splitlines():
             if found := _requirement_name(line):
                 names.add(found)
     return names
 
 
-def direct_dependencies() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+def direct_dependencies(root: Path = ROOT) -> set[str]:
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return {name for line in project["dependencies"] if (name := _requirement_name(line))}
 
 
@@ -67,14 +67,14 @@ def third_party(name: str) -> bool:
     return name not in FIRST_PARTY and name not in sys.stdlib_module_names and name != "__future__"
 
 
-def problems() -> list[str]:
+def problems(root: Path = ROOT) -> list[str]:
     distributions = metadata.packages_distributions()
-    runtime_allowed = direct_dependencies() & pinned("requirements.txt")
-    development_allowed = pinned("requirements.txt", "requirements-dev.txt")
+    runtime_allowed = direct_dependencies(root) & pinned("requirements.txt", root=root)
+    development_allowed = pinned("requirements.txt", "requirements-dev.txt", root=root)
     found = []
     for top in (*RUNTIME, *DEVELOPMENT):
-        for path in sorted((ROOT / top).rglob("*.py")):
-            relative = path.relative_to(ROOT).as_posix()
+        for path in sorted((root / top).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
             if relative.startswith(SKIPPED):
                 continue
             allowed, where = (

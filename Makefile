@@ -103,4 +103,4 @@ up: venv
 
 ## clean: remove the virtualenv, out/ and tool caches
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -53,7 +53,7 @@ class EnvVar:
 
     name: str
     field: str
-    kind: Kind
+    kind: Kind[Any]
     doc: str
     default: Any
     secret: bool

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import Field, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 SETTING = "doppel.setting"  # The key of a field's `Setting` in its metadata.
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Kind:
+class Kind(Generic[T]):
     """How a variable's text becomes a value: `parse` raises ValueError saying what is expected;
-    `values` says it for the docs; `format` writes a value back as the variable's text."""
+    `values` says it for the docs; `format` writes a value back as the variable's text. Typed, so
+    mypy checks a declaration's default and annotation against its kind."""
 
-    parse: Callable[[str], Any]
+    parse: Callable[[str], T]
     values: str = ""
-    format: Callable[[Any], str] = str
+    format: Callable[[T], str] = str
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Setting:
     default is computed at run time) how the default reads."""
 
     env: str
-    kind: Kind
+    kind: Kind[Any]
     doc: str
     secret: bool = False
     shown_default: str = ""
@@ -40,17 +42,16 @@ class Setting:
 
 def setting(
     env: str,
-    default: Any,
-    kind: Kind,
+    default: T,
+    kind: Kind[T],
     doc: str,
     *,
     secret: bool = False,
     shown_default: str = "",
-) -> Any:
+) -> T:
     """A `Settings` field read from `env`. A secret is never shown in repr or in errors."""
     declared = Setting(env, kind, doc, secret, shown_default)
-    made: Field[Any] = field(default=default, repr=not secret, metadata={SETTING: declared})
-    return made
+    return field(default=default, repr=not secret, metadata={SETTING: declared})
 
 
 def number_text(value: float) -> str:
@@ -70,7 +71,7 @@ def _range_text(low: float | None, high: float | None, above: float | None = Non
     return "any"
 
 
-def integer(low: int | None = None, high: int | None = None, *, step: int = 1) -> Kind:
+def integer(low: int | None = None, high: int | None = None, *, step: int = 1) -> Kind[int]:
     """A whole number in [low, high] (either end open when None), a multiple of `step`."""
     values = _range_text(low, high) + (f", a multiple of {step}" if step != 1 else "")
 
@@ -88,7 +89,7 @@ def integer(low: int | None = None, high: int | None = None, *, step: int = 1) -
 
 def number(
     low: float | None = None, high: float | None = None, *, above: float | None = None
-) -> Kind:
+) -> Kind[float]:
     """A finite number in [low, high], or more than `above`."""
     values = _range_text(low, high, above)
 
@@ -110,7 +111,7 @@ def number(
     return Kind(parse, values, repr)
 
 
-def choice(*options: str) -> Kind:
+def choice(*options: str) -> Kind[str]:
     """One of `options` (case and surrounding spaces ignored)."""
     values = " or ".join(options)
 

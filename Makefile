@@ -4,9 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test lint protos check-protos up clean bench bench-check load deploy-check fuzz secrets
+.PHONY: all help venv sysdeps demo test test-fast lint fmt config-table protos check-protos up clean bench bench-check load deploy-check fuzz secrets
 
 all: test
+
+## help: this list of targets
+help:
+	@awk '/^## [A-Za-z_-]+:/ { line = $$0; sub(/^## /, "", line); n = index(line, ":"); \
+		printf "  %-14s %s\n", substr(line, 1, n - 1), substr(line, n + 2); next } \
+		/^## / { line = $$0; sub(/^## /, "", line); printf "  %-14s %s\n", "", line }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -17,6 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+## venv: the virtualenv (.venv) with the pinned requirements, reinstalled when they change
 venv: $(STAMP)
 
 ## sysdeps: Debian packages some tests drive (installed only when missing; see the script)
@@ -31,18 +38,37 @@ demo: venv
 test: venv sysdeps
 	$(BIN)/python -m pytest
 
-## lint: ruff, mypy, a check that the generated stubs match protos/, and one that the library's
-## models and migrations agree (alembic check on a temporary SQLite; no server needed)
+## test-fast: the unit tests but those marked slow, in under a minute (the edit-test loop)
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit -m "not slow"
+
+## lint: ruff, module size (800 lines), declared dependencies, import layering and cycles
+## (lint-imports; contracts in pyproject.toml), the README's configuration table, mypy, the
+## generated stubs against protos/, and the library's models against its migrations
 lint: venv check-protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services bench testkit doppel
+	$(BIN)/python scripts/check_module_size.py
+	$(BIN)/python scripts/check_dependencies.py
+	$(BIN)/lint-imports
+	$(BIN)/python -m shared.config.table --check
+	$(BIN)/mypy shared services bench testkit doppel scripts
 	$(BIN)/python -m services.script.library check
+
+## fmt: format the code and apply ruff's safe fixes (then `make lint` should pass)
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## config-table: rewrite the README's configuration table from the settings' declarations
+config-table: venv
+	$(BIN)/python -m shared.config.table
 
 ## protos: regenerate shared/gen from protos/
 protos: venv
 	PYTHON=$(BIN)/python scripts/gen_protos.sh shared/gen
 
+## check-protos: fail when shared/gen is not what protos/ generate
 check-protos: venv
 	PYTHON=$(BIN)/python scripts/check_protos.sh
 
@@ -75,5 +101,6 @@ secrets: venv
 up: venv
 	$(BIN)/doppel up
 
+## clean: remove the virtualenv, out/ and tool caches
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -41,7 +41,7 @@ from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
 from shared import security
-from shared.config import ConfigError, Settings
+from shared.config import DEFAULTS, ConfigError, Settings
 from shared.server import create_channel
 from shared.telemetry import Telemetry, trace_id_hex
 
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=int,
             default=3 if name == "demo" else None,
             help="number of scenes (1-20); generate without it: the writer picks 8-12 scenes "
-            "for a DOPPEL_EPISODE_MINUTES (22) minute episode",
+            f"for a DOPPEL_EPISODE_MINUTES ({DEFAULTS.episode_minutes:g}) minute episode",
         )
         command.add_argument(
             "--seed", type=int, default=steering.DEFAULT_SEED if default else None,

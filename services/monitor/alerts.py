@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from services.monitor.stats import OTHER, WindowStats
+from shared.config import DEFAULTS
 
 MB = 1024 * 1024
 HISTORY = 50
@@ -139,7 +140,7 @@ SilenceLevels = Sequence[tuple[str, float]]  # (glob on the service, seconds; in
 class RuleInputs:
     """What the monitor measured over its window (`window_seconds`)."""
 
-    window_seconds: float = 60.0
+    window_seconds: float = DEFAULTS.monitor_window_seconds
     operations: Sequence[WindowStats] = ()
     memory_bytes: Mapping[str, float] = field(default_factory=dict)  # RSS per service.
     llm_calls: Mapping[str, float] = field(default_factory=dict)  # Calls per service.

@@ -2,19 +2,9 @@
 
     score = 30 * errors + 30 * alerts + 20 * resources + 20 * trends, each sub-score in [0, 1]
 
-The formula, the reasons behind it and worked examples (which tests/unit/test_monitor_health.py
-repeats) are in docs/monitor.md. In short, over the monitor's window W (60 s by default):
-- errors = 1 - clamp(worst / error_rate_critical), worst being the larger of the error rate of
-  all calls and the highest error rate of an operation with at least `min_calls` calls.
-- alerts = max(0, 1 - sum of the penalties of the firing alerts): info 0, warning 0.25,
-  error 0.35, critical 0.5.
-- resources = the lowest, over services, of 1 - clamp((RSS - memory warning) / (memory critical -
-  memory warning)): 1 up to 500 MB, 0 from 1000 MB; 1 without memory data.
-- trends = the lowest, over operations with at least 20 calls in both the current window and the
-  one before it, of min(latency, drift):
-  latency = 1 - clamp((p95 now / p95 before - 1.5) / 2.5),
-  drift = 1 - clamp((error rate now - error rate before) / error_rate_critical); 1 without data.
-No traffic and no alerts give exactly 100.
+Pure so that one number a person can reason about comes out of the same inputs every time; no
+traffic and no alerts give exactly 100. Each sub-score, the reasons behind the weights and worked
+examples (tests/unit/test_monitor_health.py repeats them): docs/monitor.md, Health score.
 """
 
 from __future__ import annotations

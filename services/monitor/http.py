@@ -1,29 +1,10 @@
-"""A tiny HTTP/1.1 server on asyncio streams: GET, HEAD and POST, one request per connection.
+"""A tiny HTTP/1.1 server on asyncio streams (GET, HEAD, POST; one request per connection).
 
-Routes map a path to (allowed methods, async handler). A handler gets the parsed `Request` and
-returns a `Response`. Every response closes the connection.
-
-Limits (module constants, the body size a constructor argument; none waits or grows without
-bound):
-- at most `MAX_CONNECTIONS` connections at once, and `MAX_CONNECTIONS_PER_PEER` from one address
-  (so one peer's idle sockets cannot lock everyone else out); one more is answered 503 with
-  `Retry-After` at once, without reading its request, and closed;
-- a request head of at most `MAX_HEAD_BYTES`, within `IDLE_TIMEOUT_SECONDS` of connecting (an
-  idle connection is closed then), head and body within `READ_TIMEOUT_SECONDS`;
-- a body of at most `max_body` bytes (`MAX_BODY_BYTES` by default), sent with Content-Length
-  (chunked bodies get 411); gzip bodies are decoded in chunks and refused (413) one byte past
-  `max_body` decoded, so a bomb costs `max_body`, never its decoded size;
-- bodies of all connections together within `BODY_BUDGET_BYTES`: a body's Content-Length is
-  reserved before it is read, a gzip body's decoded chunks before each is made, and all of it is
-  released when the connection ends; a request whose body does not fit in what is left gets 429
-  with `Retry-After`, and its body is never stored;
-- the handler, writing the response and draining it to the client within
-  `RESPOND_TIMEOUT_SECONDS`: a handler that takes longer gets 503 with `Retry-After`; a client
-  that does not read its response in time has its connection aborted (its buffer is freed).
-After a refusal the connection is closed gracefully: the server half-closes and discards what
-the client still sends (at most `LINGER_BYTES`, for at most `LINGER_SECONDS`), so the client
-reads the refusal instead of a connection reset.
-The monitor's routes are in services/monitor/web.py.
+Written for the monitor instead of taking a framework so that every resource is bounded by a
+module constant: connections (per peer too), head and body sizes, a body budget across
+connections, gzip decoded in chunks, and timeouts for idle, read and respond; a refusal is
+answered (503, 411, 413 or 429) and the connection closed gracefully. The limits and what each
+refusal looks like: docs/monitor.md, HTTP limits. Routes: services/monitor/web.py.
 """
 
 from __future__ import annotations

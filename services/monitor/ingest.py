@@ -1,23 +1,10 @@
-"""Admission of OTLP trace exports: a bounded queue between the receiver and the statistics.
+"""Admission of OTLP trace exports: a bounded queue between the receivers and the statistics.
 
-The Export handler only counts the spans of a request and queues it (or refuses it); a worker
-task applies queued exports in chunks of about a thousand spans, giving the event loop back
-after each chunk, so receivers keep answering at once and no exporter waits behind everyone
-else's spans. Two bounds: at most `max_pending_spans` spans wait (a partly applied export counts
-with what is left of it; an export without spans counts as one, so empty exports cannot pile up
-for free), and at most `max_pending_bytes` bytes of exports (serialized size, `ByteSize()`, held
-until the export is fully applied; it covers exports of few but fat spans, which the span bound
-lets through). An export that would go beyond either is refused (the receiver answers
-RESOURCE_EXHAUSTED) and its spans are counted. An export is always accepted into an empty queue,
-however large, so nothing is refused for ever.
-
-The monitor queues exports serialized and parses each when its turn comes (`apply` takes what was
-queued): a parsed export can hold many times its serialized size (27 times for millions of empty
-attributes, 85 for empty spans, measured; about 3 for real spans), so the byte bound holds for
-memory only over bytes. Only the export being applied is ever held parsed.
-
-Readers call `settled()` first: it waits (without blocking the loop) until everything accepted
-before the call has been applied, so a client that exported and then asks sees its own spans.
+Receivers only count and queue (or refuse) an export, and one worker applies them in chunks,
+yielding between chunks, so no exporter waits behind another's spans. The queue is bounded by
+spans and by serialized bytes (exports wait serialized: a parsed one can be 3 to 85 times larger),
+and an empty queue always accepts, so nothing is refused for ever. `settled()` lets a reader see
+what was accepted before it asked. Bounds and numbers: docs/monitor.md, Ingestion.
 """
 
 from __future__ import annotations

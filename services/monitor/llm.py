@@ -1,20 +1,10 @@
-"""Per-model LLM statistics for `/metrics`, from the spans and metrics the monitor receives.
+"""Per-model LLM statistics for `/metrics`, from what the monitor receives anyway.
 
-- Calls and latency from the `chat {model}` CLIENT spans (GenAI semantic conventions, one span per
-  HTTP attempt): calls by provider (`gen_ai.provider.name`), model (`gen_ai.request.model`, else
-  the span name after "chat "), outcome (`ok`, `error`) and, for errors, `error.type` (`_OTHER`
-  when an error span has none, as the conventions say); and a duration histogram by provider and
-  model in the `PROMETHEUS_BUCKETS` (5 ms to 120 s). A span is an error when its status is ERROR
-  (or, as for every CLIENT span, its RPC status says so) or it carries `error.type`.
-- Tokens by provider, model and `gen_ai.token.type`, from the sums of the
-  `gen_ai.client.token.usage` histogram, and cost in USD by provider and model from the
-  `doppel.llm.cost` counter; `MetricsStore` works out the increases (delta and cumulative points).
-
-Running totals since the monitor started. Label values are bounded: at most `max_models`
-(provider, model) pairs, later ones fold into provider and model `_other`; at most
-`MAX_ERROR_TYPES` error types and `MAX_TOKEN_TYPES` token types, later ones fold into `_other`.
-Names from spans are cut to `sanitize.MAX_NAME_CHARS`; token and cost totals stop at
-`sanitize.MAX_TOTAL`.
+Calls, outcomes and latency come from the `chat {model}` CLIENT spans (one per HTTP attempt),
+tokens and cost from the `gen_ai.client.token.usage` and `doppel.llm.cost` metrics, so the LLM
+dashboards work with or without a collector. Running totals since the monitor started; every
+label is capped (`max_models`, `MAX_ERROR_TYPES`, `MAX_TOKEN_TYPES`; the rest is `_other`).
+Families and labels: docs/monitor.md, Prometheus.
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
 """What the monitor keeps from OTLP metrics; every other metric is ignored.
 
-- `process.memory.usage` (RSS bytes) and `process.cpu.utilization`: the latest value per service
-  instance (`service.instance.id`); per service, the highest over instances heard from in the last
-  `stale_seconds`.
-- Counters, as running totals since the monitor started seeing them: dropped spans
-  (`otel.sdk.processor.span.processed` points that carry `error.type`), token usage
-  (`gen_ai.client.token.usage` histogram sums by `gen_ai.token.type`) and cache lookups
-  (`doppel.cache.requests` with `doppel.cache.result` hit or miss). Token usage and LLM cost
-  (`doppel.llm.cost`, USD) also go to `llm` (an `LLMStats`) by provider and model. Delta points
-  add up; for
-  cumulative points the total moves by the change since the series' previous point (a value
-  that went down means the series restarted and counts in full). At most `max_series` series are
-  remembered, least recently updated forgotten first; their contribution stays in the totals.
-- The same increases per 10-second slot (`windowed`, keyed by (metric, service, label)), for
-  rates over the alert window. There the first point of a cumulative series counts only when the
-  series started after the monitor did: a counter that was already at a million when the monitor
-  came up is not a million lookups in its first window.
-
-Every point is checked before it counts (services/monitor/sanitize.py): non-finite, out-of-range
-and negative counter values, over-long label values and points beyond the per-export cap are
-rejected and counted, never added; totals are clamped. A series is keyed by a digest of its
-attributes, so what an exporter puts in them does not decide how much the monitor holds.
+Resource gauges (RSS, CPU) per service instance; running totals of dropped spans, tokens, LLM
+cost and cache lookups; and the same increases per 10-second slot for rates over the alert
+window. Cumulative points count by their change (a drop means a restart), and a series older
+than the monitor does not flood its first window. Every point is checked first
+(services/monitor/sanitize.py), and series are capped (`max_series`, keyed by a digest), so an
+exporter cannot decide how much the monitor holds. Details: docs/monitor.md, Ingestion.
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
 """`GET /metrics`: the monitor's view in the Prometheus text exposition format 0.0.4.
 
-Families (every one with HELP and TYPE; `promtool check metrics` passes, a test runs it):
-- health: `doppel_health_score` (0-100), `doppel_health_subscore{component}` (0-1).
-- alerts: `doppel_alerts_firing{severity}` for all four severities, and
-  `doppel_alert_active{rule,service,operation,severity,state}` = 1 per pending or firing alert.
-- per operation (service, operation, kind), since the monitor started:
-  `doppel_operation_calls_total`, `doppel_operation_errors_total` and the histogram
-  `doppel_operation_duration_seconds` with buckets from 5 ms to 120 s.
-- per service: RSS, CPU, LLM calls and tokens a minute, cache hit ratio (over the window); and
-  for the services watched for silence, `doppel_service_last_seen_timestamp_seconds` (unix time
-  the monitor last heard from it: `time() - ...` is how long it has been silent).
-- per LLM (provider, model), since the monitor started (services/monitor/llm.py):
-  `doppel_llm_model_calls_total{provider,model,outcome}` (plus `error_type` on errors) and the
-  histogram `doppel_llm_model_call_duration_seconds{provider,model}` from the `chat {model}`
-  spans, `doppel_llm_model_tokens_total{provider,model,type}` from `gen_ai.client.token.usage`
-  and `doppel_llm_model_cost_usd_total{provider,model}` from `doppel.llm.cost`. Distinct from the
-  names the collector's Prometheus exporter gives the same OTLP metrics (`doppel_llm_calls_total`,
-  `gen_ai_client_*`), so a Prometheus scraping both never adds them up twice.
-- the monitor itself: spans received, dropped (by reason) and pending, spans exporters reported
-  dropping, metric exports, metric points rejected (by reason) and names cut (by field) at
-  ingestion, exports refused for size, HTTP refusals, forwarding by signal and result,
-  WatchAlerts subscribers.
-Label values are bounded: operations by DOPPEL_MONITOR_MAX_OPERATIONS (the rest is `_other`),
-services by the services seen, alerts by rules x operations, LLM models by
-`llm.DEFAULT_MAX_MODELS` (provider and model pairs; the rest is `_other`, as are error and
-token types beyond their caps).
+The families, their labels and their bounds are listed once, in docs/monitor.md (a test checks
+that list against what this module emits). Names differ from the collector's exporter's
+(`doppel_llm_model_*`, not `doppel_llm_*`), so a Prometheus scraping both never adds them up twice.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """What the monitor takes from the wire and what it refuses: names, values, totals.
 
 The OTLP receivers are open (exporters carry no token), so every name and number in an export is
-hostile until checked. Both receivers (gRPC and OTLP/HTTP, traces and metrics) go through these
-rules before anything is stored:
-
-- Names the monitor keeps (service, service instance, span name, LLM provider, model and error
-  type) are cut to `MAX_NAME_CHARS`, counted by field (`names_truncated`). They become keys that
-  live as long as the monitor, so their length bounds its memory as much as the caps on how many
-  there are; a span is never lost for its name.
-- A metric point the monitor would use is rejected, counted by reason (`points_rejected`) and
-  never added to a total or a gauge when its value is NaN or infinite (`non_finite`), beyond
-  `MAX_POINT_VALUE` or a negative gauge (`out_of_range`), negative on a counter
-  (`negative_counter`), when a label value it would keep is longer than `MAX_NAME_CHARS`
-  (`name_too_long`), or beyond the first `MAX_POINTS_PER_EXPORT` points of its export
-  (`export_cap`). No telemetry SDK sends such points; one that arrives must not poison the totals
-  the health report, `/metrics` and the alert rules are computed from.
-- Running totals and window sums stop at `MAX_TOTAL` (2**53: every integer below it is exact in a
-  double, and it fits the report's int64 fields).
+hostile until checked: one NaN once poisoned every later report. Names are cut to
+`MAX_NAME_CHARS` (they become keys that live as long as the monitor); unusable metric points are
+rejected and counted by reason; totals stop at `MAX_TOTAL` (2**53: exact in a double, fits
+int64). The rules and their reasons: docs/monitor.md, What ingestion refuses.
 """
 
 from __future__ import annotations

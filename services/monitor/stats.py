@@ -1,31 +1,10 @@
 """Per-operation statistics over sliding windows, in bounded memory.
 
-An operation is (service, span name, span kind). Each keeps a ring of `SLOTS` time slots of
-`SLOT_SECONDS` each (15 minutes in all). A slot holds a call count, an error count, the smallest
-and largest duration, and a fixed latency histogram. Queries merge the slots of a window, so the
-cost of recording a span never depends on how much has been recorded before.
-
-Windows. A window of W seconds is the last W / SLOT_SECONDS slots including the current, partial
-one, so it covers between W - SLOT_SECONDS and W seconds of traffic; throughput divides by the
-time actually covered (and never by more than the time since the store was created).
-
-Histogram. Bucket 0 holds durations under `HISTOGRAM_MIN_SECONDS` (100 us), the last bucket
-those of `HISTOGRAM_MAX_SECONDS` (300 s) or more, and in between bucket i holds
-[MIN * G**(i-1), MIN * G**i) with G = `GROWTH` = 1.15 (107 buckets). A percentile is the
-nearest-rank value, estimated as the geometric middle of its bucket, clamped to the smallest and
-largest duration seen in the window. For durations between 100 us and 300 s the estimate is
-within `RELATIVE_ERROR` = sqrt(1.15) - 1 (about 7.3 %) of the true value; a percentile that falls
-beyond 300 s is reported as the largest duration seen.
-
-Memory. A slot's histogram (109 x 4 bytes) is allocated the first time the slot sees traffic and
-reused when the ring comes round again: at most about 56 KB per operation with every slot in use,
-28 MB for the default cap of 500 operations (measured with tracemalloc). Operations are
-capped at `max_operations`; spans of further operations fold into operation `_other` of their
-service and kind (at most `OTHER_LIMIT` such rows; beyond that into service `_other` as well).
-
-Totals. Beside the ring, each operation keeps running totals since the monitor started (calls,
-errors, the sum of durations, and counts in the fixed `PROMETHEUS_BUCKETS`, up to 120 s because
-LLM calls are slow) for the Prometheus counters and histograms of `/metrics`.
+Each (service, span name, kind) keeps a ring of `SLOTS` slots of `SLOT_SECONDS` (15 minutes),
+each with counts, extremes and a log histogram (`GROWTH` 1.15: percentiles within
+`RELATIVE_ERROR`, about 7.3 %), so recording a span costs the same however much came before, and
+memory is capped by `max_operations` (the rest folds into `_other`). Running totals beside the
+ring feed `/metrics`. Limits and sizes: docs/monitor.md, Ingestion.
 """
 
 from __future__ import annotations

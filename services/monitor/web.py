@@ -1,24 +1,10 @@
-"""The monitor's HTTP routes (on DOPPEL_MONITOR_HTTP_PORT).
+"""The monitor's HTTP routes (on DOPPEL_MONITOR_HTTP_PORT): the status page, `/healthz`, the
+JSON API the page reads, `/metrics`, and the OTLP/HTTP receivers (`/v1/traces`, `/v1/metrics`).
 
-- `GET /`: the status page (services/monitor/status_page.py), which reads the JSON below.
-- `GET /healthz`: 200 `ok` while the process serves (a liveness probe).
-- `GET /api/health`: the HealthReport; `/api/alerts`: active then resolved alerts;
-  `/api/operations?window=60`: ListOperations; `/api/traces?limit=5`: the latest traces' spans.
-  JSON with proto field names, every field present.
-- `GET /metrics`: Prometheus text format (services/monitor/prometheus.py).
-- `POST /v1/traces`, `POST /v1/metrics`: OTLP/HTTP, protobuf or JSON (services/monitor/otlp_http.py;
-  gzip allowed); any other Content-Type, or none, gets 415 as from the Collector. Bodies over
-  DOPPEL_MONITOR_MAX_EXPORT_BYTES (decoded) get 413. Under overload 429 with Retry-After, as the
-  OTLP/HTTP spec asks; rejected metric points are reported as a partial success.
-Reads wait until the exports accepted before them have been applied.
-
-Bearer tokens: when `DOPPEL_AUTH_TOKENS`/`_FILE` is set, every route but `/healthz` and the OTLP
-receivers (open, as on gRPC: exporters carry no token) needs `Authorization: Bearer <token>` or
-the session cookie; anything else gets 401 with `WWW-Authenticate: Bearer`. A browser logs in by
-opening `/?token=<token>` once: the monitor answers 303 to `/` with an HttpOnly, SameSite=Strict
-session cookie (an HMAC of the token under a key made at start, never the token), which the
-page's own API requests then carry. Tokens are compared in constant time (shared/security.py)
-and never logged or echoed.
+Reads wait until the exports accepted before them are applied, so a test or a user sees what it
+sent. With bearer tokens set every route but `/healthz` and the receivers needs a token or the
+session cookie. Routes, status codes and the login flow: docs/monitor.md (Bearer tokens,
+Ingestion).
 """
 
 from __future__ import annotations

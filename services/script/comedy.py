@@ -30,6 +30,7 @@ from services.script import procedural
 from services.script.cards import callback_terms
 from services.script.validation import element_seconds
 from services.script.writing import StoryContext, Writer
+from shared.config import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ async def comedy_pass(
     context: StoryContext,
     episode: episode_pb2.Episode,
     scene_indices: Collection[int] | None = None,
-    parallel: int = 4,
+    parallel: int = DEFAULTS.max_parallel_scenes,
 ) -> episode_pb2.ComedyReport:
     """Scores and improves the jokes of the episode (or of the given scenes) in place."""
     scenes = [s for s in episode.scenes if scene_indices is None or s.index in scene_indices]

@@ -35,6 +35,7 @@ from services.script.cards import beat_at, scene_view
 from services.script.comedy import comedy_pass
 from services.script.validation import validate_episode
 from services.script.writing import StoryContext, Writer
+from shared.config import DEFAULTS
 
 log = logging.getLogger(__name__)
 Severity = episode_pb2.Severity
@@ -42,9 +43,9 @@ Severity = episode_pb2.Severity
 
 @dataclass(frozen=True)
 class RefinementPolicy:
-    rounds: int = 3
-    threshold: float = 0.75
-    parallel: int = 4
+    rounds: int = DEFAULTS.refinement_rounds
+    threshold: float = DEFAULTS.validation_threshold
+    parallel: int = DEFAULTS.max_parallel_scenes
 
 
 # Checks that compare a scene with other scenes (a payoff's setup planted earlier, the time of day

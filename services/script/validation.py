@@ -45,6 +45,7 @@ from services.script.script_text import (
     element_seconds,
     word_pattern,
 )
+from shared.config import DEFAULTS
 from shared.revisions import is_label, label_key, printed_number
 
 __all__ = [
@@ -75,7 +76,7 @@ WEIGHTS: Mapping[str, float] = MappingProxyType(
         "production": 0.15,
     }
 )
-DEFAULT_THRESHOLD = 0.75
+DEFAULT_THRESHOLD = DEFAULTS.validation_threshold
 
 COMEDY_INTERVAL_SECONDS = 45.0
 CLUSTER_SECONDS = 20.0
@@ -87,7 +88,7 @@ MAX_SCENE_SECONDS = 180.0
 # an outline without them gets DEFAULT_SCENE_SECONDS a scene (the default of DOPPEL_SCENE_SECONDS:
 # a 22-minute episode is about eleven such scenes). Cold open and tag run RUNNER_WEIGHT of an act
 # scene.
-DEFAULT_SCENE_SECONDS = 120.0
+DEFAULT_SCENE_SECONDS = DEFAULTS.scene_seconds
 RUNNER_WEIGHT = 0.5
 RUNTIME_TOLERANCE = 0.15  # within +-15 % of the target scores full marks
 REPEAT_PENALTY = 0.02  # production score lost per dialogue line heard twice in the episode

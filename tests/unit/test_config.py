@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ENV_VARS, ConfigError, Settings
+from shared.config import DEFAULTS, ENV_VARS, ConfigError, EnvVar, Settings, table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -68,3 +68,44 @@ def test_readme_configuration_table_matches_the_code() -> None:
     table = text[text.index("## Configuration") : text.index("## Running one service alone")]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))
     assert documented == {var.name for var in ENV_VARS}
+
+
+def test_readme_configuration_table_is_the_generated_one() -> None:
+    """`make config-table` wrote it from the declarations (`make lint` checks the same)."""
+    text = README.read_text()
+    assert table.updated(text) == text, "stale: run `make config-table`"
+
+
+@pytest.mark.parametrize("var", ENV_VARS, ids=lambda var: var.name)
+def test_every_default_reads_back_from_its_documented_text(var: EnvVar) -> None:
+    """The default the README shows, set as the variable, gives the default again."""
+    text = var.kind.format(var.default)
+    if text:
+        assert getattr(Settings.from_env({var.name: text}), var.field) == var.default
+    assert var.doc and var.default_text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DOPPEL_SCENE_PORT", "70000", "must be 0 to 65535: 70000"),
+        ("DOPPEL_SCENE_SECONDS", "200", "must be 60 to 180: 200.0"),
+        ("DOPPEL_MONITOR_WINDOW_SECONDS", "25", "must be 10 to 450, a multiple of 10: 25"),
+        ("DOPPEL_GRACE_SECONDS", "nan", "must be more than 0: nan"),
+        ("DOPPEL_MAX_PARALLEL_SCENES", "two", "expected a whole number \\(1 or more\\)"),
+        ("DOPPEL_DATABASE_MIGRATE", "sometimes", "expected auto or check"),
+    ],
+)
+def test_errors_name_the_variable_and_the_range(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}='{value}': {message}"):
+        Settings.from_env({name: value})
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    settings = Settings.from_env({"DOPPEL_AUTH_TOKEN": "s3cret", "REDIS_URL": "redis://:pw@x"})
+    assert settings.auth_token == "s3cret"
+    assert "s3cret" not in repr(settings) and "pw@" not in repr(settings)
+
+
+def test_defaults_is_the_settings_of_an_empty_environment() -> None:
+    assert Settings.from_env({}) == DEFAULTS

@@ -32,6 +32,8 @@ from services.script.validation import DEFAULT_THRESHOLD, target_runtime, valida
 from services.script.writing import StoryContext
 from tests.unit.episode_drafts import WRITER, dialogue, draft_episode
 
+pytestmark = pytest.mark.slow  # Every show end to end: minutes; `make test-fast` skips it.
+
 SETTINGS = ("mars-colony-2157", "enchanted-forest", "a haunted lighthouse off the coast of Maine")
 SEEDS = range(20)
 RUNTIME_TOLERANCE = 0.15

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from services.scene.pdf import write_pdf
 from services.scene.screenplay import Screenplay
 
@@ -64,6 +66,7 @@ def dense_thread_switching() -> Iterator[None]:
         sys.setswitchinterval(interval)
 
 
+@pytest.mark.slow
 def test_hundreds_of_concurrent_non_latin_renders_match_sequential_ones() -> None:
     screenplays = [Screenplay.from_fountain(script(seed)) for seed in range(SCRIPTS)]
     sequential = [write_pdf(screenplay) for screenplay in screenplays]

@@ -528,6 +528,7 @@ def printed_paragraphs(element: episode_pb2.ScriptElement) -> int:
     return len(ET.fromstring(FDX.render_scene(alone).data).findall("Content/Paragraph")) - 1
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(ELEMENTS, st.booleans(), st.booleans()), min_size=1, max_size=5))
 def test_any_marked_draft_renders_alike_in_every_format(

@@ -77,6 +77,7 @@ def test_different_seeds_give_different_episodes() -> None:
     assert [_bytes(s) for s in first_scenes] != [_bytes(s) for s in second_scenes]
 
 
+@pytest.mark.slow
 def test_output_does_not_depend_on_the_process_hash_seed() -> None:
     script = (
         "import hashlib\n"

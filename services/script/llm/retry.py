@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shared.config import DEFAULTS
+
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 ANTHROPIC_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
 OPENAI_LIMITS = ("requests", "tokens")
@@ -34,11 +36,11 @@ def is_retryable_status(status: int) -> bool:
 class RetryPolicy:
     """Attempts and backoff of one call; `rng` is injectable so tests can pin the jitter."""
 
-    max_attempts: int = 4
-    base_seconds: float = 0.5
-    max_seconds: float = 30.0
-    max_wait_seconds: float = 120.0
-    max_queue_seconds: float = 30.0  # For a client-side rate-limit slot.
+    max_attempts: int = DEFAULTS.llm_max_attempts
+    base_seconds: float = DEFAULTS.llm_backoff_seconds
+    max_seconds: float = DEFAULTS.llm_max_backoff_seconds
+    max_wait_seconds: float = DEFAULTS.llm_max_wait_seconds
+    max_queue_seconds: float = DEFAULTS.llm_max_queue_seconds  # For a client-side rate-limit slot.
     rng: random.Random = field(default_factory=random.Random)
 
     def backoff(self, attempt: int) -> float:

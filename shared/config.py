@@ -558,6 +558,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "PostgreSQL.",
     ),
     EnvVar(
+        "DOPPEL_IMPORT_MAX_BYTES",
+        "import_max_bytes",
+        _positive_int,
+        "Largest script ImportDraft accepts (and `doppel import` sends); larger: "
+        "INVALID_ARGUMENT (a request over DOPPEL_SCRIPT_MAX_RECEIVE_BYTES never reaches it).",
+    ),
+    EnvVar(
         "DOPPEL_MONITOR_MAX_TRACES",
         "monitor_max_traces",
         _positive_int,
@@ -830,6 +837,7 @@ class Settings:
     data_dir: str = ""
     database_url: str = field(default="", repr=False)
     database_migrate: str = ""
+    import_max_bytes: int = 2 * 1024 * 1024
     monitor_max_traces: int = 2000
     monitor_max_operations: int = 500
     monitor_window_seconds: int = 60

@@ -107,3 +107,28 @@ def test_history_lines_name_parent_notes_and_usage() -> None:
 def test_the_library_commands_are_registered(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     assert isinstance(args, argparse.Namespace) and callable(args.run)
+
+
+def test_doppel_diff_compares_two_json_files_without_a_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from doppel.cli import main
+
+    paths = []
+    for episode in (BASE, NEW):
+        path = tmp_path / f"{episode.id}.json"
+        path.write_text(json_format.MessageToJson(episode))
+        paths.append(str(path))
+    # No script service listens there: the files are compared here.
+    settings_env = {"DOPPEL_SCRIPT_TARGET": "127.0.0.1:1"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings_env.items():
+            patch.setenv(name, value)
+        assert main(["diff", *paths]) == 0
+        page = tmp_path / "page.html"
+        assert main(["diff", *paths, "--format", "html", "--out", str(page)]) == 0
+    printed = capsys.readouterr().out
+    assert "scene 2    INT. ROOM 1  [changed]" in printed
+    assert "  + LUX: Farewell <friend> & all." in printed
+    assert f"html      {page}" in printed and page.read_text().startswith("<!DOCTYPE html>")
+    assert main(["diff", paths[0], str(tmp_path / "missing.json")]) == 2

@@ -3,10 +3,11 @@
 Checked before anything is read: content present and at most DOPPEL_IMPORT_MAX_BYTES (the gRPC
 receive limit, DOPPEL_SCRIPT_MAX_RECEIVE_BYTES, refuses larger messages before they get here),
 UTF-8 text without NUL bytes. Then parsed (script_reader for Fountain and JSON, fdx_reader for
-FDX); every speaker must be one of the cast, matched ignoring case and extensions, and is then
-spelt as the cast spells it. The cast is the parent draft's (the transformed cast), else the
-JSON's own, else the show's as catalogued. An unknown speaker is INVALID_ARGUMENT naming the
-line (Fountain, FDX) or the scene and element (JSON) and the cast.
+FDX); every speaker must be one of the cast (or already speak in the parent draft), matched
+ignoring case and extensions, and is then spelt as the cast spells it. The cast is the parent
+draft's (the transformed cast), else the JSON's own, else the show's as catalogued. An unknown
+speaker is INVALID_ARGUMENT naming the line (Fountain, FDX) or the scene and element (JSON) and
+the cast.
 
 The parent is `parent_draft_id`, else the draft the file names (the JSON's `id`, or an id in the
 file name), when the library holds it: a Fountain or FDX edit keeps the parent's show, setting,
@@ -133,9 +134,20 @@ def _cast_names(cast: list[episode_pb2.Character]) -> dict[str, str]:
     return {character.name.casefold(): character.name for character in cast if character.name}
 
 
-def map_speakers(parsed: ParsedScript, cast: list[episode_pb2.Character], who: str) -> None:
-    """Spells every speaker as the cast does; InvalidRequest naming the line of one outside it."""
+def map_speakers(
+    parsed: ParsedScript,
+    cast: list[episode_pb2.Character],
+    who: str,
+    parent: episode_pb2.Episode | None = None,
+) -> None:
+    """Spells every speaker as the cast does; InvalidRequest naming the line of one outside it.
+    Someone who already speaks in the parent draft (a waiter an LLM writer added) is allowed."""
     names = _cast_names(cast)
+    if parent is not None:
+        for scene in parent.scenes:
+            for element in scene.elements:
+                if element.HasField("dialogue") and (name := element.dialogue.character):
+                    names.setdefault(name.casefold(), name)
     listed = ", ".join(names.values()) or "no one"
     for scene_number, scene in enumerate(parsed.scenes, start=1):
         for element_number, element in enumerate(scene.elements):
@@ -221,7 +233,7 @@ def build_episode(
         episode.relationships.extend(show.relationships)
         episode.writer = default_writer  # RegenerateScene rewrites its scenes with it.
         who = show.title
-    map_speakers(parsed, list(episode.cast), who)
+    map_speakers(parsed, list(episode.cast), who, parent)
     if parsed.episode is None:
         episode.outline.CopyFrom(_outline(parsed, parent))
         del episode.scenes[:]

@@ -5,7 +5,13 @@ doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--
                 [--premise P] [--outline PROPOSAL.json] [--cast CAST.json]
 doppel outline --show ... --setting ... [--premise P] [--alternatives N] [--out DIR]
 doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
-doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
+doppel regenerate EPISODE_ID_OR_FILE --scene N --notes "..." [--out DIR]
+                               a file the library does not hold as it is is imported first
+doppel episodes [--show S] [--series ID] [--text T] [--json]   the library (doppel/episodes.py)
+doppel history ID              a draft's lineage with the notes behind each step
+doppel import FILE             a hand-edited Fountain, FDX or JSON as a new draft
+doppel diff A B [--format html --out FILE]   what changed, scene by scene
+doppel export ID --format pdf|fdx|html|fountain|json [--out FILE]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
 doppel shows                   list the bundled shows and settings
@@ -33,10 +39,16 @@ from rich.table import Table
 
 from bench import load as bench_load
 from bench import main as bench_main
+from doppel import diff as diff_command
+from doppel import episodes as episodes_command
+from doppel import export as export_command
 from doppel import health, local_tokens, steering
+from doppel import history as history_command
+from doppel import import_file as import_command
 from doppel import revise as revise_command
 from doppel import validate as validate_command
-from doppel.output import episode_id_of, follow, slugify, write_episode
+from doppel.library_client import LocalRefusal, import_draft, import_request
+from doppel.output import DRAFT_ID_RE, episode_id_of, follow, slugify, write_episode
 from doppel.stack import SERVICES, Stack, StackError, address_of
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene import client as scene_client
@@ -172,14 +184,33 @@ async def _regenerate(
         await asyncio.to_thread(telemetry.shutdown)
 
 
+def _draft_to_regenerate(reference: str, settings: Settings) -> str:
+    """The draft to rewrite: an id as given; a file is sent with ImportDraft, which answers with
+    the stored draft when the file is exactly that draft, and otherwise stores the file's
+    content as an imported draft (its parent the draft the file names), so hand edits, and
+    drafts a lost library no longer holds, are never silently dropped."""
+    path = Path(reference)
+    if DRAFT_ID_RE.fullmatch(reference) and not path.exists():
+        return reference
+    # An unreadable JSON is refused here, before any call.
+    file_id = episode_id_of(reference) if path.suffix.lower() == ".json" else ""
+    draft = import_draft(settings, import_request(settings, path))
+    if draft.id != file_id:
+        out.print(f"imported  {path.name} as {draft.id} (the library did not hold it as it is)")
+    return draft.id
+
+
 def cmd_regenerate(args: argparse.Namespace, settings: Settings) -> int:
     if args.scene < 1:
         err.print(f"[red]--scene counts from 1 (the first scene), got {args.scene}[/]")
         return 2
     try:
-        episode_id = episode_id_of(args.episode)
+        episode_id = _draft_to_regenerate(args.episode, settings)
     except (OSError, UnicodeDecodeError, json_format.ParseError) as exc:
         err.print(f"[red]cannot read {args.episode}:[/] {exc}")
+        return 2
+    except LocalRefusal as exc:
+        err.print(f"[red]INVALID_ARGUMENT:[/] {exc}", highlight=False)
         return 2
     request = script_pb2.RegenerateSceneRequest(
         episode_id=episode_id, scene_index=args.scene - 1, notes=args.notes
@@ -388,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     regenerate = commands.add_parser(
         "regenerate", help="rewrite one scene of an episode following notes"
     )
-    regenerate.add_argument("episode", help="episode id (ep-...) or the episode's JSON file")
+    regenerate.add_argument(
+        "episode", help="draft id (ep-...) or the draft's JSON (or an edited Fountain/FDX) file"
+    )
     regenerate.add_argument(
         "--scene", type=int, required=True, help="scene number as printed (1 is the first scene)"
     )
@@ -409,6 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
     revise.set_defaults(
         run=lambda args, settings: revise_command.run(args, settings, out, err, _render_to_file)
     )
+    for name, module, summary in (
+        ("episodes", episodes_command, "list the library's episodes, newest first"),
+        ("history", history_command, "a draft's lineage with the notes behind each step"),
+        ("import", import_command, "store a hand-edited Fountain, FDX or JSON as a new draft"),
+        ("diff", diff_command, "what changed between two drafts, scene by scene"),
+        ("export", export_command, "a stored draft as pdf, fdx, html, fountain or json"),
+    ):
+        library_command = commands.add_parser(name, help=summary)
+        module.add_arguments(library_command)
+        library_command.set_defaults(
+            run=lambda args, settings, module=module: module.run(args, settings, out, err)
+        )
     validate = commands.add_parser(
         "validate", help="the validator's report on a Fountain or episode JSON file"
     )

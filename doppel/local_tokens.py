@@ -151,12 +151,15 @@ SECRET_FILES = {
     "cli-token": False,
     "admin-token": False,
     "grafana-admin-password": False,
+    "postgres-password": True,  # Read by the postgres container (uid 70) in compose.
+    "database-url": False,  # The script service's DOPPEL_DATABASE_URL (Kubernetes Secret).
 }
+DATABASE_USER, DATABASE_NAME, DATABASE_HOST = "doppel", "doppelganger", "postgres:5432"
 
 
 def deploy_secrets() -> dict[str, str]:
     """New contents of every file of SECRET_FILES."""
-    admin, service, cli, prometheus = (generate_token() for _ in range(4))
+    admin, service, cli, prometheus, database_password = (generate_token() for _ in range(5))
     tokens = [
         f"admin:ops:{admin}",
         f"service:services:{service}",
@@ -170,6 +173,9 @@ def deploy_secrets() -> dict[str, str]:
         "cli-token": cli,
         "admin-token": admin,
         "grafana-admin-password": generate_token(),
+        "postgres-password": database_password,
+        "database-url": f"postgresql+asyncpg://{DATABASE_USER}:{database_password}@"
+        f"{DATABASE_HOST}/{DATABASE_NAME}",
     }
 
 
@@ -196,6 +202,7 @@ def write_compose_env(path: Path, contents: Mapping[str, str], force: bool = Fal
         "# Made by `make secrets` (python -m doppel.local_tokens compose); never commit it.\n"
         f"DOPPEL_SERVICE_TOKEN={contents['service-token']}\n"
         f"GRAFANA_ADMIN_PASSWORD={contents['grafana-admin-password']}\n"
+        f"POSTGRES_PASSWORD={contents['postgres-password']}\n"
     )
     path.unlink(missing_ok=True)
     if not _write_new(path, text, 0o600):
@@ -222,13 +229,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {', '.join(sorted(contents))} into {out}/ (directory 0700)")
     if args.target == "compose":
-        print(f"wrote {args.env_file} (DOPPEL_SERVICE_TOKEN, GRAFANA_ADMIN_PASSWORD; mode 0600)")
+        print(
+            f"wrote {args.env_file} (DOPPEL_SERVICE_TOKEN, GRAFANA_ADMIN_PASSWORD, "
+            "POSTGRES_PASSWORD; mode 0600)"
+        )
         print(f"the CLI: export DOPPEL_AUTH_TOKEN=$(cat {out}/cli-token)")
     else:
         print(
             "kubectl -n doppelganger create secret generic doppelganger-auth "
             f"--from-file=auth-tokens={out}/auth-tokens "
             f"--from-file=service-token={out}/service-token"
+        )
+        print(
+            "kubectl -n doppelganger create secret generic doppelganger-db "
+            f"--from-file=postgres-password={out}/postgres-password "
+            f"--from-file=database-url={out}/database-url"
         )
     return 0
 

@@ -1,10 +1,10 @@
 """`doppel validate FILE [--json] [--show S] [--parent ID]`: the validator's report on a script.
 
-FILE is a Fountain screenplay or an episode JSON (what `generate` writes; FDX waits for the scene
-service's ParseScript), or a stored draft's id (ep-...). The report prints the overall score and
-the four sub-scores, then one line per issue: severity, scene (as printed, or "episode"), check
-id and message. `--json` prints the ValidationReport in proto3 JSON instead. Exit status: 0 when
-the script passes, 1 when it does not, 2 when the file cannot be read.
+FILE is a Fountain or FDX screenplay or an episode JSON (what `generate` writes), or a stored
+draft's id (ep-...). The report prints the overall score and the four sub-scores, then one line
+per issue: severity, scene (as printed, or "episode"), check id and message. `--json` prints the
+ValidationReport in proto3 JSON instead. Exit status: 0 when the script passes, 1 when it does
+not, 2 when the file cannot be read.
 """
 
 from __future__ import annotations

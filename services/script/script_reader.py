@@ -1,7 +1,7 @@
 """Reading a writer's script into scenes, for ValidateEpisode: episode JSON and Fountain.
 
-The scene service owns screenplay formats (and will read FDX through SceneService.ParseScript);
-services must not import each other, so the script service keeps this minimal Fountain 1.1
+The scene service owns screenplay formats (rendering); services must not import each other, so
+the script service keeps this minimal Fountain 1.1
 reader of its own: title page, `# ACT` sections, scene headings (INT/EXT/EST/INT./EXT./I/E or a
 forced `.`, with `#3A#` scene numbers; a forced `.OMITTED` heading is a cut scene and is skipped),
 `= synopsis` lines as the scene's summary, action (forced `!` included), dialogue blocks (a cue in

@@ -1,5 +1,6 @@
 """ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows,
-ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py), ReviseEpisode (revise.py)."""
+ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py), ReviseEpisode (revise.py),
+and the library's RPCs (library_api.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from opentelemetry import trace
 from doppelganger.v1 import (
     cache_pb2_grpc,
     episode_pb2,
+    library_pb2,
     scene_pb2_grpc,
     script_pb2,
     script_pb2_grpc,
@@ -25,6 +27,7 @@ from doppelganger.v1 import (
 from services.script import catalog, store
 from services.script.coordination import CoordinationClient, LeaseHeld, held_lease
 from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
+from services.script.library_api import LibraryApi
 from services.script.llm.budget import spending_caller
 from services.script.llm.caller import client_deadline
 from services.script.pipeline import (
@@ -42,7 +45,6 @@ from services.script.requests import (
     RuntimeDefaults,
     UnknownShow,
     check_scene_index,
-    validate_episode_id,
     validate_generate,
     validate_propose,
     validate_regenerate,
@@ -89,6 +91,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self._settings = settings
         self._library = library
         self._coordination = coordination
+        self._api = LibraryApi(library, deps, settings, self._record, self._load)
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
@@ -223,11 +226,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def GetEpisode(
         self, request: script_pb2.GetEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> episode_pb2.Episode:
-        try:
-            episode_id = validate_episode_id(request.episode_id)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return await self._load(episode_id, context)
+        return await self._api.get_episode(request, context)
 
     async def RegenerateScene(
         self, request: script_pb2.RegenerateSceneRequest, context: grpc.aio.ServicerContext
@@ -351,6 +350,31 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         return script_pb2.ListShowsResponse(
             shows=catalog.load_shows(), settings=catalog.load_settings()
         )
+
+    async def ListEpisodes(
+        self, request: script_pb2.ListEpisodesRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.ListEpisodesResponse:
+        return await self._api.list_episodes(request, context)
+
+    async def GetHistory(
+        self, request: script_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.GetHistoryResponse:
+        return await self._api.get_history(request, context)
+
+    async def ImportDraft(
+        self, request: script_pb2.ImportDraftRequest, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Episode:
+        return await self._api.import_draft(request, context)
+
+    async def CompareDrafts(
+        self, request: script_pb2.CompareDraftsRequest, context: grpc.aio.ServicerContext
+    ) -> library_pb2.DraftComparison:
+        return await self._api.compare_drafts(request, context)
+
+    async def ArchiveEpisode(
+        self, request: script_pb2.ArchiveEpisodeRequest, context: grpc.aio.ServicerContext
+    ) -> library_pb2.EpisodeSummary:
+        return await self._api.archive_episode(request, context)
 
     async def ValidateEpisode(
         self, request: script_pb2.ValidateEpisodeRequest, context: grpc.aio.ServicerContext

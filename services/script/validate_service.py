@@ -1,13 +1,14 @@
 """ValidateEpisode: the validator's report on a stored draft, or on a script a writer sends.
 
-A script comes as bytes (at most MAX_CONTENT_BYTES) in Fountain or episode JSON; nothing is
-stored. Fountain is read by the script service's own reader (script_reader.py); FDX waits for the
-scene service's ParseScript. A script with a parent draft takes the parent's cast, relationships,
-show, setting and (when the scene count matches) outline with its scene cards; speakers map onto
-the cast case-insensitively, extensions apart. Without a parent, the show is the request's `show`
-or the one the title page names (`Source: Based on "..."`, as doppel writes it), the cast is the
-script's own speakers, and the outline is one beat a scene: the checks that need cards have none,
-the rest (names, presence read from the text, headings, times, comedy, runtime) apply.
+A script comes as bytes (at most MAX_CONTENT_BYTES) in Fountain, FDX or episode JSON; nothing is
+stored. Fountain is read by the script service's own reader (script_reader.py), FDX by
+fdx_reader.py (through the same reader). A script with a parent draft takes the parent's cast,
+relationships, show, setting and (when the scene count matches) outline with its scene cards;
+speakers map onto the cast case-insensitively, extensions apart. Without a parent, the show is the
+request's `show` or the one the title page names (`Source: Based on "..."`, as doppel writes it),
+the cast is the script's own speakers, and the outline is one beat a scene: the checks that need
+cards have none, the rest (names, presence read from the text, headings, times, comedy, runtime)
+apply.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from doppelganger.v1 import episode_pb2, script_pb2
 from services.script import catalog
+from services.script.fdx_reader import read_fdx
 from services.script.requests import (
     MAX_SHOW_CHARS,
     InvalidRequest,
@@ -136,12 +138,7 @@ def episode_from_script(
     kind = detect_format(text, order.format, order.file_name)
     if kind == "json":
         return read_json(text)
-    if kind == "fdx":
-        raise ScriptReadError(
-            "format: FDX is read by the scene service (ParseScript), which ValidateEpisode "
-            "does not use yet; send Fountain or episode JSON"
-        )
-    script = read_fountain(text)
+    script = read_fdx(text) if kind == "fdx" else read_fountain(text)
     episode = episode_pb2.Episode(kind=episode_pb2.DRAFT_KIND_IMPORTED, notes=order.file_name)
     if parent is not None:
         episode.show.CopyFrom(parent.show)

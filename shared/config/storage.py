@@ -37,3 +37,8 @@ class StorageSettings:
         "refuses to start (exit 2) while the schema is behind. Unset: auto on SQLite, check on "
         "PostgreSQL.",
     )  # fmt: skip
+    import_max_bytes: int = setting(
+        "DOPPEL_IMPORT_MAX_BYTES", 2 * 1024 * 1024, COUNT,
+        "Largest script ImportDraft accepts (and `doppel import` sends); larger: "
+        "INVALID_ARGUMENT (a request over DOPPEL_SCRIPT_MAX_RECEIVE_BYTES never reaches it).",
+    )  # fmt: skip

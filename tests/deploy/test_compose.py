@@ -18,6 +18,7 @@ from tests.deploy.conftest import ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("script", "scene", "cache", "monitor")
 OBSERVABILITY = ("otel-collector", "jaeger", "prometheus", "grafana", "redis")
+DATABASES = ("postgres",)
 
 
 def compose() -> dict[str, Any]:
@@ -49,7 +50,7 @@ def test_the_schema_check_rejects_an_invalid_file(tmp_path: Path) -> None:
 
 
 def test_every_part_of_the_stack_is_there() -> None:
-    assert set(compose()["services"]) == {*APP_SERVICES, *OBSERVABILITY}
+    assert set(compose()["services"]) == {*APP_SERVICES, *OBSERVABILITY, *DATABASES}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -172,7 +173,7 @@ def test_make_secrets_writes_what_compose_reads(tmp_path: Path) -> None:
     for secret in compose()["secrets"].values():
         assert (tmp_path / secret["file"]).is_file(), secret
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text()))
-    assert required == {"DOPPEL_SERVICE_TOKEN", "GRAFANA_ADMIN_PASSWORD"}
+    assert required == {"DOPPEL_SERVICE_TOKEN", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD"}
     written = dict(
         line.split("=", 1)
         for line in (tmp_path / ".env").read_text().splitlines()
@@ -181,3 +182,26 @@ def test_make_secrets_writes_what_compose_reads(tmp_path: Path) -> None:
     assert required <= set(written) and all(written[name] for name in required)
     makefile = (ROOT / "Makefile").read_text()
     assert "secrets: venv\n\t$(BIN)/python -m doppel.local_tokens compose" in makefile
+
+
+def test_the_library_is_postgresql_on_a_volume_that_script_waits_for() -> None:
+    everything = compose()
+    postgres = everything["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:16")
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "postgres-data" in everything["volumes"]
+    assert postgres["environment"]["PGDATA"].startswith("/var/lib/postgresql/data/")
+    test = postgres["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"] and "-h" in test  # TCP: not the init server.
+    assert postgres["user"] == "70:70" and postgres["read_only"] is True
+    assert postgres["cap_drop"] == ["ALL"] and "ports" not in postgres
+    # The password is a generated secret file, never a value in the file.
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
+    assert everything["secrets"]["postgres_password"] == {"file": "./.secrets/postgres-password"}
+    script = everything["services"]["script"]
+    assert script["depends_on"]["postgres"]["condition"] == "service_healthy"
+    url = script["environment"]["DOPPEL_DATABASE_URL"]
+    assert url.startswith("postgresql+asyncpg://doppel:${POSTGRES_PASSWORD:?")
+    assert url.endswith("@postgres:5432/doppelganger")
+    assert script["environment"]["DOPPEL_DATABASE_MIGRATE"] == "auto"

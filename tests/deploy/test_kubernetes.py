@@ -94,10 +94,16 @@ def test_no_container_runs_as_root(kustomization: str) -> None:
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_every_workload_has_probes_requests_and_limits(kustomization: str) -> None:
+    """Every container has requests and limits; every long-running one probes (Kubernetes
+    refuses probes on init containers, which run to completion)."""
     for workload in of_kind(render(kustomization), *WORKLOADS):
+        running = workload["spec"]["template"]["spec"]["containers"]
         for container in containers(workload):
             where = f"{workload['metadata']['name']}/{container['name']}"
-            assert "readinessProbe" in container and "livenessProbe" in container, where
+            if container in running:
+                assert "readinessProbe" in container and "livenessProbe" in container, where
+            else:
+                assert not {"readinessProbe", "livenessProbe"} & container.keys(), where
             resources = container["resources"]
             assert {"cpu", "memory"} <= resources["requests"].keys(), where
             assert {"cpu", "memory"} <= resources["limits"].keys(), where
@@ -160,13 +166,18 @@ def test_ingress_is_denied_by_default_and_each_service_admits_its_callers() -> N
     assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     callers = {
         name: policies[name]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
-        for name in ("scene", "cache", "redis")
+        for name in ("scene", "cache", "redis", "postgres")
     }
     assert callers == {
         "scene": {"app.kubernetes.io/component": "script"},
         "cache": {"app.kubernetes.io/component": "script"},
         "redis": {"app.kubernetes.io/component": "cache"},
+        "postgres": {"app.kubernetes.io/component": "script"},
     }
+    # Only script pods reach PostgreSQL: one rule, one source, its port only.
+    assert len(policies["postgres"]["ingress"]) == 1
+    assert len(policies["postgres"]["ingress"][0]["from"]) == 1
+    assert policies["postgres"]["ingress"][0]["ports"] == [{"port": 5432, "protocol": "TCP"}]
 
 
 def test_services_reach_each_other_and_the_collector_by_service_name() -> None:
@@ -247,3 +258,75 @@ def test_the_replicas_hint_is_the_script_hpas_maximum(kustomization: str) -> Non
     (hpa,) = [h for h in of_kind(manifests, "HorizontalPodAutoscaler")
               if h["metadata"]["name"] == "script"]  # fmt: skip
     assert int(config["DOPPEL_LLM_REPLICAS_HINT"]) == hpa["spec"]["maxReplicas"]
+
+
+def _workload(manifests: tuple[Manifest, ...], kind: str, name: str) -> Manifest:
+    (found,) = [m for m in of_kind(manifests, kind) if m["metadata"]["name"] == name]
+    return found
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_library_is_postgresql_on_a_volume_with_credentials_from_a_secret(
+    kustomization: str,
+) -> None:
+    manifests = render(kustomization)
+    postgres = _workload(manifests, "StatefulSet", "postgres")
+    spec = postgres["spec"]
+    assert spec["replicas"] == 1 and spec["serviceName"] == "postgres"
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("postgres:16")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/var/lib/postgresql/data"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "doppelganger-db", "key": "postgres-password",
+    }  # fmt: skip
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"][0] == "pg_isready", probe
+    service = _workload(manifests, "Service", "postgres")
+    assert [p["port"] for p in service["spec"]["ports"]] == [5432]
+    assert of_kind(manifests, "Secret") == []
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_script_pods_migrate_the_library_once_before_the_service_starts(
+    kustomization: str,
+) -> None:
+    """An init container of the script pod runs the migration (the NetworkPolicy admits it as a
+    script pod); the service only checks the schema, so no two code paths migrate."""
+    manifests = render(kustomization)
+    pod = _workload(manifests, "Deployment", "script")["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    (script,) = pod["containers"]
+    assert migrate["command"] == ["python", "-m", "services.script.library", "migrate"]
+    assert migrate["image"] == script["image"]
+    url = {"name": "doppelganger-db", "key": "database-url"}
+    for container in (migrate, script):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["DOPPEL_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == url, container["name"]
+        assert container["envFrom"] == [{"configMapRef": {"name": config_name(manifests)}}]
+    config = next(
+        m["data"] for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+    assert config["DOPPEL_DATABASE_MIGRATE"] == "check"
+
+
+def config_name(manifests: tuple[Manifest, ...]) -> str:
+    return next(
+        str(m["metadata"]["name"]) for m in of_kind(manifests, "ConfigMap")
+        if m["metadata"]["name"].startswith("doppelganger-config")
+    )  # fmt: skip
+
+
+def test_prod_gives_the_library_a_larger_volume() -> None:
+    def storage(kustomization: str) -> str:
+        postgres = _workload(render(kustomization), "StatefulSet", "postgres")
+        return str(
+            postgres["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        )
+
+    assert (storage("base"), storage("overlays/prod")) == ("5Gi", "50Gi")

@@ -21,7 +21,9 @@ from bench.craft_faults import heading_action, original_name, self_naming
 from doppel import cli
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
+from services.scene.fdx import write_fdx
 from services.scene.fountain import render_episode
+from services.scene.screenplay import Screenplay
 from services.scene.server import create_scene_server
 from services.script.server import create_script_server
 from services.script.validate_service import MAX_CONTENT_BYTES
@@ -149,6 +151,29 @@ async def test_a_hand_edit_of_a_draft_maps_speakers_onto_its_cast(
     assert any(" self_naming " in out for out in capsys.readouterr().out.splitlines())
 
 
+async def test_an_fdx_hand_edit_gets_the_same_report_as_its_fountain(room: Room) -> None:
+    """Final Draft's format is read too (fdx_reader): the same edit, as FDX and as Fountain,
+    gets every issue of the Fountain in the same place. (FDX carries no joke notes, so the FDX
+    also gets comedy issues the Fountain does not.)"""
+    episode = await _generated(room)
+    line = next(e.dialogue for e in episode.scenes[1].elements if e.HasField("dialogue"))
+    line.text = f"Nobody asked {line.character}, and {line.character} has had enough."
+    fountain = render_episode(episode)
+    fdx = write_fdx(Screenplay.from_fountain(fountain))
+    reports = []
+    for content, name in ((fountain.encode(), "edit.fountain"), (fdx, "edit.fdx")):
+        request = script_pb2.ValidateEpisodeRequest(
+            content=content, file_name=name, parent_draft_id=episode.id
+        )
+        reports.append((await room.stub.ValidateEpisode(request)).report)
+    as_fountain, as_fdx = (
+        sorted((i.check, i.scene_index, i.element_index) for i in report.issues)
+        for report in reports
+    )
+    assert ("self_naming", 1) in {(check, scene) for check, scene, _ in as_fdx}
+    assert set(as_fountain) <= set(as_fdx)
+
+
 async def test_episode_json_is_validated_as_sent(room: Room) -> None:
     episode = await _generated(room)
     episode.scenes[2].elements[1].dialogue.character = "Mysterious Stranger"
@@ -188,7 +213,7 @@ async def test_episode_json_is_validated_as_sent(room: Room) -> None:
         (
             {"content": b"<?xml version='1.0'?><FinalDraft/>", "file_name": "a.fdx"},
             grpc.StatusCode.INVALID_ARGUMENT,
-            "format: FDX",
+            "has no <Content>",
         ),
         (
             {"content": b"Just some words.\n\nMore words."},

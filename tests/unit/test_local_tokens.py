@@ -101,7 +101,9 @@ def test_deploy_secrets_are_written_private_and_never_overwritten(tmp_path: Path
         mode(out / "auth-tokens") == 0o644
     )  # Read by the containers' user; the directory guards it.
     assert mode(out / "prometheus-token") == 0o644
-    for private in ("service-token", "cli-token", "admin-token", "grafana-admin-password"):
+    assert mode(out / "postgres-password") == 0o644  # Read by the postgres container (uid 70).
+    private_files = ("service-token", "cli-token", "admin-token", "grafana-admin-password")
+    for private in (*private_files, "database-url"):
         assert mode(out / private) == 0o600, private
     text = (out / "auth-tokens").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
@@ -114,6 +116,11 @@ def test_deploy_secrets_are_written_private_and_never_overwritten(tmp_path: Path
     text = env_file.read_text()
     assert f"DOPPEL_SERVICE_TOKEN={(out / 'service-token').read_text()}\n" in text
     assert f"GRAFANA_ADMIN_PASSWORD={(out / 'grafana-admin-password').read_text()}\n" in text
+    password = (out / "postgres-password").read_text()
+    assert f"POSTGRES_PASSWORD={password}\n" in text
+    assert (out / "database-url").read_text() == (
+        f"postgresql+asyncpg://doppel:{password}@postgres:5432/doppelganger"
+    )
     before = (out / "auth-tokens").read_text()
     assert local_tokens.main(["compose", "--out", str(out), "--env-file", str(env_file)]) == 2
     assert (out / "auth-tokens").read_text() == before

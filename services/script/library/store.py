@@ -245,6 +245,17 @@ class Library(PlanningStore):
             token = pages.encode(pages.Cursor(last.created_at, last.id), query)
         return Page(items, token)
 
+    async def draft_infos(self, draft_ids: list[str]) -> dict[str, DraftInfo]:
+        """The drafts with these ids, without their scripts, in one query (for listings)."""
+        if not draft_ids:
+            return {}
+        with self._errors():
+            async with self._read() as connection:
+                rows = (
+                    await connection.execute(select(*_DRAFT_INFO).where(Draft.id.in_(draft_ids)))
+                ).all()
+        return {row.id: DraftInfo.from_row(row) for row in rows}
+
     async def get_episode(self, any_id: str) -> EpisodeSummary:
         """The episode `any_id` (its own or any of its drafts') belongs to."""
         episode_of = select(Draft.episode_id).where(Draft.id == any_id).scalar_subquery()

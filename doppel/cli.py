@@ -8,7 +8,9 @@ doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
-doppel shows                   list the bundled shows and settings
+doppel shows                   list the bundled shows, yours, and the settings
+doppel show import FILE | export SHOW --out FILE | analyze FILE... --out show.yaml
+                               shows of your own (doppel/show.py, docs/shows.md)
 doppel validate FILE [--json] [--show S]  the validator's report on a script (doppel/validate.py)
 doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
 doppel demo [--out DIR]        up, generate one episode, health, down
@@ -35,6 +37,7 @@ from bench import load as bench_load
 from bench import main as bench_main
 from doppel import health, local_tokens, steering
 from doppel import revise as revise_command
+from doppel import show as show_command
 from doppel import validate as validate_command
 from doppel.output import episode_id_of, follow, slugify, write_episode
 from doppel.stack import SERVICES, Stack, StackError, address_of
@@ -223,9 +226,10 @@ def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         out.print_json(json_format.MessageToJson(response))
         return 0
-    shows = Table("show", "era", "cast", title="Shows")
+    shows = Table("show", "id", "source", "era", "cast", title="Shows")
     for show in response.shows:
-        shows.add_row(show.title, show.era, ", ".join(c.name for c in show.characters))
+        cast = ", ".join(c.name for c in show.characters)
+        shows.add_row(show.title, show.id, show.source, show.era, cast)
     settings_table = Table("setting", "id", title="Settings (or any free text)")
     for setting in response.settings:
         settings_table.add_row(setting.name, setting.id)
@@ -414,7 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate_command.add_arguments(validate)
     validate.set_defaults(run=lambda args, settings: validate_command.run(args, settings, out, err))
-    shows = commands.add_parser("shows", help="list the bundled shows and settings")
+    show = commands.add_parser("show", help="your own shows: import, export, analyze scripts")
+    show_command.add_arguments(show)
+    show.set_defaults(run=lambda args, settings: show_command.run(args, settings, out, err))
+    shows = commands.add_parser("shows", help="list the bundled shows, yours, and the settings")
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)
     bench = commands.add_parser("bench", help="benchmarks on the real stack (make bench)")

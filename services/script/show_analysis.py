@@ -150,7 +150,7 @@ def _spelling(cue: str, prose: Sequence[str]) -> str:
 def _cast(reading: _Reading, warnings: list[str]) -> list[str]:
     """Cues of the speaking cast, most lines first (first spoken first on a tie)."""
     counts = Counter(line.speaker for line in reading.lines if line.speaker not in GROUP_CUES)
-    first = {}
+    first: dict[str, int] = {}
     for position, line in enumerate(reading.lines):
         first.setdefault(line.speaker, position)
     ranked = sorted(counts, key=lambda cue: (-counts[cue], first[cue]))
@@ -179,7 +179,9 @@ def _phrase_uses(reading: _Reading) -> dict[str, list[tuple[str, int, str, bool]
     return uses
 
 
-def _catchphrases(reading: _Reading, cast: Sequence[str], tics: dict[str, list[str]]) -> dict:
+def _catchphrases(
+    reading: _Reading, cast: Sequence[str], tics: dict[str, list[str]]
+) -> dict[str, list[str]]:
     """cue -> catchphrases, most repeated first."""
     found: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     for key, uses in _phrase_uses(reading).items():
@@ -299,9 +301,8 @@ def _address(
             if lowered in ENDEARMENTS:
                 forms[addressee][lowered] += 1
                 endearments[(line.speaker, addressee, lowered)] += 1
-            elif form.split()[0] in TITLES or form.upper() != addressee:
-                if form.upper() not in names and form.split()[0] in TITLES:
-                    forms[addressee][form] += 1
+            elif form.split()[0] in TITLES and form.upper() not in names:
+                forms[addressee][form] += 1
     return forms, endearments
 
 
@@ -352,10 +353,10 @@ def _structure(scripts: Sequence[ReadScript], warnings: list[str]) -> episode_pb
     """As most scripts with act sections have it; two acts, no cold open or tag, without any."""
     shapes: Counter[tuple[bool, int, bool]] = Counter()
     for script in scripts:
-        acts = list(dict.fromkeys(scene.act for scene in script.scenes if scene.act))
-        if not acts:
+        sections = list(dict.fromkeys(scene.act for scene in script.scenes if scene.act))
+        if not sections:
             continue
-        lowered = [act.lower() for act in acts]
+        lowered = [section.lower() for section in sections]
         cold = any(word in lowered[0] for word in ("cold open", "teaser", "prologue"))
         tag = any(word in lowered[-1] for word in ("tag", "epilogue", "coda"))
         count = sum(1 for act in lowered if act.startswith("act"))
@@ -467,7 +468,9 @@ def analyze_scripts(
     for line in reading.lines:
         lines_of[line.speaker].append(line.text)
         scenes_of[line.speaker].add(line.scene)
-    title = title.strip() or next((s.title for s in scripts if s.title), "") or "Untitled show"
+    if not title.strip():
+        notes.append("no title given: 'Untitled show' (a script's title is an episode's)")
+    title = title.strip() or "Untitled show"
     show = episode_pb2.Show(id=show_slug(title), title=title[:200], source="analysed")
     analysis = script_pb2.ShowAnalysis(scripts=len(scripts), scenes=len(reading.scenes))
     archetypes = _archetypes(lines_of, cast)

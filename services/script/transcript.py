@@ -2,11 +2,11 @@
 
 Transcripts found or typed by a writer have no screenplay layout: a speaker's name, a colon and
 what they say, one speech a line. A line that is a scene heading (INT./EXT. ...), a bracketed
-scene note ("[Scene: Monk's Cafe]", "[Setting: the apartment, later]") or a rule (---, ***) starts a new
-scene; the note's text is its location. A speech may run on over the following lines until the
-next speaker. Other bracketed or parenthesised lines are stage directions (action). A transcript
-without any scene marker is one scene. The result is the same `ReadScript` the Fountain reader
-gives, so the analysis reads both alike.
+scene note ("[Scene: Monk's Cafe]", "[Setting: the apartment, later]") or a rule (---, ***)
+starts a new scene; the note's text is its location. A speech may run on over the following
+lines until the next speaker. Other bracketed or parenthesised lines are stage directions
+(action). A transcript without any scene marker is one scene. The result is the same
+`ReadScript` the Fountain reader gives, so the analysis reads both alike.
 """
 
 from __future__ import annotations

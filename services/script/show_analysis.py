@@ -88,6 +88,9 @@ _SENTENCE = re.compile(r"(?<=[.!?…])\s+")
 _BOUNDARY = re.compile(r"[,.!?…;:\-—]$")
 _VOCATIVE_END = re.compile(r",\s*((?:[A-Z][\w'.]*\s?){1,3}|[a-z']+)[.!?]*$")
 _VOCATIVE_START = re.compile(r"^((?:[A-Z][\w'.]*\s?){1,3}|[a-z']+),\s")
+_VOCATIVE_TITLED = re.compile(
+    r"(?:^|,\s*)((?:" + "|".join(re.escape(t) for t in TITLES) + r")\s+[A-Z][\w'\-]*)\s*[,.!?]"
+)
 
 
 @dataclass
@@ -164,15 +167,28 @@ def _cast(reading: _Reading, warnings: list[str]) -> list[str]:
     return cast
 
 
-def _phrase_uses(reading: _Reading) -> dict[str, list[tuple[str, int, str, bool]]]:
-    """key -> (speaker, scene, text as written, whole line) for every line and every sentence of
-    three words or more."""
+def _without_tic(text: str, tics: Sequence[str]) -> str:
+    """The line after the speaker's tic ("Now look, Otto, I have a plan!" -> "Otto, I have a
+    plan!"), or the line."""
+    for tic in tics:
+        if text.startswith(tic) and len(text) > len(tic):
+            rest = text[len(tic) :].lstrip(" ,.")
+            return rest[:1].upper() + rest[1:]
+    return text
+
+
+def _phrase_uses(
+    reading: _Reading, tics: dict[str, list[str]]
+) -> dict[str, list[tuple[str, int, str, bool]]]:
+    """key -> (speaker, scene, text as written, whole line) for every line (its tic aside) and
+    every sentence of three words or more."""
     uses: dict[str, list[tuple[str, int, str, bool]]] = defaultdict(list)
     for line in reading.lines:
         if len(line.text) > MAX_PHRASE_CHARS:
             continue
-        uses[_key(line.text)].append((line.speaker, line.scene, line.text, True))
-        sentences = _SENTENCE.split(line.text)
+        text = _without_tic(line.text, tics.get(line.speaker, ()))
+        uses[_key(text)].append((line.speaker, line.scene, text, True))
+        sentences = _SENTENCE.split(text)
         for sentence in sentences if len(sentences) > 1 else ():
             if len(_WORD.findall(sentence.lower())) >= 3:
                 uses[_key(sentence)].append((line.speaker, line.scene, sentence.strip(), False))
@@ -184,7 +200,7 @@ def _catchphrases(
 ) -> dict[str, list[str]]:
     """cue -> catchphrases, most repeated first."""
     found: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    for key, uses in _phrase_uses(reading).items():
+    for key, uses in _phrase_uses(reading, tics).items():
         if not key or len(key.split()) < 2:
             continue
         speakers = Counter(speaker for speaker, *_ in uses)
@@ -275,12 +291,16 @@ def _addressee(reading: _Reading, position: int, names: dict[str, str], form: st
 
 
 def _vocatives(text: str) -> list[str]:
-    found = []
-    for pattern in (_VOCATIVE_START, _VOCATIVE_END):
+    """Who a line speaks to, as it says it: set off by commas at its start or end ("Honey,",
+    ", Fenn."), or a title and a name anywhere (", Mr. Quibble,")."""
+    found: list[str] = []
+    for pattern in (_VOCATIVE_START, _VOCATIVE_END, _VOCATIVE_TITLED):
         if match := pattern.search(text):
             form = match.group(1).strip().rstrip(".!?")
             lowered = form.lower()
-            if lowered in ENDEARMENTS or (form[:1].isupper() and len(form.split()) <= 3):
+            if form not in found and (
+                lowered in ENDEARMENTS or (form[:1].isupper() and len(form.split()) <= 3)
+            ):
                 found.append(form)
     return found
 

@@ -165,7 +165,7 @@ def _check_identity(show: episode_pb2.Show) -> tuple[str, str]:
             f"show.id must be a slug of lowercase letters, digits and '-' (at most "
             f"{MAX_ID_CHARS}; got {show.id[:MAX_ID_CHARS]!r})"
         )
-    for field, value in (("show.id", show_id), ("show.title", title)):
+    for field, value in (("show.title", title), ("show.id", show_id)):
         bundled = catalog.find_show(value)
         if bundled is not None:
             raise InvalidRequest(
@@ -207,6 +207,7 @@ def _normalised(
     """Text stripped, archetypes lower case, relationships spelled as the characters are."""
     stored = episode_pb2.Show()
     stored.CopyFrom(show)
+    stored.DiscardUnknownFields()  # what a newer client sent that this release cannot check
     stored.id, stored.title, stored.source = show_id, title, source
     stored.premise, stored.era = show.premise.strip(), show.era.strip()
     del stored.humor_patterns[:]

@@ -33,7 +33,7 @@ def made_up_show() -> episode_pb2.Show:
                 aliases=["Otto Quibble", "Mr. Quibble"],
             ),
             episode_pb2.Character(name="Mrs. Pruitt", archetype="snob"),
-        ],  # fmt: skip
+        ],
         relationships=[
             episode_pb2.Relationship(from_character="bertha", to_character="Otto", kind="sister"),
         ],

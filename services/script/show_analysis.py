@@ -34,7 +34,8 @@ __all__ = ["MIN_LINES", "analyze_scripts"]
 MIN_LINES = 2  # a speaker with fewer lines is not cast
 MIN_TIC_LINES = 3
 MIN_SHARE = 0.6  # of a phrase's uses that are one character's, for it to be theirs
-MAX_CATCHPHRASES, MAX_TICS, MAX_FORMS = 6, 4, 5
+MAX_CATCHPHRASES, MAX_TICS, MAX_FORMS = 12, 4, 5
+SHORT_PHRASE_WORDS = 10
 MAX_PHRASE_CHARS = 120
 MAX_PATTERNS = 5
 MAX_LOCATIONS = 20
@@ -211,11 +212,15 @@ def _catchphrases(
         if any(key == _key(tic) for tic in tics.get(speaker, ())):
             continue
         forms = Counter(text for who, _, text, _ in uses if who == speaker)
-        whole = any(whole for who, _, _, whole in uses if who == speaker)
-        found[speaker].append((len(scenes) + whole, -len(key), forms.most_common(1)[0][0]))
+        # Whole lines said again first, then short ones (a catchphrase is short), then the most
+        # repeated.
+        whole = len({scene for who, scene, _, is_line in uses if who == speaker and is_line}) >= 2
+        short = len(key.split()) <= SHORT_PHRASE_WORDS
+        rank = whole * 1000 + short * 100 + len(scenes)
+        found[speaker].append((rank, -len(key), forms.most_common(1)[0][0]))
     result: dict[str, list[str]] = {}
     for speaker, entries in found.items():
-        entries.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
+        entries.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
         chosen: list[str] = []
         for _, _, text in entries:
             # A sentence of a chosen line (or the line of a chosen sentence) is the same phrase.

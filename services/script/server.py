@@ -379,8 +379,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         async def load(draft_id: str) -> episode_pb2.Episode:
             return await self._load(draft_id, context)
 
+        async def find_show(query: str) -> episode_pb2.Show | None:
+            return await self._shows.resolve(query, context)
+
         try:
-            return await validate_request(request, load, self._settings.validation_threshold)
+            threshold = self._settings.validation_threshold
+            return await validate_request(request, load, threshold, find_show)
         except InvalidRequest as exc:
             return await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except UnknownShow as exc:

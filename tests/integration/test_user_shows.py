@@ -17,6 +17,7 @@ from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
+from services.scene.fountain import render_episode
 from services.scene.server import create_scene_server
 from services.script.library import Library
 from services.script.premise import mentioned, premise_elements, scene_texts
@@ -157,6 +158,12 @@ async def test_a_made_up_show_is_written_in_a_new_world(studio: Studio) -> None:
         assert mentioned(element, script), element
     stored = await studio.library.get_draft(episode.id)
     assert stored.episode.show.id == created.id
+    validated = await studio.stub.ValidateEpisode(
+        script_pb2.ValidateEpisodeRequest(
+            content=render_episode(episode).encode(), format="fountain", show=created.title
+        )
+    )
+    assert validated.episode.show == created
 
     proposals = await studio.stub.ProposeOutlines(
         script_pb2.ProposeOutlinesRequest(show=created.id, setting=SETTING, count=2, seed=4)

@@ -119,7 +119,7 @@ def _find_show(query: str, resolved: episode_pb2.Show | None) -> episode_pb2.Sho
     show = resolved or catalog.find_show(query)
     if show is None:
         raise UnknownShow(
-            f"show {query[:80]!r} is neither bundled nor a user's show; ListShows lists them"
+            f"show {query[:80]!r} is not in the catalog nor a user's show; ListShows lists them"
         )
     return show
 

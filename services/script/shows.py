@@ -139,7 +139,8 @@ class ShowService:
         if show is None:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND,
-                f"show {query[:80]!r} is not in the catalog nor a user's show; ListShows lists them",
+                f"show {query[:80]!r} is not in the catalog nor a user's show; "
+                "ListShows lists them",
             )  # fmt: skip
         return _catalog_show(show)
 

@@ -128,7 +128,8 @@ def _show_of(
     show = resolved or catalog.find_show(query)
     if show is None and order.show:
         raise UnknownShow(
-            f"show {order.show[:80]!r} is not in the catalog nor a user's show; ListShows lists them"
+            f"show {order.show[:80]!r} is not in the catalog nor a user's show; "
+            "ListShows lists them"
         )
     return show
 

@@ -235,3 +235,51 @@ async def test_unknown_shows_and_bad_scripts(studio: Studio) -> None:
             await studio.stub.AnalyzeShow(script_pb2.AnalyzeShowRequest(scripts=scripts))
         assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, named
         assert named in (refused.value.details() or ""), refused.value.details()
+
+
+TRANSCRIPT = b"""[Scene: Quibble Bakery]
+Bertha: Now look, Otto, I have a plan!
+Otto: Who's paying for the flour, honey?
+Bertha: Now look, we bake one perfect cake.
+Otto: Who's paying for the flour, honey?
+
+[Scene: Pruitt Parlour]
+Winifred: Frankly, Mr. Quibble, this is vulgar.
+Otto: Thank you, Mrs. Pruitt.
+Bertha: Now look, Otto, I have a plan!
+Winifred: How very Quibble of you.
+(Otto slips on the flour and falls.)
+Bertha: Now look, it is a feature.
+
+[Scene: Quarry Lane, later]
+Winifred: How very Quibble of you.
+Otto: Good night, Mrs. Pruitt.
+"""
+
+
+async def test_an_analysed_transcript_is_reviewed_then_saved(studio: Studio) -> None:
+    response = await studio.stub.AnalyzeShow(
+        script_pb2.AnalyzeShowRequest(
+            title="The Quibbles",
+            scripts=[script_pb2.SourceScript(file_name="pilot.txt", content=TRANSCRIPT)],
+        )
+    )
+    show, analysis = response.show, response.analysis
+    assert [c.name for c in show.characters] == ["Bertha", "Otto", "Winifred"]
+    assert [c.lines for c in analysis.characters] == [4, 4, 3]
+    assert list(show.locations) == ["QUIBBLE BAKERY", "PRUITT PARLOUR", "QUARRY LANE"]
+    assert show.characters[0].catchphrases[0] == "Otto, I have a plan!"
+    assert "Now look," in show.characters[0].verbal_tics
+    assert "How very Quibble of you." in show.characters[2].catchphrases
+    assert "slapstick" in show.humor_patterns
+    assert await studio.library.list_shows() == []  # nothing stored until the writer saves it
+    show.characters[2].archetype = "snob"  # the writer's review
+    saved = await studio.stub.CreateShow(script_pb2.CreateShowRequest(show=show))
+    assert saved.source == "analysed" and saved.id == "the-quibbles"
+    assert (await studio.library.get_show("the-quibbles")).source == "analysed"
+    bundled = await studio.stub.AnalyzeShow(
+        script_pb2.AnalyzeShowRequest(
+            title="Cheers", scripts=[script_pb2.SourceScript(content=TRANSCRIPT, format="text")]
+        )
+    )
+    assert bundled.show.title == "Cheers (analysed)" and bundled.show.id == "cheers-analysed"

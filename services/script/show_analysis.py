@@ -38,6 +38,7 @@ MAX_CATCHPHRASES, MAX_TICS, MAX_FORMS = 12, 4, 5
 SHORT_PHRASE_WORDS = 10
 MAX_PHRASE_CHARS = 120
 MAX_PATTERNS = 5
+ADDRESS_REACH = 8  # lines looked at either side for the person a vocative is for
 MAX_LOCATIONS = 20
 GROUP_CUES = frozenset({"ALL", "BOTH", "EVERYONE", "EVERYBODY", "CROWD", "OTHERS", "TOGETHER"})
 TITLES = ("Mr.", "Mrs.", "Ms.", "Miss", "Dr.", "Doctor", "Captain", "Sir", "Madame", "Professor")
@@ -226,7 +227,9 @@ def _catchphrases(
             # A sentence of a chosen line (or the line of a chosen sentence) is the same phrase.
             if not any(_key(text) in _key(other) or _key(other) in _key(text) for other in chosen):
                 chosen.append(text)
-        result[speaker] = chosen[:MAX_CATCHPHRASES]
+            if len(chosen) == MAX_CATCHPHRASES:
+                break
+        result[speaker] = chosen
     return result
 
 
@@ -287,11 +290,11 @@ def _addressee(reading: _Reading, position: int, names: dict[str, str], form: st
             return word.upper()
     line = reading.lines[position]
     for step in (1, -1):
-        other = position + step
-        while 0 <= other < len(reading.lines) and reading.lines[other].scene == line.scene:
+        for other in range(position + step, position + step * ADDRESS_REACH, step):
+            if not 0 <= other < len(reading.lines) or reading.lines[other].scene != line.scene:
+                break
             if reading.lines[other].speaker != line.speaker:
                 return reading.lines[other].speaker
-            other += step
     return None
 
 

@@ -14,7 +14,9 @@ doppel diff A B [--format html --out FILE]   what changed, scene by scene
 doppel export ID --format pdf|fdx|html|fountain|json [--out FILE]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
-doppel shows                   list the bundled shows and settings
+doppel shows                   list the bundled shows, yours, and the settings
+doppel show import FILE | export SHOW --out FILE | analyze FILE... --out show.yaml
+                               shows of your own (doppel/show.py, docs/shows.md)
 doppel validate FILE [--json] [--show S]  the validator's report on a script (doppel/validate.py)
 doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
 doppel demo [--out DIR]        up, generate one episode, health, down
@@ -46,6 +48,7 @@ from doppel import health, local_tokens, steering
 from doppel import history as history_command
 from doppel import import_file as import_command
 from doppel import revise as revise_command
+from doppel import show as show_command
 from doppel import validate as validate_command
 from doppel.library_client import LocalRefusal, import_draft, import_request
 from doppel.output import DRAFT_ID_RE, episode_id_of, follow, slugify, write_episode
@@ -254,9 +257,10 @@ def cmd_shows(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         out.print_json(json_format.MessageToJson(response))
         return 0
-    shows = Table("show", "era", "cast", title="Shows")
+    shows = Table("show", "id", "source", "era", "cast", title="Shows")
     for show in response.shows:
-        shows.add_row(show.title, show.era, ", ".join(c.name for c in show.characters))
+        cast = ", ".join(c.name for c in show.characters)
+        shows.add_row(show.title, show.id, show.source, show.era, cast)
     settings_table = Table("setting", "id", title="Settings (or any free text)")
     for setting in response.settings:
         settings_table.add_row(setting.name, setting.id)
@@ -459,7 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate_command.add_arguments(validate)
     validate.set_defaults(run=lambda args, settings: validate_command.run(args, settings, out, err))
-    shows = commands.add_parser("shows", help="list the bundled shows and settings")
+    show = commands.add_parser("show", help="your own shows: import, export, analyze scripts")
+    show_command.add_arguments(show)
+    show.set_defaults(run=lambda args, settings: show_command.run(args, settings, out, err))
+    shows = commands.add_parser("shows", help="list the bundled shows, yours, and the settings")
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)
     bench = commands.add_parser("bench", help="benchmarks on the real stack (make bench)")

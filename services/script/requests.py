@@ -113,10 +113,14 @@ def _check_common(
     return show_query, setting_text, chosen
 
 
-def _find_show(query: str) -> episode_pb2.Show:
-    show = catalog.find_show(query)
+def _find_show(query: str, resolved: episode_pb2.Show | None) -> episode_pb2.Show:
+    """The show the caller resolved (services/script/shows.py: catalog, then the library), else
+    the catalog's."""
+    show = resolved or catalog.find_show(query)
     if show is None:
-        raise UnknownShow(f"show {query[:80]!r} is not in the catalog; ListShows lists them")
+        raise UnknownShow(
+            f"show {query[:80]!r} is not in the catalog nor a user's show; ListShows lists them"
+        )
     return show
 
 
@@ -164,10 +168,11 @@ def _order(
     relationships: Collection[episode_pb2.Relationship],
     outline: episode_pb2.Outline | None,
     runtime: RuntimeDefaults,
+    resolved: episode_pb2.Show | None,
 ) -> EpisodeOrder:
     _scene_count_field(scene_count)
     premise = check_text("premise", premise, MAX_PREMISE_CHARS, required=False)
-    show = _find_show(show_query)
+    show = _find_show(show_query, resolved)
     setting = catalog.resolve_setting(setting_text)
     casting: Casting = resolve_cast(show, setting, list(cast), list(relationships))
     checked = None
@@ -200,8 +205,11 @@ def validate_generate(
     runtime: RuntimeDefaults,
     default_writer: str,
     writers: Collection[str],
+    show: episode_pb2.Show | None = None,
 ) -> EpisodeOrder:
-    """Checks every field; raises InvalidRequest or UnknownShow with the field named."""
+    """Checks every field; raises InvalidRequest or UnknownShow with the field named. `show` is
+    the show the request names when the caller has resolved it (a user's show); else the
+    catalog's."""
     show_query, setting_text, writer = _check_common(
         request.show, request.setting, request.request_id, request.writer, default_writer, writers
     )
@@ -217,6 +225,7 @@ def validate_generate(
         relationships=request.relationships,
         outline=request.outline if request.HasField("outline") else None,
         runtime=runtime,
+        resolved=show,
     )
 
 
@@ -225,6 +234,7 @@ def validate_propose(
     runtime: RuntimeDefaults,
     default_writer: str,
     writers: Collection[str],
+    show: episode_pb2.Show | None = None,
 ) -> OutlineOrder:
     """A ProposeOutlines request: as GenerateEpisode's, and 1-5 outlines (0 means 3)."""
     count = request.count or DEFAULT_PROPOSALS
@@ -247,6 +257,7 @@ def validate_propose(
         relationships=request.relationships,
         outline=None,
         runtime=runtime,
+        resolved=show,
     )
     return OutlineOrder(episode, count)
 

@@ -1,5 +1,6 @@
-"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene, ListShows,
+"""ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene,
 ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py), ReviseEpisode (revise.py),
+ListShows, GetShow, CreateShow and AnalyzeShow (shows.py, which also resolves a request's show),
 and the library's RPCs (library_api.py)."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.script import catalog, store
+from services.script import store
 from services.script.coordination import CoordinationClient, LeaseHeld, held_lease
 from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
 from services.script.library_api import LibraryApi
@@ -51,6 +52,7 @@ from services.script.requests import (
 )
 from services.script.revise import EpisodeReviser, LockedSceneChanged
 from services.script.revision_plan import check_revise, plan_revision
+from services.script.shows import ShowService
 from services.script.validate_service import validate_request
 from services.script.writers import build_writers
 from services.script.writing import Writer, WriterError
@@ -92,6 +94,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self._library = library
         self._coordination = coordination
         self._api = LibraryApi(library, deps, settings, self._record, self._load)
+        self._shows = ShowService(library)
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
@@ -315,9 +318,14 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def ProposeOutlines(
         self, request: script_pb2.ProposeOutlinesRequest, context: grpc.aio.ServicerContext
     ) -> script_pb2.ProposeOutlinesResponse:
+        show = await self._shows.resolve(request.show, context)
         try:
             order = validate_propose(
-                request, self._runtime(), self._settings.default_writer, self._deps.writers.keys()
+                request,
+                self._runtime(),
+                self._settings.default_writer,
+                self._deps.writers.keys(),
+                show,
             )
         except InvalidRequest as exc:
             return await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -347,9 +355,22 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def ListShows(
         self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
     ) -> script_pb2.ListShowsResponse:
-        return script_pb2.ListShowsResponse(
-            shows=catalog.load_shows(), settings=catalog.load_settings()
-        )
+        return await self._shows.ListShows(request, context)
+
+    async def GetShow(
+        self, request: script_pb2.GetShowRequest, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Show:
+        return await self._shows.GetShow(request, context)
+
+    async def CreateShow(
+        self, request: script_pb2.CreateShowRequest, context: grpc.aio.ServicerContext
+    ) -> episode_pb2.Show:
+        return await self._shows.CreateShow(request, context)
+
+    async def AnalyzeShow(
+        self, request: script_pb2.AnalyzeShowRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.AnalyzeShowResponse:
+        return await self._shows.AnalyzeShow(request, context)
 
     async def ListEpisodes(
         self, request: script_pb2.ListEpisodesRequest, context: grpc.aio.ServicerContext
@@ -382,8 +403,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         async def load(draft_id: str) -> episode_pb2.Episode:
             return await self._load(draft_id, context)
 
+        async def find_show(query: str) -> episode_pb2.Show | None:
+            return await self._shows.resolve(query, context)
+
         try:
-            return await validate_request(request, load, self._settings.validation_threshold)
+            threshold = self._settings.validation_threshold
+            return await validate_request(request, load, threshold, find_show)
         except InvalidRequest as exc:
             return await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except UnknownShow as exc:
@@ -457,12 +482,14 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def _order(
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> EpisodeOrder:
+        show = await self._shows.resolve(request.show, context)
         try:
             return validate_generate(
                 request,
                 self._runtime(),
                 self._settings.default_writer,
                 self._deps.writers.keys(),
+                show,
             )
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

@@ -41,6 +41,7 @@ MAX_FILE_NAME_CHARS = 255
 _BASED_ON = re.compile(r'Based on "(.+)"')
 
 LoadDraft = Callable[[str], Awaitable[episode_pb2.Episode]]
+FindShow = Callable[[str], Awaitable[episode_pb2.Show | None]]
 
 
 @dataclass(frozen=True)
@@ -118,20 +119,27 @@ def _outline(script: ReadScript, parent: episode_pb2.Episode | None) -> episode_
     return outline
 
 
-def _show_of(order: ValidateOrder, text: str) -> episode_pb2.Show | None:
+def _show_of(
+    order: ValidateOrder, text: str, resolved: episode_pb2.Show | None
+) -> episode_pb2.Show | None:
     query = order.show
     if not query and (match := _BASED_ON.search(text[:2000])):
         query = match.group(1)
     if not query:
         return None
-    show = catalog.find_show(query)
+    show = resolved or catalog.find_show(query)
     if show is None and order.show:
-        raise UnknownShow(f"show {order.show[:80]!r} is not in the catalog; ListShows lists them")
+        raise UnknownShow(
+            f"show {order.show[:80]!r} is not in the catalog nor a user's show; "
+            "ListShows lists them"
+        )
     return show
 
 
 def episode_from_script(
-    order: ValidateOrder, parent: episode_pb2.Episode | None
+    order: ValidateOrder,
+    parent: episode_pb2.Episode | None,
+    resolved: episode_pb2.Show | None = None,
 ) -> episode_pb2.Episode:
     """The episode a script describes (see the module docstring)."""
     text = decode(order.content)
@@ -146,7 +154,7 @@ def episode_from_script(
         episode.cast.extend(parent.cast)
         episode.relationships.extend(parent.relationships)
         episode.parent_episode_id = parent.id
-    elif (show := _show_of(order, text)) is not None:
+    elif (show := _show_of(order, text, resolved)) is not None:
         episode.show.CopyFrom(show)
     names = _speaker_map(list(episode.cast))
     for scene in script.scenes:
@@ -164,17 +172,22 @@ def episode_from_script(
 
 
 async def validate_request(
-    request: script_pb2.ValidateEpisodeRequest, load: LoadDraft, threshold: float
+    request: script_pb2.ValidateEpisodeRequest,
+    load: LoadDraft,
+    threshold: float,
+    find_show: FindShow | None = None,
 ) -> script_pb2.ValidateEpisodeResponse:
     """The report on the draft or the script; raises InvalidRequest (bad fields or content) or
-    UnknownShow. `load` fetches a stored draft (and fails the call when it is missing)."""
+    UnknownShow. `load` fetches a stored draft (and fails the call when it is missing);
+    `find_show` resolves the request's `show` (a user's show too; shows.py)."""
     order = check_validate(request)
     if order.draft_id:
         episode = await load(order.draft_id)
     else:
         parent = await load(order.parent_draft_id) if order.parent_draft_id else None
+        resolved = await find_show(order.show) if find_show and order.show else None
         try:
-            episode = episode_from_script(order, parent)
+            episode = episode_from_script(order, parent, resolved)
         except ScriptReadError as exc:
             raise InvalidRequest(str(exc)) from None
     report = validate_episode(episode, threshold)

@@ -46,6 +46,9 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
     assert found.up_to_date and found.current == found.heads
 
     await schema.downgrade(engine, "-1")
+    back = await schema.status(engine)
+    assert not back.up_to_date and back.current != found.current
+    await schema.downgrade(engine, "base")
     assert await tables(engine) == {"alembic_version"}
     assert not (await schema.status(engine)).current
 

@@ -97,10 +97,16 @@ class Show(Base):
     """A show a user added (or one analysed from scripts), beside the bundled catalog."""
 
     __tablename__ = "shows"
-    __table_args__ = (CheckConstraint(_one_of("source", SHOW_SOURCES), name="source"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("source", SHOW_SOURCES), name="source"),
+        # GetShow and GenerateEpisode find a user's show by title too: one show per title.
+        Index("ix_shows_title_key", "title_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)  # The slug, Show.id.
     title: Mapped[str] = mapped_column(String(NAME))
+    # The title as looked up: lower case, punctuation and articles dropped (title_key()).
+    title_key: Mapped[str] = mapped_column(String(NAME))
     source: Mapped[str] = mapped_column(String(16))
     proto: Mapped[bytes] = mapped_column(LargeBinary)  # Serialized doppelganger.v1.Show.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -30,6 +30,8 @@ from services.script.library.models import (
 from services.script.library.records import BatchRecord, SeriesRecord, ShowRecord
 
 SHOW_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_KEY_NOISE = re.compile(r"[^a-z0-9]+")
+_ARTICLES = frozenset({"the", "a", "an"})
 _SHOW = list(Show.__table__.c)
 _SERIES = list(Series.__table__.c)
 _BATCH = list(BatchJob.__table__.c)
@@ -49,13 +51,15 @@ class PlanningStore(Database):
                 f"show.id must be a slug of lowercase letters, digits and '-' (at most 100): "
                 f"{show.id[:100]!r}"
             )
-        if not show.title.strip():
-            raise InvalidArgument("show.title is required")
+        if not title_key(show.title):
+            raise InvalidArgument("show.title is required (letters or digits)")
         if source not in SHOW_SOURCES:
             raise InvalidArgument(f"source must be one of {', '.join(SHOW_SOURCES)}")
         now = utc_now()
+        key = title_key(show.title)
         values = {
             "title": clip(show.title, 200),
+            "title_key": key,
             "source": source,
             "proto": show.SerializeToString(deterministic=True),
             "updated_at": now,
@@ -65,6 +69,11 @@ class PlanningStore(Database):
                 exists = await connection.scalar(select(Show.created_at).where(Show.id == show.id))
                 if exists is not None and not replace:
                     raise Conflict(f"show {show.id} already exists")
+                namesake = await connection.scalar(
+                    select(Show.id).where(Show.title_key == key, Show.id != show.id)
+                )
+                if namesake is not None:
+                    raise Conflict(f"show {namesake} already has the title {show.title[:80]!r}")
                 if exists is None:
                     await connection.execute(
                         insert(Show).values(id=show.id, created_at=now, **values)
@@ -85,6 +94,21 @@ class PlanningStore(Database):
         if row is None:
             raise NotFound(f"show {show_id} not found")
         return ShowRecord.from_row(row)
+
+    async def find_show(self, query: str) -> ShowRecord | None:
+        """The show whose id or title (ignoring case, punctuation and articles) is `query`."""
+        key = title_key(query)
+        if not key:
+            return None
+        with self._errors():
+            async with self._read() as connection:
+                rows = (
+                    await connection.execute(
+                        select(*_SHOW).where((Show.id == query.strip()) | (Show.title_key == key))
+                    )
+                ).all()
+        by_id = [row for row in rows if row.id == query.strip()]
+        return ShowRecord.from_row((by_id or rows)[0]) if rows else None
 
     async def list_shows(self) -> list[ShowRecord]:
         with self._errors():
@@ -270,3 +294,9 @@ async def _batch_row(connection: AsyncConnection, batch_id: str) -> Any:
     if row is None:
         raise NotFound(f"batch job {batch_id} not found")
     return row
+
+
+def title_key(title: str) -> str:
+    """How a title is looked up: 'The Quibble Family!' and 'quibble family' are one key."""
+    words = _KEY_NOISE.sub(" ", title.lower()).split()
+    return clip(" ".join(w for w in words if w not in _ARTICLES), 200)

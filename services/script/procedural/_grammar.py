@@ -17,7 +17,11 @@ def _pools(section: Mapping[str, Sequence[str]]) -> Mapping[str, tuple[str, ...]
 
 
 _STORY, _LINES, _ACTIONS = _GRAMMAR["story"], _GRAMMAR["lines"], _GRAMMAR["actions"]
-WANTS: tuple[str, ...] = tuple(_STORY["wants"])
+# The A plot's wants, one per story kernel. The classic eight come first (an episode outside a
+# series draws from them, so its story stays what it always was); a season's are the rest, so a
+# season of up to 30 episodes never repeats an A plot.
+CLASSIC_WANTS: tuple[str, ...] = tuple(_STORY["wants"])
+WANTS: tuple[str, ...] = CLASSIC_WANTS + tuple(_STORY["season_wants"])
 B_ISSUES: tuple[str, ...] = tuple(_STORY["b_issues"])
 RUNNERS: tuple[str, ...] = tuple(_STORY["runners"])
 TITLES: tuple[str, ...] = tuple(_STORY["titles"])

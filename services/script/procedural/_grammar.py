@@ -61,6 +61,10 @@ CARD_RUNNING_GAG: tuple[str, ...] = tuple(_CARDS["running_gag"])
 CARD_PREMISE: tuple[str, ...] = tuple(_CARDS["premise"])
 CARD_EXITS: tuple[str, ...] = tuple(_CARDS["exits"])
 EXTERIOR_OPENINGS: tuple[str, ...] = tuple(_CARDS["exterior_openings"])
+# A season's callbacks to the series bible: lines ({Memory}: the fact), and an action line when
+# everyone present is named in the fact (nobody could say it without naming themself).
+CARD_CALLBACKS: tuple[str, ...] = tuple(_CARDS["bible_callbacks"])
+CARD_CALLBACK_ACTION: str = _CARDS["bible_callback_action"]
 TRANSITIONS: tuple[str, ...] = tuple(_GRAMMAR["transitions"])
 LAST_TRANSITION: str = _GRAMMAR["last_transition"]
 # Catchphrase words swapped for the setting's lexicon (catalog.LEXICON_KEYS).

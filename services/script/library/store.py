@@ -30,6 +30,7 @@ from services.script.library.models import (
     UtcDateTime,
     utc_now,
 )
+from services.script.library.bibles import BibleStore
 from services.script.library.planning import PlanningStore, series_row
 from services.script.library.records import Draft as StoredDraft
 from services.script.library.records import DraftInfo, EpisodeSummary, Page
@@ -39,9 +40,10 @@ _DRAFT_INFO = [column for column in Draft.__table__.c if column.key != "proto"]
 _EPISODE = list(Episode.__table__.c)
 
 
-class Library(PlanningStore):
+class Library(PlanningStore, BibleStore):
     """The library: drafts and episodes here; shows, series and batch jobs from PlanningStore;
-    connections from Database. Build with `Library.open(url)`; `close` when done."""
+    series with their versioned bibles from BibleStore; connections from Database. Build with
+    `Library.open(url)`; `close` when done."""
 
     async def save_draft(
         self,

@@ -505,6 +505,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DEADLINE_EXCEEDED.",
     ),
     EnvVar(
+        "DOPPEL_SEASON_PARALLEL_EPISODES",
+        "season_parallel_episodes",
+        _positive_int,
+        "Episodes of one WriteSeason written at the same time (each holds one of the "
+        "replica's DOPPEL_MAX_CONCURRENT_EPISODES slots).",
+    ),
+    EnvVar(
         "DOPPEL_FAULTS",
         "faults",
         _fault_spec,
@@ -822,6 +829,7 @@ class Settings:
     max_concurrent_rpcs: int = 256
     max_concurrent_episodes: int = 16
     episode_timeout_seconds: float = 900.0
+    season_parallel_episodes: int = 4
     faults: str = ""
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 30.0

@@ -176,7 +176,7 @@ class SeasonService:
             self._runtime, self._default_writer, [self._default_writer],
         )  # fmt: skip
         series = series_pb2.Series(
-            title=title or f"{order.show.title} in {order.setting.name or request.setting}",
+            title=title or f"{order.show.title} in {_mid_sentence(order.setting.name)}",
             show=order.show,
             setting=order.setting,
             cast=order.cast,
@@ -437,6 +437,12 @@ def played_callbacks(episode: episode_pb2.Episode) -> list[str]:
 
 def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _mid_sentence(name: str) -> str:
+    """'A Mars colony in 2157' -> 'a Mars colony in 2157' (only a leading article lowered)."""
+    first, _, rest = name.partition(" ")
+    return f"{first.lower()} {rest}" if first.lower() in ("a", "an", "the") and rest else name
 
 
 def _event(number: int, fraction: float, message: str) -> script_pb2.SeasonEvent:

@@ -137,3 +137,140 @@ async def test_a_22_episode_season_never_repeats_an_a_plot_and_calls_back(
 
 async def running_series(library: Library, series_id: str) -> series_pb2.Series:
     return await library.get_series_record(series_id)
+
+
+@pytest.fixture
+async def sqlite_studio(
+    settings: Settings, redis_server: RedisServer, tmp_path: Any
+) -> AsyncIterator[Studio]:
+    from sqlalchemy.engine import URL
+
+    url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "library.db"))
+    library = await Library.open(url, migrate="auto")
+    try:
+        async with studio(settings, redis_server, library, max_concurrent_episodes=2) as running:
+            yield running
+    finally:
+        await library.close()
+
+
+async def test_series_rpcs_create_get_and_list(sqlite_studio: Studio) -> None:
+    stub = sqlite_studio.script
+    made = await stub.CreateSeries(
+        script_pb2.CreateSeriesRequest(show=SHOW, setting=SETTING, seed=5, title="Red Planet")
+    )
+    assert made.title == "Red Planet" and made.version == 1 and made.seed == 5
+    assert made.show.title == SHOW and len(made.cast) >= 4 and made.relationships
+    assert await stub.GetSeries(script_pb2.GetSeriesRequest(series_id=made.id)) == made
+    other = await stub.CreateSeries(
+        script_pb2.CreateSeriesRequest(show="The Office", setting=SETTING)
+    )
+    assert other.title == "The Office (US) in a Mars colony in 2157"
+    listed = await stub.ListSeries(script_pb2.ListSeriesRequest(page_size=1))
+    assert [s.id for s in listed.series] == [other.id] and listed.next_page_token
+    by_show = await stub.ListSeries(script_pb2.ListSeriesRequest(show=made.show.id))
+    assert [s.id for s in by_show.series] == [made.id]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetSeries(script_pb2.GetSeriesRequest(series_id="se-nothing"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_series_continues_where_it_stopped(sqlite_studio: Studio) -> None:
+    stub, library = sqlite_studio.script, sqlite_studio.library
+    first = await season(stub, show=SHOW, setting=SETTING, episodes=2, scene_count=1, seed=9)
+    series_id = first[-1].series.id
+    more = await season(stub, series_id=series_id, episodes=2, scene_count=1)
+    series = more[-1].series
+    assert [s.episode_number for s in series.bible.episodes] == [1, 2, 3, 4]
+    assert series.version == 1 + 4
+    episodes = await drafts(library, series_id)
+    assert sorted(episodes) == [1, 2, 3, 4]
+    assert len({e.outline.kernel for e in episodes.values()}) == 4
+    check_callbacks(episodes, series.bible)
+    assert any(e.episode_number == 3 and "outline 3" in e.message for e in more)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"episodes": 0}, "episodes must be between 1 and 26 (got 0)"),
+        ({"episodes": 27}, "episodes must be between 1 and 26 (got 27)"),
+        ({"episodes": 2, "scene_count": 21}, "scene_count must be between 1 and 20"),
+        ({"episodes": 1, "premises": ["a", "b"]}, "premises has 2 items; at most one per"),
+        ({"episodes": 1, "writer": "nobody"}, "writer must be one of"),
+        ({"episodes": 1, "batch": True}, "batch:"),
+        ({"episodes": 1, "series_id": "se-x"}, "series_id: give an existing series"),
+        ({"episodes": 1, "show": "", "setting": ""}, "series_id, or show and setting"),
+        ({"episodes": 1, "show": "", "setting": "", "series_id": "bad id!"}, "series_id must"),
+    ],
+)
+async def test_bad_input_is_invalid_argument_naming_the_field_and_stores_nothing(
+    sqlite_studio: Studio, fields: dict[str, Any], named: str
+) -> None:
+    values: dict[str, Any] = {"show": SHOW, "setting": SETTING, **fields}
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await season(sqlite_studio.script, **values)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert named in (refused.value.details() or "")
+    assert not (await sqlite_studio.library.list_series_records()).items
+    assert not (await sqlite_studio.library.list_episodes()).items
+
+
+async def test_a_series_that_used_every_kernel_is_refused_more_episodes(
+    sqlite_studio: Studio,
+) -> None:
+    library = sqlite_studio.library
+    made = await sqlite_studio.script.CreateSeries(
+        script_pb2.CreateSeriesRequest(show=SHOW, setting=SETTING)
+    )
+    used = series_pb2.Bible(kernels_used=KERNEL_IDS[:-3])
+    await library.update_bible(made.id, used, expected_version=1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await season(sqlite_studio.script, series_id=made.id, episodes=4)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "episodes must be at most 3" in (refused.value.details() or "")
+    assert not (await library.list_episodes(series_id=made.id)).items
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await season(sqlite_studio.script, series_id="se-gone", episodes=1)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_llm_outline_request_carries_the_bible_and_used_kernels(
+    redis_server: RedisServer, tmp_path: Any
+) -> None:
+    from sqlalchemy.engine import URL
+
+    url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "library.db"))
+    library = await Library.open(url, migrate="auto")
+    try:
+        with LLMServer() as provider:
+            base = llm_settings(
+                provider, script_port=0, scene_port=0, cache_port=0, monitor_port=0,
+                monitor_http_port=0, grace_seconds=2.0, refinement_rounds=0,
+            )  # fmt: skip
+            async with studio(base, redis_server, library) as running:
+                events = await season(
+                    running.script, show=SHOW, setting=SETTING, episodes=3, scene_count=1,
+                    writer="anthropic",
+                )  # fmt: skip
+            outlines = [r for r in provider.calls(ANTHROPIC_PATH) if r.task == "outline"]
+            scenes = [r for r in provider.calls(ANTHROPIC_PATH) if r.task == "scene"]
+        series = events[-1].series
+        assert len(outlines) >= 3
+        first, second, third = outlines[0].request, outlines[1].request, outlines[2].request
+        assert "series_bible" not in first and first["avoid_kernels"] == []
+        facts_1 = [f for f in series.bible.facts if f.episode_number == 1]
+        assert any(f"fact {f.id} (episode 1): {f.text}" in second["series_bible"] for f in facts_1)
+        assert second["avoid_kernels"] == [series.bible.kernels_used[0]]
+        assert third["avoid_kernels"] == list(series.bible.kernels_used[:2])
+        assert any(line.startswith("episode 2 (") for line in third["series_bible"])
+        # The scene that plays a callback gets it on its card.
+        called = [r.request["card"]["series_callbacks"] for r in scenes
+                  if "series_callbacks" in r.request.get("card", {})]  # fmt: skip
+        assert len(called) == 2 and all(c[0]["fact_id"].startswith("e") for c in called)
+        episodes = await drafts(library, series.id)
+        assert sorted(episodes) == [1, 2, 3]
+        assert all(e.writer == "anthropic" for e in episodes.values())
+        assert len({e.outline.kernel for e in episodes.values()}) == 3
+    finally:
+        await library.close()

@@ -74,7 +74,7 @@ def episode_facts(episode: episode_pb2.Episode, number: int) -> list[series_pb2.
     setup = next((s.description for act in outline.acts for b in act.beats for s in b.setups), "")
     if setup:
         texts.append(_first_sentence(setup))
-    facts = []
+    facts: list[series_pb2.BibleFact] = []
     for text in dict.fromkeys(t for t in texts if t):
         text = _clip(text[:1].upper() + text[1:])
         facts.append(
@@ -146,9 +146,7 @@ def add_episode(
     change = _relationship_change(episode, number)
     if change is not None:
         pair = {change.from_character, change.to_character}
-        others = [
-            r for r in updated.relationships if {r.from_character, r.to_character} != pair
-        ]
+        others = [r for r in updated.relationships if {r.from_character, r.to_character} != pair]
         del updated.relationships[:]
         updated.relationships.extend([*others, change])
     kernel = kernel_key(outline.kernel or outline.a_plot)
@@ -174,9 +172,7 @@ def episode_count(bible: series_pb2.Bible) -> int:
     return max((s.episode_number for s in bible.episodes), default=0)
 
 
-def next_kernel(
-    show_id: str, seed: int, premise: str, used: Iterable[str]
-) -> str | None:
+def next_kernel(show_id: str, seed: int, premise: str, used: Iterable[str]) -> str | None:
     """The procedural writer's first kernel for this seed that `used` does not hold; None when
     every kernel is used."""
     avoid = {kernel_key(k) for k in used}

@@ -25,8 +25,8 @@ import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import AsyncContextManager
 
 import grpc
 
@@ -47,7 +47,7 @@ from services.script.requests import (
     validate_generate,
 )
 from services.script.validation import allocate_targets
-from services.script.writing import StoryContext, WriterError
+from services.script.writing import StoryContext, Writer, WriterError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ OUTLINES_SHARE = 0.1  # Of a season's progress: the outlines; the episodes 0.1-0
 EPISODES_SHARE = 0.8
 
 # A number of episode slots granted for the whole season, released when it ends.
-Slots = Callable[[int], AsyncContextManager[int]]
+Slots = Callable[[int], AbstractAsyncContextManager[int]]
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,7 @@ def check_season(
         raise InvalidRequest("series_id, or show and setting, are required")
     if request.HasField("scene_count") and not MIN_SCENES <= request.scene_count <= MAX_SCENES:
         raise InvalidRequest(
-            f"scene_count must be between {MIN_SCENES} and {MAX_SCENES} "
-            f"(got {request.scene_count})"
+            f"scene_count must be between {MIN_SCENES} and {MAX_SCENES} (got {request.scene_count})"
         )
     if len(request.premises) > request.episodes:
         raise InvalidRequest(
@@ -194,7 +193,9 @@ class SeasonService:
         page = await self._library.list_series_records(
             request.page_size, request.page_token, show_id=request.show.strip()
         )
-        return script_pb2.ListSeriesResponse(series=page.items, next_page_token=page.next_page_token)
+        return script_pb2.ListSeriesResponse(
+            series=page.items, next_page_token=page.next_page_token
+        )
 
     # --- seasons ----------------------------------------------------------------------------
 
@@ -300,13 +301,20 @@ class SeasonService:
                 _Planned(
                     number=number,
                     order=EpisodeOrder(
-                        show=series.show, setting=series.setting, scene_count=count, seed=seed,
-                        request_id="", writer=order.writer,
-                        target_runtime_seconds=round(target, 1), premise=premise,
-                        world_premise=world_premise, cast=casting.cast,
-                        relationships=casting.relationships, custom_cast=casting.edited,
+                        show=series.show,
+                        setting=series.setting,
+                        scene_count=count,
+                        seed=seed,
+                        request_id="",
+                        writer=order.writer,
+                        target_runtime_seconds=round(target, 1),
+                        premise=premise,
+                        world_premise=world_premise,
+                        cast=casting.cast,
+                        relationships=casting.relationships,
+                        custom_cast=casting.edited,
                         outline=outline,
-                    ),  # fmt: skip
+                    ),
                     callbacks=callbacks,
                 )
             )
@@ -316,15 +324,14 @@ class SeasonService:
             )  # fmt: skip
 
     async def _outline(
-        self, writer: object, context: StoryContext, used: list[str]
+        self, writer: Writer, context: StoryContext, used: list[str]
     ) -> episode_pb2.Outline:
         """The writer's outline; one more try, told to avoid it too, when an LLM's kernel is
         one the series used (the procedural writer is given an unused one)."""
-        write = writer.write_outline  # type: ignore[attr-defined]
-        outline: episode_pb2.Outline = await write(context)
+        outline = await writer.write_outline(context)
         if bibles.kernel_key(outline.kernel) in used:
             avoid = (*context.avoid_kernels, outline.kernel)
-            outline = await write(dataclasses.replace(context, avoid_kernels=avoid))
+            outline = await writer.write_outline(dataclasses.replace(context, avoid_kernels=avoid))
         return outline
 
     def _runtime_of(
@@ -360,7 +367,7 @@ class SeasonService:
                         event.fraction_done = round(min(overall(), 0.9), 4)
                         await queue.put(event)
                 await queue.put(None)
-            except Exception as exc:  # noqa: BLE001 - handed to the stream, which raises it.
+            except Exception as exc:  # Handed to the stream, which raises it.
                 await queue.put(exc)
 
         tasks = [asyncio.create_task(one(plan)) for plan in planned]

@@ -179,9 +179,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     ) -> AsyncIterator[script_pb2.SeasonEvent]:
         """A season (season.py): outlines, episodes in parallel on held slots, the bible."""
         async with rpc_errors(context):
-            order = check_season(
-                request, self._settings.default_writer, self._deps.writers.keys()
-            )
+            order = check_season(request, self._settings.default_writer, self._deps.writers.keys())
             with spending_caller(caller_identity(context)):
                 slots = functools.partial(self._slots, show_id=order.show, context=context)
                 async for event in self._season.write_season(order, slots):

@@ -49,9 +49,7 @@ async def test_each_bible_update_is_a_new_version_and_old_ones_stay(library: Lib
     assert first.version == 2 and [f.id for f in first.bible.facts] == ["e1-f1"]
     both = _bible("Lux owes forty ration cards.")
     both.facts.add(id="e2-f1", episode_number=2, text="Rico hid the rover key.")
-    second = await library.update_bible(
-        created.id, both, expected_version=2, episode_number=2
-    )
+    second = await library.update_bible(created.id, both, expected_version=2, episode_number=2)
     assert second.version == 3 and len(second.bible.facts) == 2
     assert (await library.get_series_record(created.id)).bible == both
     assert await library.get_bible(created.id, 1) == series_pb2.Bible()

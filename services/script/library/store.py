@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doppelganger.v1 import episode_pb2
 from services.script.library import pages
+from services.script.library.bibles import BibleStore
 from services.script.library.database import clip
 from services.script.library.errors import Conflict, InvalidArgument, LibraryError, NotFound
 from services.script.library.models import (
@@ -30,7 +31,6 @@ from services.script.library.models import (
     UtcDateTime,
     utc_now,
 )
-from services.script.library.bibles import BibleStore
 from services.script.library.planning import PlanningStore, series_row
 from services.script.library.records import Draft as StoredDraft
 from services.script.library.records import DraftInfo, EpisodeSummary, Page

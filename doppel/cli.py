@@ -8,6 +8,8 @@ doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_JSON --scene N --notes "..." [--out DIR]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
+doppel season --show S --setting T --episodes N [--out DIR] [--series ID]
+                               a season whose episodes remember each other (doppel/season.py)
 doppel shows                   list the bundled shows and settings
 doppel validate FILE [--json] [--show S]  the validator's report on a script (doppel/validate.py)
 doppel health [--json|--watch] the monitor's health score, sub-scores, alerts, operations
@@ -35,6 +37,7 @@ from bench import load as bench_load
 from bench import main as bench_main
 from doppel import health, local_tokens, steering
 from doppel import revise as revise_command
+from doppel import season as season_command
 from doppel import validate as validate_command
 from doppel.output import episode_id_of, follow, slugify, write_episode
 from doppel.stack import SERVICES, Stack, StackError, address_of
@@ -414,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate_command.add_arguments(validate)
     validate.set_defaults(run=lambda args, settings: validate_command.run(args, settings, out, err))
+    season = commands.add_parser(
+        "season", help="a season of episodes that read and add to the series bible"
+    )
+    season_command.add_arguments(season)
+    season.set_defaults(run=lambda args, settings: season_command.run(args, settings, out, err))
     shows = commands.add_parser("shows", help="list the bundled shows and settings")
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)

@@ -70,9 +70,7 @@ async def test_season_prints_progress_and_where_the_episodes_went(
     assert sorted(paths) == [1, 2, 3]
     for path in paths.values():
         assert path.parent == out / series_id and path.read_text().strip()
-        episode = json_format.Parse(
-            path.with_suffix(".json").read_text(), episode_pb2.Episode()
-        )
+        episode = json_format.Parse(path.with_suffix(".json").read_text(), episode_pb2.Episode())
         assert episode.series_id == series_id
     series = json.loads((out / series_id / "series.json").read_text())
     assert [e["episodeNumber"] for e in series["bible"]["episodes"]] == [1, 2, 3]

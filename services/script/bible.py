@@ -249,9 +249,11 @@ def bible_lines(bible: series_pb2.Bible, limit: int = MAX_PROMPT_FACTS) -> list[
     return lines
 
 
-def season_seed(series_seed: int, number: int) -> int:
-    """The seed of episode `number` of a series: distinct per episode, stable per series."""
-    return _digest("season-seed", series_seed, number) % (2**31)
+def season_seed(series_id: str, series_seed: int, number: int) -> int:
+    """The seed of episode `number` of a series: distinct per episode and per series (two
+    series of one show, setting and seed write different episodes, each its own drafts), and
+    stable, so a season asked for again finds the drafts it already stored."""
+    return _digest("season-seed", series_id, series_seed, number) % (2**31)
 
 
 def facts_by_id(bible: series_pb2.Bible, ids: Sequence[str]) -> list[series_pb2.BibleFact]:

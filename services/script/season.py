@@ -273,7 +273,7 @@ class SeasonService:
         start = bibles.episode_count(working)
         for offset in range(order.episodes):
             number = start + offset + 1
-            seed = bibles.season_seed(series.seed, number)
+            seed = bibles.season_seed(series.id, series.seed, number)
             premise = order.premises[offset] if offset < len(order.premises) else ""
             world_premise = casting.to_world(premise)
             count, target = self._runtime_of(series.show, seed, order.scene_count)
@@ -474,8 +474,8 @@ async def rpc_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         await context.abort(
             grpc.StatusCode.DEADLINE_EXCEEDED,
             "an episode of the season was not finished within DOPPEL_EPISODE_TIMEOUT_SECONDS "
-            "or the client's deadline; the drafts already stored stay, and the same request "
-            "finds them again",
+            "or the client's deadline; the drafts already stored stay, and asking again with "
+            "the series' id (series_id) finds them",
         )
 
 

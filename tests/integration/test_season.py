@@ -190,6 +190,19 @@ async def test_a_series_continues_where_it_stopped(sqlite_studio: Studio) -> Non
     assert any(e.episode_number == 3 and "outline 3" in e.message for e in more)
 
 
+async def test_two_series_of_one_show_setting_and_seed_have_their_own_episodes(
+    sqlite_studio: Studio,
+) -> None:
+    stub, library = sqlite_studio.script, sqlite_studio.library
+    fields: dict[str, Any] = {"show": SHOW, "setting": SETTING, "episodes": 2, "scene_count": 1}
+    one = (await season(stub, **fields))[-1].series
+    two = (await season(stub, **fields))[-1].series
+    assert one.id != two.id
+    first, second = await drafts(library, one.id), await drafts(library, two.id)
+    assert sorted(first) == sorted(second) == [1, 2]
+    assert not {e.id for e in first.values()} & {e.id for e in second.values()}
+
+
 @pytest.mark.parametrize(
     ("fields", "named"),
     [

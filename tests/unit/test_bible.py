@@ -40,7 +40,7 @@ def episode(seed: int, kernel: str = "", scenes: int = 3) -> episode_pb2.Episode
 def season_bible(episodes: int) -> series_pb2.Bible:
     made = series_pb2.Bible()
     for number in range(1, episodes + 1):
-        seed = bible.season_seed(1, number)
+        seed = bible.season_seed("se-test", 1, number)
         kernel = bible.next_kernel(SHOW.id, seed, "", made.kernels_used)
         assert kernel is not None
         made = bible.add_episode(made, episode(seed, kernel), number)
@@ -104,6 +104,13 @@ def test_an_episode_outside_a_series_keeps_a_classic_kernel() -> None:
         assert set(order[: len(CLASSIC_KERNEL_IDS)]) == set(CLASSIC_KERNEL_IDS)
         assert choose_kernel(SHOW.id, seed) in CLASSIC_KERNEL_IDS
     assert choose_kernel(SHOW.id, 3, avoid=CLASSIC_KERNEL_IDS) in SEASON_KERNEL_IDS
+
+
+def test_episode_seeds_differ_by_episode_and_series_and_repeat() -> None:
+    seeds = {bible.season_seed("se-a", 1, n) for n in range(1, 27)}
+    assert len(seeds) == 26
+    assert bible.season_seed("se-a", 1, 3) == bible.season_seed("se-a", 1, 3)
+    assert bible.season_seed("se-a", 1, 3) != bible.season_seed("se-b", 1, 3)
 
 
 def test_kernel_keys_compare_words_not_spelling() -> None:

@@ -2,8 +2,8 @@
 
 Pure functions over `doppelganger.v1.Bible` (no I/O), so the season runner (season.py), the
 library and the tests share one definition of:
-- the facts an episode establishes (`episode_facts`): its A plot, its B plot and the first setup
-  it plants, each with the episode's number and the cast members it names;
+- the facts an episode establishes (`episode_facts`): its A plot and its B plot, each with the
+  episode's number and the cast members it names;
 - what an episode changes besides (`add_episode`): the running gag's state, the state of the
   relationship its B plot strains, the A-plot kernel it used, its synopsis;
 - which earlier fact an episode calls back to (`choose_callback`) and the beat that plays it
@@ -25,7 +25,7 @@ from services.script.procedural import KERNEL_IDS, choose_kernel
 MAX_SEASON_EPISODES = 26  # WriteSeasonRequest.episodes: 1..26
 MAX_FACT_CHARS = 300
 MAX_PROMPT_FACTS = 40  # The newest facts an outline request carries (older ones: their synopses).
-FACTS_PER_EPISODE = 3
+FACTS_PER_EPISODE = 2
 
 _A_PLOT = re.compile(r"^(?P<who>.+?) sets out to (?P<what>[^;]+)")
 
@@ -57,8 +57,9 @@ def named(text: str, names: Iterable[str]) -> list[str]:
 
 
 def episode_facts(episode: episode_pb2.Episode, number: int) -> list[series_pb2.BibleFact]:
-    """What episode `number` establishes, at most FACTS_PER_EPISODE facts: the A plot as a
-    thing that happened ('Lux tried to ...'), the B plot, the first setup it planted."""
+    """What episode `number` establishes: its A plot as a thing that happened ('Lux tried to
+    ...') and its B plot. (Its setups are paid off within the episode, and read as callbacks
+    like the episode's own; the running gag the bible keeps apart.)"""
     outline = episode.outline
     names = [character.name for character in episode.cast]
     texts: list[str] = []
@@ -71,9 +72,6 @@ def episode_facts(episode: episode_pb2.Episode, number: int) -> list[series_pb2.
     b_plot = _first_sentence(outline.b_plot)
     if b_plot:
         texts.append(b_plot)
-    setup = next((s.description for act in outline.acts for b in act.beats for s in b.setups), "")
-    if setup:
-        texts.append(_first_sentence(setup))
     facts: list[series_pb2.BibleFact] = []
     for text in dict.fromkeys(t for t in texts if t):
         text = _clip(text[:1].upper() + text[1:])
@@ -208,17 +206,21 @@ def choose_callback(
 
 def attach_callback(outline: episode_pb2.Outline, fact: series_pb2.BibleFact) -> int:
     """Puts the callback on the beat that plays it: the first story beat (not the cold open or
-    the tag) whose card has someone present the fact does not name, else the first such beat,
-    else the first beat. Returns its scene index (-1 when the outline has no beats)."""
+    the tag) with someone there from the start whom the fact does not name (they bring it up),
+    else one with such a someone entering, else the first story beat. Returns its scene index
+    (-1 when the outline has no beats)."""
     beats = [b for act in outline.acts for b in act.beats]
     if not beats:
         return -1
     story = [b for b in beats if b.plot != episode_pb2.PLOT_LINE_RUNNER] or beats
 
+    def starts_free(beat: episode_pb2.Beat) -> bool:
+        return any(n not in fact.characters for n in beat.characters)
+
     def free(beat: episode_pb2.Beat) -> bool:
         return any(n not in fact.characters for n in [*beat.characters, *beat.entrances])
 
-    beat = next((b for b in story if free(b)), story[0])
+    beat = next((b for b in story if starts_free(b)), next((b for b in story if free(b)), story[0]))
     if not any(c.fact_id == fact.id for c in beat.callbacks):
         beat.callbacks.add(fact_id=fact.id, episode_number=fact.episode_number, text=fact.text)
     return beat.scene_index

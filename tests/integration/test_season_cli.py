@@ -64,7 +64,7 @@ async def test_season_prints_progress_and_where_the_episodes_went(
     assert result.returncode == 0, result.stderr
     assert re.search(r"outline 1: .+\(kernel ", result.stdout)
     assert re.search(r"episode 2 written \(ep-[0-9a-f]{20}\)", result.stdout)
-    assert re.search(r"bible v\d+: episode 3 added \d facts, calls back to e2-f\d", result.stdout)
+    assert re.search(r"bible v\d+: episode 3 added 2 facts, calls back to e2-f\d", result.stdout)
     [series_id] = re.findall(r"^series\s+.+\((se-[0-9a-f]+)\)", result.stdout, re.M)
     paths = episode_paths(result.stdout)
     assert sorted(paths) == [1, 2, 3]

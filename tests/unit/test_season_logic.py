@@ -103,3 +103,23 @@ def test_only_the_callbacks_a_script_plays_are_recorded() -> None:
         "e1-f1"
     ]
     assert played_callbacks(_episode("Nothing to see here.")) == []
+
+
+def test_an_outline_sent_back_keeps_its_callbacks_within_limits() -> None:
+    from services.script.outline_input import check_outline
+
+    outline = episode_pb2.Outline(scene_count=1)
+    beat = outline.acts.add(name="Act One").beats.add(
+        plot=episode_pb2.PLOT_LINE_A, description="Lux plans."
+    )
+    beat.callbacks.add(fact_id="e1-f1", episode_number=1, text="Lucy tried to sell algae loaf")
+    checked = check_outline(outline, ["Lux"], lambda text: text.replace("Lucy", "Lux"), None)
+    assert checked.acts[0].beats[0].callbacks[0].text == "Lux tried to sell algae loaf"
+    for _ in range(4):
+        beat.callbacks.add(fact_id="e1-f2", text="more")
+    with pytest.raises(InvalidRequest, match=re.escape("callbacks has 5 items; at most 4")):
+        check_outline(outline, ["Lux"], lambda text: text, None)
+    del beat.callbacks[1:]
+    beat.callbacks[0].fact_id = "bad id!"
+    with pytest.raises(InvalidRequest, match=re.escape("callbacks[0].fact_id must be 1-64")):
+        check_outline(outline, ["Lux"], lambda text: text, None)

@@ -203,6 +203,23 @@ async def test_two_series_of_one_show_setting_and_seed_have_their_own_episodes(
     assert not {e.id for e in first.values()} & {e.id for e in second.values()}
 
 
+async def test_a_season_asked_again_finds_the_drafts_it_stored(sqlite_studio: Studio) -> None:
+    stub, library = sqlite_studio.script, sqlite_studio.library
+    made = await stub.CreateSeries(script_pb2.CreateSeriesRequest(show=SHOW, setting=SETTING))
+    first = await season(stub, series_id=made.id, episodes=2, scene_count=1)
+    stored = await drafts(library, made.id)
+    # As if the first run had stopped after storing its drafts, before the bible pass.
+    version = first[-1].series.version
+    await library.update_bible(made.id, series_pb2.Bible(), expected_version=version)
+    again = await season(stub, series_id=made.id, episodes=2, scene_count=1)
+    reused = [e for e in again if e.event.message.startswith("already written")]
+    assert sorted(e.episode_number for e in reused) == [1, 2]
+    assert {n: e.id for n, e in (await drafts(library, made.id)).items()} == {
+        n: e.id for n, e in stored.items()
+    }
+    assert again[-1].series.bible.episodes == first[-1].series.bible.episodes
+
+
 @pytest.mark.parametrize(
     ("fields", "named"),
     [

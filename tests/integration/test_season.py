@@ -304,3 +304,40 @@ async def test_the_llm_outline_request_carries_the_bible_and_used_kernels(
         assert len({e.outline.kernel for e in episodes.values()}) == 3
     finally:
         await library.close()
+
+
+async def test_a_season_without_a_free_episode_slot_is_refused_with_a_retry_hint(
+    redis_server: RedisServer, tmp_path: Any
+) -> None:
+    from sqlalchemy.engine import URL
+
+    url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "library.db"))
+    library = await Library.open(url, migrate="auto")
+    try:
+        with LLMServer(latency=2.0) as provider:  # the LLM episode holds the only slot
+            base = llm_settings(
+                provider, script_port=0, scene_port=0, cache_port=0, monitor_port=0,
+                monitor_http_port=0, grace_seconds=2.0, max_concurrent_episodes=1,
+            )  # fmt: skip
+            async with studio(base, redis_server, library) as running:
+                made = await running.script.CreateSeries(
+                    script_pb2.CreateSeriesRequest(show=SHOW, setting=SETTING)
+                )
+                busy = running.script.GenerateEpisode(
+                    script_pb2.GenerateEpisodeRequest(
+                        show=SHOW, setting=SETTING, scene_count=1, writer="anthropic"
+                    )
+                )
+                first = await busy.read()  # STAGE_ACCEPTED: the slot is taken
+                assert first.stage == script_pb2.Stage.STAGE_ACCEPTED
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await season(running.script, series_id=made.id, episodes=2, scene_count=1)
+                busy.cancel()
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "DOPPEL_MAX_CONCURRENT_EPISODES" in (refused.value.details() or "")
+        hints = dict(refused.value.trailing_metadata() or ())
+        assert int(hints["retry-after-ms"]) > 0
+        assert not (await library.list_episodes(series_id=made.id)).items
+        assert (await library.get_series_record(made.id)).version == 1
+    finally:
+        await library.close()

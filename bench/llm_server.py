@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -85,6 +85,7 @@ class Received:
     client: str = ""  # the <name> of a /r/<name>/ base URL
     fault: str = ""  # the one-shot fault this request got
     notes: tuple[str, ...] = ()  # the notes of a revise task
+    request: dict[str, Any] = field(default_factory=dict)  # the task's request JSON, as sent
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -466,7 +467,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             received = Received(
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
                 answered_at=time.monotonic(), client=client, fault=self.fault,
-                notes=_notes(task_text),
+                notes=_notes(task_text), request=_request(task_text),
             )  # fmt: skip
             server.record(received)
             self._send(status, payload, headers)
@@ -596,6 +597,14 @@ def _task_name(task_text: str) -> str:
         return str(prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)["task"])
     except (ValueError, KeyError):
         return ""
+
+
+def _request(task_text: str) -> dict[str, Any]:
+    try:
+        request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    except (ValueError, AttributeError):
+        return {}
+    return request if isinstance(request, dict) else {}
 
 
 def _notes(task_text: str) -> tuple[str, ...]:

@@ -14,6 +14,8 @@ doppel diff A B [--format html --out FILE]   what changed, scene by scene
 doppel export ID --format pdf|fdx|html|fountain|json [--out FILE]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
+doppel season --show S --setting T --episodes N [--out DIR] [--series ID]
+                               a season whose episodes remember each other (doppel/season.py)
 doppel shows                   list the bundled shows, yours, and the settings
 doppel show import FILE | export SHOW --out FILE | analyze FILE... --out show.yaml
                                shows of your own (doppel/show.py, docs/shows.md)
@@ -48,6 +50,7 @@ from doppel import health, local_tokens, steering
 from doppel import history as history_command
 from doppel import import_file as import_command
 from doppel import revise as revise_command
+from doppel import season as season_command
 from doppel import show as show_command
 from doppel import validate as validate_command
 from doppel.library_client import LocalRefusal, import_draft, import_request
@@ -463,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate_command.add_arguments(validate)
     validate.set_defaults(run=lambda args, settings: validate_command.run(args, settings, out, err))
+    season = commands.add_parser(
+        "season", help="a season of episodes that read and add to the series bible"
+    )
+    season_command.add_arguments(season)
+    season.set_defaults(run=lambda args, settings: season_command.run(args, settings, out, err))
     show = commands.add_parser("show", help="your own shows: import, export, analyze scripts")
     show_command.add_arguments(show)
     show.set_defaults(run=lambda args, settings: show_command.run(args, settings, out, err))

@@ -32,6 +32,8 @@ MAX_SETUP_CHARS = 300
 MAX_PAYOFFS = 12
 MAX_GAG_CHARS = 300
 MAX_KERNEL_CHARS = 80
+MAX_CALLBACKS = 4  # series bible facts one beat calls back to (a season's)
+MAX_CALLBACK_CHARS = 300
 SETUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PLOTS = (episode_pb2.PLOT_LINE_A, episode_pb2.PLOT_LINE_B, episode_pb2.PLOT_LINE_RUNNER)
 PLACEMENTS = (
@@ -58,6 +60,8 @@ def _rename(outline: episode_pb2.Outline, to_world: Callable[[str], str]) -> Non
                 people[:] = [to_world(name.strip()) for name in people]
             for setup in beat.setups:
                 setup.description = to_world(setup.description)
+            for callback in beat.callbacks:
+                callback.text = to_world(callback.text)
 
 
 def _check_people(field: str, beat: episode_pb2.Beat, cast: Sequence[str]) -> None:
@@ -122,6 +126,20 @@ def _check_beat(
     check_text(f"{field}.running_gag", beat.running_gag, MAX_GAG_CHARS, required=False)
     _check_people(field, beat, cast)
     _check_threads(field, beat, planted)
+    _check_callbacks(field, beat)
+
+
+def _check_callbacks(field: str, beat: episode_pb2.Beat) -> None:
+    """A season's callbacks to its bible: a few per beat, each a fact id and its text."""
+    if len(beat.callbacks) > MAX_CALLBACKS:
+        raise InvalidRequest(
+            f"{field}.callbacks has {len(beat.callbacks)} items; at most {MAX_CALLBACKS}"
+        )
+    for position, callback in enumerate(beat.callbacks):
+        where = f"{field}.callbacks[{position}]"
+        if not SETUP_ID.fullmatch(callback.fact_id):
+            raise InvalidRequest(f"{where}.fact_id must be 1-64 of A-Z a-z 0-9 . _ -")
+        check_text(f"{where}.text", callback.text, MAX_CALLBACK_CHARS)
 
 
 def check_outline(

@@ -1,7 +1,8 @@
 """ScriptService: GenerateEpisode (streaming progress), GetEpisode, RegenerateScene,
 ValidateEpisode (validate_service.py), ProposeOutlines (proposals.py), ReviseEpisode (revise.py),
 ListShows, GetShow, CreateShow and AnalyzeShow (shows.py, which also resolves a request's show),
-and the library's RPCs (library_api.py)."""
+CreateSeries, GetSeries, ListSeries and WriteSeason (season.py), and the library's RPCs
+(library_api.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ from doppelganger.v1 import (
     scene_pb2_grpc,
     script_pb2,
     script_pb2_grpc,
+    series_pb2,
 )
 from services.script import store
 from services.script.coordination import CoordinationClient, LeaseHeld, held_lease
@@ -52,6 +55,7 @@ from services.script.requests import (
 )
 from services.script.revise import EpisodeReviser, LockedSceneChanged
 from services.script.revision_plan import check_revise, plan_revision
+from services.script.season import SeasonService, check_season, rpc_errors
 from services.script.shows import ShowService
 from services.script.validate_service import validate_request
 from services.script.writers import build_writers
@@ -95,6 +99,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self._coordination = coordination
         self._api = LibraryApi(library, deps, settings, self._record, self._load)
         self._shows = ShowService(library)
+        self._season = SeasonService(
+            library, deps, self._runtime(), settings.default_writer,
+            settings.season_parallel_episodes, settings.episode_timeout_seconds,
+        )  # fmt: skip
         self._active = 0  # Episodes being written now; at most max_concurrent_episodes.
         self._typical_seconds = 10.0  # Moving average of episode durations, for retry hints.
         meter = deps.telemetry.meter
@@ -134,6 +142,54 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         finally:
             self._active -= 1
             self._active_gauge.add(-1)
+
+    @contextlib.asynccontextmanager
+    async def _slots(
+        self, wanted: int, show_id: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[int]:
+        """Up to `wanted` free slots held together (a season's), or RESOURCE_EXHAUSTED."""
+        granted = min(wanted, self._settings.max_concurrent_episodes - self._active)
+        if granted < 1:
+            await self._refuse_overload(show_id, context)
+        self._active += granted
+        self._active_gauge.add(granted)
+        try:
+            yield granted
+        finally:
+            self._active -= granted
+            self._active_gauge.add(-granted)
+
+    async def CreateSeries(
+        self, request: script_pb2.CreateSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> series_pb2.Series:
+        async with rpc_errors(context):
+            return await self._season.create_series(request)
+        raise AssertionError("unreachable: abort raises")
+
+    async def GetSeries(
+        self, request: script_pb2.GetSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> series_pb2.Series:
+        async with rpc_errors(context):
+            return await self._season.get_series(request.series_id)
+        raise AssertionError("unreachable: abort raises")
+
+    async def ListSeries(
+        self, request: script_pb2.ListSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> script_pb2.ListSeriesResponse:
+        async with rpc_errors(context):
+            return await self._season.list_series(request)
+        raise AssertionError("unreachable: abort raises")
+
+    async def WriteSeason(
+        self, request: script_pb2.WriteSeasonRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[script_pb2.SeasonEvent]:
+        """A season (season.py): outlines, episodes in parallel on held slots, the bible."""
+        async with rpc_errors(context):
+            order = check_season(request, self._settings.default_writer, self._deps.writers.keys())
+            with spending_caller(caller_identity(context)):
+                slots = functools.partial(self._slots, show_id=order.show, context=context)
+                async for event in self._season.write_season(order, slots):
+                    yield event
 
     def _time_allowed(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds the work may take: the client's deadline or DOPPEL_EPISODE_TIMEOUT_SECONDS."""

@@ -42,6 +42,9 @@ class StoryContext:
     premise: str = ""  # the writer's pitch, in the new world (original names renamed)
     kernel: str = ""  # the A plot's story kernel: the outline's once it is written
     avoid_kernels: Sequence[str] = field(default_factory=tuple)  # an outline must pick another
+    # A season's series bible as the outline reads it (bible.bible_lines): earlier episodes'
+    # facts, gags, relationships; the outline calls back to them and repeats no used kernel.
+    bible: Sequence[str] = field(default_factory=tuple)
 
 
 class Writer(Protocol):

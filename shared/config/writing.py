@@ -56,6 +56,11 @@ class WritingSettings:
         "Longest an episode or revision may run, whatever the client's deadline; then "
         "DEADLINE_EXCEEDED.",
     )  # fmt: skip
+    season_parallel_episodes: int = setting(
+        "DOPPEL_SEASON_PARALLEL_EPISODES", 4, COUNT,
+        "Episodes of one WriteSeason written at the same time (each holds one of the "
+        "replica's DOPPEL_MAX_CONCURRENT_EPISODES slots).",
+    )  # fmt: skip
     anthropic_api_key: str = setting(
         "ANTHROPIC_API_KEY", "", TEXT,
         "Key of the `anthropic` writer (never logged); it or the base URL registers the writer.",

@@ -21,7 +21,17 @@ from services.script.library.engine import create_engine
 from services.script.library.models import Base
 from tests.integration.library_samples import draft_id, sample_episode
 
-TABLES = {"shows", "series", "episodes", "drafts", "batch_jobs", "alembic_version"}
+TABLES = {
+    "shows",
+    "series",
+    "series_bibles",
+    "episodes",
+    "drafts",
+    "batch_jobs",
+    "alembic_version",
+}
+# What the newest migration (0002_series) added: one step down removes it.
+SERIES_STEP_TABLES = {"series_bibles"}
 
 
 @pytest.fixture
@@ -48,6 +58,9 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
     await schema.downgrade(engine, "-1")
     back = await schema.status(engine)
     assert not back.up_to_date and back.current != found.current
+    await schema.downgrade(engine, "0001")
+    assert await tables(engine) == TABLES - SERIES_STEP_TABLES
+    assert (await schema.status(engine)).current == ("0001",)
     await schema.downgrade(engine, "base")
     assert await tables(engine) == {"alembic_version"}
     assert not (await schema.status(engine)).current

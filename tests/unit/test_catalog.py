@@ -178,6 +178,7 @@ _SLOT_NAMES = (
     "vocab vocab2 my_role your_role focus other_prop PROP B_PROP DRINK OTHER B_issue Prop "
     "X Y A B show setting_lower role"  # the last three: the logline only
     " elements setup state element"  # the premise's elements and the scene cards' actions
+    " memory Memory"  # a season's callback to a fact of the series bible
 )
 SLOTS = set(catalog.LEXICON_KEYS) | set(_SLOT_NAMES.split(" "))
 STAGES = {

@@ -1,4 +1,4 @@
-"""The library's tables: shows, series, episodes, drafts, batch jobs.
+"""The library's tables: shows, series (and their bibles' versions), episodes, drafts, batch jobs.
 
 A library episode is a lineage of drafts. Drafts are immutable: each holds one serialized
 `doppelganger.v1.Episode` (its `id` is the proto's), its SHA-256 and size, and what made it
@@ -126,6 +126,20 @@ class Series(Base):
     version: Mapped[int] = mapped_column(Integer)  # Optimistic concurrency: +1 per update.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SeriesBible(Base):
+    """One version of a series' bible (a serialized doppelganger.v1.Bible). A new version is
+    written in the same transaction that bumps `series.version`, so the latest row is always
+    the bible of the series' current version, and every earlier one stays readable."""
+
+    __tablename__ = "series_bibles"
+
+    series_id: Mapped[str] = mapped_column(ForeignKey("series.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)  # series.version it made.
+    episode_number: Mapped[int] = mapped_column(Integer)  # Whose facts it added; 0: none.
+    proto: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Episode(Base):

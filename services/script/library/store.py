@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doppelganger.v1 import episode_pb2
 from services.script.library import pages
+from services.script.library.bibles import BibleStore
 from services.script.library.database import clip
 from services.script.library.errors import Conflict, InvalidArgument, LibraryError, NotFound
 from services.script.library.models import (
@@ -39,9 +40,10 @@ _DRAFT_INFO = [column for column in Draft.__table__.c if column.key != "proto"]
 _EPISODE = list(Episode.__table__.c)
 
 
-class Library(PlanningStore):
+class Library(PlanningStore, BibleStore):
     """The library: drafts and episodes here; shows, series and batch jobs from PlanningStore;
-    connections from Database. Build with `Library.open(url)`; `close` when done."""
+    series with their versioned bibles from BibleStore; connections from Database. Build with
+    `Library.open(url)`; `close` when done."""
 
     async def save_draft(
         self,

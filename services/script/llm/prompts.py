@@ -130,6 +130,7 @@ def outline_request(
     *,
     premise: str = "",
     avoid_kernels: Sequence[str] = (),
+    bible: Sequence[str] = (),
 ) -> str:
     minutes = round(target_runtime_seconds / 60) if target_runtime_seconds else 22
     text = (
@@ -150,6 +151,12 @@ def outline_request(
         )
     if avoid_kernels:
         text += " The A plot must differ from these, already proposed: see avoid_kernels."
+    if bible:
+        text += (
+            " The episode belongs to a series: series_bible holds what earlier episodes "
+            "established (facts with ids, running gags, relationships' state). Keep to it, and "
+            "call back to at least one fact of an earlier episode in a beat."
+        )
     request = {
         "task": "outline",
         "scene_count": scene_count,
@@ -159,6 +166,8 @@ def outline_request(
         "premise": premise,
         "avoid_kernels": list(avoid_kernels),
     }
+    if bible:
+        request["series_bible"] = list(bible)
     return _task(text, request, schema.json_schema(schema.OutlineOut))
 
 
@@ -188,6 +197,12 @@ def scene_request(
         "they are all you know of the other scenes. Keep to the writer's premise when there is "
         f"one. End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
     )
+    card = schema.scene_card(outline, index)
+    if "series_callbacks" in card:
+        text += (
+            " The card calls back to earlier episodes of the series (series_callbacks): a "
+            "character who is not named in the fact brings it up in a line."
+        )
     request = {
         "task": "scene",
         "scene_index": index,
@@ -197,7 +212,7 @@ def scene_request(
         "target_runtime_seconds": outline.target_runtime_seconds,
         "premise": outline.premise,
         "outline": schema.outline_payload(outline),
-        "card": schema.scene_card(outline, index),
+        "card": card,
         "earlier": list(earlier),
         "notes": list(notes),
     }

@@ -487,6 +487,11 @@ def scene_card(outline: episode_pb2.Outline, index: int) -> dict[str, Any]:
         {"id": p, "planted_in_scene": sources.get(p, -1) + 1, "description": planted.get(p, "")}
         for p in beat.payoffs
     ]
+    if beat.callbacks:  # A season's: earlier episodes' facts this scene calls back to.
+        card["series_callbacks"] = [
+            {"fact_id": c.fact_id, "episode": c.episode_number, "fact": c.text}
+            for c in beat.callbacks
+        ]
     return card
 
 

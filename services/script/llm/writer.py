@@ -99,7 +99,7 @@ class LLMWriter:
         target = target_runtime(context)
         request = prompts.outline_request(
             context.scene_count, context.seed, context.notes, target,
-            premise=context.premise, avoid_kernels=context.avoid_kernels,
+            premise=context.premise, avoid_kernels=context.avoid_kernels, bible=context.bible,
         )  # fmt: skip
         names = [character.name for character in context.cast]
         reply = await self._structured(

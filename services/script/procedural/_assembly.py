@@ -35,6 +35,7 @@ from services.script.procedural._revision import FIRST_DRAFT, SceneDirectives, r
 from services.script.procedural._runtime import MAX_TARGET_SECONDS, MIN_TARGET_SECONDS
 from services.script.procedural._scenes import Action, Frame, Line, SceneWriter, item_seconds
 from services.script.procedural._staging import (
+    callback_lines,
     exit_actions,
     late_actions,
     opening_ambience,
@@ -72,8 +73,10 @@ def _write_body(writer: SceneWriter, frame: Frame, card: _Card) -> None:
     planted = plant_actions(writer, card.beat, frame.primary)
     paid = late_actions(writer, card.beat, card.outline, frame.primary)
     present = _write_opening(writer, frame, card.exterior)
-    writer.items.extend(planted)
-    steps = _steps(frame, sum(item_seconds(action) for action in (*planted, *paid)))
+    recalled = callback_lines(writer, card.beat, present)
+    writer.items.extend([*planted, *recalled])
+    played = (*planted, *recalled, *paid)
+    steps = _steps(frame, sum(item_seconds(item) for item in played))
     later = frame.jokes[1:]
     for group, slot in zip(_spread(steps, len(later)), later, strict=True):
         for step in group:

@@ -17,7 +17,11 @@ def _pools(section: Mapping[str, Sequence[str]]) -> Mapping[str, tuple[str, ...]
 
 
 _STORY, _LINES, _ACTIONS = _GRAMMAR["story"], _GRAMMAR["lines"], _GRAMMAR["actions"]
-WANTS: tuple[str, ...] = tuple(_STORY["wants"])
+# The A plot's wants, one per story kernel. The classic eight come first (an episode outside a
+# series draws from them, so its story stays what it always was); a season's are the rest, so a
+# season of up to 30 episodes never repeats an A plot.
+CLASSIC_WANTS: tuple[str, ...] = tuple(_STORY["wants"])
+WANTS: tuple[str, ...] = CLASSIC_WANTS + tuple(_STORY["season_wants"])
 B_ISSUES: tuple[str, ...] = tuple(_STORY["b_issues"])
 RUNNERS: tuple[str, ...] = tuple(_STORY["runners"])
 TITLES: tuple[str, ...] = tuple(_STORY["titles"])
@@ -58,6 +62,10 @@ CARD_PREMISE: tuple[str, ...] = tuple(_CARDS["premise"])
 CARD_EXITS: tuple[str, ...] = tuple(_CARDS["exits"])
 CARD_PRESENCE: tuple[str, ...] = tuple(_CARDS["presence"])
 EXTERIOR_OPENINGS: tuple[str, ...] = tuple(_CARDS["exterior_openings"])
+# A season's callbacks to the series bible: lines ({Memory}: the fact), and an action line when
+# everyone present is named in the fact (nobody could say it without naming themself).
+CARD_CALLBACKS: tuple[str, ...] = tuple(_CARDS["bible_callbacks"])
+CARD_CALLBACK_ACTION: str = _CARDS["bible_callback_action"]
 TRANSITIONS: tuple[str, ...] = tuple(_GRAMMAR["transitions"])
 LAST_TRANSITION: str = _GRAMMAR["last_transition"]
 # Catchphrase words swapped for the setting's lexicon (catalog.LEXICON_KEYS).

@@ -30,6 +30,7 @@ from services.script.premise import (
 from services.script.procedural._grammar import (
     B_ISSUES,
     B_STAGES,
+    CLASSIC_WANTS,
     GENERIC_PROPS,
     JOKES,
     RUNNERS,
@@ -45,8 +46,10 @@ def _kernel_id(template: str) -> str:
     return "-".join(words)
 
 
-# The A plot's story kernels: one per want template, by a readable id.
+# The A plot's story kernels: one per want template, by a readable id; the classic ones first.
 KERNEL_IDS: tuple[str, ...] = tuple(_kernel_id(want) for want in WANTS)
+CLASSIC_KERNEL_IDS: tuple[str, ...] = KERNEL_IDS[: len(CLASSIC_WANTS)]
+SEASON_KERNEL_IDS: tuple[str, ...] = KERNEL_IDS[len(CLASSIC_WANTS) :]
 
 
 class Roles(NamedTuple):
@@ -131,10 +134,14 @@ def _locations(
 
 def kernel_order(show_id: str, seed: int, premise: str = "") -> tuple[str, ...]:
     """Every kernel id in the order an episode tries them: the first is the episode's own, the
-    next ones are the alternatives ProposeOutlines offers."""
-    return tuple(
-        sorted(KERNEL_IDS, key=lambda k: digest("kernel-order", show_id, seed, premise, k))
-    )
+    next ones are the alternatives ProposeOutlines offers. The classic kernels come first, each
+    group shuffled by the seed: an episode that avoids nothing keeps the story it always had, and
+    a season that avoids what it used walks on into the season kernels."""
+
+    def shuffled(ids: tuple[str, ...]) -> list[str]:
+        return sorted(ids, key=lambda k: digest("kernel-order", show_id, seed, premise, k))
+
+    return (*shuffled(CLASSIC_KERNEL_IDS), *shuffled(SEASON_KERNEL_IDS))
 
 
 def choose_kernel(show_id: str, seed: int, premise: str = "", avoid: Sequence[str] = ()) -> str:
@@ -148,7 +155,7 @@ def _want(kernel_id: str) -> str:
     outline's own) maps onto one by digest."""
     if kernel_id in KERNEL_IDS:
         return WANTS[KERNEL_IDS.index(kernel_id)]
-    return WANTS[digest("kernel", kernel_id) % len(WANTS)]
+    return CLASSIC_WANTS[digest("kernel", kernel_id) % len(CLASSIC_WANTS)]
 
 
 def _cast_order(names: list[str], premise_people: Sequence[str]) -> list[str]:
@@ -200,7 +207,7 @@ def build_kernel(
         "b_prop": b_prop,
         "runner_prop": runner_prop,
     }
-    rng.choice(WANTS)  # the draw a kernel-less version made: the rest stays as it was
+    rng.choice(CLASSIC_WANTS)  # the draw a kernel-less version made: the rest stays as it was
     want = _want(kernel_id).format_map(base)
     b_issue = rng.choice(B_ISSUES).format_map(base)
     runner_gag = rng.choice(RUNNERS).format_map(base)

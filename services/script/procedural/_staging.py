@@ -18,6 +18,8 @@ from services.script.cards import has_card, setup_descriptions
 from services.script.premise import THING, PremiseElement, mentioned
 from services.script.procedural._cards import TIMES_OF_DAY, is_exterior
 from services.script.procedural._grammar import (
+    CARD_CALLBACK_ACTION,
+    CARD_CALLBACKS,
     CARD_EXITS,
     CARD_PAYOFFS,
     CARD_PLANTS,
@@ -32,6 +34,7 @@ from services.script.procedural._text import sentence
 from services.script.script_text import mentions
 
 MAX_SPEAKERS = 6
+MAX_CALLBACKS = 2  # bible callbacks one scene plays
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,41 @@ def plant_actions(writer: SceneWriter, beat: episode_pb2.Beat | None, primary: s
         return []
     planted = _joined([setup.description for setup in beat.setups])
     return [_action(writer, "plant", CARD_PLANTS, X=primary, setup=planted)]
+
+
+def callback_lines(
+    writer: SceneWriter, beat: episode_pb2.Beat | None, present: Sequence[str]
+) -> list[Line | Action]:
+    """The series bible facts the card calls back to (a season's, Beat.callbacks), each in a
+    line said by someone present whom the fact does not name (so nobody names themself); when
+    everyone present is named, in an action line instead."""
+    if beat is None or not beat.callbacks or not present:
+        return []
+    played: list[Line | Action] = []
+    for callback in beat.callbacks[:MAX_CALLBACKS]:
+        memory = " ".join(callback.text.split()).rstrip(".!?;, ")
+        slots = {"memory": memory, "Memory": memory[:1].upper() + memory[1:]}
+        start = writer.rng.randrange(len(CARD_CALLBACKS))
+        templates = [*CARD_CALLBACKS[start:], *CARD_CALLBACKS[:start]]
+        line = next(
+            (
+                writer.compose(speaker, text, _other(present, speaker), plain=True)
+                for speaker in present
+                for text in (template.format_map(slots) for template in templates)
+                if writer.fits(speaker, text)
+            ),
+            None,
+        )
+        if line is None:
+            text = sentence(CARD_CALLBACK_ACTION.format_map({**slots, "X": present[0]}))
+            played.append(Action(text))
+        else:
+            played.append(line)
+    return played
+
+
+def _other(present: Sequence[str], speaker: str) -> str:
+    return next((name for name in present if name != speaker), speaker)
 
 
 def premise_actions(

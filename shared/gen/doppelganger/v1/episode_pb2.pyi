@@ -384,6 +384,7 @@ class Beat(_message.Message):
     SETUPS_FIELD_NUMBER: _builtins.int
     PAYOFFS_FIELD_NUMBER: _builtins.int
     RUNNING_GAG_FIELD_NUMBER: _builtins.int
+    CALLBACKS_FIELD_NUMBER: _builtins.int
     scene_index: _builtins.int
     """0-based index of the scene that plays this beat."""
     plot: Global___PlotLine.ValueType
@@ -418,6 +419,10 @@ class Beat(_message.Message):
     def payoffs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of setups of earlier beats paid off here."""
 
+    @_builtins.property
+    def callbacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BibleCallback]:
+        """Series bible facts this scene plays (a season's)."""
+
     def __init__(
         self,
         *,
@@ -434,14 +439,47 @@ class Beat(_message.Message):
         setups: _abc.Iterable[Global___Setup] | None = ...,
         payoffs: _abc.Iterable[_builtins.str] | None = ...,
         running_gag: _builtins.str = ...,
+        callbacks: _abc.Iterable[Global___BibleCallback] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "description", b"description", "entrances", b"entrances", "exits", b"exits", "location", b"location", "payoffs", b"payoffs", "placement", b"placement", "plot", b"plot", "running_gag", b"running_gag", "scene_index", b"scene_index", "setups", b"setups", "target_seconds", b"target_seconds", "time_of_day", b"time_of_day"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callbacks", b"callbacks", "characters", b"characters", "description", b"description", "entrances", b"entrances", "exits", b"exits", "location", b"location", "payoffs", b"payoffs", "placement", b"placement", "plot", b"plot", "running_gag", b"running_gag", "scene_index", b"scene_index", "setups", b"setups", "target_seconds", b"target_seconds", "time_of_day", b"time_of_day"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Beat: _TypeAlias = Beat  # noqa: Y015
+
+@_typing.final
+class BibleCallback(_message.Message):
+    """A fact of the series bible an episode's scene calls back to (series.proto's BibleFact, as a
+    scene's card carries it: the scene's writer sees its own card, not the bible).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACT_ID_FIELD_NUMBER: _builtins.int
+    EPISODE_NUMBER_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    fact_id: _builtins.str
+    """BibleFact.id, e.g. "e3-f2"."""
+    episode_number: _builtins.int
+    """The earlier episode that established it."""
+    text: _builtins.str
+    """What the audience remembers."""
+    def __init__(
+        self,
+        *,
+        fact_id: _builtins.str = ...,
+        episode_number: _builtins.int = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_number", b"episode_number", "fact_id", b"fact_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BibleCallback: _TypeAlias = BibleCallback  # noqa: Y015
 
 @_typing.final
 class Act(_message.Message):

@@ -5,6 +5,7 @@ Spans are captured with the SDK's in-memory exporter; the OTLP path is covered e
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -32,6 +33,17 @@ class Captured:
     def finished(self) -> list[ReadableSpan]:
         self.telemetry.force_flush()
         return list(self.spans.get_finished_spans())
+
+    async def finished_of(self, kind: SpanKind, count: int = 1) -> list[ReadableSpan]:
+        """The finished spans of `kind`, once there are `count`: a server span ends after the
+        status went out, so the client can see the answer before the span is finished."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while True:
+            found = [span for span in self.finished() if span.kind is kind]
+            if len(found) >= count or loop.time() > deadline:
+                return found
+            await asyncio.sleep(0.01)
 
     def metric_points(self, name: str) -> list[object]:
         data = self.metrics.get_metrics_data()
@@ -73,7 +85,7 @@ async def test_trace_context_crosses_the_call(
         with client_side.telemetry.tracer.start_as_current_span("caller") as parent:
             await stub.Set(cache_pb2.SetRequest(namespace="tel", key="k", value=b"v"))
     client_span = next(s for s in client_side.finished() if s.kind is SpanKind.CLIENT)
-    server_span = next(s for s in server_side.finished() if s.kind is SpanKind.SERVER)
+    [server_span, *_] = await server_side.finished_of(SpanKind.SERVER)
     assert client_span.name == server_span.name == "doppelganger.v1.CacheService/Set"
     assert client_span.parent is not None
     assert client_span.parent.span_id == parent.get_span_context().span_id
@@ -99,7 +111,7 @@ async def test_client_errors_and_server_errors_are_classified(
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.Get(cache_pb2.GetRequest(namespace="BAD", key="k"))
     client_span = next(s for s in client_side.finished() if s.kind is SpanKind.CLIENT)
-    server_span = next(s for s in server_side.finished() if s.kind is SpanKind.SERVER)
+    [server_span, *_] = await server_side.finished_of(SpanKind.SERVER)
     # INVALID_ARGUMENT is the caller's fault: an error for the client, not for the server.
     assert client_span.status.status_code is StatusCode.ERROR
     assert dict(client_span.attributes or {})["error.type"] == "INVALID_ARGUMENT"
@@ -116,6 +128,7 @@ async def test_durations_are_recorded_in_seconds(
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         for _ in range(3):
             await stub.Get(cache_pb2.GetRequest(namespace="tel", key="k"))
+    await server_side.finished_of(SpanKind.SERVER, 3)  # the duration is recorded as it ends
     server_points = server_side.metric_points("rpc.server.call.duration")
     client_points = client_side.metric_points("rpc.client.call.duration")
     assert sum(p.count for p in server_points) == 3  # type: ignore[attr-defined]

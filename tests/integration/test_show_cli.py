@@ -152,6 +152,13 @@ async def test_analyze_three_generated_episodes_recovers_the_cast(
             key = " ".join(re.findall(r"[a-z0-9']+", phrase.lower()))
             if len(said[character.name].get(key, ())) >= 2:
                 assert phrase.lower() in found, (character.name, phrase)
+    # The main characters (the two who speak most) each get back a catchphrase of their own.
+    lines = {
+        name: sum(len(scenes) for scenes in by_line.values()) for name, by_line in said.items()
+    }
+    for name in sorted(lines, key=lambda n: -lines[n])[:2]:
+        found = " | ".join(next(c for c in show.characters if c.name == name).catchphrases)
+        assert any(p.lower() in found.lower() for p in cast[name]["catchphrases"]), name
     assert (show.structure.acts, show.structure.tag) == (2, True)
     assert "read      3 scripts" in result.stdout
     imported = await doppel(script_target, "show", "import", str(out))

@@ -181,6 +181,9 @@ async def test_three_procedural_episodes_give_back_their_cast_and_voices() -> No
         tics = [t.rstrip(",.!") for t in cast[character.name].verbal_tics]
         assert any(t.rstrip(",.!") in tics for t in character.verbal_tics), character
         assert character.catchphrases, character.name  # lines they say in two scenes or more
+        # Signature catchphrases recur from episode to episode: each is found here.
+        found = " | ".join(character.catchphrases).lower()
+        assert any(p.lower() in found for p in cast[character.name].catchphrases), character.name
     assert (show.structure.cold_open, show.structure.acts, show.structure.tag) == (False, 2, True)
     assert set(show.locations) == {s.slugline.location for e in episodes for s in e.scenes}
     assert analysis.scripts == 3 and analysis.scenes == sum(len(e.scenes) for e in episodes)

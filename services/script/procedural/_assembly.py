@@ -141,6 +141,7 @@ def _late_entrance(writer: SceneWriter, frame: Frame, present: list[str]) -> lis
     """Anyone else the scene needs (the climax brings both plots together)."""
     for newcomer in frame.newcomers[1:]:
         present = _enter(writer, newcomer, frame.primary, present)
+    _signature_catchphrase(writer, present)
     return present
 
 
@@ -155,6 +156,7 @@ def _turn(writer: SceneWriter, frame: Frame, present: list[str]) -> list[str]:
     """The scene's turn, and the room's silence after it."""
     writer.line(f"turn:{frame.plot}", frame.primary, frame.secondary, frame.bystander)
     writer.action("reaction", ACTION_REACTIONS, frame.secondary, frame.primary, optional=True)
+    _signature_catchphrase(writer, present)
     return present
 
 
@@ -206,6 +208,26 @@ def _catchphrase(writer: SceneWriter, present: Sequence[str]) -> None:
     if owned:
         speaker, phrase = owned[writer.rng.randrange(len(owned))]
         writer.say(speaker, phrase, someone_else(present, speaker), plain=True)
+
+
+def _signature_catchphrase(writer: SceneWriter, present: Sequence[str]) -> None:
+    """A character's signature (first) catchphrase that the plan dealt to this scene and that
+    has not been said, when the scene has had no catchphrase yet: a show's signature lines recur
+    from episode to episode (what `AnalyzeShow` finds them by). No random draw."""
+    phrases = [(name, phrase) for name, c in writer.cast.items() for phrase in c.catchphrases]
+    dealt = writer.plan.lines.catchphrases(phrases, writer.index)
+    if any(phrase in writer.used for _, phrase in dealt):
+        return
+    last = writer.last_speaker()
+    for speaker, phrase in dealt:
+        if (
+            phrase == writer.cast[speaker].catchphrases[0]
+            and speaker in present
+            and speaker != last
+            and writer.fits(speaker, phrase)
+        ):
+            writer.say(speaker, phrase, someone_else(present, speaker), plain=True)
+            return
 
 
 # ---------------------------------------------------------------------------------------------

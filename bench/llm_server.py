@@ -12,9 +12,14 @@ with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "trunc
 cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
 "bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`), and
 "drop_payoff" (a scene reply without the lines that pay off the setups its card says are due, as
-a model that lost a thread would write it). Like a good model, a revision follows the continuity
-notes it is given: a missing payoff or an unplanted setup the note names (`'description'`) gets a
-line that carries it.
+a model that lost a thread would write it), "upper_speaker" (speakers in screenplay capitals).
+Structured output is checked as the real APIs do (bench/provider_schemas.py): a request without
+the native constraint (`output_config.format`, `response_format` json_schema strict), with one
+outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, gets the provider's
+400; answers are in the constrained shape (OpenAI strict: every property, null when not given)
+and checked against the schema sent (`violations` lists any that do not match).
+Like a good model, a revision follows the continuity notes it is given: a missing payoff or an
+unplanted setup the note names (`'description'`) gets a line that carries it.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
 writers send, the status and any retry-after given, and the client it came from: a client given
 `anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
@@ -38,8 +43,10 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import jsonschema
 from google.protobuf import json_format
 
+from bench import provider_schemas
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.checks.threads import content_stems
@@ -60,6 +67,7 @@ FAULTS = frozenset(
         "bad_body",
         "slow",
         "drop_payoff",
+        "upper_speaker",
     }
 )
 # A continuity note (services/script/ledger.py) about a thread, with the setup's description.
@@ -120,6 +128,7 @@ class LLMServer:
         slow_seconds: float = 5.0,
         fault_retry_after: float | None = 0.2,
         reported_output_tokens: int | None = None,
+        require_structured: bool = True,
     ) -> None:
         self.latency = latency
         self.requests_per_window = requests_per_window
@@ -128,6 +137,8 @@ class LLMServer:
         self.slow_seconds = slow_seconds
         self.fault_retry_after = fault_retry_after
         self.reported_output_tokens = reported_output_tokens  # usage to report instead of ~chars/4
+        self.require_structured = require_structured
+        self.violations: list[str] = []  # answers that did not match the schema they were sent
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
         self._faults: deque[tuple[str, str | None]] = deque()
@@ -481,6 +492,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 headers, told = server.retry_after_headers(wait)
                 headers.update(server._rate_headers(arrived))
                 return 429, told, headers, _error(path, 429)
+            refused = _refusal(path, body) if server.require_structured else None
+            if refused is not None:
+                return 400, None, {}, refused
             fault = server._next_fault(path)
             self.fault = fault or ""
             if fault in ("429", "500", "529", "401"):
@@ -496,7 +510,13 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             if fault == "drop_payoff" and _task_name(task_text) == "scene":
                 request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
                 payload = _drop_payoffs(payload, request)
-            text = json.dumps(_invalid(payload) if fault == "invalid" else payload)
+            if fault == "invalid":
+                payload = _invalid(payload)
+            elif fault == "upper_speaker":
+                payload = _upper_speakers(payload)
+            else:
+                payload = _constrained(server, path, body, payload)
+            text = json.dumps(payload)
             stop = "end_turn"
             if fault == "malformed":
                 text = "Sure! Here is the scene you asked for. It opens on a quiet morning..."
@@ -557,6 +577,61 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         }
 
     return Handler
+
+
+def _schema_sent(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    if path == ANTHROPIC_PATH:
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        return fmt.get("schema")
+    spec = (body.get("response_format") or {}).get("json_schema") or {}
+    return spec.get("schema")
+
+
+def _refusal(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The provider's 400 body for a request it would refuse, else None."""
+    if path == ANTHROPIC_PATH:
+        problems = provider_schemas.anthropic_problems(body.get("output_config"))
+        if not problems:
+            return None
+        message = "; ".join(problems[:5])
+        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    if "max_tokens" in body:
+        message = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+        return {"error": {"message": message, "type": "invalid_request_error",
+                          "param": "max_tokens", "code": "unsupported_parameter"}}  # fmt: skip
+    problems = provider_schemas.openai_problems(body.get("response_format"))
+    if not problems:
+        return None
+    return {"error": {"message": "Invalid schema for response_format: " + "; ".join(problems[:5]),
+                      "type": "invalid_request_error", "param": "response_format",
+                      "code": "invalid_json_schema"}}  # fmt: skip
+
+
+def _constrained(
+    server: LLMServer, path: str, body: dict[str, Any], payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The answer as constrained decoding writes it, checked against the schema sent."""
+    sent = _schema_sent(path, body)
+    if sent is None:
+        return payload
+    if path == OPENAI_PATH:
+        payload = provider_schemas.fill_nulls(payload, sent)
+    try:
+        jsonschema.validate(payload, sent)
+    except jsonschema.ValidationError as exc:
+        with server._lock:
+            server.violations.append(f"{path}: {exc.message}")
+    return payload
+
+
+def _upper_speakers(payload: dict[str, Any]) -> dict[str, Any]:
+    for element in payload.get("elements", []):
+        if element.get("type") == "dialogue":
+            element["character"] = element["character"].upper()
+    return payload
 
 
 def _client_path(path: str) -> tuple[str, str]:

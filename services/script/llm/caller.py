@@ -84,6 +84,7 @@ class LLMCaller:
         self._prices = prices
         self._tracer = tracer
         self._instruments = instruments
+        self.instruments = instruments  # The writer counts repairs and parse failures on them.
         self._capture = capture_content
         self._sleep = sleep
         self._faults = faults

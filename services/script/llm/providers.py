@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import anthropic
 import openai
-from openai import omit
 
+from services.script.llm import structured
 from services.script.llm.budget import Usage
 from services.script.llm.retry import is_retryable_status
 
@@ -41,6 +41,10 @@ class ChatRequest:
     temperature: float | None  # None: not sent (see AnthropicChat)
     call_id: str = ""
     attempt: int = 1
+    # The reply's JSON Schema (ours, pydantic's): sent as the provider's native constraint,
+    # transformed to its subset (structured.py). None: free text.
+    reply_schema: Mapping[str, Any] | None = None
+    schema_name: str = "reply"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class ChatProvider(Protocol):
     sends_temperature: bool
     server_address: str
     server_port: int
+
+    def body(self, request: ChatRequest) -> dict[str, Any]: ...
 
     async def chat(self, request: ChatRequest) -> ChatResult: ...
 
@@ -152,21 +158,27 @@ class AnthropicChat:
             http_client=anthropic.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
         )
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The Messages API request body, not sent: `chat` sends it, and a batch submitter can
+        put the very same body in a Message Batch."""
         turns: list[Any] = [{"role": role, "content": text} for role, text in request.messages]
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": [
+                {"type": "text", "text": request.instructions},
+                {"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}},
+            ],
+            "messages": turns,
+        }
+        if request.reply_schema is not None:
+            body["output_config"] = structured.anthropic_output_config(dict(request.reply_schema))
+        return body
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
         try:
             raw = await self._client.messages.with_raw_response.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                system=[
-                    {"type": "text", "text": request.instructions},
-                    {
-                        "type": "text",
-                        "text": request.context,
-                        "cache_control": {"type": "ephemeral"},
-                    },
-                ],
-                messages=turns,
+                **self.body(request),
                 extra_headers={
                     CALL_ID_HEADER: request.call_id,
                     ATTEMPT_HEADER: str(request.attempt),
@@ -211,19 +223,32 @@ class OpenAIChat:
             http_client=openai.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
         )  # fmt: skip
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat.completions request body, not sent (see AnthropicChat.body).
+        `max_completion_tokens`: `max_tokens` is deprecated, and refused by reasoning models."""
         # The shared context leads the prompt, so servers with prefix caching reuse it.
         system = f"{request.context}\n\n{request.instructions}"
         turns = [{"role": "system", "content": system}]
         turns += [{"role": role, "content": text} for role, text in request.messages]
-        messages: list[Any] = turns
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": turns,
+            "max_completion_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.reply_schema is not None:
+            body["response_format"] = structured.openai_response_format(
+                request.schema_name, dict(request.reply_schema)
+            )
+        else:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=request.model,
-                messages=messages,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature if request.temperature is not None else omit,
-                response_format={"type": "json_object"},
+                **self.body(request),
                 extra_headers={
                     CALL_ID_HEADER: request.call_id,
                     ATTEMPT_HEADER: str(request.attempt),

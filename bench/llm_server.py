@@ -12,7 +12,12 @@ with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "trunc
 cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
 "bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`), and
 "drop_payoff" (a scene reply without the lines that pay off the setups its card says are due, as
-a model that lost a thread would write it), "upper_speaker" (speakers in screenplay capitals).
+a model that lost a thread would write it), "upper_speaker" (speakers in screenplay capitals),
+"stall" (a streamed reply that stops sending for `slow_seconds` half way).
+A request with `stream: true` is answered with server-sent events in the provider's format
+(Anthropic message_start ... message_stop; OpenAI chat.completion.chunk ... [DONE], usage last
+when `stream_options.include_usage`), the text in `stream_chunks` pieces `stream_chunk_seconds`
+apart.
 Structured output is checked as the real APIs do (bench/provider_schemas.py): a request without
 the native constraint (`output_config.format`, `response_format` json_schema strict), with one
 outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, gets the provider's
@@ -68,6 +73,7 @@ FAULTS = frozenset(
         "slow",
         "drop_payoff",
         "upper_speaker",
+        "stall",
     }
 )
 # A continuity note (services/script/ledger.py) about a thread, with the setup's description.
@@ -129,6 +135,8 @@ class LLMServer:
         fault_retry_after: float | None = 0.2,
         reported_output_tokens: int | None = None,
         require_structured: bool = True,
+        stream_chunks: int = 8,
+        stream_chunk_seconds: float = 0.0,
     ) -> None:
         self.latency = latency
         self.requests_per_window = requests_per_window
@@ -138,6 +146,8 @@ class LLMServer:
         self.fault_retry_after = fault_retry_after
         self.reported_output_tokens = reported_output_tokens  # usage to report instead of ~chars/4
         self.require_structured = require_structured
+        self.stream_chunks = stream_chunks
+        self.stream_chunk_seconds = stream_chunk_seconds
         self.violations: list[str] = []  # answers that did not match the schema they were sent
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
@@ -480,7 +490,39 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 notes=_notes(task_text),
             )  # fmt: skip
             server.record(received)
-            self._send(status, payload, headers)
+            if status == 200 and body.get("stream"):
+                self._send_stream(path, body, payload, headers)
+            else:
+                self._send(status, payload, headers)
+
+        def _send_stream(
+            self, path: str, body: dict[str, Any], payload: Any, headers: dict[str, str]
+        ) -> None:
+            """The answer as server-sent events; the connection closes at the end."""
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("connection", "close")
+            self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if isinstance(payload, bytes):  # bad_body: an event that is not JSON
+                events = [b"event: content_block_delta\ndata: " + payload + b"\n\n"]
+            else:
+                events = _sse_events(path, body, payload, server.stream_chunks)
+            stall_at = len(events) // 2 if self.fault == "stall" else -1
+            try:
+                for number, event in enumerate(events):
+                    if number == stall_at:
+                        time.sleep(server.slow_seconds)
+                    elif number and server.stream_chunk_seconds:
+                        time.sleep(server.stream_chunk_seconds)
+                    self.wfile.write(event)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return  # The client gave up (its idle timeout).
 
         def _respond(
             self, path: str, body: dict[str, Any], context_text: str, task_text: str, arrived: float
@@ -577,6 +619,57 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         }
 
     return Handler
+
+
+def _pieces(text: str, count: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, count)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    body = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {body}\n\n".encode()
+
+
+def _sse_events(path: str, body: dict[str, Any], message: Any, chunks: int) -> list[bytes]:
+    """A finished (non-streamed) answer as the provider's stream of events."""
+    if path == ANTHROPIC_PATH:
+        text = "".join(block["text"] for block in message["content"])
+        usage = dict(message["usage"])
+        start = {**message, "content": [], "stop_reason": None,
+                 "usage": {**usage, "output_tokens": 1}}  # fmt: skip
+        events = [
+            _sse({"type": "message_start", "message": start}, "message_start"),
+            _sse({"type": "content_block_start", "index": 0,
+                  "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+            _sse({"type": "ping"}, "ping"),
+        ]  # fmt: skip
+        events += [
+            _sse({"type": "content_block_delta", "index": 0,
+                  "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+            for piece in _pieces(text, chunks)
+        ]  # fmt: skip
+        return [
+            *events,
+            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            _sse({"type": "message_delta",
+                  "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                  "usage": {"output_tokens": usage["output_tokens"]}}, "message_delta"),
+            _sse({"type": "message_stop"}, "message_stop"),
+        ]  # fmt: skip
+    choice = message["choices"][0]
+    base = {k: message[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": piece}) for piece in _pieces(choice["message"]["content"], chunks)]
+    events.append(chunk({}, choice["finish_reason"]))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append(_sse({**base, "choices": [], "usage": message["usage"]}))
+    return [*events, _sse("[DONE]")]
 
 
 def _schema_sent(path: str, body: dict[str, Any]) -> dict[str, Any] | None:

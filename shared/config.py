@@ -401,7 +401,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DOPPEL_LLM_TIMEOUT_SECONDS",
         "llm_timeout_seconds",
         _positive_float,
-        "Timeout of one LLM HTTP request.",
+        "Longest one LLM HTTP request may take, streamed or not (a ceiling for a stream that "
+        "trickles; also the horizon of rate-limit and budget leases).",
+    ),
+    EnvVar(
+        "DOPPEL_LLM_IDLE_TIMEOUT_SECONDS",
+        "llm_idle_timeout_seconds",
+        _positive_float,
+        "A streamed LLM reply that sends no bytes for this long is abandoned and retried "
+        "(also the wait for the first byte).",
     ),
     EnvVar(
         "DOPPEL_LLM_TEMPERATURE",
@@ -799,6 +807,7 @@ class Settings:
     llm_max_wait_seconds: float = 120.0
     llm_max_queue_seconds: float = 30.0
     llm_timeout_seconds: float = 120.0
+    llm_idle_timeout_seconds: float = 30.0
     llm_temperature: float = 0.8
     llm_max_output_tokens: int = 4096
     llm_episode_max_tokens: int = 1_000_000

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
+from services.script.llm.progress import output_sink
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
 from services.script.llm.quota import QueueTimeout, SharedLimiter, SharedPermit
@@ -90,12 +91,15 @@ class LLMCaller:
         self._faults = faults
         self._cache_reads_count = cache_reads_count
 
+    def prepare(self, request: ChatRequest) -> ChatRequest:
+        """The request as this caller sends it (its model; temperature only where the provider
+        takes one); `provider.body(caller.prepare(r))` is the exact body, e.g. for a batch."""
+        temperature = request.temperature if self.provider.sends_temperature else None
+        return replace(request, model=self.model, temperature=temperature)
+
     async def chat(self, request: ChatRequest, task: str, budget: EpisodeBudget) -> ChatResult:
         """The provider's reply; raises ProviderError or BudgetExceeded."""
-        temperature = request.temperature if self.provider.sends_temperature else None
-        request = replace(
-            request, model=self.model, call_id=uuid.uuid4().hex, temperature=temperature
-        )
+        request = replace(self.prepare(request), call_id=uuid.uuid4().hex)
         input_estimate = estimate_input_tokens(request)
         tokens = input_estimate + request.max_tokens
         cost = self._prices.cost(
@@ -248,7 +252,7 @@ class LLMCaller:
         try:
             async with asyncio.timeout(left):
                 await self._inject_faults()
-                return await self.provider.chat(request)
+                return await self.provider.chat(request, output_sink())
         except TimeoutError:
             if left is None:
                 raise

@@ -86,8 +86,6 @@ def test_the_adapter_rule_serves_the_metric_per_pod() -> None:
         )  # fmt: skip
         env = {e["name"]: e.get("value", "") for e in script["spec"]["template"]["spec"]
                ["containers"][0]["env"]}  # fmt: skip
-        attributes = dict(
-            item.split("=", 1) for item in env["OTEL_RESOURCE_ATTRIBUTES"].split(",")
-        )
+        attributes = dict(item.split("=", 1) for item in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
         for label in overrides:
             assert label.replace("_", ".") in attributes, (kustomization, label)

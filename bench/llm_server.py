@@ -410,10 +410,20 @@ def _rewritten_line(
     return {"text": text}
 
 
+def parse_request(task_text: str) -> dict[str, Any]:
+    """The REQUEST block of a prompt; a scene's view of the outline joined back together from
+    the episode block's structure and the request's detailed beats (prompts.py)."""
+    request: dict[str, Any] = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    if "outline_beats" in request:
+        structure = prompts.parse_marked_json(task_text, prompts.EPISODE_MARKER)
+        request["outline"] = prompts.joined_outline(structure, request["outline_beats"])
+    return request
+
+
 def answer(context_text: str, task_text: str, plans: procedural.EpisodePlans) -> dict[str, Any]:
     """The reply JSON for one of our prompts; `plans` keeps the episode plans between calls."""
     story = _story(context_text)
-    request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    request = parse_request(task_text)
     task, seed = request["task"], int(request.get("seed", 0))
     if task == "outline":
         show, setting, cast, relationships = story
@@ -550,7 +560,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 return 200, None, {}, b'{"id": "msg_01", "content": [{"type": "te'
             payload = answer(context_text, task_text, server.plans)
             if fault == "drop_payoff" and _task_name(task_text) == "scene":
-                request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+                request = parse_request(task_text)
                 payload = _drop_payoffs(payload, request)
             if fault == "invalid":
                 payload = _invalid(payload)
@@ -755,7 +765,7 @@ def _prompt_parts(path: str, body: dict[str, Any]) -> tuple[str, str]:
         context = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
         messages = [m for m in body["messages"] if m["role"] != "system"]
     first = messages[0]["content"]
-    task = first if isinstance(first, str) else "".join(b.get("text", "") for b in first)
+    task = first if isinstance(first, str) else "\n\n".join(b.get("text", "") for b in first)
     return context, task
 
 

@@ -40,6 +40,11 @@ DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 
 @dataclass(frozen=True)
 class ChatRequest:
+    """One call, in the cache layout of prompts.py: `instructions` (universal), `context` (the
+    show), `episode` (per-episode constants, sent ahead of the first user message), then the
+    turns. `cache_breakpoints` says which of the three blocks ends at a cache breakpoint (one
+    whose prefix is shorter than the model's minimum cacheable prefix is not marked)."""
+
     model: str
     instructions: str
     context: str  # The shared show context (cached).
@@ -52,6 +57,8 @@ class ChatRequest:
     # transformed to its subset (structured.py). None: free text.
     reply_schema: Mapping[str, Any] | None = None
     schema_name: str = "reply"
+    episode: str = ""
+    cache_breakpoints: tuple[bool, bool, bool] = (True, True, True)
 
 
 @dataclass(frozen=True)
@@ -192,14 +199,22 @@ class AnthropicChat:
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The Messages API request body, not sent: `chat` sends it (streamed), and a batch
         submitter can put the very same body in a Message Batch."""
+        marks = request.cache_breakpoints
+
+        def block(text: str, mark: bool) -> dict[str, Any]:
+            cached = {"cache_control": {"type": "ephemeral"}} if mark else {}
+            return {"type": "text", "text": text, **cached}
+
         turns: list[Any] = [{"role": role, "content": text} for role, text in request.messages]
+        if request.episode and turns:
+            turns[0]["content"] = [
+                block(request.episode, marks[2]),
+                block(turns[0]["content"], False),
+            ]
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "system": [
-                {"type": "text", "text": request.instructions},
-                {"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}},
-            ],
+            "system": [block(request.instructions, marks[0]), block(request.context, marks[1])],
             "messages": turns,
         }
         if request.reply_schema is not None:
@@ -284,10 +299,13 @@ class OpenAIChat:
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat.completions request body, not sent (see AnthropicChat.body).
         `max_completion_tokens`: `max_tokens` is deprecated, and refused by reasoning models."""
-        # The shared context leads the prompt, so servers with prefix caching reuse it.
-        system = f"{request.context}\n\n{request.instructions}"
+        # Universal first, then the show, then the episode's constants: OpenAI caches the longest
+        # byte-identical prefix (from 1,024 tokens, in steps of 128) without being asked.
+        system = f"{request.instructions}\n\n{request.context}"
         turns = [{"role": "system", "content": system}]
         turns += [{"role": role, "content": text} for role, text in request.messages]
+        if request.episode and len(turns) > 1:
+            turns[1] = {"role": "user", "content": f"{request.episode}\n\n{turns[1]['content']}"}
         body: dict[str, Any] = {
             "model": request.model,
             "messages": turns,

@@ -85,7 +85,7 @@ def _scene_schema_text(names: tuple[str, ...]) -> str:
     return json.dumps(schema.json_schema(schema.SceneOut, names, patterns))
 
 
-def _scene_schema(names: Sequence[str]) -> dict[str, Any]:
+def scene_schema(names: Sequence[str]) -> dict[str, Any]:
     """A scene's reply schema, speakers and patterns narrowed (built once per cast)."""
     return dict(json.loads(_scene_schema_text(tuple(names))))
 
@@ -136,7 +136,7 @@ class LLMWriter:
         request = prompts.scene_request(names, outline, index, earlier, context.seed, context.notes)
         reply = await self._structured(
             context, (SCENE, index), request, schema.SceneOut,
-            lambda r: schema.scene_problems(r, names), self._max_tokens, _scene_schema(names),
+            lambda r: schema.scene_problems(r, names), self._max_tokens, scene_schema(names),
         )  # fmt: skip
         return schema.scene_to_proto(reply, index, outline, context.cast, context.setting)
 
@@ -163,7 +163,7 @@ class LLMWriter:
         request = prompts.revision_request(names, outline, scene, notes, context.seed)
         reply = await self._structured(
             context, (REVISE, scene.index), request, schema.SceneOut,
-            lambda r: schema.scene_problems(r, names), self._max_tokens, _scene_schema(names),
+            lambda r: schema.scene_problems(r, names), self._max_tokens, scene_schema(names),
         )  # fmt: skip
         return schema.scene_to_proto(reply, scene.index, outline, context.cast, context.setting)
 
@@ -179,7 +179,7 @@ class LLMWriter:
         self,
         context: StoryContext,
         part: tuple[str, int, str] | tuple[str, int] | tuple[str],
-        request: str,
+        request: prompts.Prompt,
         model: type[ReplyT],
         check: Callable[[ReplyT], list[str]],
         max_tokens: int,
@@ -195,9 +195,10 @@ class LLMWriter:
             budget = self._budgets.for_episode(episode_key(context))
             chat = ChatRequest(
                 model=self.model,
-                instructions=prompts.INSTRUCTIONS,
+                instructions=prompts.universal(),
                 context=context_block(context),
-                messages=(("user", request),),
+                episode=request.episode,
+                messages=(("user", request.task),),
                 max_tokens=max_tokens,
                 temperature=self._temperature,
                 reply_schema=reply_schema,

@@ -508,12 +508,12 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         def _send_stream(
             self, path: str, body: dict[str, Any], payload: Any, headers: dict[str, str]
         ) -> None:
-            """The answer as server-sent events; the connection closes at the end."""
-            self.close_connection = True
+            """The answer as server-sent events, chunked (the connection is kept, as a real
+            provider's is)."""
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("cache-control", "no-cache")
-            self.send_header("connection", "close")
+            self.send_header("transfer-encoding", "chunked")
             self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -527,10 +527,13 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 for number, event in enumerate(events):
                     if number == stall_at:
                         time.sleep(server.slow_seconds)
+                        self.close_connection = True  # The client has given up on it.
                     elif number and server.stream_chunk_seconds:
                         time.sleep(server.stream_chunk_seconds)
-                    self.wfile.write(event)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                     self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 return  # The client gave up (its idle timeout).
 

@@ -35,6 +35,7 @@ per window), and records the one-shot fault each request got and a revision's no
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import math
 import re
@@ -59,7 +60,13 @@ from services.script.llm import prompts, schema
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 
 ANTHROPIC_PATH = "/v1/messages"
+ANTHROPIC_COUNT_PATH = "/v1/messages/count_tokens"
 OPENAI_PATH = "/v1/chat/completions"
+# The loopback's tokenizer: 3.5 characters a token (JSON-heavy prompts), per text block, rounded
+# up; deliberately not our client's initial 4, so calibration has something to learn.
+CHARS_PER_TOKEN = 3.5
+MIN_CACHEABLE_TOKENS = 1024  # Both providers' minimum for the models the tests use.
+OPENAI_CACHE_STEP = 128  # OpenAI caches prefixes in steps of 128 tokens.
 FAULTS = frozenset(
     {
         "429",
@@ -99,6 +106,10 @@ class Received:
     client: str = ""  # the <name> of a /r/<name>/ base URL
     fault: str = ""  # the one-shot fault this request got
     notes: tuple[str, ...] = ()  # the notes of a revise task
+    input_tokens: int = 0  # all of the prompt, cached or not (as reported)
+    cached_tokens: int = 0  # of which read from the prompt cache
+    cache_creation_tokens: int = 0  # of which written to it (Anthropic)
+    output_tokens: int = 0
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -152,7 +163,8 @@ class LLMServer:
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
         self._faults: deque[tuple[str, str | None]] = deque()
-        self._cached_contexts: set[int] = set()
+        self._cached_prefixes: set[str] = set()
+        self.counts: list[int] = []  # input tokens answered by the count endpoint, in order
         self.plans = procedural.EpisodePlans()  # the procedural writer's, kept between requests
         self._lock = threading.Lock()
         self._httpd = _ThreadingServer(("127.0.0.1", 0), _handler(self))
@@ -265,15 +277,36 @@ class LLMServer:
         with self._lock:
             self.received.append(received)
 
-    def cache_usage(self, context: str) -> tuple[int, int]:
-        """(cache creation, cache read) tokens of the show context block."""
-        tokens = len(context) // 4
-        key = hash(context)
+    def prompt_usage(self, path: str, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(uncached input, cache creation, cache read) tokens of a request, with a prompt cache
+        as each provider keeps one: Anthropic at the request's `cache_control` breakpoints,
+        OpenAI on any repeated prefix in steps of 128 tokens; from 1,024 tokens, per model."""
+        blocks = _text_blocks(path, body)
+        total = sum(tokens_of(text) for text, _ in blocks)
+        digest = hashlib.sha256(str(body.get("model", "")).encode())
+        seen: list[tuple[int, str]] = []  # (cumulative tokens, key) of the cacheable prefixes
+        if path == ANTHROPIC_PATH:
+            cumulative = 0
+            for text, mark in blocks:
+                digest.update(b"\0" + text.encode())
+                cumulative += tokens_of(text)
+                if mark and cumulative >= MIN_CACHEABLE_TOKENS:
+                    seen.append((cumulative, digest.hexdigest()))
+        else:
+            text = "\0".join(block for block, _ in blocks)
+            step = int(OPENAI_CACHE_STEP * CHARS_PER_TOKEN)
+            for end in range(step, len(text) + 1, step):
+                digest.update(text[end - step : end].encode())
+                tokens = end // step * OPENAI_CACHE_STEP
+                if tokens >= MIN_CACHEABLE_TOKENS:
+                    seen.append((tokens, digest.hexdigest()))
         with self._lock:
-            if key in self._cached_contexts:
-                return 0, tokens
-            self._cached_contexts.add(key)
-            return tokens, 0
+            read = max((tokens for tokens, key in seen if key in self._cached_prefixes), default=0)
+            self._cached_prefixes.update(key for _, key in seen)
+        if path != ANTHROPIC_PATH:
+            return total - read, 0, read
+        created = max(0, max((tokens for tokens, _ in seen), default=0) - read)
+        return total - read - created, created, read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,6 +514,12 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("x-doppel-call-id", ""),
                 int(self.headers.get("x-doppel-attempt", "0")),
             )
+            if path == ANTHROPIC_COUNT_PATH:  # free, and limited apart from messages
+                counted = sum(tokens_of(text) for text, _ in _text_blocks(ANTHROPIC_PATH, body))
+                with server._lock:
+                    server.counts.append(counted)
+                self._send(200, {"input_tokens": counted})
+                return
             if path not in (ANTHROPIC_PATH, OPENAI_PATH):
                 self._send(404, {"error": {"type": "not_found_error", "message": path}})
                 return
@@ -497,7 +536,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             received = Received(
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
                 answered_at=time.monotonic(), client=client, fault=self.fault,
-                notes=_notes(task_text),
+                notes=_notes(task_text), **_usage_fields(payload if status == 200 else None),
             )  # fmt: skip
             server.record(received)
             if status == 200 and body.get("stream"):
@@ -592,9 +631,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     def _message(path: str, body: dict[str, Any], context_text: str, text: str, stop: str) -> Any:
-        prompt_tokens = len(json.dumps(body)) // 4
-        output_tokens = server.reported_output_tokens or max(1, len(text) // 4)
-        created, read = server.cache_usage(context_text)
+        uncached, created, read = server.prompt_usage(path, body)
+        prompt_tokens = uncached + created + read
+        output_tokens = server.reported_output_tokens or tokens_of(text)
         if path == ANTHROPIC_PATH:
             return {
                 "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -605,7 +644,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 "stop_reason": stop,
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": max(1, prompt_tokens - created - read),
+                    "input_tokens": uncached,
                     "output_tokens": output_tokens,
                     "cache_creation_input_tokens": created,
                     "cache_read_input_tokens": read,
@@ -632,6 +671,42 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         }
 
     return Handler
+
+
+def tokens_of(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _text_blocks(path: str, body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(text, ends at a cache breakpoint) of every block of the prompt, in order."""
+    blocks: list[tuple[str, bool]] = []
+
+    def add(content: Any) -> None:
+        if isinstance(content, str):
+            blocks.append((content, False))
+            return
+        for block in content or []:
+            blocks.append((str(block.get("text", "")), "cache_control" in block))
+
+    if path == ANTHROPIC_PATH:
+        add(body.get("system") or [])
+    for message in body.get("messages", []):
+        add(message.get("content", ""))
+    return blocks
+
+
+def _usage_fields(response: Any) -> dict[str, int]:
+    """What a 200 answer reported, for `Received`."""
+    if not isinstance(response, dict) or "usage" not in response:
+        return {}
+    usage = response["usage"]
+    if "prompt_tokens" in usage:
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        return {"input_tokens": usage["prompt_tokens"], "cached_tokens": cached,
+                "output_tokens": usage["completion_tokens"]}  # fmt: skip
+    created, read = usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]
+    return {"input_tokens": usage["input_tokens"] + created + read, "cached_tokens": read,
+            "cache_creation_tokens": created, "output_tokens": usage["output_tokens"]}  # fmt: skip
 
 
 def _pieces(text: str, count: int) -> list[str]:

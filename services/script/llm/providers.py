@@ -187,6 +187,7 @@ class AnthropicChat:
     ) -> None:
         self.server_address, self.server_port = _address(base_url, DEFAULT_ANTHROPIC_URL)
         self._ceiling = timeout
+        self._baseline: int | None = None  # count_tokens of a bare one-character message
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or NO_KEY,
             base_url=base_url or None,
@@ -220,6 +221,24 @@ class AnthropicChat:
         if request.reply_schema is not None:
             body["output_config"] = structured.anthropic_output_config(dict(request.reply_schema))
         return body
+
+    async def count_tokens(self, request: ChatRequest, blocks: int) -> int | None:
+        """Input tokens of the first `blocks` cached blocks (1: universal, 2: + show context,
+        3: + episode constants), from `/v1/messages/count_tokens` (free; its own rate limit)."""
+        if self._baseline is None:
+            bare = await self._client.messages.count_tokens(
+                model=request.model, messages=[{"role": "user", "content": "."}]
+            )
+            self._baseline = bare.input_tokens
+        system: Any = [
+            {"type": "text", "text": text}
+            for text in (request.instructions, request.context)[: min(blocks, 2)]
+        ]
+        content = request.episode if blocks >= 3 and request.episode else "."
+        counted = await self._client.messages.count_tokens(
+            model=request.model, system=system, messages=[{"role": "user", "content": content}]
+        )
+        return max(0, counted.input_tokens - self._baseline)
 
     async def chat(
         self, request: ChatRequest, on_output: OutputProgress | None = None

@@ -140,6 +140,18 @@ class Prompt:
         return f"{self.episode}\n\n{self.task}"
 
 
+# How every scene is written: constant, so it travels in the (cached) episode block.
+SCENE_GUIDE = (
+    "Writing a scene: action lines interleaved with dialogue; a comedic beat about every "
+    f"{BEAT_SECONDS} seconds, with setups paid off by punchlines; keep continuity with what "
+    "happened earlier. Play the scene's card: the slugline is its location, INT/EXT and time of "
+    "day; only the characters present or entering speak, and those who exit leave before the "
+    "end; plant its setups and pay off the setups due, in lines or action. The earlier cards "
+    "(where people went, what was planted) are in `earlier`; scenes are written in parallel, so "
+    "they are all you know of the other scenes. Keep to the writer's premise when there is one."
+)
+
+
 def _prompt(
     text: str,
     request: dict[str, Any],
@@ -149,7 +161,10 @@ def _prompt(
     episode = f"{SCHEMA_MARKER}\n{json.dumps(reply_schema, ensure_ascii=False)}"
     if outline is not None:
         shape = schema.outline_payload(structure(outline))
-        episode = f"{EPISODE_MARKER}\n{json.dumps(shape, ensure_ascii=False)}\n\n{episode}"
+        episode = (
+            f"{SCENE_GUIDE}\n\n{EPISODE_MARKER}\n{json.dumps(shape, ensure_ascii=False)}"
+            f"\n\n{episode}"
+        )
     return Prompt(episode, f"{text}\n\n{REQUEST_MARKER}\n{json.dumps(request, ensure_ascii=False)}")
 
 
@@ -233,15 +248,8 @@ def scene_request(
     last = index == count - 1
     text = (
         f"Write scene {index + 1} of {count} (scene_index {index}), playing its beat from the "
-        f"outline. About {seconds} seconds of screen time (roughly {words} spoken words); action "
-        f"lines interleaved with dialogue; a comedic beat about every {BEAT_SECONDS} seconds, "
-        "with setups paid off by punchlines; keep continuity with what happened earlier. "
-        "Play the scene's card: the slugline is its location, INT/EXT and time of day; only the "
-        "characters present or entering speak, and those who exit leave before the end; plant "
-        "its setups and pay off the setups due, in lines or action. The earlier cards (where "
-        "people went, what was planted) are in `earlier`; scenes are written in parallel, so "
-        "they are all you know of the other scenes. Keep to the writer's premise when there is "
-        f"one. End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
+        f"outline: about {seconds} seconds of screen time (roughly {words} spoken words). "
+        f"End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
     )
     request = {
         "task": "scene",

@@ -188,6 +188,7 @@ class AnthropicChat:
         self.server_address, self.server_port = _address(base_url, DEFAULT_ANTHROPIC_URL)
         self._ceiling = timeout
         self._baseline: int | None = None  # count_tokens of a bare one-character message
+        self._baseline_lock = asyncio.Lock()
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or NO_KEY,
             base_url=base_url or None,
@@ -225,16 +226,19 @@ class AnthropicChat:
     async def count_tokens(self, request: ChatRequest, blocks: int) -> int | None:
         """Input tokens of the first `blocks` cached blocks (1: universal, 2: + show context,
         3: + episode constants), from `/v1/messages/count_tokens` (free; its own rate limit)."""
-        if self._baseline is None:
-            bare = await self._client.messages.count_tokens(
-                model=request.model, messages=[{"role": "user", "content": "."}]
-            )
-            self._baseline = bare.input_tokens
+        async with self._baseline_lock:  # counted once, however many counts start at once
+            if self._baseline is None:
+                bare = await self._client.messages.count_tokens(
+                    model=request.model, messages=[{"role": "user", "content": "."}]
+                )
+                self._baseline = bare.input_tokens
         system: Any = [
             {"type": "text", "text": text}
             for text in (request.instructions, request.context)[: min(blocks, 2)]
         ]
-        content = request.episode if blocks >= 3 and request.episode else "."
+        content: Any = "."  # the bare message the baseline counted, after the episode block
+        if blocks >= 3 and request.episode:
+            content = [{"type": "text", "text": request.episode}, {"type": "text", "text": "."}]
         counted = await self._client.messages.count_tokens(
             model=request.model, system=system, messages=[{"role": "user", "content": content}]
         )

@@ -35,7 +35,6 @@ per window), and records the one-shot fault each request got and a revision's no
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import math
 import re
@@ -49,24 +48,27 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jsonschema
 from google.protobuf import json_format
 
-from bench import provider_schemas
+from bench import llm_wire
+from bench.llm_wire import (
+    ANTHROPIC_COUNT_PATH,
+    ANTHROPIC_PATH,
+    OPENAI_PATH,
+    constrained,
+    refusal,
+    sse_events,
+    text_blocks,
+    tokens_of,
+    upper_speakers,
+    usage_fields,
+)
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.checks.threads import content_stems
 from services.script.llm import prompts, schema
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 
-ANTHROPIC_PATH = "/v1/messages"
-ANTHROPIC_COUNT_PATH = "/v1/messages/count_tokens"
-OPENAI_PATH = "/v1/chat/completions"
-# The loopback's tokenizer: 3.5 characters a token (JSON-heavy prompts), per text block, rounded
-# up; deliberately not our client's initial 4, so calibration has something to learn.
-CHARS_PER_TOKEN = 3.5
-MIN_CACHEABLE_TOKENS = 1024  # Both providers' minimum for the models the tests use.
-OPENAI_CACHE_STEP = 128  # OpenAI caches prefixes in steps of 128 tokens.
 FAULTS = frozenset(
     {
         "429",
@@ -281,25 +283,7 @@ class LLMServer:
         """(uncached input, cache creation, cache read) tokens of a request, with a prompt cache
         as each provider keeps one: Anthropic at the request's `cache_control` breakpoints,
         OpenAI on any repeated prefix in steps of 128 tokens; from 1,024 tokens, per model."""
-        blocks = _text_blocks(path, body)
-        total = sum(tokens_of(text) for text, _ in blocks)
-        digest = hashlib.sha256(str(body.get("model", "")).encode())
-        seen: list[tuple[int, str]] = []  # (cumulative tokens, key) of the cacheable prefixes
-        if path == ANTHROPIC_PATH:
-            cumulative = 0
-            for text, mark in blocks:
-                digest.update(b"\0" + text.encode())
-                cumulative += tokens_of(text)
-                if mark and cumulative >= MIN_CACHEABLE_TOKENS:
-                    seen.append((cumulative, digest.hexdigest()))
-        else:
-            text = "\0".join(block for block, _ in blocks)
-            step = int(OPENAI_CACHE_STEP * CHARS_PER_TOKEN)
-            for end in range(step, len(text) + 1, step):
-                digest.update(text[end - step : end].encode())
-                tokens = end // step * OPENAI_CACHE_STEP
-                if tokens >= MIN_CACHEABLE_TOKENS:
-                    seen.append((tokens, digest.hexdigest()))
+        total, seen = llm_wire.cacheable_prefixes(path, body)
         with self._lock:
             read = max((tokens for tokens, key in seen if key in self._cached_prefixes), default=0)
             self._cached_prefixes.update(key for _, key in seen)
@@ -515,7 +499,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 int(self.headers.get("x-doppel-attempt", "0")),
             )
             if path == ANTHROPIC_COUNT_PATH:  # free, and limited apart from messages
-                counted = sum(tokens_of(text) for text, _ in _text_blocks(ANTHROPIC_PATH, body))
+                counted = sum(tokens_of(text) for text, _ in text_blocks(ANTHROPIC_PATH, body))
                 with server._lock:
                     server.counts.append(counted)
                 self._send(200, {"input_tokens": counted})
@@ -536,7 +520,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             received = Received(
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
                 answered_at=time.monotonic(), client=client, fault=self.fault,
-                notes=_notes(task_text), **_usage_fields(payload if status == 200 else None),
+                notes=_notes(task_text), **usage_fields(payload if status == 200 else None),
             )  # fmt: skip
             server.record(received)
             if status == 200 and body.get("stream"):
@@ -560,7 +544,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             if isinstance(payload, bytes):  # bad_body: an event that is not JSON
                 events = [b"event: content_block_delta\ndata: " + payload + b"\n\n"]
             else:
-                events = _sse_events(path, body, payload, server.stream_chunks)
+                events = sse_events(path, body, payload, server.stream_chunks)
             stall_at = len(events) // 2 if self.fault == "stall" else -1
             try:
                 for number, event in enumerate(events):
@@ -586,7 +570,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 headers, told = server.retry_after_headers(wait)
                 headers.update(server._rate_headers(arrived))
                 return 429, told, headers, _error(path, 429)
-            refused = _refusal(path, body) if server.require_structured else None
+            refused = refusal(path, body) if server.require_structured else None
             if refused is not None:
                 return 400, None, {}, refused
             fault = server._next_fault(path)
@@ -607,9 +591,12 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             if fault == "invalid":
                 payload = _invalid(payload)
             elif fault == "upper_speaker":
-                payload = _upper_speakers(payload)
+                payload = upper_speakers(payload)
             else:
-                payload = _constrained(server, path, body, payload)
+                payload, violation = constrained(path, body, payload)
+                if violation is not None:
+                    with server._lock:
+                        server.violations.append(violation)
             text = json.dumps(payload)
             stop = "end_turn"
             if fault == "malformed":
@@ -671,148 +658,6 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         }
 
     return Handler
-
-
-def tokens_of(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-def _text_blocks(path: str, body: dict[str, Any]) -> list[tuple[str, bool]]:
-    """(text, ends at a cache breakpoint) of every block of the prompt, in order."""
-    blocks: list[tuple[str, bool]] = []
-
-    def add(content: Any) -> None:
-        if isinstance(content, str):
-            blocks.append((content, False))
-            return
-        for block in content or []:
-            blocks.append((str(block.get("text", "")), "cache_control" in block))
-
-    if path == ANTHROPIC_PATH:
-        add(body.get("system") or [])
-    for message in body.get("messages", []):
-        add(message.get("content", ""))
-    return blocks
-
-
-def _usage_fields(response: Any) -> dict[str, int]:
-    """What a 200 answer reported, for `Received`."""
-    if not isinstance(response, dict) or "usage" not in response:
-        return {}
-    usage = response["usage"]
-    if "prompt_tokens" in usage:
-        cached = usage["prompt_tokens_details"]["cached_tokens"]
-        return {"input_tokens": usage["prompt_tokens"], "cached_tokens": cached,
-                "output_tokens": usage["completion_tokens"]}  # fmt: skip
-    created, read = usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]
-    return {"input_tokens": usage["input_tokens"] + created + read, "cached_tokens": read,
-            "cache_creation_tokens": created, "output_tokens": usage["output_tokens"]}  # fmt: skip
-
-
-def _pieces(text: str, count: int) -> list[str]:
-    size = max(1, -(-len(text) // max(1, count)))
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-def _sse(data: Any, event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    body = data if isinstance(data, str) else json.dumps(data)
-    return f"{head}data: {body}\n\n".encode()
-
-
-def _sse_events(path: str, body: dict[str, Any], message: Any, chunks: int) -> list[bytes]:
-    """A finished (non-streamed) answer as the provider's stream of events."""
-    if path == ANTHROPIC_PATH:
-        text = "".join(block["text"] for block in message["content"])
-        usage = dict(message["usage"])
-        start = {**message, "content": [], "stop_reason": None,
-                 "usage": {**usage, "output_tokens": 1}}  # fmt: skip
-        events = [
-            _sse({"type": "message_start", "message": start}, "message_start"),
-            _sse({"type": "content_block_start", "index": 0,
-                  "content_block": {"type": "text", "text": ""}}, "content_block_start"),
-            _sse({"type": "ping"}, "ping"),
-        ]  # fmt: skip
-        events += [
-            _sse({"type": "content_block_delta", "index": 0,
-                  "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
-            for piece in _pieces(text, chunks)
-        ]  # fmt: skip
-        return [
-            *events,
-            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            _sse({"type": "message_delta",
-                  "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                  "usage": {"output_tokens": usage["output_tokens"]}}, "message_delta"),
-            _sse({"type": "message_stop"}, "message_stop"),
-        ]  # fmt: skip
-    choice = message["choices"][0]
-    base = {k: message[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-    events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": piece}) for piece in _pieces(choice["message"]["content"], chunks)]
-    events.append(chunk({}, choice["finish_reason"]))
-    if (body.get("stream_options") or {}).get("include_usage"):
-        events.append(_sse({**base, "choices": [], "usage": message["usage"]}))
-    return [*events, _sse("[DONE]")]
-
-
-def _schema_sent(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-    if path == ANTHROPIC_PATH:
-        fmt = (body.get("output_config") or {}).get("format") or {}
-        return fmt.get("schema")
-    spec = (body.get("response_format") or {}).get("json_schema") or {}
-    return spec.get("schema")
-
-
-def _refusal(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-    """The provider's 400 body for a request it would refuse, else None."""
-    if path == ANTHROPIC_PATH:
-        problems = provider_schemas.anthropic_problems(body.get("output_config"))
-        if not problems:
-            return None
-        message = "; ".join(problems[:5])
-        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-    if "max_tokens" in body:
-        message = (
-            "Unsupported parameter: 'max_tokens' is not supported with this model. "
-            "Use 'max_completion_tokens' instead."
-        )
-        return {"error": {"message": message, "type": "invalid_request_error",
-                          "param": "max_tokens", "code": "unsupported_parameter"}}  # fmt: skip
-    problems = provider_schemas.openai_problems(body.get("response_format"))
-    if not problems:
-        return None
-    return {"error": {"message": "Invalid schema for response_format: " + "; ".join(problems[:5]),
-                      "type": "invalid_request_error", "param": "response_format",
-                      "code": "invalid_json_schema"}}  # fmt: skip
-
-
-def _constrained(
-    server: LLMServer, path: str, body: dict[str, Any], payload: dict[str, Any]
-) -> dict[str, Any]:
-    """The answer as constrained decoding writes it, checked against the schema sent."""
-    sent = _schema_sent(path, body)
-    if sent is None:
-        return payload
-    if path == OPENAI_PATH:
-        payload = provider_schemas.fill_nulls(payload, sent)
-    try:
-        jsonschema.validate(payload, sent)
-    except jsonschema.ValidationError as exc:
-        with server._lock:
-            server.violations.append(f"{path}: {exc.message}")
-    return payload
-
-
-def _upper_speakers(payload: dict[str, Any]) -> dict[str, Any]:
-    for element in payload.get("elements", []):
-        if element.get("type") == "dialogue":
-            element["character"] = element["character"].upper()
-    return payload
 
 
 def _client_path(path: str) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, tokens_of
+from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
+from bench.llm_wire import tokens_of
 from bench.suites.cost import episode_figures
 from services.script import cards
 from services.script.llm import prompts

@@ -64,3 +64,11 @@ async def test_without_a_count_endpoint_calibration_moves_the_estimate() -> None
     assert abs(after - reported) / reported < 0.02
     counter.calibrate(request, Usage())  # nothing reported: nothing learnt
     assert counter.estimate(request, counter.prefixes(request)) == after
+
+
+def test_without_an_event_loop_prefixes_are_estimated_and_nothing_is_counted() -> None:
+    provider = _Counting()
+    counter = TokenCounter(provider, "m")
+    assert counter.prefixes(_request()) == (1000, 1250, 1350)
+    assert provider.asked == []
+    assert counter.prefixes(_request()) == (1000, 1250, 1350)  # still not marked as counted

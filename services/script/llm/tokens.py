@@ -126,9 +126,19 @@ class TokenCounter:
             if tokens is not None:
                 self._counted[key] = tokens
 
-        task = asyncio.get_running_loop().create_task(count())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # No event loop (a synchronous caller): the estimate stays.
+            del self._counted[key]
+            return
+        task = loop.create_task(count())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Cancels the counts in flight (the provider is closing)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     async def settled(self) -> None:
         """Waits for the counts in flight (tests and benchmarks)."""

@@ -173,6 +173,7 @@ class LLMWriter:
         return self._caller.limiter
 
     async def aclose(self) -> None:
+        self._caller.tokens.close()
         await self._caller.provider.aclose()
 
     async def _structured(

@@ -12,9 +12,19 @@ with `inject`: "429", "500", "529", "401", "malformed" (prose, not JSON), "trunc
 cut in half, stop reason max_tokens), "invalid" (valid JSON, a speaker not in the cast),
 "bad_body" (an HTTP body that is not JSON), "slow" (answers after `slow_seconds`), and
 "drop_payoff" (a scene reply without the lines that pay off the setups its card says are due, as
-a model that lost a thread would write it). Like a good model, a revision follows the continuity
-notes it is given: a missing payoff or an unplanted setup the note names (`'description'`) gets a
-line that carries it.
+a model that lost a thread would write it), "upper_speaker" (speakers in screenplay capitals),
+"stall" (a streamed reply that stops sending for `slow_seconds` half way).
+A request with `stream: true` is answered with server-sent events in the provider's format
+(Anthropic message_start ... message_stop; OpenAI chat.completion.chunk ... [DONE], usage last
+when `stream_options.include_usage`), the text in `stream_chunks` pieces `stream_chunk_seconds`
+apart.
+Structured output is checked as the real APIs do (bench/provider_schemas.py): a request without
+the native constraint (`output_config.format`, `response_format` json_schema strict), with one
+outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, gets the provider's
+400; answers are in the constrained shape (OpenAI strict: every property, null when not given)
+and checked against the schema sent (`violations` lists any that do not match).
+Like a good model, a revision follows the continuity notes it is given: a missing payoff or an
+unplanted setup the note names (`'description'`) gets a line that carries it.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
 writers send, the status and any retry-after given, and the client it came from: a client given
 `anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
@@ -40,14 +50,25 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from bench import llm_wire
+from bench.llm_wire import (
+    ANTHROPIC_COUNT_PATH,
+    ANTHROPIC_PATH,
+    OPENAI_PATH,
+    constrained,
+    refusal,
+    sse_events,
+    text_blocks,
+    tokens_of,
+    upper_speakers,
+    usage_fields,
+)
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.checks.threads import content_stems
 from services.script.llm import prompts, schema
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 
-ANTHROPIC_PATH = "/v1/messages"
-OPENAI_PATH = "/v1/chat/completions"
 FAULTS = frozenset(
     {
         "429",
@@ -60,6 +81,8 @@ FAULTS = frozenset(
         "bad_body",
         "slow",
         "drop_payoff",
+        "upper_speaker",
+        "stall",
     }
 )
 # A continuity note (services/script/ledger.py) about a thread, with the setup's description.
@@ -86,6 +109,10 @@ class Received:
     fault: str = ""  # the one-shot fault this request got
     notes: tuple[str, ...] = ()  # the notes of a revise task
     request: dict[str, Any] = field(default_factory=dict)  # the task's request JSON, as sent
+    input_tokens: int = 0  # all of the prompt, cached or not (as reported)
+    cached_tokens: int = 0  # of which read from the prompt cache
+    cache_creation_tokens: int = 0  # of which written to it (Anthropic)
+    output_tokens: int = 0
 
 
 def max_in_window(times: Iterable[float], window: float) -> int:
@@ -121,6 +148,9 @@ class LLMServer:
         slow_seconds: float = 5.0,
         fault_retry_after: float | None = 0.2,
         reported_output_tokens: int | None = None,
+        require_structured: bool = True,
+        stream_chunks: int = 8,
+        stream_chunk_seconds: float = 0.0,
     ) -> None:
         self.latency = latency
         self.requests_per_window = requests_per_window
@@ -129,10 +159,15 @@ class LLMServer:
         self.slow_seconds = slow_seconds
         self.fault_retry_after = fault_retry_after
         self.reported_output_tokens = reported_output_tokens  # usage to report instead of ~chars/4
+        self.require_structured = require_structured
+        self.stream_chunks = stream_chunks
+        self.stream_chunk_seconds = stream_chunk_seconds
+        self.violations: list[str] = []  # answers that did not match the schema they were sent
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
         self._faults: deque[tuple[str, str | None]] = deque()
-        self._cached_contexts: set[int] = set()
+        self._cached_prefixes: set[str] = set()
+        self.counts: list[int] = []  # input tokens answered by the count endpoint, in order
         self.plans = procedural.EpisodePlans()  # the procedural writer's, kept between requests
         self._lock = threading.Lock()
         self._httpd = _ThreadingServer(("127.0.0.1", 0), _handler(self))
@@ -245,15 +280,18 @@ class LLMServer:
         with self._lock:
             self.received.append(received)
 
-    def cache_usage(self, context: str) -> tuple[int, int]:
-        """(cache creation, cache read) tokens of the show context block."""
-        tokens = len(context) // 4
-        key = hash(context)
+    def prompt_usage(self, path: str, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(uncached input, cache creation, cache read) tokens of a request, with a prompt cache
+        as each provider keeps one: Anthropic at the request's `cache_control` breakpoints,
+        OpenAI on any repeated prefix in steps of 128 tokens; from 1,024 tokens, per model."""
+        total, seen = llm_wire.cacheable_prefixes(path, body)
         with self._lock:
-            if key in self._cached_contexts:
-                return 0, tokens
-            self._cached_contexts.add(key)
-            return tokens, 0
+            read = max((tokens for tokens, key in seen if key in self._cached_prefixes), default=0)
+            self._cached_prefixes.update(key for _, key in seen)
+        if path != ANTHROPIC_PATH:
+            return total - read, 0, read
+        created = max(0, max((tokens for tokens, _ in seen), default=0) - read)
+        return total - read - created, created, read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,10 +428,20 @@ def _rewritten_line(
     return {"text": text}
 
 
+def parse_request(task_text: str) -> dict[str, Any]:
+    """The REQUEST block of a prompt; a scene's view of the outline joined back together from
+    the episode block's structure and the request's detailed beats (prompts.py)."""
+    request: dict[str, Any] = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    if "outline_beats" in request:
+        structure = prompts.parse_marked_json(task_text, prompts.EPISODE_MARKER)
+        request["outline"] = prompts.joined_outline(structure, request["outline_beats"])
+    return request
+
+
 def answer(context_text: str, task_text: str, plans: procedural.EpisodePlans) -> dict[str, Any]:
     """The reply JSON for one of our prompts; `plans` keeps the episode plans between calls."""
     story = _story(context_text)
-    request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+    request = parse_request(task_text)
     task, seed = request["task"], int(request.get("seed", 0))
     if task == "outline":
         show, setting, cast, relationships = story
@@ -451,6 +499,12 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("x-doppel-call-id", ""),
                 int(self.headers.get("x-doppel-attempt", "0")),
             )
+            if path == ANTHROPIC_COUNT_PATH:  # free, and limited apart from messages
+                counted = sum(tokens_of(text) for text, _ in text_blocks(ANTHROPIC_PATH, body))
+                with server._lock:
+                    server.counts.append(counted)
+                self._send(200, {"input_tokens": counted})
+                return
             if path not in (ANTHROPIC_PATH, OPENAI_PATH):
                 self._send(404, {"error": {"type": "not_found_error", "message": path}})
                 return
@@ -468,9 +522,45 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 arrived, path, call[0], call[1], task, status, retry_after, key or "", scene_index,
                 answered_at=time.monotonic(), client=client, fault=self.fault,
                 notes=_notes(task_text), request=_request(task_text),
+                **usage_fields(payload if status == 200 else None),
             )  # fmt: skip
             server.record(received)
-            self._send(status, payload, headers)
+            if status == 200 and body.get("stream"):
+                self._send_stream(path, body, payload, headers)
+            else:
+                self._send(status, payload, headers)
+
+        def _send_stream(
+            self, path: str, body: dict[str, Any], payload: Any, headers: dict[str, str]
+        ) -> None:
+            """The answer as server-sent events, chunked (the connection is kept, as a real
+            provider's is)."""
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if isinstance(payload, bytes):  # bad_body: an event that is not JSON
+                events = [b"event: content_block_delta\ndata: " + payload + b"\n\n"]
+            else:
+                events = sse_events(path, body, payload, server.stream_chunks)
+            stall_at = len(events) // 2 if self.fault == "stall" else -1
+            try:
+                for number, event in enumerate(events):
+                    if number == stall_at:
+                        time.sleep(server.slow_seconds)
+                        self.close_connection = True  # The client has given up on it.
+                    elif number and server.stream_chunk_seconds:
+                        time.sleep(server.stream_chunk_seconds)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return  # The client gave up (its idle timeout).
 
         def _respond(
             self, path: str, body: dict[str, Any], context_text: str, task_text: str, arrived: float
@@ -482,6 +572,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 headers, told = server.retry_after_headers(wait)
                 headers.update(server._rate_headers(arrived))
                 return 429, told, headers, _error(path, 429)
+            refused = refusal(path, body) if server.require_structured else None
+            if refused is not None:
+                return 400, None, {}, refused
             fault = server._next_fault(path)
             self.fault = fault or ""
             if fault in ("429", "500", "529", "401"):
@@ -495,9 +588,18 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 return 200, None, {}, b'{"id": "msg_01", "content": [{"type": "te'
             payload = answer(context_text, task_text, server.plans)
             if fault == "drop_payoff" and _task_name(task_text) == "scene":
-                request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
+                request = parse_request(task_text)
                 payload = _drop_payoffs(payload, request)
-            text = json.dumps(_invalid(payload) if fault == "invalid" else payload)
+            if fault == "invalid":
+                payload = _invalid(payload)
+            elif fault == "upper_speaker":
+                payload = upper_speakers(payload)
+            else:
+                payload, violation = constrained(path, body, payload)
+                if violation is not None:
+                    with server._lock:
+                        server.violations.append(violation)
+            text = json.dumps(payload)
             stop = "end_turn"
             if fault == "malformed":
                 text = "Sure! Here is the scene you asked for. It opens on a quiet morning..."
@@ -518,9 +620,9 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     def _message(path: str, body: dict[str, Any], context_text: str, text: str, stop: str) -> Any:
-        prompt_tokens = len(json.dumps(body)) // 4
-        output_tokens = server.reported_output_tokens or max(1, len(text) // 4)
-        created, read = server.cache_usage(context_text)
+        uncached, created, read = server.prompt_usage(path, body)
+        prompt_tokens = uncached + created + read
+        output_tokens = server.reported_output_tokens or tokens_of(text)
         if path == ANTHROPIC_PATH:
             return {
                 "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -531,7 +633,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 "stop_reason": stop,
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": max(1, prompt_tokens - created - read),
+                    "input_tokens": uncached,
                     "output_tokens": output_tokens,
                     "cache_creation_input_tokens": created,
                     "cache_read_input_tokens": read,
@@ -588,7 +690,7 @@ def _prompt_parts(path: str, body: dict[str, Any]) -> tuple[str, str]:
         context = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
         messages = [m for m in body["messages"] if m["role"] != "system"]
     first = messages[0]["content"]
-    task = first if isinstance(first, str) else "".join(b.get("text", "") for b in first)
+    task = first if isinstance(first, str) else "\n\n".join(b.get("text", "") for b in first)
     return context, task
 
 
@@ -601,8 +703,8 @@ def _task_name(task_text: str) -> str:
 
 def _request(task_text: str) -> dict[str, Any]:
     try:
-        request = prompts.parse_marked_json(task_text, prompts.REQUEST_MARKER)
-    except (ValueError, AttributeError):
+        request = parse_request(task_text)
+    except (ValueError, AttributeError, KeyError):
         return {}
     return request if isinstance(request, dict) else {}
 

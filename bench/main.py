@@ -16,11 +16,12 @@ from pathlib import Path
 
 from bench import regression, report
 from bench.measure import Figure, git_commit, machine
-from bench.suites import cache, craft, episodes, library, llm, monitor, quota
+from bench.suites import cache, cost, craft, episodes, library, llm, monitor, quota
 from bench.suites.common import Scale
 
 SUITES: dict[str, Callable[[Scale], Awaitable[list[Figure]]]] = {
     "cache": cache.run,
+    "cost": cost.run,
     "craft": craft.run,
     "episodes": episodes.run,
     "library": library.run,

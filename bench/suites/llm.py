@@ -7,7 +7,8 @@
   unmeasured parallel episode at each N first warms the connection pool.
 - Platform overhead per LLM call: the same scene request through our whole writer (limiter,
   budget, span, JSON validation, proto conversion, joke scoring) and straight through the same
-  SDK, alternately, with the server answering at once; the difference is what we add.
+  SDK (the same body, `AnthropicChat.body`, streamed the same way), alternately, with the server
+  answering at once; the difference is what we add.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from bench.suites.common import Scale
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from services.script import catalog, procedural
 from services.script.llm import prompts
-from services.script.llm.writer import context_block
+from services.script.llm.providers import AnthropicChat, ChatRequest
+from services.script.llm.writer import context_block, scene_schema
 from services.script.writers import build_writers
 from services.script.writing import StoryContext
 from shared.config import Settings
@@ -150,6 +152,7 @@ async def overhead_figures(scale: Scale) -> list[Figure]:
             metric_readers=[InMemoryMetricReader()],
         )  # fmt: skip
         writer = build_writers(settings, telemetry)["anthropic"]
+        provider = AnthropicChat(KEY, server.anthropic_url, settings.llm_timeout_seconds)
         client = anthropic.AsyncAnthropic(base_url=server.anthropic_url, api_key=KEY, max_retries=0)
         for call in range(scale.overhead_calls + 5):
             context = _story(next(_seed))
@@ -157,15 +160,20 @@ async def overhead_figures(scale: Scale) -> list[Figure]:
                 context.show, context.setting, list(context.cast), list(context.relationships),
                 3, context.seed,
             )  # fmt: skip
-            task = prompts.scene_request(
-                [c.name for c in context.cast], outline, 0, [], context.seed, ()
-            )
-            started = time.perf_counter()
-            await client.messages.create(
-                model=settings.anthropic_model, max_tokens=settings.llm_max_output_tokens,
-                system=[{"type": "text", "text": context_block(context)}],
-                messages=[{"role": "user", "content": task}],
+            names = [c.name for c in context.cast]
+            prompt = prompts.scene_request(names, outline, 0, [], context.seed, ())
+            body = provider.body(
+                ChatRequest(
+                    model=settings.anthropic_model, instructions=prompts.universal(),
+                    context=context_block(context), episode=prompt.episode,
+                    messages=(("user", prompt.task),), max_tokens=settings.llm_max_output_tokens,
+                    temperature=None, reply_schema=scene_schema(names),
+                )
             )  # fmt: skip
+            started = time.perf_counter()
+            stream = await client.messages.create(**body, stream=True)
+            async for _ in stream:
+                pass
             direct = time.perf_counter() - started
             started = time.perf_counter()
             await writer.write_scene(context, outline, 0, [])
@@ -173,6 +181,7 @@ async def overhead_figures(scale: Scale) -> list[Figure]:
             if call >= 5:  # The first calls warm connections and caches.
                 samples.append((ours - direct) * 1000)
         await client.close()
+        await provider.aclose()
         telemetry.shutdown()
     return _overhead(samples)
 

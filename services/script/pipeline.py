@@ -25,10 +25,11 @@ from opentelemetry import metrics, trace
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc, script_pb2
 from services.script import comedy, store
-from services.script.cards import feeding_summaries, scene_view
+from services.script.cards import beat_at, feeding_summaries, scene_view
 from services.script.comedy import comedy_pass
 from services.script.continuity import continuity_pass
 from services.script.library import Library, NotFound
+from services.script.llm.progress import reporting_output
 from services.script.llm.provenance import (
     OUTLINE,
     SCENE,
@@ -39,6 +40,7 @@ from services.script.llm.provenance import (
 )
 from services.script.refinement import RefinementPolicy, refine
 from services.script.requests import EpisodeOrder
+from services.script.scene_progress import PROGRESS_INTERVAL_SECONDS, SceneProgress
 from services.script.validation import allocate_targets, validate_episode
 from services.script.writing import StoryContext, Writer
 from shared.telemetry import Telemetry, trace_id_hex
@@ -204,6 +206,7 @@ class EpisodePipeline:
         self.scenes_from_cache = 0
         self._outline_was_cached = order.outline is not None
         self._provenance = Provenance()
+        self._progress = SceneProgress(order.scene_count, 0.0, 0.0)
 
     def _event(
         self, stage: int, message: str, fraction: float | None = None
@@ -323,6 +326,9 @@ class EpisodePipeline:
         cached = await self._cached_scenes(keys)
         await self._restore_records([key for key, data in zip(keys, cached, strict=True) if data])
         limit = asyncio.Semaphore(self._deps.max_parallel_scenes)
+        self._progress = SceneProgress(
+            count, PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_CONTINUITY]
+        )
         tasks = [
             asyncio.create_task(
                 self._scene(context, views[index], index, keys[index], cached[index], limit)
@@ -330,17 +336,25 @@ class EpisodePipeline:
             for index in range(count)
         ]
         scenes: dict[int, episode_pb2.Scene] = {}
-        span_from, span_to = PROGRESS[Stage.STAGE_SCENES], PROGRESS[Stage.STAGE_CONTINUITY]
+        pending: set[asyncio.Task[episode_pb2.Scene]] = set(tasks)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                scene = await next_done
-                scenes[scene.index] = scene
-                fraction = span_from + (span_to - span_from) * len(scenes) / count
-                event = self._event(
-                    Stage.STAGE_SCENES, f"scene {scene.number} of {count} written", fraction
+            while pending:
+                # Scenes as they finish; between them, how far the streamed ones have got.
+                done, pending = await asyncio.wait(
+                    pending, timeout=PROGRESS_INTERVAL_SECONDS, return_when=asyncio.FIRST_COMPLETED
                 )
-                event.scene.CopyFrom(scene)
-                yield event
+                for finished in sorted(done, key=tasks.index):
+                    scene = finished.result()
+                    scenes[scene.index] = scene
+                    fraction = self._progress.finished(scene.index)
+                    event = self._event(
+                        Stage.STAGE_SCENES, f"scene {scene.number} of {count} written", fraction
+                    )
+                    event.scene.CopyFrom(scene)
+                    yield event
+                update = None if done else self._progress.update()
+                if update is not None:
+                    yield self._event(Stage.STAGE_SCENES, update[1], update[0])
         finally:
             for task in tasks:
                 task.cancel()
@@ -399,7 +413,10 @@ class EpisodePipeline:
         with self._tracer.start_as_current_span(f"scene {index + 1}") as span:
             span.set_attributes({"doppel.scene.index": index, "doppel.cache.hit": False})
             earlier = feeding_summaries(view, index)
-            scene = await self._writer.write_scene(context, view, index, earlier)
+            beat = beat_at(view, index)
+            self._progress.expect(index, beat.target_seconds if beat is not None else 0.0)
+            with reporting_output(lambda tokens: self._progress.output(index, tokens)):
+                scene = await self._writer.write_scene(context, view, index, earlier)
             span.set_attributes(scene_attributes(scene))
             return scene
 

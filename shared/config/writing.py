@@ -141,11 +141,18 @@ class LLMSettings:
         "(RESOURCE_EXHAUSTED, or the chain's next writer).",
     )  # fmt: skip
     llm_timeout_seconds: float = setting(
-        "DOPPEL_LLM_TIMEOUT_SECONDS", 120.0, SECONDS, "Timeout of one LLM HTTP request."
-    )
+        "DOPPEL_LLM_TIMEOUT_SECONDS", 120.0, SECONDS,
+        "Longest one LLM HTTP request may take, streamed or not (a ceiling for a stream that "
+        "trickles; also the horizon of rate-limit and budget leases).",
+    )  # fmt: skip
     llm_temperature: float = setting(
         "DOPPEL_LLM_TEMPERATURE", 0.8, number(0.0, 2.0),
         "Sampling temperature of outlines, scenes and rewrites.",
+    )  # fmt: skip
+    llm_idle_timeout_seconds: float = setting(
+        "DOPPEL_LLM_IDLE_TIMEOUT_SECONDS", 30.0, SECONDS,
+        "A streamed LLM reply that sends no bytes for this long is abandoned and retried "
+        "(also the wait for the first byte).",
     )  # fmt: skip
     llm_max_output_tokens: int = setting(
         "DOPPEL_LLM_MAX_OUTPUT_TOKENS", 4096, COUNT,

@@ -183,10 +183,12 @@ async def test_genai_spans_and_metrics(server: LLMServer) -> None:
     assert attributes["server.address"] == "127.0.0.1" and attributes["server.port"] == server.port
     assert attributes["doppel.llm.attempt"] == 2
     assert "gen_ai.request.temperature" not in attributes  # Anthropic API 2026-10-21: none
-    # The first successful call writes the prompt cache, the next one reads it.
+    # The first successful call writes the prompt cache; the next (a scene: other per-episode
+    # constants) reads the universal and show blocks and writes only its episode block.
     assert attributes["gen_ai.usage.cache_creation.input_tokens"] > 0
-    assert second.attributes["gen_ai.usage.cache_read.input_tokens"] > 0
-    assert second.attributes["gen_ai.usage.cache_creation.input_tokens"] == 0
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 0
+    read = second.attributes["gen_ai.usage.cache_read.input_tokens"]
+    assert read > second.attributes["gen_ai.usage.cache_creation.input_tokens"] > 0
     for span in (first, second):
         assert (
             span.attributes["gen_ai.usage.input_tokens"]

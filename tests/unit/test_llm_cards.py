@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jsonschema
 
+from bench.llm_server import parse_request
 from doppelganger.v1 import episode_pb2
 from services.script import cards, catalog, procedural
 from services.script.llm import prompts, schema
@@ -58,7 +59,7 @@ def test_a_models_cards_are_checked() -> None:
 def test_the_outline_request_carries_the_premise_and_the_kernels_to_avoid() -> None:
     task = prompts.outline_request(
         8, 3, [], 1320.0, premise="A pitch.", avoid_kernels=["fix-the-prop"]
-    )
+    ).text
     request = prompts.parse_marked_json(task, prompts.REQUEST_MARKER)
     assert request["premise"] == "A pitch." and request["avoid_kernels"] == ["fix-the-prop"]
     assert "premise" in task.split(prompts.REQUEST_MARKER)[0]
@@ -70,8 +71,8 @@ def test_a_scene_request_carries_its_card_and_the_cards_that_feed_it() -> None:
     index = next(b.scene_index for b in cards.beats(outline) if b.payoffs)
     view = cards.scene_view(outline, index)
     earlier = cards.feeding_summaries(view, index)
-    task = prompts.scene_request([c.name for c in cast], view, index, earlier, 2, [])
-    request = prompts.parse_marked_json(task, prompts.REQUEST_MARKER)
+    task = prompts.scene_request([c.name for c in cast], view, index, earlier, 2, []).text
+    request = parse_request(task)
     assert request["premise"] == outline.premise and "Last Orange" in request["premise"]
     own = cards.beat_at(outline, index)
     assert own is not None

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bench.llm_server import parse_request
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.llm import prompts, schema
@@ -164,9 +165,11 @@ def test_prompts_carry_the_context_request_and_schema(story) -> None:  # type: i
     context = prompts.show_context(show, setting, cast, [])
     document = prompts.parse_marked_json(context, prompts.CONTEXT_MARKER)
     assert [c["name"] for c in document["cast"]] == [c.name for c in cast]
-    assert {p["id"] for p in document["humour_patterns"]} == {p.id for p in catalog.load_patterns()}
-    task = prompts.scene_request([c.name for c in cast], outline, 2, ["before"], 11, [])
-    request = prompts.parse_marked_json(task, prompts.REQUEST_MARKER)
+    library = prompts.parse_marked_json(prompts.universal(), prompts.LIBRARY_MARKER)
+    assert {p["id"] for p in library} == {p.id for p in catalog.load_patterns()}
+    assert prompts.universal().startswith(prompts.INSTRUCTIONS)
+    task = prompts.scene_request([c.name for c in cast], outline, 2, ["before"], 11, []).text
+    request = parse_request(task)
     assert request["task"] == "scene" and request["scene_index"] == 2
     assert request["outline"] == schema.outline_payload(outline)
     reply_schema = prompts.parse_marked_json(task, prompts.SCHEMA_MARKER)

@@ -24,16 +24,17 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.script.llm import telemetry as genai
 from services.script.llm.budget import EpisodeBudget, Prices, Usage
+from services.script.llm.progress import output_sink
 from services.script.llm.provenance import current_part
 from services.script.llm.providers import ChatProvider, ChatRequest, ChatResult, ProviderFailure
 from services.script.llm.quota import QueueTimeout, SharedLimiter, SharedPermit
 from services.script.llm.retry import RetryPolicy, pause_from_headers, retry_after_seconds
+from services.script.llm.tokens import TokenCounter, min_cacheable_tokens
 from services.script.writing import DeadlineExceeded, ProviderError, RateLimitQueueFull
 from shared.faults import STORM_RETRY_AFTER_MS, Faults
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4  # Rough, and on the generous side for English prose and JSON.
 # time.monotonic() by which the client wants its answer; set per RPC by the script service.
 _DEADLINE: ContextVar[float | None] = ContextVar("doppel_llm_deadline", default=None)
 
@@ -52,12 +53,6 @@ def client_deadline(remaining_seconds: float | None) -> Iterator[None]:
 def time_left() -> float | None:
     deadline = _DEADLINE.get()
     return None if deadline is None else deadline - time.monotonic()
-
-
-def estimate_input_tokens(request: ChatRequest) -> int:
-    chars = len(request.instructions) + len(request.context)
-    chars += sum(len(text) for _, text in request.messages)
-    return chars // CHARS_PER_TOKEN + 1
 
 
 class LLMCaller:
@@ -84,18 +79,27 @@ class LLMCaller:
         self._prices = prices
         self._tracer = tracer
         self._instruments = instruments
+        self.instruments = instruments  # The writer counts repairs and parse failures on them.
+        self.tokens = TokenCounter(provider, model)
         self._capture = capture_content
         self._sleep = sleep
         self._faults = faults
         self._cache_reads_count = cache_reads_count
 
+    def prepare(self, request: ChatRequest) -> ChatRequest:
+        """The request as this caller sends it (its model; temperature only where the provider
+        takes one); `provider.body(caller.prepare(r))` is the exact body, e.g. for a batch."""
+        temperature = request.temperature if self.provider.sends_temperature else None
+        return replace(request, model=self.model, temperature=temperature)
+
     async def chat(self, request: ChatRequest, task: str, budget: EpisodeBudget) -> ChatResult:
         """The provider's reply; raises ProviderError or BudgetExceeded."""
-        temperature = request.temperature if self.provider.sends_temperature else None
-        request = replace(
-            request, model=self.model, call_id=uuid.uuid4().hex, temperature=temperature
-        )
-        input_estimate = estimate_input_tokens(request)
+        request = replace(self.prepare(request), call_id=uuid.uuid4().hex)
+        prefixes = self.tokens.prefixes(request)
+        minimum = min_cacheable_tokens(self.provider.name, self.model)
+        marks = (prefixes[0] >= minimum, prefixes[1] >= minimum, prefixes[2] >= minimum)
+        request = replace(request, cache_breakpoints=marks)
+        input_estimate = self.tokens.estimate(request, prefixes)
         tokens = input_estimate + request.max_tokens
         cost = self._prices.cost(
             self.model, Usage(input_tokens=input_estimate, output_tokens=request.max_tokens)
@@ -121,6 +125,7 @@ class LLMCaller:
                 budget.settle_soon(reservation)
                 raise
             spent = self._prices.cost(self.model, result.usage)
+            self.tokens.calibrate(request, result.usage)
             counted_input, counted_output = result.usage.counted(self._cache_reads_count)
             pause = min(pause_from_headers(result.headers), self.policy.max_wait_seconds)
             # The shared books settle in the background: the reply is not kept waiting on them.
@@ -247,7 +252,7 @@ class LLMCaller:
         try:
             async with asyncio.timeout(left):
                 await self._inject_faults()
-                return await self.provider.chat(request)
+                return await self.provider.chat(request, output_sink())
         except TimeoutError:
             if left is None:
                 raise

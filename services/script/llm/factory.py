@@ -45,15 +45,15 @@ def key_fingerprint(provider: str, api_key: str, base_url: str) -> str:
 def _providers(settings: Settings) -> dict[str, tuple[ChatProvider, str, str]]:
     """(provider, model, key fingerprint) by writer name."""
     providers: dict[str, tuple[ChatProvider, str, str]] = {}
-    timeout = settings.llm_timeout_seconds
+    timeout, idle = settings.llm_timeout_seconds, settings.llm_idle_timeout_seconds
     if settings.anthropic_api_key or settings.anthropic_base_url:
         anthropic_chat = AnthropicChat(
-            settings.anthropic_api_key, settings.anthropic_base_url, timeout
+            settings.anthropic_api_key, settings.anthropic_base_url, timeout, idle
         )
         key = key_fingerprint("anthropic", settings.anthropic_api_key, settings.anthropic_base_url)
         providers["anthropic"] = (anthropic_chat, settings.anthropic_model, key)
     if settings.openai_api_key or settings.openai_base_url:
-        openai_chat = OpenAIChat(settings.openai_api_key, settings.openai_base_url, timeout)
+        openai_chat = OpenAIChat(settings.openai_api_key, settings.openai_base_url, timeout, idle)
         key = key_fingerprint("openai", settings.openai_api_key, settings.openai_base_url)
         providers["openai"] = (openai_chat, settings.openai_model, key)
     return providers

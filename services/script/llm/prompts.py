@@ -1,26 +1,38 @@
-"""Prompts of the LLM writers.
+"""Prompts of the LLM writers, laid out universal-first for prompt caching.
 
-Every request has three parts: fixed instructions, the show context (show DNA, setting,
-transformed cast, humour pattern library) and the task. The first two are the same for every call
-of an episode, so they form the system prompt and the show context is marked for prompt caching
-(Anthropic) or leads the prompt so prefix caching applies (OpenAI-compatible servers). The task
-carries a machine-readable REQUEST block and the JSON Schema of the reply.
+Every request is four blocks, from the most shared to the least, each ending at a cache
+breakpoint (Anthropic `cache_control`; OpenAI caches the longest byte-identical prefix on its own):
+
+1. `UNIVERSAL`: the instructions and the humour pattern library: the same for every call of
+   every show (about three quarters of the input of a scene call).
+2. The show context (`show_context`): show DNA, setting, transformed cast, relationships: the same
+   for every call of an episode (and of every episode of that show and setting).
+3. The per-episode constants (`Prompt.episode`): the outline's structure (outline-level fields and
+   every beat's index and plot line: what every scene's view of the outline shares,
+   `cards.structure`) and the reply's JSON Schema: the same for every scene of the episode.
+4. The task (`Prompt.task`): this call's REQUEST block (the scene's own beat and card, the cards
+   that feed it, notes), never cached.
 
 Bump PROMPT_VERSION whenever the wording or the reply shape changes: it is part of every cache key.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
+from services.script.cards import beats, structure
 from services.script.llm import schema
 
-PROMPT_VERSION = "llm-2"
+PROMPT_VERSION = "llm-3"
+LIBRARY_MARKER = "HUMOUR PATTERN LIBRARY (JSON):"
 CONTEXT_MARKER = "SHOW CONTEXT (JSON):"
+EPISODE_MARKER = "EPISODE OUTLINE STRUCTURE (JSON):"
 REQUEST_MARKER = "REQUEST (JSON):"
 SCHEMA_MARKER = "REPLY SCHEMA (JSON Schema):"
 REPAIR_MARKER = "REPAIR:"
@@ -40,8 +52,8 @@ Rules for every reply:
   no Markdown, no code fences.
 - Speakers are names from the transformed cast, spelled exactly as given.
 - Comedic beats are marked on the dialogue line that carries them, with a pattern id from the
-  humour pattern library and a role: setup, punchline or callback (a callback pays off something
-  planted earlier in the episode).
+  humour pattern library below and a role: setup, punchline or callback (a callback pays off
+  something planted earlier in the episode).
 - Screenplay conventions: sluglines are INT, EXT or INT/EXT with a location in capitals and a time
   of day; action lines are present tense; parentheticals are short and without brackets;
   transitions are in capitals ("CUT TO:", "SMASH CUT TO:", "FADE OUT.").
@@ -105,16 +117,74 @@ def show_context(
         "relationships": [
             {"from": r.from_character, "to": r.to_character, "kind": r.kind} for r in relationships
         ],
-        "humour_patterns": [_pattern(pattern) for pattern in catalog.load_patterns()],
     }
     return f"{CONTEXT_MARKER}\n{json.dumps(document, indent=1, ensure_ascii=False)}"
 
 
-def _task(text: str, request: dict[str, Any], reply_schema: dict[str, Any]) -> str:
-    return (
-        f"{text}\n\n{REQUEST_MARKER}\n{json.dumps(request, ensure_ascii=False)}\n\n"
-        f"{SCHEMA_MARKER}\n{json.dumps(reply_schema, ensure_ascii=False)}"
-    )
+@functools.cache
+def universal() -> str:
+    """Block 1: the instructions and the humour pattern library (the same for every show)."""
+    library = [_pattern(pattern) for pattern in catalog.load_patterns()]
+    return f"{INSTRUCTIONS}\n{LIBRARY_MARKER}\n{json.dumps(library, indent=1, ensure_ascii=False)}"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A call's user turn: the per-episode constants (cached) and the task (not)."""
+
+    episode: str
+    task: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.episode}\n\n{self.task}"
+
+
+# How every scene is written: constant, so it travels in the (cached) episode block.
+SCENE_GUIDE = (
+    "Writing a scene: action lines interleaved with dialogue; a comedic beat about every "
+    f"{BEAT_SECONDS} seconds, with setups paid off by punchlines; keep continuity with what "
+    "happened earlier. Play the scene's card: the slugline is its location, INT/EXT and time of "
+    "day; only the characters present or entering speak, and those who exit leave before the "
+    "end; plant its setups and pay off the setups due, in lines or action. The earlier cards "
+    "(where people went, what was planted) are in `earlier`; scenes are written in parallel, so "
+    "they are all you know of the other scenes. Keep to the writer's premise when there is one."
+)
+
+
+def _prompt(
+    text: str,
+    request: dict[str, Any],
+    reply_schema: dict[str, Any],
+    outline: episode_pb2.Outline | None = None,
+) -> Prompt:
+    episode = f"{SCHEMA_MARKER}\n{json.dumps(reply_schema, ensure_ascii=False)}"
+    if outline is not None:
+        shape = schema.outline_payload(structure(outline))
+        episode = (
+            f"{SCENE_GUIDE}\n\n{EPISODE_MARKER}\n{json.dumps(shape, ensure_ascii=False)}"
+            f"\n\n{episode}"
+        )
+    return Prompt(episode, f"{text}\n\n{REQUEST_MARKER}\n{json.dumps(request, ensure_ascii=False)}")
+
+
+def detailed_beats(outline: episode_pb2.Outline) -> list[dict[str, Any]]:
+    """The beats of a scene's view that say more than the structure (its own, the feeding
+    cards): the task carries these, the episode block the structure they fit in."""
+    shape = {"scene_index", "plot"}
+    cards = [schema.card_payload(beat) for beat in beats(outline)]
+    return [card for card in cards if set(card) - shape]
+
+
+def joined_outline(episode: dict[str, Any], detailed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A scene's view of the outline, as `outline_payload` gives it, from the episode block's
+    structure and the task's detailed beats (the loopback provider reads prompts this way)."""
+    by_index = {beat["scene_index"]: beat for beat in detailed}
+    acts = [
+        {**act, "beats": [by_index.get(b["scene_index"], b) for b in act["beats"]]}
+        for act in episode["acts"]
+    ]
+    return {**episode, "acts": acts}
 
 
 def scene_seconds_target(scene_count: int) -> int:
@@ -131,7 +201,7 @@ def outline_request(
     premise: str = "",
     avoid_kernels: Sequence[str] = (),
     bible: Sequence[str] = (),
-) -> str:
+) -> Prompt:
     minutes = round(target_runtime_seconds / 60) if target_runtime_seconds else 22
     text = (
         f"Outline a new {minutes}-minute episode in {scene_count} scenes: a title, a logline, "
@@ -168,7 +238,7 @@ def outline_request(
     }
     if bible:
         request["series_bible"] = list(bible)
-    return _task(text, request, schema.json_schema(schema.OutlineOut))
+    return _prompt(text, request, schema.json_schema(schema.OutlineOut))
 
 
 def scene_request(
@@ -178,7 +248,7 @@ def scene_request(
     earlier: Sequence[str],
     seed: int,
     notes: Sequence[str],
-) -> str:
+) -> Prompt:
     count = max(outline.scene_count, index + 1)
     beat = schema.beat_of(outline, index)
     seconds = round(beat.target_seconds) if beat and beat.target_seconds > 0 else 0
@@ -187,15 +257,8 @@ def scene_request(
     last = index == count - 1
     text = (
         f"Write scene {index + 1} of {count} (scene_index {index}), playing its beat from the "
-        f"outline. About {seconds} seconds of screen time (roughly {words} spoken words); action "
-        f"lines interleaved with dialogue; a comedic beat about every {BEAT_SECONDS} seconds, "
-        "with setups paid off by punchlines; keep continuity with what happened earlier. "
-        "Play the scene's card: the slugline is its location, INT/EXT and time of day; only the "
-        "characters present or entering speak, and those who exit leave before the end; plant "
-        "its setups and pay off the setups due, in lines or action. The earlier cards (where "
-        "people went, what was planted) are in `earlier`; scenes are written in parallel, so "
-        "they are all you know of the other scenes. Keep to the writer's premise when there is "
-        f"one. End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
+        f"outline: about {seconds} seconds of screen time (roughly {words} spoken words). "
+        f"End with a transition ({'FADE OUT.' if last else 'e.g. CUT TO:'})."
     )
     card = schema.scene_card(outline, index)
     if "series_callbacks" in card:
@@ -211,18 +274,18 @@ def scene_request(
         "target_seconds": seconds,
         "target_runtime_seconds": outline.target_runtime_seconds,
         "premise": outline.premise,
-        "outline": schema.outline_payload(outline),
+        "outline_beats": detailed_beats(outline),
         "card": card,
         "earlier": list(earlier),
         "notes": list(notes),
     }
     patterns = [pattern.id for pattern in catalog.load_patterns()]
-    return _task(text, request, schema.json_schema(schema.SceneOut, cast, patterns))
+    return _prompt(text, request, schema.json_schema(schema.SceneOut, cast, patterns), outline)
 
 
 def line_request(
     scene: episode_pb2.Scene, joke: episode_pb2.Joke, speaker: str, original: str, seed: int
-) -> str:
+) -> Prompt:
     pattern = catalog.get_pattern(joke.pattern)
     text = (
         f"Punch up one line of scene {scene.number}: the line of {speaker} that carries joke "
@@ -245,7 +308,7 @@ def line_request(
         },
         "pattern": _pattern(pattern) if pattern else None,
     }
-    return _task(text, request, schema.json_schema(schema.LineOut))
+    return _prompt(text, request, schema.json_schema(schema.LineOut))
 
 
 def revision_request(
@@ -254,7 +317,7 @@ def revision_request(
     scene: episode_pb2.Scene,
     notes: Sequence[str],
     seed: int,
-) -> str:
+) -> Prompt:
     text = (
         f"Revise scene {scene.number} to address every note below, keeping its beat, its "
         "slugline unless a note says otherwise, and whatever works. Reply with the whole scene."
@@ -266,13 +329,13 @@ def revision_request(
         "seed": seed,
         "target_runtime_seconds": outline.target_runtime_seconds,
         "premise": outline.premise,
-        "outline": schema.outline_payload(outline),
+        "outline_beats": detailed_beats(outline),
         "card": schema.scene_card(outline, scene.index),
         "scene": schema.scene_payload(scene),
         "notes": list(notes),
     }
     patterns = [pattern.id for pattern in catalog.load_patterns()]
-    return _task(text, request, schema.json_schema(schema.SceneOut, cast, patterns))
+    return _prompt(text, request, schema.json_schema(schema.SceneOut, cast, patterns), outline)
 
 
 def repair_request(problems: Sequence[str], truncated: bool) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from doppelganger.v1 import episode_pb2
 from services.script import catalog
 from services.script.cards import beat_at, callback_terms, setup_sources
+from services.script.llm.structured import drop_nulls
 from services.script.procedural import joke_context, score_joke
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets, element_seconds
 
@@ -172,28 +173,61 @@ def _pydantic_problems(error: ValidationError) -> list[str]:
     return problems
 
 
+class Problems(list[str]):
+    """The problems of a reply, and the stage that found them: "json", "schema" or "content"
+    (the first two are parse failures, which native structured output should make rare)."""
+
+    def __init__(self, items: Sequence[str] = (), stage: str = "") -> None:
+        super().__init__(items)
+        self.stage = stage
+
+    @property
+    def parse_failure(self) -> bool:
+        return self.stage in ("json", "schema")
+
+
 def parse_reply(
     model: type[ReplyT], text: str, check: Callable[[ReplyT], list[str]]
-) -> tuple[ReplyT | None, list[str]]:
+) -> tuple[ReplyT | None, Problems]:
     """The reply as `model`, or None and the problems found (JSON, schema, then content)."""
     candidate = extract_json(text)
     try:
-        json.loads(candidate)
+        document = json.loads(candidate)
     except json.JSONDecodeError as exc:
-        return None, [f"not valid JSON ({exc.msg} at character {exc.pos})"]
+        return None, Problems([f"not valid JSON ({exc.msg} at character {exc.pos})"], "json")
     try:
-        parsed = model.model_validate_json(candidate)
+        # A strict-mode reply says "not given" with null (structured.py).
+        parsed = model.model_validate(drop_nulls(document))
     except ValidationError as exc:
-        return None, _pydantic_problems(exc)
+        return None, Problems(_pydantic_problems(exc), "schema")
     problems = check(parsed)
-    return (None, problems[:MAX_PROBLEMS]) if problems else (parsed, [])
+    if problems:
+        return None, Problems(problems[:MAX_PROBLEMS], "content")
+    return parsed, Problems()
 
 
 # ---------------------------------------------------------------------------------------------
 # Content checks
 
 
+def cast_spelling(names: Sequence[str]) -> Callable[[str], str]:
+    """Maps a name to the cast's spelling of it when they differ only in case: a speaker
+    written `LUX` (screenplay capitals) is the cast's `Lux`, not a stranger worth a repair."""
+    folded = {name.casefold(): name for name in names}
+
+    def spell(name: str) -> str:
+        return name if name in folded.values() else folded.get(name.casefold(), name)
+
+    return spell
+
+
 def outline_problems(outline: OutlineOut, scene_count: int, cast: Sequence[str] = ()) -> list[str]:
+    """What is wrong with the outline; names on its cards are first respelled as the cast's."""
+    spell = cast_spelling(cast)
+    for beat in (b for act in outline.acts for b in act.beats):
+        beat.characters = [spell(n) for n in beat.characters]
+        beat.entrances = [spell(n) for n in beat.entrances]
+        beat.exits = [spell(n) for n in beat.exits]
     indices = [beat.scene_index for act in outline.acts for beat in act.beats]
     problems = [
         f"beat scene_index {i} is out of range 0-{scene_count - 1}"
@@ -232,7 +266,12 @@ def _card_problems(outline: OutlineOut, cast: Sequence[str]) -> list[str]:
 
 
 def scene_problems(scene: SceneOut, cast: Sequence[str]) -> list[str]:
+    """What is wrong with the scene; speakers are first respelled as the cast's."""
     names = set(cast)
+    spell = cast_spelling(cast)
+    for element in scene.elements:
+        if isinstance(element, DialogueOut):
+            element.character = spell(element.character)
     pattern_ids = {pattern.id for pattern in catalog.load_patterns()}
     problems = []
     dialogue = [e for e in scene.elements if isinstance(e, DialogueOut)]

@@ -48,6 +48,31 @@ class GenAIInstruments:
         self.cost = meter.create_counter(
             "doppel.llm.cost", unit="USD", description="Estimated cost of LLM usage."
         )
+        # How well structured output holds, by provider, model and task.
+        self.repairs = meter.create_counter(
+            "doppel.llm.repairs",
+            unit="{call}",
+            description="Repair calls made because a reply failed its schema or content checks.",
+        )
+        self.parse_failures = meter.create_counter(
+            "doppel.llm.parse_failures",
+            unit="{reply}",
+            description="Replies that were not valid JSON of the reply schema.",
+        )
+        self.truncations = meter.create_counter(
+            "doppel.llm.truncations",
+            unit="{reply}",
+            description="Replies cut off at the output token limit.",
+        )
+
+    def count_reply(
+        self, truncated: bool, parse_failure: bool, attributes: Mapping[str, Any]
+    ) -> None:
+        """Counts one reply's truncation and parse failure (JSON or schema, not content)."""
+        if truncated:
+            self.truncations.add(1, attributes)
+        if parse_failure:
+            self.parse_failures.add(1, attributes)
 
 
 def base_attributes(provider: str, model: str) -> dict[str, Any]:

@@ -9,17 +9,20 @@ invalid reply raises `InvalidOutputError`. Scenes come back scored with the proc
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from pydantic import BaseModel
 
 from doppelganger.v1 import episode_pb2
+from services.script import catalog
 from services.script.llm import prompts, schema
+from services.script.llm import telemetry as genai
 from services.script.llm.budget import Budgets, EpisodeKey
 from services.script.llm.caller import LLMCaller
 from services.script.llm.provenance import OUTLINE, REVISE, REWRITE, SCENE, part_scope
@@ -76,6 +79,17 @@ def context_block(context: StoryContext) -> str:
     )
 
 
+@lru_cache(maxsize=64)
+def _scene_schema_text(names: tuple[str, ...]) -> str:
+    patterns = [pattern.id for pattern in catalog.load_patterns()]
+    return json.dumps(schema.json_schema(schema.SceneOut, names, patterns))
+
+
+def scene_schema(names: Sequence[str]) -> dict[str, Any]:
+    """A scene's reply schema, speakers and patterns narrowed (built once per cast)."""
+    return dict(json.loads(_scene_schema_text(tuple(names))))
+
+
 class LLMWriter:
     """A Writer backed by one model (`anthropic` or `openai`)."""
 
@@ -105,6 +119,7 @@ class LLMWriter:
         reply = await self._structured(
             context, (OUTLINE,), request, schema.OutlineOut,
             lambda r: schema.outline_problems(r, context.scene_count, names), self._max_tokens,
+            schema.json_schema(schema.OutlineOut),
         )  # fmt: skip
         outline = schema.outline_to_proto(reply, context.scene_count, target)
         outline.premise = context.premise
@@ -121,7 +136,7 @@ class LLMWriter:
         request = prompts.scene_request(names, outline, index, earlier, context.seed, context.notes)
         reply = await self._structured(
             context, (SCENE, index), request, schema.SceneOut,
-            lambda r: schema.scene_problems(r, names), self._max_tokens,
+            lambda r: schema.scene_problems(r, names), self._max_tokens, scene_schema(names),
         )  # fmt: skip
         return schema.scene_to_proto(reply, index, outline, context.cast, context.setting)
 
@@ -133,7 +148,7 @@ class LLMWriter:
         reply = await self._structured(
             context, (REWRITE, scene.index, joke.id), request, schema.LineOut,
             lambda r: schema.line_problems(r, line.text),
-            max(256, self._max_tokens // LINE_TOKENS_SHARE),
+            max(256, self._max_tokens // LINE_TOKENS_SHARE), schema.json_schema(schema.LineOut),
         )  # fmt: skip
         return reply.text.strip()
 
@@ -148,7 +163,7 @@ class LLMWriter:
         request = prompts.revision_request(names, outline, scene, notes, context.seed)
         reply = await self._structured(
             context, (REVISE, scene.index), request, schema.SceneOut,
-            lambda r: schema.scene_problems(r, names), self._max_tokens,
+            lambda r: schema.scene_problems(r, names), self._max_tokens, scene_schema(names),
         )  # fmt: skip
         return schema.scene_to_proto(reply, scene.index, outline, context.cast, context.setting)
 
@@ -158,32 +173,43 @@ class LLMWriter:
         return self._caller.limiter
 
     async def aclose(self) -> None:
+        self._caller.tokens.close()
         await self._caller.provider.aclose()
 
     async def _structured(
         self,
         context: StoryContext,
         part: tuple[str, int, str] | tuple[str, int] | tuple[str],
-        request: str,
+        request: prompts.Prompt,
         model: type[ReplyT],
         check: Callable[[ReplyT], list[str]],
         max_tokens: int,
+        reply_schema: dict[str, Any],
     ) -> ReplyT:
-        """The reply as `model`, after at most one repair; raises WriterError subtypes."""
+        """The reply as `model`, after at most one repair; raises WriterError subtypes. The
+        reply is constrained to `reply_schema` natively, and still checked here."""
         task = part[0]
+        instruments = self._caller.instruments
+        labels = {**genai.base_attributes(self._caller.provider.name, self.model),
+                  "doppel.llm.task": task}  # fmt: skip
         with part_scope(*part) as record:
             budget = self._budgets.for_episode(episode_key(context))
             chat = ChatRequest(
                 model=self.model,
-                instructions=prompts.INSTRUCTIONS,
+                instructions=prompts.universal(),
                 context=context_block(context),
-                messages=(("user", request),),
+                episode=request.episode,
+                messages=(("user", request.task),),
                 max_tokens=max_tokens,
                 temperature=self._temperature,
+                reply_schema=reply_schema,
+                schema_name=model.__name__,
             )
             result = await self._caller.chat(chat, task, budget)
             reply, problems = schema.parse_reply(model, result.text, check)
+            instruments.count_reply(result.truncated, problems.parse_failure, labels)
             if reply is None:
+                instruments.repairs.add(1, labels)
                 log.info("%s %s: invalid %s reply, one repair: %s", self.name, self.model, task,
                          "; ".join(problems[:3]))  # fmt: skip
                 trace.get_current_span().add_event(
@@ -198,6 +224,7 @@ class LLMWriter:
                 )
                 result = await self._caller.chat(replace(chat, messages=repair), task, budget)
                 reply, problems = schema.parse_reply(model, result.text, check)
+                instruments.count_reply(result.truncated, problems.parse_failure, labels)
                 if reply is None:
                     raise InvalidOutputError(
                         f"{self.name} {self.model}: the {task} reply was still invalid after "

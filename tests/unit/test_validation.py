@@ -149,13 +149,18 @@ def test_catchphrase_overuse_is_reported() -> None:
     episode = _episode("the-office-us", "antarctic-station", 3, 1)
     baseline = validate_episode(episode).character_consistency
     speaker = episode.cast[0]
+    said = sum(  # the writer may have given the scene one of them already
+        1
+        for e in episode.scenes[1].elements
+        if e.dialogue.character == speaker.name and e.dialogue.text in speaker.catchphrases
+    )
     for _ in range(3):
         element = episode.scenes[1].elements.add()
         element.dialogue.character = speaker.name
         element.dialogue.text = speaker.catchphrases[0]
     report = validate_episode(episode)
     assert report.character_consistency < baseline
-    assert any("catchphrases 3 times" in message for message in _issues(report, 1))
+    assert any(f"catchphrases {said + 3} times" in message for message in _issues(report, 1))
 
 
 def test_another_characters_catchphrase_is_reported() -> None:

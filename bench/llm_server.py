@@ -51,7 +51,7 @@ from typing import Any
 import jsonschema
 from google.protobuf import json_format
 
-from bench import provider_schemas
+from bench import llm_batches, provider_schemas
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.checks.threads import content_stems
@@ -137,6 +137,7 @@ class LLMServer:
         require_structured: bool = True,
         stream_chunks: int = 8,
         stream_chunk_seconds: float = 0.0,
+        batch_delay: float = 0.0,
     ) -> None:
         self.latency = latency
         self.requests_per_window = requests_per_window
@@ -148,6 +149,7 @@ class LLMServer:
         self.require_structured = require_structured
         self.stream_chunks = stream_chunks
         self.stream_chunk_seconds = stream_chunk_seconds
+        self.batches = llm_batches.Batches(self, batch_delay)  # The batch endpoints' state.
         self.violations: list[str] = []  # answers that did not match the schema they were sent
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
@@ -472,8 +474,16 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
+        def do_GET(self) -> None:
+            path, client = _client_path(self.path.split("?")[0])
+            llm_batches.get(server, self, path, client)
+
         def do_POST(self) -> None:
             arrived = time.monotonic()
+            batch_path, batch_client = _client_path(self.path.split("?")[0])
+            if llm_batches.handles(batch_path):
+                llm_batches.post(server, self, batch_path, batch_client)
+                return
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
             path, client = _client_path(self.path.split("?")[0])
             key = self.headers.get("x-api-key") or self.headers.get("authorization", "")

@@ -513,6 +513,20 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "DEADLINE_EXCEEDED.",
     ),
     EnvVar(
+        "DOPPEL_BATCH_POLL_SECONDS",
+        "batch_poll_seconds",
+        _positive_float,
+        "Batch mode: how often the script service polls the provider batches of unfinished "
+        "batch jobs (and resumes them after a restart).",
+    ),
+    EnvVar(
+        "DOPPEL_BATCH_CLAIM_SECONDS",
+        "batch_claim_seconds",
+        _positive_float,
+        "Batch mode: a replica working on a batch job holds it this long (renewed while it "
+        "works); another replica takes over a job whose holder died after this.",
+    ),
+    EnvVar(
         "DOPPEL_FAULTS",
         "faults",
         _fault_spec,
@@ -831,6 +845,8 @@ class Settings:
     max_concurrent_rpcs: int = 256
     max_concurrent_episodes: int = 16
     episode_timeout_seconds: float = 900.0
+    batch_poll_seconds: float = 30.0
+    batch_claim_seconds: float = 120.0
     faults: str = ""
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 30.0

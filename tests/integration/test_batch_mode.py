@@ -1,0 +1,204 @@
+"""Batch mode on real servers: the script service (real cache on Redis, real scene service, a
+SQLite library) submits through the real anthropic and openai SDKs to the loopback provider's
+batch endpoints, polls, and assembles the episode; a restart in the middle resumes the job and
+it completes exactly once; failed items fall back to interactive calls, an expired batch fails
+the job with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+
+from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
+from doppelganger.v1 import library_pb2, script_pb2, script_pb2_grpc
+from services.cache.server import create_cache_server
+from services.scene.server import create_scene_server
+from services.script.library import open_library
+from services.script.server import create_script_server
+from shared.config import Settings
+from shared.redis_server import RedisServer
+from shared.server import ServiceServer
+from shared.telemetry import Telemetry
+from tests.fakes.llm_support import llm_settings
+from tests.integration.test_llm_episode import request
+
+Stage = script_pb2.Stage
+PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]
+DEADLINE_SECONDS = 60.0
+
+
+@asynccontextmanager
+async def backing(settings: Settings, redis: RedisServer) -> AsyncIterator[Settings]:
+    """The cache and scene services; the settings a script server needs to reach them."""
+    base = settings.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
+    cache = await create_cache_server(base, Telemetry("cache", base))
+    scene = await create_scene_server(base, Telemetry("scene", base))
+    try:
+        yield base.with_changes(
+            cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
+        )
+    finally:
+        for server in (scene, cache):
+            await server.stop(0)
+
+
+@asynccontextmanager
+async def script(config: Settings) -> AsyncIterator[tuple[ServiceServer, Any]]:
+    server = await create_script_server(config, Telemetry("script", config))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield server, script_pb2_grpc.ScriptServiceStub(channel)
+    finally:
+        await server.stop(0)
+
+
+def batch_settings(provider: LLMServer, **changes: Any) -> Settings:
+    return llm_settings(
+        provider, batch_poll_seconds=0.05, batch_claim_seconds=1.0, grace_seconds=0.0,
+        monitor_port=0, monitor_http_port=0, **changes,
+    )  # fmt: skip
+
+
+async def submit(stub: Any, **fields: Any) -> script_pb2.GenerateEpisodeEvent:
+    events = [e async for e in stub.GenerateEpisode(request(batch=True, **fields), timeout=30)]
+    assert len(events) == 1 and events[0].stage == Stage.STAGE_BATCH
+    return events[0]
+
+
+async def wait_for(stub: Any, job_id: str, statuses: set[str]) -> library_pb2.BatchJob:
+    """GetBatch until the job's status is one of `statuses` (polled, with a deadline)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        job = await stub.GetBatch(script_pb2.GetBatchRequest(batch_id=job_id), timeout=10)
+        if job.status in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job still {job.status} ({job.stage}): {job.error}"
+        await asyncio.sleep(0.05)
+
+
+def interactive(provider: LLMServer, path: str, task: str) -> int:
+    return sum(1 for r in provider.calls(path) if r.task == task)
+
+
+@pytest.mark.parametrize(("writer", "path"), PROVIDERS)
+async def test_an_episode_is_written_through_the_provider_batch_api(
+    redis_server: RedisServer, writer: str, path: str
+) -> None:
+    with LLMServer() as provider:
+        async with backing(batch_settings(provider), redis_server) as config:
+            async with script(config) as (_, stub):
+                submitted = await submit(stub, writer=writer, scene_count=3, seed=11)
+                job = submitted.batch
+                assert job.id.startswith("bj-") and job.provider == writer
+                assert job.status == "submitted" and job.stage == "outline"
+                assert job.requests == 1 and job.provider_batch_id
+                done = await wait_for(stub, job.id, {"assembled", "failed"})
+                assert done.status == "assembled", done.error
+                assert done.stage == "done" and list(done.episode_ids) == [submitted.episode_id]
+                episode = await stub.GetEpisode(
+                    script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
+                )
+    batches = provider.batches.created(writer)
+    # One outline batch, then one batch with the three scenes; each answered once.
+    assert [len(b.results) for b in batches] == [1, 3]
+    assert done.provider_batch_id == batches[1].id
+    # The outline and scenes came from the batches; only the finishing passes were interactive.
+    assert interactive(provider, path, "outline") == 0
+    assert interactive(provider, path, "scene") == 0
+    assert [s.index for s in episode.scenes] == [0, 1, 2] and episode.writer == writer
+    assert not episode.render_error and episode.page_count >= 1
+    assert episode.usage.cost_usd > 0 and provider.violations == []
+
+
+async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
+    redis_server: RedisServer,
+) -> None:
+    """The outline batch is held at the provider while the first server polls it; that server
+    stops; a new one on the same library resumes the job once the claim runs out."""
+    with LLMServer() as provider:
+        provider.batches.hold()
+        async with backing(batch_settings(provider), redis_server) as config:
+            async with script(config) as (_, stub):
+                submitted = await submit(stub, scene_count=2, seed=5)
+                job = await wait_for(stub, submitted.batch.id, {"in_progress"})
+                assert job.stage == "outline"
+            first_batch = provider.batches.created()[0]
+            polled_before = first_batch.retrieved
+            assert polled_before >= 1
+            provider.batches.release()
+            async with script(config) as (_, stub):
+                done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+                assert done.status == "assembled", done.error
+                history = await stub.GetHistory(
+                    script_pb2.GetHistoryRequest(episode_id=submitted.episode_id), timeout=10
+                )
+    # The second server polled the same provider batch (no second outline batch), and the
+    # episode has exactly one draft.
+    batches = provider.batches.created()
+    assert [len(b.results) for b in batches] == [1, 2]
+    assert batches[0].retrieved > polled_before
+    assert len(history.drafts) == 1 and history.drafts[0].id == submitted.episode_id
+    library = await open_library(config)
+    try:
+        pending = await library.pending_batches()
+    finally:
+        await library.close()
+    assert pending == []
+
+
+async def test_failed_and_invalid_items_fall_back_to_interactive_calls(
+    redis_server: RedisServer,
+) -> None:
+    """The outline item comes back invalid (repaired interactively), the first scene item
+    errors (written interactively); the episode is still assembled."""
+    with LLMServer() as provider:
+        provider.batches.inject_items("invalid", "errored")
+        async with backing(batch_settings(provider), redis_server) as config:
+            async with script(config) as (_, stub):
+                submitted = await submit(stub, scene_count=2, seed=9)
+                done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+    assert done.status == "assembled", done.error
+    assert done.failed == 1 and done.succeeded == 1  # the scene batch's counts
+    # One interactive repair of the outline, one interactive scene (the errored item).
+    assert interactive(provider, ANTHROPIC_PATH, "outline") == 1
+    assert interactive(provider, ANTHROPIC_PATH, "scene") == 1
+
+
+async def test_an_expired_batch_fails_the_job_with_its_reason(redis_server: RedisServer) -> None:
+    with LLMServer() as provider:
+        provider.batches.fail_next_batch("expired")
+        async with backing(batch_settings(provider), redis_server) as config:
+            async with script(config) as (_, stub):
+                submitted = await submit(stub, writer="openai", scene_count=2, seed=3)
+                done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+                with pytest.raises(grpc.aio.AioRpcError) as missing:
+                    await stub.GetEpisode(
+                        script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
+                    )
+    assert done.status == "failed" and done.stage == "outline"
+    assert "expired" in done.error and done.provider_batch_id in done.error
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_batch_refusals_name_the_field(redis_server: RedisServer) -> None:
+    with LLMServer() as provider:
+        async with backing(batch_settings(provider), redis_server) as config:
+            async with script(config) as (_, stub):
+                with pytest.raises(grpc.aio.AioRpcError) as procedural:
+                    await submit(stub, writer="procedural")
+                with pytest.raises(grpc.aio.AioRpcError) as empty:
+                    await stub.GetBatch(script_pb2.GetBatchRequest(batch_id=""), timeout=10)
+                with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                    await stub.GetBatch(script_pb2.GetBatchRequest(batch_id="bj-nope"), timeout=10)
+    assert procedural.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "batch" in procedural.value.details() and "procedural" in procedural.value.details()
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "batch_id" in empty.value.details()
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert provider.batches.created() == []

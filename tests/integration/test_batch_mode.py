@@ -135,20 +135,18 @@ async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
             async with script(config) as (_, stub):
                 done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
                 assert done.status == "assembled", done.error
-                history = await stub.GetHistory(
-                    script_pb2.GetHistoryRequest(episode_id=submitted.episode_id), timeout=10
-                )
     # The second server polled the same provider batch (no second outline batch), and the
     # episode has exactly one draft.
     batches = provider.batches.created()
     assert [len(b.results) for b in batches] == [1, 2]
     assert batches[0].retrieved > polled_before
-    assert len(history.drafts) == 1 and history.drafts[0].id == submitted.episode_id
     library = await open_library(config)
     try:
+        history = await library.history(submitted.episode_id)
         pending = await library.pending_batches()
     finally:
         await library.close()
+    assert [draft.id for draft in history] == [submitted.episode_id]
     assert pending == []
 
 

@@ -143,8 +143,10 @@ def _answer_item(
         return {"custom_id": custom_id, "ok": False, "status": 400, "error": refused}
     context_text, task_text = loop._prompt_parts(path, body)
     payload = loop.answer(context_text, task_text, server.plans)
-    payload = loop._invalid(payload) if fault == "invalid" else loop._constrained(
-        server, path, body, payload
+    payload = (
+        loop._invalid(payload)
+        if fault == "invalid"
+        else loop._constrained(server, path, body, payload)
     )
     text = json.dumps(payload)
     prompt_tokens = len(json.dumps(body)) // 4
@@ -302,8 +304,16 @@ def get(server: LLMServer, handler: BaseHTTPRequestHandler, path: str, client: s
             send(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
         elif len(parts) == 5 and parts[4] == "results":
             if not batches.ready(batch):
-                send(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                      "message": "batch has not ended"}})
+                send(
+                    400,
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": "batch has not ended",
+                        },
+                    },
+                )
             else:
                 send(200, _anthropic_results(batch))
         else:
@@ -340,5 +350,5 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
         if name:
-            fields[str(name)] = payload or b""
+            fields[str(name)] = payload if isinstance(payload, bytes) else b""
     return fields

@@ -78,7 +78,9 @@ def build_batch_runners(settings: Settings) -> dict[str, BatchRunner]:
             settings.anthropic_api_key, settings.anthropic_base_url, timeout
         )
     if settings.openai_api_key or settings.openai_base_url:
-        runners["openai"] = OpenAIBatches(settings.openai_api_key, settings.openai_base_url, timeout)
+        runners["openai"] = OpenAIBatches(
+            settings.openai_api_key, settings.openai_base_url, timeout
+        )
     return runners
 
 
@@ -293,8 +295,9 @@ class BatchJobs:
             writer, caller = self._writer(order, state.get("results", {}), frozenset())
             pipeline = EpisodePipeline(self._deps_for(order, writer), order)
             episode: episode_pb2.Episode | None = None
-            with client_deadline(self.episode_timeout), spending_caller(
-                record.request.get("caller", "")
+            with (
+                client_deadline(self.episode_timeout),
+                spending_caller(record.request.get("caller", "")),
             ):
                 async with asyncio.timeout(self.episode_timeout):
                     async for event in pipeline.run():
@@ -312,10 +315,9 @@ class BatchJobs:
         log.info("batch job %s: %d episode(s) assembled", record.id, len(episode_ids))
 
     async def _store(self, episode: episode_pb2.Episode, series_id: str | None) -> None:
-        try:
+        # Stored already (other bytes, by an earlier run of this job): that draft stands.
+        with contextlib.suppress(Conflict):
             await self.library.save_draft(episode, kind="generated", series_id=series_id)
-        except Conflict:
-            pass  # Stored already, by an earlier run of this job: that draft stands.
 
     async def _fail(self, record: BatchRecord, reason: str) -> None:
         log.warning("batch job %s failed: %s", record.id, reason)

@@ -19,7 +19,7 @@ from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from doppelganger.v1 import library_pb2, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
-from services.script.library import open_library
+from services.script.library import batch_store, open_library
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
@@ -58,6 +58,13 @@ async def script(config: Settings) -> AsyncIterator[tuple[ServiceServer, Any]]:
         await server.stop(0)
 
 
+@asynccontextmanager
+async def studio(provider: LLMServer, redis: RedisServer) -> AsyncIterator[Any]:
+    """Cache, scene and script services on the loopback provider; the script stub."""
+    async with backing(batch_settings(provider), redis) as config, script(config) as (_, stub):
+        yield stub
+
+
 def batch_settings(provider: LLMServer, **changes: Any) -> Settings:
     return llm_settings(
         provider, batch_poll_seconds=0.05, batch_claim_seconds=1.0, grace_seconds=0.0,
@@ -91,19 +98,18 @@ async def test_an_episode_is_written_through_the_provider_batch_api(
     redis_server: RedisServer, writer: str, path: str
 ) -> None:
     with LLMServer() as provider:
-        async with backing(batch_settings(provider), redis_server) as config:
-            async with script(config) as (_, stub):
-                submitted = await submit(stub, writer=writer, scene_count=3, seed=11)
-                job = submitted.batch
-                assert job.id.startswith("bj-") and job.provider == writer
-                assert job.status == "submitted" and job.stage == "outline"
-                assert job.requests == 1 and job.provider_batch_id
-                done = await wait_for(stub, job.id, {"assembled", "failed"})
-                assert done.status == "assembled", done.error
-                assert done.stage == "done" and list(done.episode_ids) == [submitted.episode_id]
-                episode = await stub.GetEpisode(
-                    script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
-                )
+        async with studio(provider, redis_server) as stub:
+            submitted = await submit(stub, writer=writer, scene_count=3, seed=11)
+            job = submitted.batch
+            assert job.id.startswith("bj-") and job.provider == writer
+            assert job.status == "submitted" and job.stage == "outline"
+            assert job.requests == 1 and job.provider_batch_id
+            done = await wait_for(stub, job.id, {"assembled", "failed"})
+            assert done.status == "assembled", done.error
+            assert done.stage == "done" and list(done.episode_ids) == [submitted.episode_id]
+            episode = await stub.GetEpisode(
+                script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
+            )
     batches = provider.batches.created(writer)
     # One outline batch, then one batch with the three scenes; each answered once.
     assert [len(b.results) for b in batches] == [1, 3]
@@ -120,7 +126,8 @@ async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
     redis_server: RedisServer,
 ) -> None:
     """The outline batch is held at the provider while the first server polls it; that server
-    stops; a new one on the same library resumes the job once the claim runs out."""
+    stops, and the job is left claimed as a replica that crashed would leave it; a new server
+    on the same library resumes the job once the claim runs out."""
     with LLMServer() as provider:
         provider.batches.hold()
         async with backing(batch_settings(provider), redis_server) as config:
@@ -128,9 +135,13 @@ async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
                 submitted = await submit(stub, scene_count=2, seed=5)
                 job = await wait_for(stub, submitted.batch.id, {"in_progress"})
                 assert job.stage == "outline"
-            first_batch = provider.batches.created()[0]
-            polled_before = first_batch.retrieved
+            polled_before = provider.batches.created()[0].retrieved
             assert polled_before >= 1
+            library = await open_library(config)
+            try:
+                assert await batch_store.claim(library, job.id, "crashed-replica", 1.0)
+            finally:
+                await library.close()
             provider.batches.release()
             async with script(config) as (_, stub):
                 done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
@@ -157,10 +168,9 @@ async def test_failed_and_invalid_items_fall_back_to_interactive_calls(
     errors (written interactively); the episode is still assembled."""
     with LLMServer() as provider:
         provider.batches.inject_items("invalid", "errored")
-        async with backing(batch_settings(provider), redis_server) as config:
-            async with script(config) as (_, stub):
-                submitted = await submit(stub, scene_count=2, seed=9)
-                done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+        async with studio(provider, redis_server) as stub:
+            submitted = await submit(stub, scene_count=2, seed=9)
+            done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "assembled", done.error
     assert done.failed == 1 and done.succeeded == 1  # the scene batch's counts
     # One interactive repair of the outline, one interactive scene (the errored item).
@@ -171,14 +181,13 @@ async def test_failed_and_invalid_items_fall_back_to_interactive_calls(
 async def test_an_expired_batch_fails_the_job_with_its_reason(redis_server: RedisServer) -> None:
     with LLMServer() as provider:
         provider.batches.fail_next_batch("expired")
-        async with backing(batch_settings(provider), redis_server) as config:
-            async with script(config) as (_, stub):
-                submitted = await submit(stub, writer="openai", scene_count=2, seed=3)
-                done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
-                with pytest.raises(grpc.aio.AioRpcError) as missing:
-                    await stub.GetEpisode(
-                        script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
-                    )
+        async with studio(provider, redis_server) as stub:
+            submitted = await submit(stub, writer="openai", scene_count=2, seed=3)
+            done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetEpisode(
+                    script_pb2.GetEpisodeRequest(episode_id=submitted.episode_id), timeout=10
+                )
     assert done.status == "failed" and done.stage == "outline"
     assert "expired" in done.error and done.provider_batch_id in done.error
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -186,14 +195,13 @@ async def test_an_expired_batch_fails_the_job_with_its_reason(redis_server: Redi
 
 async def test_batch_refusals_name_the_field(redis_server: RedisServer) -> None:
     with LLMServer() as provider:
-        async with backing(batch_settings(provider), redis_server) as config:
-            async with script(config) as (_, stub):
-                with pytest.raises(grpc.aio.AioRpcError) as procedural:
-                    await submit(stub, writer="procedural")
-                with pytest.raises(grpc.aio.AioRpcError) as empty:
-                    await stub.GetBatch(script_pb2.GetBatchRequest(batch_id=""), timeout=10)
-                with pytest.raises(grpc.aio.AioRpcError) as unknown:
-                    await stub.GetBatch(script_pb2.GetBatchRequest(batch_id="bj-nope"), timeout=10)
+        async with studio(provider, redis_server) as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as procedural:
+                await submit(stub, writer="procedural")
+            with pytest.raises(grpc.aio.AioRpcError) as empty:
+                await stub.GetBatch(script_pb2.GetBatchRequest(batch_id=""), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await stub.GetBatch(script_pb2.GetBatchRequest(batch_id="bj-nope"), timeout=10)
     assert procedural.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "batch" in procedural.value.details() and "procedural" in procedural.value.details()
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anthropic
 import openai
@@ -26,7 +26,7 @@ from services.script.llm.providers import NO_KEY, ChatResult
 
 # The batch APIs' discount on every token (Anthropic and OpenAI: 50 %).
 BATCH_PRICE_FACTOR = 0.5
-OPENAI_ENDPOINT = "/v1/chat/completions"
+OPENAI_ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 SDK_RETRIES = 2
 
 
@@ -150,7 +150,7 @@ class AnthropicBatches:
         async for line in await self._client.messages.batches.results(provider_batch_id):
             outcome = line.result
             if outcome.type != "succeeded":
-                error = outcome.type
+                error: str = outcome.type
                 if outcome.type == "errored":
                     inner = getattr(outcome.error, "error", None)
                     error = f"errored: {getattr(inner, 'type', 'error')}"

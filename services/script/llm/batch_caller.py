@@ -25,7 +25,7 @@ from services.script.llm.writer import LLMWriter
 from services.script.writing import Writer
 
 
-class Deferred(Exception):  # noqa: N818 - not an error: the request goes into a batch
+class Deferred(Exception):
     """Raised when collecting: the request was recorded for the batch."""
 
     def __init__(self, item: BatchItem) -> None:

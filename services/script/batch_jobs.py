@@ -262,8 +262,8 @@ class BatchJobs:
                 return
             if not status.usable:
                 raise _JobFailed(
-                    f"provider batch {status.provider_batch_id} ended {status.state} "
-                    f"without answers (stage {record.stage})"
+                    f"provider batch {status.provider_batch_id} ended without answers "
+                    f"({status.state}; stage {record.stage})"
                 )
             answers = await runner.results(record.provider_batch_id)
             state["results"] = {**state.get("results", {}),

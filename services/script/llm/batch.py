@@ -135,9 +135,12 @@ class AnthropicBatches:
         total = (
             counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
         )
+        state = batch.processing_status
+        if state == "ended" and not (counts.succeeded or counts.errored):
+            state = f"ended: {counts.expired} expired, {counts.canceled} canceled"
         return BatchStatus(
             provider_batch_id=batch.id,
-            state=batch.processing_status,
+            state=state,
             ended=batch.processing_status == "ended",
             total=total,
             succeeded=counts.succeeded,

@@ -16,14 +16,26 @@ import grpc
 import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
-from doppelganger.v1 import library_pb2, script_pb2, script_pb2_grpc
+from doppelganger.v1 import (
+    cache_pb2_grpc,
+    library_pb2,
+    scene_pb2_grpc,
+    script_pb2,
+    script_pb2_grpc,
+)
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
+from services.script import store
+from services.script.batch_jobs import BatchJobs, build_batch_runners
 from services.script.library import batch_store, open_library
+from services.script.pipeline import PipelineDeps, PipelineMetrics
+from services.script.refinement import RefinementPolicy
+from services.script.requests import RuntimeDefaults, validate_generate
 from services.script.server import create_script_server
+from services.script.writers import build_writers
 from shared.config import Settings
 from shared.redis_server import RedisServer
-from shared.server import ServiceServer
+from shared.server import ServiceServer, create_channel
 from shared.telemetry import Telemetry
 from tests.fakes.llm_support import llm_settings
 from tests.integration.test_llm_episode import request
@@ -208,3 +220,91 @@ async def test_batch_refusals_name_the_field(redis_server: RedisServer) -> None:
     assert "batch_id" in empty.value.details()
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert provider.batches.created() == []
+
+
+async def test_two_replicas_on_one_library_complete_a_job_once(redis_server: RedisServer) -> None:
+    """Both replicas' pollers see the job; the claims let one advance it at a time."""
+    with LLMServer() as provider:
+        async with (
+            backing(batch_settings(provider), redis_server) as config,
+            script(config) as (_, first),
+            script(config) as (_, second),
+        ):
+            submitted = await submit(first, scene_count=2, seed=21)
+            done = await wait_for(second, submitted.batch.id, {"assembled", "failed"})
+            library = await open_library(config)
+            try:
+                history = await library.history(submitted.episode_id)
+            finally:
+                await library.close()
+    assert done.status == "assembled", done.error
+    assert [len(b.results) for b in provider.batches.created()] == [1, 2]
+    assert [draft.id for draft in history] == [submitted.episode_id]
+
+
+@asynccontextmanager
+async def season_jobs(config: Settings) -> AsyncIterator[BatchJobs]:
+    """BatchJobs as the season command's replica builds them (no script server running)."""
+    telemetry = Telemetry("season", config)
+    library = await open_library(config)
+    writers = build_writers(config, telemetry)
+    runtime = RuntimeDefaults(config.episode_minutes * 60.0, config.scene_seconds)
+    async with (
+        create_channel(config.cache_address, telemetry, config) as cache_channel,
+        create_channel(config.scene_address, telemetry, config) as scene_channel,
+    ):
+        deps = PipelineDeps(
+            cache=store.SoftCache(cache_pb2_grpc.CacheServiceStub(cache_channel), 2.0),
+            scenes=scene_pb2_grpc.SceneServiceStub(scene_channel),
+            writers=writers,
+            telemetry=telemetry,
+            max_parallel_scenes=config.max_parallel_scenes,
+            rpc_timeout=config.rpc_timeout_seconds,
+            policy=RefinementPolicy(
+                rounds=config.refinement_rounds,
+                threshold=config.validation_threshold,
+                parallel=config.max_parallel_scenes,
+            ),
+            metrics=PipelineMetrics.create(telemetry.meter),
+            library=library,
+        )
+        jobs = BatchJobs(
+            deps, library, build_batch_runners(config),
+            lambda r: validate_generate(r, runtime, config.default_writer, writers.keys()),
+            claim_seconds=1.0,
+        )  # fmt: skip
+        try:
+            yield jobs
+        finally:
+            for runner in jobs.runners.values():
+                await runner.aclose()
+            for writer in writers.values():
+                close = getattr(writer, "aclose", None)
+                if close is not None:
+                    await close()
+            await library.close()
+
+
+async def test_the_season_seam_submits_several_episodes_as_one_job(
+    redis_server: RedisServer,
+) -> None:
+    """`submit_episodes`: one outline batch with both outlines, one scene batch with every
+    scene, both drafts stored."""
+    with LLMServer() as provider:
+        async with (
+            backing(batch_settings(provider), redis_server) as config,
+            season_jobs(config) as jobs,
+        ):
+            requests = [request(writer="openai", scene_count=2, seed=seed) for seed in (1, 2)]
+            submitted = await jobs.submit_episodes(requests, caller="season-test")
+            assert submitted.stage == "outline" and submitted.provider == "openai"
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while (job := await jobs.get(submitted.id)).status not in ("assembled", "failed"):
+                assert time.monotonic() < deadline, job.status
+                await jobs.poll_once()
+            drafts = [await jobs.library.get_draft(i) for i in job.episode_ids]
+    assert job.status == "assembled", job.error
+    assert list(job.episode_ids) == submitted.request["episode_ids"]
+    assert len(set(job.episode_ids)) == 2
+    assert [len(b.results) for b in provider.batches.created("openai")] == [2, 4]
+    assert all(len(d.episode.scenes) == 2 and d.info.kind == "generated" for d in drafts)

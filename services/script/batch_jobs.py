@@ -50,7 +50,7 @@ from services.script.llm.batch import (
 from services.script.llm.batch_caller import BatchCaller, Deferred, batch_writer, prices_of
 from services.script.llm.budget import spending_caller
 from services.script.llm.caller import client_deadline
-from services.script.llm.provenance import OUTLINE, SCENE
+from services.script.llm.provenance import OUTLINE, SCENE, collect_provenance
 from services.script.pipeline import EpisodePipeline, PipelineDeps
 from services.script.requests import EpisodeOrder
 from services.script.writing import WriterError
@@ -177,7 +177,11 @@ class BatchJobs:
             pipeline = EpisodePipeline(self._deps_for(order, writer), order)
             context = pipeline._cast()
             try:
-                outline = await pipeline._outline(context)
+                # The outline's record (writer, usage at the batch price) is stored beside it,
+                # so the assembled episode counts it, as a resumed episode does.
+                with collect_provenance() as provenance:
+                    pipeline._provenance = provenance
+                    outline = await pipeline._outline(context)
             except Deferred as deferred:
                 items[deferred.item.custom_id] = deferred.item
                 continue
@@ -212,14 +216,20 @@ class BatchJobs:
         """One step of a job, under its claim; False when another poller holds it."""
         if not await jobs_store.claim(self.library, job_id, self.owner, self.claim_seconds):
             return False
+        tracer = self.deps.telemetry.tracer
         async with self._keep_claim(job_id):
             record = await jobs_store.get_job(self.library, job_id)
-            try:
-                await self._step(record)
-            except WriterError as exc:
-                await self._fail(record, f"{record.stage}: {exc}")
-            except _JobFailed as exc:
-                await self._fail(record, str(exc))
+            with tracer.start_as_current_span("batch job step") as span:
+                span.set_attributes(
+                    {"doppel.batch.job": job_id, "doppel.batch.stage": record.stage,
+                     "doppel.batch.provider": record.provider}
+                )  # fmt: skip
+                try:
+                    await self._step(record)
+                except WriterError as exc:
+                    await self._fail(record, f"{record.stage}: {exc}")
+                except _JobFailed as exc:
+                    await self._fail(record, str(exc))
         return True
 
     @contextlib.asynccontextmanager
@@ -366,12 +376,14 @@ def _timestamp(moment: Any) -> Timestamp:
 
 
 class BatchPoller:
-    """Polls every `interval` seconds until stopped (started with the script service)."""
+    """Every `interval` seconds, starts a step for each unfinished job not already being
+    stepped here (an assembly that takes minutes does not hold up the other jobs' polls)."""
 
     def __init__(self, jobs: BatchJobs, interval: float) -> None:
         self.jobs = jobs
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._steps: dict[str, asyncio.Task[bool]] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-poller")
@@ -379,18 +391,32 @@ class BatchPoller:
     async def _run(self) -> None:
         while True:
             try:
-                await self.jobs.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # A poll that fails is tried again at the next interval.
-                log.exception("batch poller: poll failed")
+                for record in await self.jobs.library.pending_batches():
+                    if record.stage != DONE and record.id not in self._steps:
+                        step = asyncio.create_task(self._step(record.id))
+                        self._steps[record.id] = step
+            except Exception:  # The library was unreachable: try again at the next interval.
+                log.exception("batch poller: listing the jobs failed")
             await asyncio.sleep(self.interval)
 
+    async def _step(self, job_id: str) -> bool:
+        try:
+            return await self.jobs.advance(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # A step that fails (provider or library down) is tried again.
+            log.exception("batch job %s: step failed", job_id)
+            return False
+        finally:
+            self._steps.pop(job_id, None)
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [task for task in (self._task, *self._steps.values()) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for runner in self.jobs.runners.values():
             await runner.aclose()
 

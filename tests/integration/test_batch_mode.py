@@ -132,6 +132,10 @@ async def test_an_episode_is_written_through_the_provider_batch_api(
     assert [s.index for s in episode.scenes] == [0, 1, 2] and episode.writer == writer
     assert not episode.render_error and episode.page_count >= 1
     assert episode.usage.cost_usd > 0 and provider.violations == []
+    # Who wrote each part: the outline and every scene by the writer (their usage counted).
+    written = [(a.stage, a.scene_index) for a in episode.attempts if a.outcome == "ok"]
+    assert ("outline", -1) in written and {("scene", i) for i in range(3)} <= set(written)
+    assert all(a.writer == writer for a in episode.attempts)
 
 
 async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(

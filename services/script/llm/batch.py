@@ -135,7 +135,7 @@ class AnthropicBatches:
         total = (
             counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
         )
-        state = batch.processing_status
+        state: str = batch.processing_status
         if state == "ended" and not (counts.succeeded or counts.errored):
             state = f"ended: {counts.expired} expired, {counts.canceled} canceled"
         return BatchStatus(

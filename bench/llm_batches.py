@@ -23,16 +23,29 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import TYPE_CHECKING, Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from http.server import BaseHTTPRequestHandler
+# How the server answers one item: (provider, custom_id, body, item fault) -> result dict
+# ({"custom_id", "ok", "status", "message" or "error"}); bench/llm_server.py's batch_answer.
+Answer = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
 
-    from bench.llm_server import LLMServer
+
+class LLMServer(Protocol):
+    """What the batch endpoints need of bench/llm_server.py's server (no import cycle)."""
+
+    batches: Batches
+
+    @property
+    def anthropic_url(self) -> str: ...
+
+    def anthropic_url_for(self, client: str) -> str: ...
+
 
 ANTHROPIC_BATCHES = "/v1/messages/batches"
 OPENAI_FILES = "/v1/files"
@@ -60,8 +73,8 @@ class LoopbackBatch:
 class Batches:
     """The batch state of one LLMServer."""
 
-    def __init__(self, server: LLMServer, delay: float = 0.0) -> None:
-        self.server = server
+    def __init__(self, answer: Answer, delay: float = 0.0) -> None:
+        self.answer = answer
         self.delay = delay
         self.batches: dict[str, LoopbackBatch] = {}
         self.files: dict[str, bytes] = {}
@@ -103,14 +116,11 @@ class Batches:
         return not self._held and time.monotonic() >= batch.created + self.delay
 
     def _new(self, provider: str, items: list[tuple[str, dict[str, Any]]], client: str) -> Any:
-        from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH
-
-        path = ANTHROPIC_PATH if provider == "anthropic" else OPENAI_PATH
         with self._lock:
             fault = self._batch_faults.popleft() if self._batch_faults else ""
             faults = [self._item_faults.popleft() if self._item_faults else "" for _ in items]
         results = [
-            _answer_item(self.server, path, custom_id, body, item_fault)
+            self.answer(provider, custom_id, body, item_fault)
             for (custom_id, body), item_fault in zip(items, faults, strict=True)
         ]
         prefix = "msgbatch_" if provider == "anthropic" else "batch_"
@@ -127,51 +137,6 @@ class Batches:
             if batch is not None:
                 batch.retrieved += 1
             return batch
-
-
-def _answer_item(
-    server: LLMServer, path: str, custom_id: str, body: dict[str, Any], fault: str
-) -> dict[str, Any]:
-    """One item answered as the interactive endpoint answers (no streaming in a batch)."""
-    from bench import llm_server as loop
-
-    if fault == "errored":
-        return {"custom_id": custom_id, "ok": False, "status": 500,
-                "error": loop._error(path, 500)}  # fmt: skip
-    refused = loop._refusal(path, body) if server.require_structured else None
-    if refused is not None:
-        return {"custom_id": custom_id, "ok": False, "status": 400, "error": refused}
-    context_text, task_text = loop._prompt_parts(path, body)
-    payload = loop.answer(context_text, task_text, server.plans)
-    payload = (
-        loop._invalid(payload)
-        if fault == "invalid"
-        else loop._constrained(server, path, body, payload)
-    )
-    text = json.dumps(payload)
-    prompt_tokens = len(json.dumps(body)) // 4
-    output_tokens = server.reported_output_tokens or max(1, len(text) // 4)
-    created, read = server.cache_usage(context_text)
-    if path == loop.ANTHROPIC_PATH:
-        message: dict[str, Any] = {
-            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-            "model": body["model"], "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": max(1, prompt_tokens - created - read),
-                      "output_tokens": output_tokens,
-                      "cache_creation_input_tokens": created, "cache_read_input_tokens": read},
-        }  # fmt: skip
-    else:
-        message = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-            "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
-                      "total_tokens": prompt_tokens + output_tokens,
-                      "prompt_tokens_details": {"cached_tokens": read}},
-        }  # fmt: skip
-    return {"custom_id": custom_id, "ok": True, "status": 200, "message": message}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,11 +194,14 @@ async def test_failed_and_invalid_items_fall_back_to_interactive_calls(
     assert interactive(provider, ANTHROPIC_PATH, "scene") == 1
 
 
-async def test_an_expired_batch_fails_the_job_with_its_reason(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("writer", ["anthropic", "openai"])
+async def test_an_expired_batch_fails_the_job_with_its_reason(
+    redis_server: RedisServer, writer: str
+) -> None:
     with LLMServer() as provider:
         provider.batches.fail_next_batch("expired")
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, writer="openai", scene_count=2, seed=3)
+            submitted = await submit(stub, writer=writer, scene_count=2, seed=3)
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await stub.GetEpisode(

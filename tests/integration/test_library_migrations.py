@@ -31,6 +31,12 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     await made.dispose()
 
 
+async def columns(engine: AsyncEngine, table: str) -> set[str]:
+    async with engine.connect() as connection:
+        found = await connection.run_sync(lambda sync: inspect(sync).get_columns(table))
+    return {column["name"] for column in found}
+
+
 async def tables(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as connection:
         return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
@@ -45,7 +51,12 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
     found = await schema.status(engine)
     assert found.up_to_date and found.current == found.heads
 
+    # One step down takes 0004_batch_jobs's columns away; base leaves nothing.
     await schema.downgrade(engine, "-1")
+    assert await columns(engine, "batch_jobs") >= {"id", "status", "request", "result"}
+    assert not await columns(engine, "batch_jobs") & {"stage", "error", "claimed_by"}
+    assert (await schema.status(engine)).current == ("0001",)
+    await schema.downgrade(engine, "base")
     assert await tables(engine) == {"alembic_version"}
     assert not (await schema.status(engine)).current
 

@@ -36,6 +36,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from doppelganger.v1 import episode_pb2, library_pb2, script_pb2
+from services.script import store
 from services.script.cards import feeding_summaries, scene_view
 from services.script.library import Conflict, Library, LibraryError, NotFound
 from services.script.library import batch_store as jobs_store
@@ -51,7 +52,7 @@ from services.script.llm.batch_caller import BatchCaller, Deferred, batch_writer
 from services.script.llm.budget import spending_caller
 from services.script.llm.caller import client_deadline
 from services.script.llm.provenance import OUTLINE, SCENE, collect_provenance
-from services.script.pipeline import EpisodePipeline, PipelineDeps
+from services.script.pipeline import EpisodePipeline, PipelineDeps, scene_key, stored_episode
 from services.script.requests import EpisodeOrder
 from services.script.writing import WriterError
 from shared.config import Settings
@@ -144,8 +145,12 @@ class BatchJobs:
         if not items:  # Every outline came with its request: straight to the scenes.
             stage, items = await self._next_batch(SCENES_STAGE, orders, state)
         runner = self.runners[orders[0].writer]
-        provider_batch_id = await runner.submit(items, {"doppel_job": job_id, "stage": stage})
-        state["batches"].append(provider_batch_id)
+        provider_batch_id = None
+        if items:
+            provider_batch_id = await runner.submit(items, {"doppel_job": job_id, "stage": stage})
+            state["batches"].append(provider_batch_id)
+        else:  # Every outline and scene is written already: nothing to send, only to assemble.
+            stage = ASSEMBLING
         state["requests"] = len(items)
         return await jobs_store.submit_job(
             self.library, job_id=job_id, provider=runner.name,
@@ -175,6 +180,8 @@ class BatchJobs:
             collect = frozenset({OUTLINE if stage == OUTLINE_STAGE else SCENE})
             writer, caller = self._writer(order, state["results"], collect)
             pipeline = EpisodePipeline(self._deps_for(order, writer), order)
+            if await stored_episode(self.deps, pipeline.episode_id) is not None:
+                continue  # Written already (interactively, or by an earlier job).
             context = pipeline._cast()
             try:
                 # The outline's record (writer, usage at the batch price) is stored beside it,
@@ -189,8 +196,12 @@ class BatchJobs:
             if stage == OUTLINE_STAGE:
                 continue
             context = dataclasses.replace(context, kernel=outline.kernel, premise=outline.premise)
-            for index in range(order.scene_count):
-                view = scene_view(outline, index)
+            views = [scene_view(outline, index) for index in range(order.scene_count)]
+            keys = [scene_key(writer, pipeline._story, view) for view in views]
+            cached = await self.deps.cache.get_many(store.SCENES, keys)
+            for index, view in enumerate(views):
+                if cached[index] is not None:
+                    continue  # An earlier run wrote it: the pipeline finds it in the cache.
                 try:
                     await writer.write_scene(context, view, index, feeding_summaries(view, index))
                 except Deferred as deferred:
@@ -280,14 +291,15 @@ class BatchJobs:
                                 **{k: v.to_json() for k, v in answers.items()}}  # fmt: skip
             if record.stage == OUTLINE_STAGE:
                 stage, items = await self._next_batch(SCENES_STAGE, orders, state)
-                batch_id = await runner.submit(items, {"doppel_job": record.id, "stage": stage})
-                state["batches"] = [*state.get("batches", []), batch_id]
-                state.update(requests=len(items), succeeded=0, failed=0)
-                await jobs_store.advance(
-                    self.library, record.id, self.owner, status="submitted", stage=stage,
-                    provider_batch_id=batch_id, result=state,
-                )  # fmt: skip
-                return
+                if items:  # Else every scene is in the cache already: on to the assembly.
+                    batch_id = await runner.submit(items, {"doppel_job": record.id, "stage": stage})
+                    state["batches"] = [*state.get("batches", []), batch_id]
+                    state.update(requests=len(items), succeeded=0, failed=0)
+                    await jobs_store.advance(
+                        self.library, record.id, self.owner, status="submitted", stage=stage,
+                        provider_batch_id=batch_id, result=state,
+                    )  # fmt: skip
+                    return
             record = await jobs_store.advance(
                 self.library, record.id, self.owner, claim_seconds=self.claim_seconds,
                 status="in_progress", stage=ASSEMBLING, result=state,

@@ -315,3 +315,19 @@ async def test_the_season_seam_submits_several_episodes_as_one_job(
     assert len(set(job.episode_ids)) == 2
     assert [len(b.results) for b in provider.batches.created("openai")] == [2, 4]
     assert all(len(d.episode.scenes) == 2 and d.info.kind == "generated" for d in drafts)
+
+
+async def test_parts_written_already_are_not_sent_again(redis_server: RedisServer) -> None:
+    """An episode written interactively, then asked for in batch mode: nothing goes to the
+    provider's batch API (the outline and scenes are cached, the draft stored), and the job
+    reports the stored draft."""
+    with LLMServer() as provider:
+        async with studio(provider, redis_server) as stub:
+            first = [e async for e in stub.GenerateEpisode(request(scene_count=2, seed=41))]
+            stored = first[-1].episode
+            submitted = await submit(stub, scene_count=2, seed=41)
+            assert submitted.episode_id == stored.id and submitted.batch.stage == "assembling"
+            done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+    assert done.status == "assembled", done.error
+    assert list(done.episode_ids) == [stored.id] and not done.provider_batch_id
+    assert provider.batches.created() == []

@@ -33,13 +33,14 @@ async def submit_job(
     *,
     job_id: str,
     provider: str,
-    provider_batch_id: str,
+    provider_batch_id: str | None,
     request: Any,
     result: Any,
     stage: str,
     series_id: str | None = None,
 ) -> BatchRecord:
-    """The job as submitted (its first provider batch already created), in one transaction."""
+    """The job as submitted (its first provider batch already created; None when there was
+    nothing to send), in one transaction."""
     now = utc_now()
     with library._errors():
         async with library._write() as connection:

@@ -331,3 +331,18 @@ async def test_parts_written_already_are_not_sent_again(redis_server: RedisServe
     assert done.status == "assembled", done.error
     assert list(done.episode_ids) == [stored.id] and not done.provider_batch_id
     assert provider.batches.created() == []
+
+
+async def test_a_batch_is_answered_only_after_its_delay(redis_server: RedisServer) -> None:
+    """The loopback's `batch_delay`: polled meanwhile, the batch stays in progress; shortened,
+    it ends and the job goes on."""
+    with LLMServer(batch_delay=3600.0) as provider:
+        async with studio(provider, redis_server) as stub:
+            submitted = await submit(stub, writer="openai", scene_count=2, seed=2)
+            waiting = await wait_for(stub, submitted.batch.id, {"in_progress"})
+            batch = provider.batches.created()[0]
+            assert waiting.stage == "outline" and not provider.batches.ready(batch)
+            provider.batches.delay = 0.0
+            done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+    assert done.status == "assembled", done.error
+    assert [len(b.results) for b in provider.batches.created()] == [1, 2]

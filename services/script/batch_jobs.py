@@ -123,7 +123,8 @@ class BatchJobs:
         series_id: str | None = None,
     ) -> BatchRecord:
         """One job (one provider batch per stage) for these episodes, all by one writer: the
-        first batch is submitted, then the job is stored in one transaction. The seam for
+        first batch is submitted, then the job is stored in one transaction. An unfinished job
+        for the same episodes is returned instead of a new one. The seam for
         `doppel season --batch` (WriteSeason with batch=true)."""
         if not requests:
             raise ValueError("a batch job needs at least one episode")
@@ -141,6 +142,9 @@ class BatchJobs:
             "episodes": [_encode(r) for r in requests],
             "episode_ids": [EpisodePipeline(self._deps_for(o), o).episode_id for o in orders],
         }
+        for pending in await self.library.pending_batches():
+            if pending.request.get("episode_ids") == request["episode_ids"]:
+                return pending  # The same episodes are on their way: one job, paid once.
         stage, items = await self._next_batch(OUTLINE_STAGE, orders, state)
         if not items:  # Every outline came with its request: straight to the scenes.
             stage, items = await self._next_batch(SCENES_STAGE, orders, state)

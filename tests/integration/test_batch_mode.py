@@ -113,6 +113,9 @@ async def test_an_episode_is_written_through_the_provider_batch_api(
         async with studio(provider, redis_server) as stub:
             submitted = await submit(stub, writer=writer, scene_count=3, seed=11)
             job = submitted.batch
+            # The same request again while it runs: the same job, nothing sent twice.
+            again = await submit(stub, writer=writer, scene_count=3, seed=11)
+            assert again.batch.id == job.id and again.episode_id == submitted.episode_id
             assert job.id.startswith("bj-") and job.provider == writer
             assert job.status == "submitted" and job.stage == "outline"
             assert job.requests == 1 and job.provider_batch_id

@@ -43,6 +43,7 @@ from services.script.library import batch_store as jobs_store
 from services.script.library.records import BatchRecord
 from services.script.llm.batch import (
     AnthropicBatches,
+    BatchGone,
     BatchItem,
     BatchRunner,
     ItemResult,
@@ -278,7 +279,12 @@ class BatchJobs:
             raise _JobFailed(f"writer {record.request['writer']!r} is not configured here")
         if record.stage in (OUTLINE_STAGE, SCENES_STAGE):
             assert record.provider_batch_id is not None
-            status = await runner.status(record.provider_batch_id)
+            try:
+                status = await runner.status(record.provider_batch_id)
+            except BatchGone as exc:
+                raise _JobFailed(
+                    f"{exc} (stage {record.stage}); submit the episode again"
+                ) from None
             state.update(succeeded=status.succeeded, failed=status.failed, requests=status.total)
             if not status.ended:
                 await jobs_store.advance(

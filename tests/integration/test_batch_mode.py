@@ -349,3 +349,17 @@ async def test_a_batch_is_answered_only_after_its_delay(redis_server: RedisServe
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "assembled", done.error
     assert [len(b.results) for b in provider.batches.created()] == [1, 2]
+
+
+@pytest.mark.parametrize("writer", ["anthropic", "openai"])
+async def test_a_batch_the_provider_no_longer_knows_fails_the_job(
+    redis_server: RedisServer, writer: str
+) -> None:
+    with LLMServer() as provider:
+        provider.batches.hold()
+        async with studio(provider, redis_server) as stub:
+            submitted = await submit(stub, writer=writer, scene_count=2, seed=8)
+            provider.batches.batches.clear()  # Deleted at the provider (404 from now on).
+            done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
+    assert done.status == "failed" and done.stage == "outline"
+    assert "does not know batch" in done.error and submitted.batch.provider_batch_id in done.error

@@ -36,6 +36,10 @@ def custom_id(task: str, body: Mapping[str, Any]) -> str:
     return f"{task[:16]}-{digest}"
 
 
+class BatchGone(Exception):
+    """The provider does not know the batch (404): deleted, or another key's. Not retried."""
+
+
 @dataclass(frozen=True)
 class BatchItem:
     custom_id: str
@@ -130,7 +134,10 @@ class AnthropicBatches:
         return batch.id
 
     async def status(self, provider_batch_id: str) -> BatchStatus:
-        batch = await self._client.messages.batches.retrieve(provider_batch_id)
+        try:
+            batch = await self._client.messages.batches.retrieve(provider_batch_id)
+        except anthropic.NotFoundError:
+            raise BatchGone(f"anthropic does not know batch {provider_batch_id}") from None
         counts = batch.request_counts
         total = (
             counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
@@ -203,7 +210,10 @@ class OpenAIBatches:
         return batch.id
 
     async def status(self, provider_batch_id: str) -> BatchStatus:
-        batch = await self._client.batches.retrieve(provider_batch_id)
+        try:
+            batch = await self._client.batches.retrieve(provider_batch_id)
+        except openai.NotFoundError:
+            raise BatchGone(f"openai does not know batch {provider_batch_id}") from None
         counts = batch.request_counts
         ended = batch.status in ("completed", "failed", "expired", "cancelled")
         return BatchStatus(

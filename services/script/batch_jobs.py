@@ -106,6 +106,23 @@ class BatchJobs:
     episode_timeout: float = 900.0
     owner: str = dataclasses.field(default_factory=lambda: "poller-" + secrets.token_hex(6))
 
+    def __post_init__(self) -> None:
+        meter = self.deps.telemetry.meter
+        self._jobs = meter.create_counter(
+            "doppel.batch.jobs", unit="{job}",
+            description="Batch jobs by outcome (submitted, assembled, failed) and provider.",
+        )  # fmt: skip
+        self._items = meter.create_counter(
+            "doppel.batch.items", unit="{request}",
+            description="Outline and scene calls of batch jobs by how they were answered: "
+            "batch (half price) or interactive (a repair, a failed item).",
+        )  # fmt: skip
+
+    def _count_items(self, provider: str, caller: BatchCaller) -> None:
+        labels = {"gen_ai.provider.name": provider}
+        self._items.add(caller.tally.answered, {**labels, "doppel.batch.outcome": "batch"})
+        self._items.add(caller.tally.interactive, {**labels, "doppel.batch.outcome": "interactive"})
+
     # --- submission ------------------------------------------------------------------------
 
     def check(self, order: EpisodeOrder) -> None:
@@ -157,11 +174,14 @@ class BatchJobs:
         else:  # Every outline and scene is written already: nothing to send, only to assemble.
             stage = ASSEMBLING
         state["requests"] = len(items)
-        return await jobs_store.submit_job(
+        submitted = await jobs_store.submit_job(
             self.library, job_id=job_id, provider=runner.name,
             provider_batch_id=provider_batch_id, request=request, result=state, stage=stage,
             series_id=series_id,
         )  # fmt: skip
+        self._jobs.add(1, {"gen_ai.provider.name": runner.name,
+                           "doppel.batch.outcome": "submitted"})  # fmt: skip
+        return submitted
 
     def _deps_for(self, order: EpisodeOrder, writer: Any = None) -> PipelineDeps:
         writers = dict(self.deps.writers)
@@ -198,6 +218,7 @@ class BatchJobs:
                 items[deferred.item.custom_id] = deferred.item
                 continue
             state["interactive"] += caller.tally.interactive
+            self._count_items(caller.provider.name, caller)
             if stage == OUTLINE_STAGE:
                 continue
             context = dataclasses.replace(context, kernel=outline.kernel, premise=outline.premise)
@@ -340,10 +361,13 @@ class BatchJobs:
             await self._store(episode, record.series_id)
             episode_ids.append(episode.id)
             state["interactive"] = state.get("interactive", 0) + caller.tally.interactive
+            self._count_items(caller.provider.name, caller)
         state["episode_ids"] = episode_ids
         await jobs_store.advance(
             self.library, record.id, self.owner, status="completed", stage=DONE, result=state
         )
+        self._jobs.add(1, {"gen_ai.provider.name": record.provider,
+                           "doppel.batch.outcome": "assembled"})  # fmt: skip
         log.info("batch job %s: %d episode(s) assembled", record.id, len(episode_ids))
 
     async def _store(self, episode: episode_pb2.Episode, series_id: str | None) -> None:
@@ -352,6 +376,8 @@ class BatchJobs:
             await self.library.save_draft(episode, kind="generated", series_id=series_id)
 
     async def _fail(self, record: BatchRecord, reason: str) -> None:
+        self._jobs.add(1, {"gen_ai.provider.name": record.provider,
+                           "doppel.batch.outcome": "failed"})  # fmt: skip
         log.warning("batch job %s failed: %s", record.id, reason)
         await jobs_store.advance(
             self.library, record.id, self.owner, status="failed", error=reason[:1000]

@@ -31,7 +31,7 @@ async def test_generate_batch_wait_prints_the_job_and_writes_the_files(
     provider, targets = stack
     result = await doppel(
         targets, "generate", "--show", "I Love Lucy", "--setting", "a lighthouse",
-        "--scenes", "2", "--seed", "4", "--writer", "anthropic", "--batch", "--wait",
+        "--scenes", "2", "--seed", "180004", "--writer", "anthropic", "--batch", "--wait",
         "--poll-seconds", "0.1", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

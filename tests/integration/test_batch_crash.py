@@ -75,7 +75,7 @@ async def test_sigkill_while_the_batch_runs_then_a_new_process_completes_it_once
                 await wait_serving(port)
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                     stub = script_pb2_grpc.ScriptServiceStub(channel)
-                    submitted = await submit(stub, scene_count=2, seed=17)
+                    submitted = await submit(stub, scene_count=2, seed=180017)
                     await wait_for(stub, submitted.batch.id, {"in_progress"})
             # SIGKILLed, whatever it was doing; the provider finishes the batch meanwhile.
             polled = provider.batches.created()[0].retrieved

@@ -37,7 +37,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer, create_channel
 from shared.telemetry import Telemetry
-from tests.fakes.llm_support import llm_settings
+from tests.fakes.llm_support import CapturedTelemetry, captured_telemetry, llm_settings
 from tests.integration.test_llm_episode import request
 
 Stage = script_pb2.Stage
@@ -77,6 +77,11 @@ async def studio(provider: LLMServer, redis: RedisServer) -> AsyncIterator[Any]:
         yield stub
 
 
+def batch_settings_for_metrics() -> Settings:
+    """Settings for a captured telemetry (only its meter and tracer are used)."""
+    return Settings(telemetry_disabled=True)
+
+
 def batch_settings(provider: LLMServer, **changes: Any) -> Settings:
     return llm_settings(
         provider, batch_poll_seconds=0.05, batch_claim_seconds=1.0, grace_seconds=0.0,
@@ -111,10 +116,10 @@ async def test_an_episode_is_written_through_the_provider_batch_api(
 ) -> None:
     with LLMServer() as provider:
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, writer=writer, scene_count=3, seed=11)
+            submitted = await submit(stub, writer=writer, scene_count=3, seed=180011)
             job = submitted.batch
             # The same request again while it runs: the same job, nothing sent twice.
-            again = await submit(stub, writer=writer, scene_count=3, seed=11)
+            again = await submit(stub, writer=writer, scene_count=3, seed=180011)
             assert again.batch.id == job.id and again.episode_id == submitted.episode_id
             assert job.id.startswith("bj-") and job.provider == writer
             assert job.status == "submitted" and job.stage == "outline"
@@ -151,7 +156,7 @@ async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
         provider.batches.hold()
         async with backing(batch_settings(provider), redis_server) as config:
             async with script(config) as (_, stub):
-                submitted = await submit(stub, scene_count=2, seed=5)
+                submitted = await submit(stub, scene_count=2, seed=18005)
                 job = await wait_for(stub, submitted.batch.id, {"in_progress"})
                 assert job.stage == "outline"
             polled_before = provider.batches.created()[0].retrieved
@@ -188,7 +193,7 @@ async def test_failed_and_invalid_items_fall_back_to_interactive_calls(
     with LLMServer() as provider:
         provider.batches.inject_items("invalid", "errored")
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, scene_count=2, seed=9)
+            submitted = await submit(stub, scene_count=2, seed=18009)
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "assembled", done.error
     assert done.failed == 1 and done.succeeded == 1  # the scene batch's counts
@@ -204,7 +209,7 @@ async def test_an_expired_batch_fails_the_job_with_its_reason(
     with LLMServer() as provider:
         provider.batches.fail_next_batch("expired")
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, writer=writer, scene_count=2, seed=3)
+            submitted = await submit(stub, writer=writer, scene_count=2, seed=18003)
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await stub.GetEpisode(
@@ -240,7 +245,7 @@ async def test_two_replicas_on_one_library_complete_a_job_once(redis_server: Red
             script(config) as (_, first),
             script(config) as (_, second),
         ):
-            submitted = await submit(first, scene_count=2, seed=21)
+            submitted = await submit(first, scene_count=2, seed=180021)
             done = await wait_for(second, submitted.batch.id, {"assembled", "failed"})
             library = await open_library(config)
             try:
@@ -253,9 +258,9 @@ async def test_two_replicas_on_one_library_complete_a_job_once(redis_server: Red
 
 
 @asynccontextmanager
-async def season_jobs(config: Settings) -> AsyncIterator[BatchJobs]:
+async def season_jobs(config: Settings, captured: CapturedTelemetry) -> AsyncIterator[BatchJobs]:
     """BatchJobs as the season command's replica builds them (no script server running)."""
-    telemetry = Telemetry("season", config)
+    telemetry = captured.telemetry
     library = await open_library(config)
     writers = build_writers(config, telemetry)
     runtime = RuntimeDefaults(config.episode_minutes * 60.0, config.scene_seconds)
@@ -299,13 +304,16 @@ async def test_the_season_seam_submits_several_episodes_as_one_job(
     redis_server: RedisServer,
 ) -> None:
     """`submit_episodes`: one outline batch with both outlines, one scene batch with every
-    scene, both drafts stored."""
+    scene, both drafts stored; the batch metrics count them."""
+    captured = captured_telemetry(batch_settings_for_metrics())
     with LLMServer() as provider:
         async with (
             backing(batch_settings(provider), redis_server) as config,
-            season_jobs(config) as jobs,
+            season_jobs(config, captured) as jobs,
         ):
-            requests = [request(writer="openai", scene_count=2, seed=seed) for seed in (1, 2)]
+            requests = [
+                request(writer="openai", scene_count=2, seed=seed) for seed in (180101, 180102)
+            ]
             submitted = await jobs.submit_episodes(requests, caller="season-test")
             assert submitted.stage == "outline" and submitted.provider == "openai"
             deadline = time.monotonic() + DEADLINE_SECONDS
@@ -318,6 +326,16 @@ async def test_the_season_seam_submits_several_episodes_as_one_job(
     assert len(set(job.episode_ids)) == 2
     assert [len(b.results) for b in provider.batches.created("openai")] == [2, 4]
     assert all(len(d.episode.scenes) == 2 and d.info.kind == "generated" for d in drafts)
+    items = {
+        p.attributes["doppel.batch.outcome"]: p.value
+        for p in captured.metric_points("doppel.batch.items")
+    }
+    assert items == {"batch": 6, "interactive": 0}  # 2 outlines and 4 scenes, all from batches
+    jobs = {
+        p.attributes["doppel.batch.outcome"]: p.value
+        for p in captured.metric_points("doppel.batch.jobs")
+    }
+    assert jobs == {"submitted": 1, "assembled": 1}
 
 
 async def test_parts_written_already_are_not_sent_again(redis_server: RedisServer) -> None:
@@ -326,9 +344,9 @@ async def test_parts_written_already_are_not_sent_again(redis_server: RedisServe
     reports the stored draft."""
     with LLMServer() as provider:
         async with studio(provider, redis_server) as stub:
-            first = [e async for e in stub.GenerateEpisode(request(scene_count=2, seed=41))]
+            first = [e async for e in stub.GenerateEpisode(request(scene_count=2, seed=180041))]
             stored = first[-1].episode
-            submitted = await submit(stub, scene_count=2, seed=41)
+            submitted = await submit(stub, scene_count=2, seed=180041)
             assert submitted.episode_id == stored.id and submitted.batch.stage == "assembling"
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "assembled", done.error
@@ -341,7 +359,7 @@ async def test_a_batch_is_answered_only_after_its_delay(redis_server: RedisServe
     it ends and the job goes on."""
     with LLMServer(batch_delay=3600.0) as provider:
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, writer="openai", scene_count=2, seed=2)
+            submitted = await submit(stub, writer="openai", scene_count=2, seed=18002)
             waiting = await wait_for(stub, submitted.batch.id, {"in_progress"})
             batch = provider.batches.created()[0]
             assert waiting.stage == "outline" and not provider.batches.ready(batch)
@@ -358,7 +376,7 @@ async def test_a_batch_the_provider_no_longer_knows_fails_the_job(
     with LLMServer() as provider:
         provider.batches.hold()
         async with studio(provider, redis_server) as stub:
-            submitted = await submit(stub, writer=writer, scene_count=2, seed=8)
+            submitted = await submit(stub, writer=writer, scene_count=2, seed=18008)
             provider.batches.batches.clear()  # Deleted at the provider (404 from now on).
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "failed" and done.stage == "outline"

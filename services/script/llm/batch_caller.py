@@ -19,10 +19,13 @@ from typing import Any
 from services.script.llm.batch import BATCH_PRICE_FACTOR, BatchItem, ItemResult, custom_id
 from services.script.llm.budget import EpisodeBudget, Prices
 from services.script.llm.caller import LLMCaller
-from services.script.llm.provenance import current_part
+from services.script.llm.provenance import OUTLINE, SCENE, current_part
 from services.script.llm.providers import ChatRequest, ChatResult
 from services.script.llm.writer import LLMWriter
 from services.script.writing import Writer
+
+# The tasks batches carry; every other call (continuity, comedy, refinement) is interactive.
+BATCHED_TASKS = frozenset({OUTLINE, SCENE})
 
 
 class Deferred(Exception):
@@ -35,7 +38,7 @@ class Deferred(Exception):
 
 @dataclass
 class BatchTally:
-    """What the batch answered, and what had to be asked interactively."""
+    """Outline and scene calls the batch answered, and those asked interactively instead."""
 
     answered: int = 0
     interactive: int = 0
@@ -77,7 +80,8 @@ class BatchCaller:
             raise Deferred(item)
         found = self._results.get(item.custom_id)
         if found is None or not found.ok:
-            self.tally.interactive += 1
+            if task in BATCHED_TASKS:  # A repair or a failed item (not a finishing pass).
+                self.tally.interactive += 1
             return await self.inner.chat(request, task, budget)
         self.tally.answered += 1
         result = found.chat_result()

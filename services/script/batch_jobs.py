@@ -425,11 +425,13 @@ def _timestamp(moment: Any) -> Timestamp:
 
 class BatchPoller:
     """Every `interval` seconds, starts a step for each unfinished job not already being
-    stepped here (an assembly that takes minutes does not hold up the other jobs' polls)."""
+    stepped here (an assembly that takes minutes does not hold up the other jobs' polls), at
+    most `max_steps` at once (DOPPEL_MAX_CONCURRENT_EPISODES)."""
 
-    def __init__(self, jobs: BatchJobs, interval: float) -> None:
+    def __init__(self, jobs: BatchJobs, interval: float, max_steps: int = 16) -> None:
         self.jobs = jobs
         self.interval = interval
+        self.max_steps = max_steps  # Jobs stepped at once (assemblies are whole episodes).
         self._task: asyncio.Task[None] | None = None
         self._steps: dict[str, asyncio.Task[bool]] = {}
 
@@ -440,6 +442,8 @@ class BatchPoller:
         while True:
             try:
                 for record in await self.jobs.library.pending_batches():
+                    if len(self._steps) >= self.max_steps:
+                        break  # The rest wait for the next interval.
                     if record.stage != DONE and record.id not in self._steps:
                         step = asyncio.create_task(self._step(record.id))
                         self._steps[record.id] = step

@@ -543,7 +543,7 @@ async def _start_script_server(
         episode_timeout=settings.episode_timeout_seconds,
     )  # fmt: skip
     service._batches = batches
-    poller = BatchPoller(batches, settings.batch_poll_seconds)
+    poller = BatchPoller(batches, settings.batch_poll_seconds, settings.max_concurrent_episodes)
 
     def register(server: grpc.aio.Server) -> list[str]:
         script_pb2_grpc.add_ScriptServiceServicer_to_server(service, server)

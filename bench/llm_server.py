@@ -25,6 +25,8 @@ outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, get
 and checked against the schema sent (`violations` lists any that do not match).
 Like a good model, a revision follows the continuity notes it is given: a missing payoff or an
 unplanted setup the note names (`'description'`) gets a line that carries it.
+The batch endpoints (Anthropic Message Batches, OpenAI Files and Batches) are in
+bench/llm_batches.py: items are answered as here (`batch_answer`), shown after `batch_delay`.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
 writers send, the status and any retry-after given, and the client it came from: a client given
 `anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
@@ -35,6 +37,7 @@ per window), and records the one-shot fault each request got and a revision's no
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
 import re
@@ -50,7 +53,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from bench import llm_wire
+from bench import llm_batches, llm_wire
 from bench.llm_wire import (
     ANTHROPIC_COUNT_PATH,
     ANTHROPIC_PATH,
@@ -151,6 +154,7 @@ class LLMServer:
         require_structured: bool = True,
         stream_chunks: int = 8,
         stream_chunk_seconds: float = 0.0,
+        batch_delay: float = 0.0,
     ) -> None:
         self.latency = latency
         self.requests_per_window = requests_per_window
@@ -162,6 +166,8 @@ class LLMServer:
         self.require_structured = require_structured
         self.stream_chunks = stream_chunks
         self.stream_chunk_seconds = stream_chunk_seconds
+        # The batch endpoints' state; items are answered by batch_answer.
+        self.batches = llm_batches.Batches(functools.partial(batch_answer, self), batch_delay)
         self.violations: list[str] = []  # answers that did not match the schema they were sent
         self.received: list[Received] = []
         self._accepted: deque[float] = deque()
@@ -474,6 +480,52 @@ def _invalid(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def batch_answer(
+    server: LLMServer, provider: str, custom_id: str, body: dict[str, Any], fault: str
+) -> dict[str, Any]:
+    """One batch item (bench/llm_batches.py) answered as the interactive endpoint answers it,
+    not streamed; `fault` is the item's: "invalid" or "errored"."""
+    path = ANTHROPIC_PATH if provider == "anthropic" else OPENAI_PATH
+    if fault == "errored":
+        return {"custom_id": custom_id, "ok": False, "status": 500,
+                "error": _error(path, 500)}  # fmt: skip
+    refused = refusal(path, body) if server.require_structured else None
+    if refused is not None:
+        return {"custom_id": custom_id, "ok": False, "status": 400, "error": refused}
+    context_text, task_text = _prompt_parts(path, body)
+    payload = answer(context_text, task_text, server.plans)
+    if fault == "invalid":
+        payload = _invalid(payload)
+    else:
+        payload, violation = constrained(path, body, payload)
+        if violation is not None:
+            with server._lock:
+                server.violations.append(violation)
+    text = json.dumps(payload)
+    uncached, created, read = server.prompt_usage(path, body)
+    prompt_tokens = uncached + created + read
+    output_tokens = server.reported_output_tokens or tokens_of(text)
+    if path == ANTHROPIC_PATH:
+        message: dict[str, Any] = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": body["model"], "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": uncached, "output_tokens": output_tokens,
+                      "cache_creation_input_tokens": created, "cache_read_input_tokens": read},
+        }  # fmt: skip
+    else:
+        message = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+            "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
+                      "total_tokens": prompt_tokens + output_tokens,
+                      "prompt_tokens_details": {"cached_tokens": read}},
+        }  # fmt: skip
+    return {"custom_id": custom_id, "ok": True, "status": 200, "message": message}
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP
 
@@ -490,8 +542,16 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
+        def do_GET(self) -> None:
+            path, client = _client_path(self.path.split("?")[0])
+            llm_batches.get(server, self, path, client)
+
         def do_POST(self) -> None:
             arrived = time.monotonic()
+            batch_path, batch_client = _client_path(self.path.split("?")[0])
+            if llm_batches.handles(batch_path):
+                llm_batches.post(server, self, batch_path, batch_client)
+                return
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
             path, client = _client_path(self.path.split("?")[0])
             key = self.headers.get("x-api-key") or self.headers.get("authorization", "")

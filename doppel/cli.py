@@ -2,7 +2,8 @@
 
 doppel up                      start Redis (if needed) and the four services
 doppel generate --show ... --setting ... [--scenes N] [--seed S] [--out DIR] [--format F]
-                [--premise P] [--outline PROPOSAL.json] [--cast CAST.json]
+                [--premise P] [--outline PROPOSAL.json] [--cast CAST.json] [--batch [--wait]]
+doppel batch JOB_ID [--wait]   a batch-mode job's status; its files when done (doppel/batch.py)
 doppel outline --show ... --setting ... [--premise P] [--alternatives N] [--out DIR]
 doppel render EPISODE.json --format pdf|fdx|html|fountain [-o FILE]
 doppel regenerate EPISODE_ID_OR_FILE --scene N --notes "..." [--out DIR]
@@ -43,6 +44,7 @@ from rich.table import Table
 
 from bench import load as bench_load
 from bench import main as bench_main
+from doppel import batch as batch_command
 from doppel import diff as diff_command
 from doppel import episodes as episodes_command
 from doppel import export as export_command
@@ -132,6 +134,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     except steering.SteeringFileError as exc:
         err.print(f"[red]{exc}[/]")
         return 2
+    if args.batch:
+        return batch_command.submit(args, settings, request, out, err)
     episode, trace_id = asyncio.run(_generate(settings, request, args.quiet))
     fountain_path, json_path = write_episode(episode, Path(args.out))
     if episode.render_error:
@@ -422,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=scene_client.FORMATS, help="also render it as pdf, fdx, html, fountain"
     )
     steering.add_generate_arguments(generate)
+    batch_command.add_generate_arguments(generate)
+    batch = commands.add_parser("batch", help="a batch-mode job's status (and files when done)")
+    batch_command.add_arguments(batch)
+    batch.set_defaults(run=lambda args, settings: batch_command.run(args, settings, out, err))
     steering.add_outline_command(commands).set_defaults(run=cmd_outline)
     regenerate = commands.add_parser(
         "regenerate", help="rewrite one scene of an episode following notes"

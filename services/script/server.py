@@ -28,7 +28,8 @@ from doppelganger.v1 import (
     script_pb2_grpc,
     series_pb2,
 )
-from services.script import store
+from services.script import batch_rpc, store
+from services.script.batch_jobs import BatchJobs, BatchPoller, build_batch_runners
 from services.script.coordination import CoordinationClient, LeaseHeld, held_lease
 from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
 from services.script.library_api import LibraryApi
@@ -92,8 +93,10 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         settings: Settings,
         library: Library,
         coordination: CoordinationClient | None = None,
+        batches: BatchJobs | None = None,
     ) -> None:
         self._deps = deps
+        self._batches = batches  # Batch mode (batch_jobs.py); None: not offered.
         self._settings = settings
         self._library = library
         self._coordination = coordination
@@ -126,6 +129,9 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[script_pb2.GenerateEpisodeEvent]:
         order = await self._order(request, context)
+        if request.batch:  # Submitted and answered at once; the poller writes it.
+            yield await batch_rpc.generate_batch(self._batches, request, order, context)
+            return
         async with self._slot(order.show.id, context):
             async for event in self._generate(order, context):
                 yield event
@@ -408,6 +414,11 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
                     grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed)
                 )
 
+    async def GetBatch(
+        self, request: script_pb2.GetBatchRequest, context: grpc.aio.ServicerContext
+    ) -> library_pb2.BatchJob:
+        return await batch_rpc.get_batch(self._batches, request, context)
+
     async def ListShows(
         self, request: script_pb2.ListShowsRequest, context: grpc.aio.ServicerContext
     ) -> script_pb2.ListShowsResponse:
@@ -535,6 +546,12 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         found = writers.get(episode.writer)
         return found or next((w for w in writers.values() if w.name == episode.writer), None)
 
+    def order_of(self, request: script_pb2.GenerateEpisodeRequest) -> EpisodeOrder:
+        """The order of a request already accepted (a batch job's, when it is resumed)."""
+        return validate_generate(
+            request, self._runtime(), self._settings.default_writer, self._deps.writers.keys()
+        )
+
     async def _order(
         self, request: script_pb2.GenerateEpisodeRequest, context: grpc.aio.ServicerContext
     ) -> EpisodeOrder:
@@ -625,8 +642,16 @@ async def _start_script_server(
         library=library,
     )
 
+    service = ScriptService(deps, settings, library, coordination)
+    batches = BatchJobs(
+        deps, library, build_batch_runners(settings), service.order_of,
+        claim_seconds=settings.batch_claim_seconds,
+        episode_timeout=settings.episode_timeout_seconds,
+    )  # fmt: skip
+    service._batches = batches
+    poller = BatchPoller(batches, settings.batch_poll_seconds, settings.max_concurrent_episodes)
+
     def register(server: grpc.aio.Server) -> list[str]:
-        service = ScriptService(deps, settings, library, coordination)
         script_pb2_grpc.add_ScriptServiceServicer_to_server(service, server)
         return [script_pb2.DESCRIPTOR.services_by_name["ScriptService"].full_name]
 
@@ -641,7 +666,7 @@ async def _start_script_server(
             if close is not None:
                 await close()
 
-    return await start_server(
+    started = await start_server(
         name="script",
         settings=settings,
         telemetry=telemetry,
@@ -649,6 +674,10 @@ async def _start_script_server(
         register=register,
         cleanups=[close_channels, close_writers, *([library.close] if owned else [])],
     )
+    # Resumes every unfinished batch job; stopped before the channels and the library close.
+    poller.start()
+    started.add_cleanup(poller.stop)
+    return started
 
 
 @contextlib.asynccontextmanager

@@ -56,6 +56,16 @@ class WritingSettings:
         "Longest an episode or revision may run, whatever the client's deadline; then "
         "DEADLINE_EXCEEDED.",
     )  # fmt: skip
+    batch_poll_seconds: float = setting(
+        "DOPPEL_BATCH_POLL_SECONDS", 30.0, SECONDS,
+        "Batch mode: how often the script service polls the provider batches of unfinished "
+        "batch jobs (and resumes them after a restart).",
+    )  # fmt: skip
+    batch_claim_seconds: float = setting(
+        "DOPPEL_BATCH_CLAIM_SECONDS", 120.0, SECONDS,
+        "Batch mode: a replica working on a batch job holds it this long (renewed while it "
+        "works); another replica takes over a job whose holder died after this.",
+    )  # fmt: skip
     season_parallel_episodes: int = setting(
         "DOPPEL_SEASON_PARALLEL_EPISODES", 4, COUNT,
         "Episodes of one WriteSeason written at the same time (each holds one of the "

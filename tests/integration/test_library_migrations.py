@@ -41,6 +41,12 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     await made.dispose()
 
 
+async def columns(engine: AsyncEngine, table: str) -> set[str]:
+    async with engine.connect() as connection:
+        found = await connection.run_sync(lambda sync: inspect(sync).get_columns(table))
+    return {column["name"] for column in found}
+
+
 async def tables(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as connection:
         return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
@@ -58,6 +64,8 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
     await schema.downgrade(engine, "-1")
     back = await schema.status(engine)
     assert not back.up_to_date and back.current != found.current
+    # 0004_batch_jobs's columns go with it; the table stays (0001's).
+    assert not await columns(engine, "batch_jobs") & {"stage", "error", "claimed_by"}
     await schema.downgrade(engine, "0001")
     assert await tables(engine) == TABLES - SERIES_STEP_TABLES
     assert (await schema.status(engine)).current == ("0001",)

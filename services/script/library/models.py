@@ -216,3 +216,9 @@ class BatchJob(Base):
     result: Mapped[Any | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Batch mode (services/script/batch_jobs.py): which provider batch the job waits for now
+    # ("outline", "scenes"), or "assembling", "done"; why it failed; and the poller that holds it.
+    stage: Mapped[str] = mapped_column(String(16), server_default="outline")
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(ID))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())

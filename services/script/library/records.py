@@ -176,6 +176,8 @@ class BatchRecord:
     result: Any
     created_at: datetime
     updated_at: datetime
+    stage: str = "outline"
+    error: str | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> BatchRecord:
@@ -189,4 +191,6 @@ class BatchRecord:
             result=row.result,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            stage=row.stage,
+            error=row.error,
         )

@@ -324,6 +324,7 @@ class BatchJob(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     provider: _builtins.str
     """"anthropic", "openai"."""
@@ -336,6 +337,10 @@ class BatchJob(_message.Message):
     series_id: _builtins.str
     error: _builtins.str
     """Why it failed, when it did (never a secret)."""
+    stage: _builtins.str
+    """What the job waits for: "outline" (the outline batch), "scenes" (the scene batch),
+    "assembling" (the finishing passes, interactive), "done".
+    """
     @_builtins.property
     def episode_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Drafts assembled from its results so far."""
@@ -359,10 +364,11 @@ class BatchJob(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         error: _builtins.str = ...,
+        stage: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "episode_ids", b"episode_ids", "error", b"error", "failed", b"failed", "id", b"id", "provider", b"provider", "provider_batch_id", b"provider_batch_id", "requests", b"requests", "series_id", b"series_id", "status", b"status", "succeeded", b"succeeded", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "episode_ids", b"episode_ids", "error", b"error", "failed", b"failed", "id", b"id", "provider", b"provider", "provider_batch_id", b"provider_batch_id", "requests", b"requests", "series_id", b"series_id", "stage", b"stage", "status", b"status", "succeeded", b"succeeded", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

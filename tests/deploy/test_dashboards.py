@@ -34,7 +34,7 @@ import yaml
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppel.stack import Stack
 from shared.config import Settings
-from tests.conftest import free_port
+from testkit import free_port
 from tests.deploy.conftest import DEPLOY, require_command
 from tests.fakes.llm_support import TEST_KEY
 

@@ -33,7 +33,7 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.scene.fountain import parse_fountain
-from tests.conftest import free_port
+from testkit import free_port
 from tests.e2e.processes import read_until_ready
 
 pytestmark = pytest.mark.e2e

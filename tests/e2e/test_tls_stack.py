@@ -24,7 +24,7 @@ from doppel.local_tokens import LOCAL_FILE
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from shared import security
 from shared.config import Settings
-from tests.conftest import free_port
+from testkit import free_port
 from tests.e2e.processes import read_until_ready
 from tests.tls_certs import TlsFiles, make_tls_files
 

@@ -25,7 +25,7 @@ from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import free_port
 from tests.fakes.llm_support import TEST_KEY, generate_retrying, llm_settings
 from tests.integration.test_faults import request, retry_after_ms, studio
 

@@ -30,8 +30,8 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import free_port
 from testkit.postgres import PostgresServer
-from tests.conftest import free_port
 from tests.integration.library_samples import draft_id, sample_episode
 
 Stage = script_pb2.Stage

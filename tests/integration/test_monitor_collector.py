@@ -25,7 +25,7 @@ from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import free_port
 from tests.integration.test_monitor_alerts import (
     CLIENT,
     Clock,

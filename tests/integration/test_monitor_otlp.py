@@ -30,7 +30,7 @@ from services.monitor.health import MB
 from services.monitor.server import MonitorServer, create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import free_port
 
 SERVICE = "test-client"
 

@@ -27,7 +27,8 @@ from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.faults import set_faults
 from shared.telemetry import Telemetry
-from tests.integration.test_scene_service import make_episode, make_scene
+from testkit import episode as episode_of
+from testkit import numbered_scene, numbered_scenes
 
 PDF = scene_pb2.DOCUMENT_FORMAT_PDF
 FOUNTAIN = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
@@ -43,7 +44,7 @@ async def injected_delays(channel: grpc.aio.Channel) -> int:
 async def render_episode(
     stub: scene_pb2_grpc.SceneServiceStub, seed: int, document_format: int
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    episode = make_episode(2)
+    episode = episode_of(*numbered_scenes(2))
     episode.outline.title = f"The Moon Rent {seed}"  # Distinct documents: no cache hits.
     request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)  # type: ignore[arg-type]
     chunks = [chunk async for chunk in stub.RenderEpisode(request)]
@@ -53,7 +54,7 @@ async def render_episode(
 async def render_scene(
     stub: scene_pb2_grpc.SceneServiceStub, seed: int, document_format: int
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    request = scene_pb2.RenderSceneRequest(scene=make_scene(seed), format=document_format)  # type: ignore[arg-type]
+    request = scene_pb2.RenderSceneRequest(scene=numbered_scene(seed), format=document_format)  # type: ignore[arg-type]
     response = await stub.RenderScene(request)
     return response.info, response.document
 

@@ -24,8 +24,8 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import generated_episode
 from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_roundtrip import generated_episode
 
 
 def printed(output: str) -> dict[str, str]:

@@ -21,9 +21,10 @@ from services.scene.server import CHUNK_BYTES, create_scene_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from tests.integration.test_scene_service import collect, make_episode, make_scene
+from testkit import episode as episode_of
+from testkit import generated_episode, numbered_scene, numbered_scenes
+from tests.integration.test_scene_service import collect
 from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_roundtrip import generated_episode
 
 FORMATS = {
     "fountain": (scene_pb2.DOCUMENT_FORMAT_FOUNTAIN, "text/plain; charset=utf-8"),
@@ -95,7 +96,9 @@ async def test_a_generated_8_scene_episode_renders_in_all_four_formats(
 async def test_render_scene_in_every_format(
     stub: scene_pb2_grpc.SceneServiceStub, name: str
 ) -> None:
-    request = scene_pb2.RenderSceneRequest(scene=make_scene(2, lines=80), format=FORMATS[name][0])  # type: ignore[arg-type]
+    request = scene_pb2.RenderSceneRequest(
+        scene=numbered_scene(2, lines=80), format=FORMATS[name][0]
+    )  # type: ignore[arg-type]
     response = await stub.RenderScene(request)
     assert response.info.media_type == FORMATS[name][1]
     # Heading and action (4 lines), then 80 speeches of cue, two wrapped lines and a blank.
@@ -105,7 +108,7 @@ async def test_render_scene_in_every_format(
 
 def hard_episode() -> episode_pb2.Episode:
     """Unicode names, very long lines and words, empty scenes, within the request limits."""
-    episode = make_episode(3, lines=4)
+    episode = episode_of(*numbered_scenes(3, 4))
     first = episode.scenes[0]
     first.elements.add(
         dialogue=episode_pb2.DialogueLine(
@@ -127,7 +130,7 @@ async def test_hard_input_renders_in_every_format(
     info, data = await render(stub, hard_episode(), name)
     check_document(name, data, info.page_count, has_title_page=True)
     assert info.page_count >= 5
-    big, big_data = await render(stub, make_episode(200, lines=3), name)
+    big, big_data = await render(stub, episode_of(*numbered_scenes(200, 3)), name)
     check_document(name, big_data, big.page_count, has_title_page=True)
     assert big.page_count == 58  # The same count for every format.
 
@@ -137,7 +140,7 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
     stub: scene_pb2_grpc.SceneServiceStub, name: str
 ) -> None:
     document_format = FORMATS[name][0]
-    too_long = make_episode(1)
+    too_long = episode_of(*numbered_scenes(1))
     too_long.scenes[0].elements[0].action.text = "x" * 10_001
     bad = [
         (scene_pb2.RenderEpisodeRequest(format=document_format), "episode is required"),  # type: ignore[arg-type]
@@ -146,7 +149,9 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
             "episode.scenes[0].elements[0].action.text is 10001 characters; the limit is 10000",
         ),
         (
-            scene_pb2.RenderEpisodeRequest(episode=make_episode(501, 0), format=document_format),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(
+                episode=episode_of(*numbered_scenes(501, 0)), format=document_format
+            ),  # type: ignore[arg-type]
             "episode.scenes has 501 scenes; the limit is 500",
         ),
     ]
@@ -155,7 +160,7 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
             await collect(stub, request)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert expected in (caught.value.details() or "")
-    info, data = await render(stub, make_episode(1), name)  # Still serving.
+    info, data = await render(stub, episode_of(*numbered_scenes(1)), name)  # Still serving.
     check_document(name, data, info.page_count, has_title_page=True)
 
 
@@ -182,9 +187,11 @@ async def test_costly_formats_render_off_the_event_loop_within_the_cap(settings:
             stub = scene_pb2_grpc.SceneServiceStub(channel)
             for name in ("pdf", "fdx", "html"):  # Even a small one is capped: it runs in a thread.
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await render(stub, make_episode(2), name)
+                    await render(stub, episode_of(*numbered_scenes(2)), name)
                 assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-            info, data = await render(stub, make_episode(2), "fountain")  # Inline, unaffected.
+            info, data = await render(
+                stub, episode_of(*numbered_scenes(2)), "fountain"
+            )  # Inline, unaffected.
             check_document("fountain", data, info.page_count, has_title_page=True)
     finally:
         await server.stop(0)
@@ -193,13 +200,13 @@ async def test_costly_formats_render_off_the_event_loop_within_the_cap(settings:
 async def test_a_long_pdf_render_does_not_block_other_calls(
     stub: scene_pb2_grpc.SceneServiceStub, channel: grpc.aio.Channel
 ) -> None:
-    big = asyncio.ensure_future(render(stub, make_episode(400, lines=20), "pdf"))
+    big = asyncio.ensure_future(render(stub, episode_of(*numbered_scenes(400, 20)), "pdf"))
     health = health_pb2_grpc.HealthStub(channel)
     answered = 0
     while not big.done() and answered < 50:
         response = await health.Check(health_pb2.HealthCheckRequest())
         assert response.status == health_pb2.HealthCheckResponse.SERVING
-        small = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=make_scene(1)))
+        small = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=numbered_scene(1)))
         assert small.info.page_count == 1
         answered += 1
     assert answered >= 2  # Calls were answered while the big render was still running.
@@ -209,13 +216,13 @@ async def test_a_long_pdf_render_does_not_block_other_calls(
 
 async def test_client_deadline_is_honoured(stub: scene_pb2_grpc.SceneServiceStub) -> None:
     request = scene_pb2.RenderEpisodeRequest(
-        episode=make_episode(300, lines=20), format=scene_pb2.DOCUMENT_FORMAT_PDF
+        episode=episode_of(*numbered_scenes(300, 20)), format=scene_pb2.DOCUMENT_FORMAT_PDF
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in stub.RenderEpisode(request, timeout=0.05):
             pass
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    info, _ = await render(stub, make_episode(1), "pdf")
+    info, _ = await render(stub, episode_of(*numbered_scenes(1)), "pdf")
     assert info.page_count == 1
 
 

@@ -17,7 +17,7 @@ from services.scene.render import PDF
 from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.unit.test_fountain import action, line, scene
+from testkit import action, line, scene
 from tests.unit.test_render_pdf_threads import (
     LATIN_EXTENDED_A,
     NAMES,

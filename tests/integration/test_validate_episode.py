@@ -28,7 +28,7 @@ from services.script.validate_service import MAX_CONTENT_BYTES
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from tests.unit.episode_drafts import draft_episode
+from testkit import draft_episode
 
 Severity = episode_pb2.Severity
 

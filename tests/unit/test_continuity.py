@@ -11,6 +11,7 @@ from doppelganger.v1 import episode_pb2
 from services.script.continuity import continuity_pass, read_notes
 from services.script.ledger import build_ledger
 from services.script.writing import StoryContext
+from testkit import draft_episode
 from tests.unit.craft_scripts import (
     CAST,
     EXT,
@@ -23,7 +24,7 @@ from tests.unit.craft_scripts import (
     say,
     scene,
 )
-from tests.unit.episode_drafts import WRITER, copy, draft_episode
+from tests.unit.episode_drafts import WRITER, copy
 
 TRACER = trace.NoOpTracer()
 CONTEXT = StoryContext(

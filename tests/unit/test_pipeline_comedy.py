@@ -13,7 +13,8 @@ from services.script.comedy import comedy_pass, joke_line
 from services.script.procedural import ProceduralWriter
 from services.script.validation import element_seconds
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, copy, dialogue
 
 SETUP = episode_pb2.JOKE_ROLE_SETUP
 

@@ -14,7 +14,8 @@ from services.script.procedural import ProceduralWriter
 from services.script.refinement import RefinementPolicy, refine, scene_notes
 from services.script.validation import validate_episode
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, copy, dialogue
 
 NO_TRACE = trace.NoOpTracer()
 DEFAULT_POLICY = RefinementPolicy()

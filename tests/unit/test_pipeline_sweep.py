@@ -30,7 +30,8 @@ from services.script.comedy import comedy_pass
 from services.script.refinement import RefinementPolicy, refine
 from services.script.validation import DEFAULT_THRESHOLD, target_runtime, validate_episode
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, dialogue
 
 SETTINGS = ("mars-colony-2157", "enchanted-forest", "a haunted lighthouse off the coast of Maine")
 SEEDS = range(20)

@@ -12,8 +12,7 @@ from services.scene.fountain import render_episode
 from services.scene.html_page import write_html
 from services.scene.render import HTML
 from services.scene.screenplay import Screenplay
-from tests.unit.test_fountain import action, episode, line, scene, transition
-from tests.unit.test_render_roundtrip import generated_episode
+from testkit import action, episode, generated_episode, line, scene, transition
 
 VOID_TAGS = frozenset({"meta", "br", "link"})
 

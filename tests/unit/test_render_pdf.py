@@ -18,8 +18,7 @@ from services.scene.fountain import render_episode
 from services.scene.pdf import font_runs, write_pdf
 from services.scene.render import PDF
 from services.scene.screenplay import Screenplay
-from tests.unit.test_fountain import action, episode, line, scene, transition
-from tests.unit.test_render_roundtrip import generated_episode
+from testkit import action, episode, generated_episode, line, scene, transition
 
 INCH = 72.0
 SIXTY = "x" * 59 + "."

@@ -28,8 +28,8 @@ from services.scene.validation import check_episode_request, check_scene_request
 from shared.printed import element_parts
 from shared.revisions import label_after
 from shared.screenplay_diff import paragraphs
+from testkit import action, episode, line, scene, transition
 from tests.unit.revision_drafts import LONG_SPEECH, RevisedDraft, first_draft, revise
-from tests.unit.test_fountain import action, episode, line, scene, transition
 from tests.unit.test_render_html import Node, parse
 from tests.unit.test_render_pdf import runs
 from tests.unit.test_render_roundtrip import from_our_parser, from_screenplain

@@ -14,8 +14,8 @@ from screenplain.types import Dialog, DualDialog, Slug
 from doppelganger.v1 import episode_pb2
 from services.scene.fountain import parse_fountain, render_episode, render_scene, split_cue
 from services.scene.render import RENDERERS
-from services.script import catalog, procedural
-from tests.unit.test_fountain import action, line, scene, transition
+from services.script import catalog
+from testkit import action, generated_episode, line, scene, transition
 
 SHOW_IDS = [show.id for show in catalog.load_shows()]
 # (setting, scene count, seed): each show is written three times, from 1 to 20 scenes.
@@ -26,31 +26,6 @@ VARIANTS = [
     ("victorian-london", 20, 99),
     ("an underwater city", 1, 5),
 ]
-
-
-def generated_episode(
-    show_id: str, setting_text: str = "mars-colony-2157", scene_count: int = 8, seed: int = 7
-) -> episode_pb2.Episode:
-    """An episode as the procedural writer builds it (outline and scenes, no comedy pass)."""
-    show = catalog.find_show(show_id)
-    assert show is not None
-    setting = catalog.resolve_setting(setting_text)
-    cast, relationships = procedural.transform_cast(show, setting, seed)
-    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
-    scenes = [
-        procedural.write_scene(show, setting, cast, outline, index, seed)
-        for index in range(scene_count)
-    ]
-    return episode_pb2.Episode(
-        show=show,
-        setting=setting,
-        cast=cast,
-        relationships=relationships,
-        outline=outline,
-        scenes=scenes,
-        seed=seed,
-        writer=procedural.WRITER_NAME,
-    )
 
 
 @dataclass(frozen=True)

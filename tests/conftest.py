@@ -27,6 +27,14 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def empty_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own: nothing another test cached (scenes, episode leases)
+    is in it, so a test that must see work really done needs no never-repeated seed."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
 def settings() -> Settings:
     """Settings for in-process servers: every port 0 (the OS picks), telemetry off."""
     return loopback_settings()

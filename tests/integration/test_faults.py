@@ -33,6 +33,7 @@ from shared.faults import Faults, FaultSpecError, parse_spec, set_faults
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import eventually
 from tests.fakes.llm_support import llm_settings
 
 EPISODES = 20
@@ -234,13 +235,12 @@ async def test_cache_service_gone_episodes_complete_and_the_callers_side_alerts(
 async def _wait_for_alert(port: int, service: str) -> list[monitor_pb2.Alert]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        for _ in range(200):
+
+        async def found() -> list[monitor_pb2.Alert]:
             response = await stub.ListAlerts(monitor_pb2.ListAlertsRequest())
-            found = [a for a in response.alerts if a.service == service]
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-    return []
+            return [a for a in response.alerts if a.service == service]
+
+        return await eventually(found, interval=0.05, what=f"an alert on {service}")
 
 
 async def test_render_slowdown_returns_episodes_with_a_clear_render_error(

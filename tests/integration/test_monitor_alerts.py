@@ -23,6 +23,7 @@ from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc
 from services.monitor.server import MonitorServer, create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
+from testkit import eventually
 
 START = 10_000.0
 NANOS = 1_700_000_000_000_000_000
@@ -97,9 +98,11 @@ class Monitor:
         await self.traces.Export(export(service, spans))
 
     async def tick(self, seconds: float) -> None:
-        """Moves the clock and lets the evaluator see the new time."""
+        """Moves the clock and waits for an evaluation that saw the new time."""
         self.clock.now += seconds
-        await asyncio.sleep(0.06)
+        engine = self.server.state.engine
+        seen = engine.evaluations
+        await eventually(lambda: engine.evaluations > seen, what="an evaluation after the tick")
 
     async def health(self) -> monitor_pb2.HealthReport:
         return await self.monitor.GetHealth(monitor_pb2.GetHealthRequest())
@@ -332,8 +335,7 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
                 monitor_pb2.WatchAlertsRequest()
             )
             reader = m.monitor.WatchAlerts(monitor_pb2.WatchAlertsRequest())
-            await asyncio.sleep(0.1)
-            assert engine.subscriber_count == 2
+            await eventually(lambda: engine.subscriber_count == 2, what="both streams subscribed")
             # Names are cut to 256 characters at ingestion; a long service name and four alerts
             # an evaluation (the healthy reader's queue holds 8) make events of about 1 KB.
             service = "scene-" + "s" * 250

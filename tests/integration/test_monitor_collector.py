@@ -25,7 +25,7 @@ from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from testkit import free_port
+from testkit import eventually, free_port
 from tests.integration.test_monitor_alerts import (
     CLIENT,
     Clock,
@@ -247,11 +247,13 @@ async def test_forwarding_to_a_second_monitor_unchanged(settings: Settings) -> N
             assert spans[0].attributes["custom.attribute"] == "kept"
             assert spans[0].span_id == first.span_id.hex() and spans[0].name == first.name
             assert spans[0].service == "forwarded" and spans[0].error
-            for _ in range(100):
-                upstream_health = await upstream_stub.GetHealth(monitor_pb2.GetHealthRequest())
-                if upstream_health.spans_received == 10 and upstream_health.resources < 1:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def upstream_has_all() -> monitor_pb2.HealthReport:
+                found = await upstream_stub.GetHealth(monitor_pb2.GetHealthRequest())
+                assert found.spans_received == 10 and found.resources < 1, found
+                return found
+
+            upstream_health = await eventually(upstream_has_all, interval=0.05)
             assert upstream_health.spans_received == 10
             assert upstream_health.resources == pytest.approx(0.6)  # 700 MB reached it too.
             health = await m.health()
@@ -265,14 +267,15 @@ async def test_forwarding_to_a_second_monitor_unchanged(settings: Settings) -> N
 async def wait_for_trace(
     stub: monitor_pb2_grpc.MonitorServiceStub, trace_id: str
 ) -> list[monitor_pb2.SpanSummary]:
-    for _ in range(200):
+    async def found() -> list[monitor_pb2.SpanSummary]:
         try:
             response = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-            return list(response.spans)
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.NOT_FOUND
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"trace {trace_id} never reached the upstream")
+            raise AssertionError(f"trace {trace_id} never reached the upstream") from None
+        return list(response.spans)
+
+    return await eventually(found, interval=0.05)
 
 
 async def test_a_dead_upstream_never_slows_ingestion(settings: Settings) -> None:

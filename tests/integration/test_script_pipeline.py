@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 Stage = script_pb2.Stage
@@ -99,20 +99,18 @@ def _spoken(fountain: str) -> list[str]:
 async def _trace(room: Room, trace_id: str, names: set[str]) -> list[monitor_pb2.SpanSummary]:
     """The spans of a trace once every wanted span name has reached the monitor."""
     await asyncio.to_thread(room.telemetry.force_flush)
-    deadline = time.monotonic() + 30
-    spans: list[monitor_pb2.SpanSummary] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{room.monitor.port}") as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        while time.monotonic() < deadline:
+
+        async def every_name() -> list[monitor_pb2.SpanSummary]:
             try:
                 response = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-                spans = list(response.spans)
             except grpc.aio.AioRpcError:
-                spans = []
-            if names <= {span.name for span in spans}:
-                break
-            await asyncio.sleep(0.1)
-    return spans
+                return []
+            spans = list(response.spans)
+            return spans if names <= {span.name for span in spans} else []
+
+        return await eventually(every_name, timeout=30, interval=0.1, what=f"spans {names}")
 
 
 async def test_the_final_script_carries_the_rewritten_lines(room: Room) -> None:

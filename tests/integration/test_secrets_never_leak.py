@@ -27,6 +27,7 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from testkit import eventually
 from tests.fakes.llm_support import TEST_KEY, llm_settings
 
 BEARER_TOKEN = "doppel-bearer-9d41c7e2b6a8"
@@ -36,15 +37,17 @@ SECRETS = (TEST_KEY, BEARER_TOKEN)
 async def wait_for_trace(
     stub: monitor_pb2_grpc.MonitorServiceStub, trace_id: str, services: set[str]
 ) -> monitor_pb2.GetTraceResponse:
-    for _ in range(150):
+    async def complete() -> monitor_pb2.GetTraceResponse | None:
         try:
             found = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-            if services <= {span.service for span in found.spans}:
-                return found
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.NOT_FOUND
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"trace {trace_id} never reached the monitor from {services}")
+            return None
+        return found if services <= {span.service for span in found.spans} else None
+
+    return await eventually(
+        complete, timeout=15, interval=0.1, what=f"trace {trace_id} from {services}"
+    )
 
 
 def http_text(port: int, path: str) -> str:
@@ -101,7 +104,7 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
                 )
                 for server in (script, scene, cache):
                     server.telemetry.force_flush()
-                await asyncio.sleep(0.5)
+                await monitor.state.queue.settled()  # Every export it accepted is applied.
                 captured = [
                     json_format.MessageToJson(trace),
                     json_format.MessageToJson(

@@ -36,7 +36,7 @@ test: venv sysdeps
 lint: venv check-protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services bench testkit doppel
+	$(BIN)/mypy shared services bench testkit doppel tests
 	$(BIN)/python -m services.script.library check
 
 ## protos: regenerate shared/gen from protos/

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import TypeVar, cast, overload
 
 T = TypeVar("T")
 
@@ -32,6 +32,26 @@ def _fail(what: str, timeout: float, last: object, error: AssertionError | None)
     if error is not None:
         return AssertionError(f"not in {timeout:g} s: {what or 'condition'}: {error}")
     return AssertionError(f"not in {timeout:g} s: {what or 'condition'} (last seen: {last!r})")
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
 
 
 async def eventually(

@@ -127,7 +127,7 @@ def test_up_protects_the_stack_with_its_own_tokens(stack: RunningStack) -> None:
     for name, address in stack.addresses.items():
         with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
             call_any_method(channel, name)
-        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name  # type: ignore[attr-defined]
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     with grpc.insecure_channel(stack.addresses["script"]) as channel:
         shows = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
             script_pb2.ListShowsRequest(), metadata=stack.as_cli(), timeout=10
@@ -161,7 +161,7 @@ def test_the_default_stack_has_no_fault_service(stack: RunningStack) -> None:
                 faults.SetFaults(
                     faults_pb2.SetFaultsRequest(reset=True), metadata=stack.as_cli(), timeout=10
                 )
-            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED, name  # type: ignore[attr-defined]
+            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED, name
 
 
 def test_every_service_is_healthy_and_reflects_its_api(stack: RunningStack) -> None:
@@ -293,7 +293,7 @@ def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
                 last = list(stream)[-1]
                 assert last.stage == script_pb2.STAGE_DONE  # Finished within the grace period.
             except grpc.RpcError as exc:
-                assert exc.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                assert exc.code() is grpc.StatusCode.UNAVAILABLE
         assert service.wait(timeout=15) == 0
     finally:
         if service.poll() is None:

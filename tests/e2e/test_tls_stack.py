@@ -137,7 +137,7 @@ def traced_services(env: dict[str, str], trace_id: str, wanted: set[str]) -> set
                 trace = stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id), timeout=5)
                 seen = {span.service for span in trace.spans}
             except grpc.RpcError as error:
-                assert error.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+                assert error.code() == grpc.StatusCode.NOT_FOUND
             time.sleep(0.2)
     return seen
 

@@ -22,13 +22,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import (
@@ -62,7 +63,7 @@ TOKENS = {
 # role:name:token; the names are the identities servers log.
 AUTH_TOKENS = ",".join(f"{role}:{role}-caller:{token}" for role, token in TOKENS.items())
 NAMES = ("script", "scene", "cache", "monitor")
-Code = grpc.StatusCode
+Code: TypeAlias = grpc.StatusCode
 
 
 @dataclass
@@ -338,7 +339,10 @@ def changes_by_caller(reader: InMemoryMetricReader) -> dict[str, int]:
             for metric in scope.metrics:
                 if metric.name == "doppel.faults.changes":
                     for point in metric.data.data_points:
-                        counts[str(point.attributes["doppel.caller"])] = int(point.value)
+                        assert isinstance(point, NumberDataPoint)  # A counter's points.
+                        counts[str(dict(point.attributes or {})["doppel.caller"])] = int(
+                            point.value
+                        )
     return counts
 
 

@@ -28,7 +28,7 @@ from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import free_port
 from tests.fakes.llm_support import TEST_KEY, generate_retrying, llm_settings
-from tests.integration.test_faults import request, retry_after_ms, studio
+from tests.integration.fault_studio import request, retry_after_ms, studio
 
 Stage = script_pb2.Stage
 

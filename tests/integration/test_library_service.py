@@ -30,7 +30,7 @@ from shared.server import ServiceServer
 from shared.telemetry import Telemetry
 from testkit import free_port, in_process_stack
 from testkit.postgres import PostgresServer
-from tests.integration.library_samples import draft_id, sample_episode
+from tests.integration.library_samples import draft_id, refuse_draft_inserts_sql, sample_episode
 
 Stage = script_pb2.Stage
 
@@ -139,21 +139,6 @@ async def test_episodes_outlive_the_script_service_and_the_cache(
     finally:
         await script.stop()
         await library.close()
-
-
-def refuse_draft_inserts_sql(backend: str) -> list[str]:
-    """A trigger that makes the database refuse new drafts while reads go on working."""
-    if backend == "sqlite":
-        return [
-            "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
-            "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
-        ]
-    return [
-        "CREATE FUNCTION refuse_drafts() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$",
-        "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_drafts()",
-    ]
 
 
 async def test_a_failed_library_write_fails_the_rpc(parts: Parts, database_url: URL) -> None:

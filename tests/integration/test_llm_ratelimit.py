@@ -14,6 +14,7 @@ import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
 from services.script.llm.caller import client_deadline
+from services.script.llm.writer import LLMWriter
 from services.script.writers import build_writers
 from services.script.writing import DeadlineExceeded, RateLimitQueueFull
 from tests.fakes.llm_support import llm_settings, story
@@ -85,6 +86,7 @@ async def test_a_429_pauses_every_call_of_that_model() -> None:
     with LLMServer(fault_retry_after=0.5) as server:
         settings = llm_settings(server)
         writer = build_writers(settings, _telemetry(settings))["openai"]
+        assert isinstance(writer, LLMWriter)
         context = story(scene_count=2)
         outline = await writer.write_outline(context)
         server.inject("429")
@@ -102,7 +104,7 @@ async def test_a_429_pauses_every_call_of_that_model() -> None:
         assert later.at - refused.at >= refused.retry_after
 
 
-def _telemetry(settings):  # type: ignore[no-untyped-def]
+def _telemetry(settings):
     from shared.telemetry import Telemetry
 
     return Telemetry("script", settings)

@@ -33,47 +33,17 @@ from services.monitor.http import HttpServer, Request, Response
 from services.monitor.server import WATCH_RETRY_AFTER_MS, MonitorServer
 from shared.config import Settings
 from testkit import eventually
-from tests.integration.test_monitor_alerts import Monitor, export, span, start_monitor
-
-PROTOBUF = "application/x-protobuf"
-Reply = tuple[int, dict[str, str], bytes]
-
-
-async def connect(
-    port: int, head: str = "", source: str = "127.0.0.1"
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the loopback port from `source` (another 127.x.y.z: another peer)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-    if head:
-        writer.write(head.encode("latin-1"))
-        await writer.drain()
-    return reader, writer
-
-
-async def read_reply(reader: asyncio.StreamReader) -> Reply:
-    """Reads a response up to the end of the stream (every response closes the connection)."""
-    data = await asyncio.wait_for(reader.read(), 30)
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split(" ")[1]), headers, body
-
-
-async def exchange(port: int, head: str, body: bytes = b"", source: str = "127.0.0.1") -> Reply:
-    reader, writer = await connect(port, head, source)
-    if body:
-        writer.write(body)
-    try:
-        return await read_reply(reader)
-    finally:
-        writer.close()
-
-
-def get(path: str) -> str:
-    return f"GET {path} HTTP/1.1\r\nHost: monitor\r\n\r\n"
+from tests.integration.monitor_support import (
+    PROTOBUF,
+    Monitor,
+    connect,
+    exchange,
+    export,
+    get,
+    read_reply,
+    span,
+    start_monitor,
+)
 
 
 def post(path: str, length: int, *extra: str) -> str:

@@ -36,17 +36,19 @@ from services.monitor.sanitize import MAX_NAME_CHARS
 from services.monitor.server import MonitorServer
 from shared.config import Settings
 from testkit import eventually
-from tests.integration.test_monitor_alerts import (
+from tests.integration.monitor_support import (
     NANOS,
     Monitor,
+    exchange,
     export,
+    get,
     kv,
     metrics_export,
+    read_reply,
+    samples,
     span,
     start_monitor,
 )
-from tests.integration.test_monitor_bounds import exchange, get, read_reply
-from tests.integration.test_monitor_collector import samples
 
 PROTOBUF = "application/x-protobuf"
 MiB = 1024 * 1024

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from doppelganger.v1 import episode_pb2
 from shared.screenplay_diff import compare_drafts
 from testkit import InProcessStack
-from tests.unit.test_render_revisions import check_fdx_marks
+from tests.unit.render_checks import check_fdx_marks
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,17 +35,18 @@ from shared.redis_server import RedisServer
 from shared.screenplay_diff import compare_drafts
 from testkit import in_process_stack
 from tests.fakes.llm_support import llm_settings
-from tests.integration.test_library_service import refuse_draft_inserts_sql
-from tests.integration.test_scene_formats import FORMATS, check_document, render
-from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_revisions import (
+from tests.integration.library_samples import refuse_draft_inserts_sql
+from tests.integration.scene_support import FORMATS, check_document, render
+from tests.unit.render_checks import (
     check_fdx_marks,
     check_html_marks,
     check_pdf_marks,
     fdx_marked,
+    from_our_parser,
+    from_screenplain,
     pdf_pages,
 )
-from tests.unit.test_render_roundtrip import from_our_parser, from_screenplain
+from tests.unit.render_checks import parse as parse_html
 
 Stage = script_pb2.Stage
 LABELS = ["1", "2", "3", "3A", "4", "5", "6", "7", "8"]

@@ -46,7 +46,7 @@ async def render_episode(
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
     episode = episode_of(*numbered_scenes(2))
     episode.outline.title = f"The Moon Rent {seed}"  # Distinct documents: no cache hits.
-    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)  # type: ignore[arg-type]
+    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)
     chunks = [chunk async for chunk in stub.RenderEpisode(request)]
     return chunks[0].info, b"".join(chunk.data for chunk in chunks)
 
@@ -54,7 +54,7 @@ async def render_episode(
 async def render_scene(
     stub: scene_pb2_grpc.SceneServiceStub, seed: int, document_format: int
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    request = scene_pb2.RenderSceneRequest(scene=numbered_scene(seed), format=document_format)  # type: ignore[arg-type]
+    request = scene_pb2.RenderSceneRequest(scene=numbered_scene(seed), format=document_format)
     response = await stub.RenderScene(request)
     return response.info, response.document
 

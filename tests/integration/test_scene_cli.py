@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
 from testkit import InProcessStack, generated_episode
-from tests.unit.test_render_html import parse as parse_html
+from tests.unit.render_checks import parse as parse_html
 
 
 def printed(output: str) -> dict[str, str]:

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import grpc
-import pypdf
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc
-from services.scene.fountain import parse_fountain, render_episode
-from services.scene.server import CHUNK_BYTES, create_scene_server
+from services.scene.fountain import render_episode
+from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
 from testkit import episode as episode_of
 from testkit import generated_episode, numbered_scene, numbered_scenes
-from tests.integration.test_scene_service import collect
-from tests.unit.test_render_html import parse as parse_html
-
-FORMATS = {
-    "fountain": (scene_pb2.DOCUMENT_FORMAT_FOUNTAIN, "text/plain; charset=utf-8"),
-    "pdf": (scene_pb2.DOCUMENT_FORMAT_PDF, "application/pdf"),
-    "fdx": (scene_pb2.DOCUMENT_FORMAT_FDX, "application/xml"),
-    "html": (scene_pb2.DOCUMENT_FORMAT_HTML, "text/html; charset=utf-8"),
-}
+from tests.integration.scene_support import FORMATS, check_document, collect, render
 
 
 @pytest.fixture
@@ -50,30 +39,6 @@ async def channel(scene_server: ServiceServer) -> AsyncIterator[grpc.aio.Channel
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> scene_pb2_grpc.SceneServiceStub:
     return scene_pb2_grpc.SceneServiceStub(channel)
-
-
-def check_document(name: str, data: bytes, page_count: int, has_title_page: bool) -> None:
-    """The bytes are a well-formed document of the format with the stated number of pages."""
-    extra = 1 if has_title_page else 0
-    if name == "fountain":
-        assert parse_fountain(data.decode("utf-8")).scenes
-    elif name == "pdf":
-        assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == page_count + extra
-    elif name == "fdx":
-        root = ET.fromstring(data)
-        assert root.tag == "FinalDraft" and root.find("Content/Paragraph") is not None
-    else:
-        pages = parse_html(data).root.find_all("section", "page")
-        assert len(pages) == page_count + extra
-
-
-async def render(
-    stub: scene_pb2_grpc.SceneServiceStub, episode: episode_pb2.Episode, name: str
-) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=FORMATS[name][0])  # type: ignore[arg-type]
-    info, data, chunks = await collect(stub, request)
-    assert all(len(chunk.data) <= CHUNK_BYTES for chunk in chunks)
-    return info, data
 
 
 async def test_a_generated_8_scene_episode_renders_in_all_four_formats(
@@ -98,7 +63,7 @@ async def test_render_scene_in_every_format(
 ) -> None:
     request = scene_pb2.RenderSceneRequest(
         scene=numbered_scene(2, lines=80), format=FORMATS[name][0]
-    )  # type: ignore[arg-type]
+    )
     response = await stub.RenderScene(request)
     assert response.info.media_type == FORMATS[name][1]
     # Heading and action (4 lines), then 80 speeches of cue, two wrapped lines and a blank.
@@ -143,15 +108,15 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
     too_long = episode_of(*numbered_scenes(1))
     too_long.scenes[0].elements[0].action.text = "x" * 10_001
     bad = [
-        (scene_pb2.RenderEpisodeRequest(format=document_format), "episode is required"),  # type: ignore[arg-type]
+        (scene_pb2.RenderEpisodeRequest(format=document_format), "episode is required"),
         (
-            scene_pb2.RenderEpisodeRequest(episode=too_long, format=document_format),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(episode=too_long, format=document_format),
             "episode.scenes[0].elements[0].action.text is 10001 characters; the limit is 10000",
         ),
         (
             scene_pb2.RenderEpisodeRequest(
                 episode=episode_of(*numbered_scenes(501, 0)), format=document_format
-            ),  # type: ignore[arg-type]
+            ),
             "episode.scenes has 501 scenes; the limit is 500",
         ),
     ]

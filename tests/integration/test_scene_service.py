@@ -21,15 +21,9 @@ from shared.server import ServiceServer
 from shared.telemetry import Telemetry
 from testkit import episode as episode_of
 from testkit import numbered_scene, numbered_scenes
+from tests.integration.scene_support import collect
 
 FOUNTAIN = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
-
-
-async def collect(
-    stub: scene_pb2_grpc.SceneServiceStub, request: scene_pb2.RenderEpisodeRequest
-) -> tuple[scene_pb2.DocumentInfo, bytes, list[scene_pb2.RenderChunk]]:
-    chunks = [chunk async for chunk in stub.RenderEpisode(request)]
-    return chunks[0].info, b"".join(chunk.data for chunk in chunks), chunks
 
 
 def assert_info_matches(info: scene_pb2.DocumentInfo, data: bytes) -> None:
@@ -127,7 +121,7 @@ def long_line() -> episode_pb2.Episode:
     [
         (scene_pb2.RenderEpisodeRequest(), "episode is required"),
         (
-            scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(1)), format=42),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(1)), format=42),
             "format 42 is not a known DocumentFormat",
         ),
         (
@@ -165,7 +159,7 @@ async def test_bad_episode_requests_are_invalid_argument(
     [
         (scene_pb2.RenderSceneRequest(), "scene is required"),
         (
-            scene_pb2.RenderSceneRequest(scene=numbered_scene(0), format=-1),  # type: ignore[arg-type]
+            scene_pb2.RenderSceneRequest(scene=numbered_scene(0), format=-1),
             "format -1 is not a known DocumentFormat",
         ),
         (

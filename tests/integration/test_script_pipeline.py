@@ -81,7 +81,7 @@ async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[R
 def _request(**fields: object) -> script_pb2.GenerateEpisodeRequest:
     values: dict[str, object] = {"show": "I Love Lucy", "setting": "a Mars colony in 2157"}
     values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)  # type: ignore[arg-type]
+    return script_pb2.GenerateEpisodeRequest(**values)
 
 
 async def _generate(
@@ -248,7 +248,7 @@ async def test_bad_regenerate_requests_are_refused(
     _, original = await _generate(room, seed=33, scene_count=3)
     values: dict[str, object] = {"episode_id": original.id, "scene_index": 0, "notes": "ok"}
     values.update(fields)
-    message = script_pb2.RegenerateSceneRequest(**values)  # type: ignore[arg-type]
+    message = script_pb2.RegenerateSceneRequest(**values)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await room.stub.RegenerateScene(message)
     assert raised.value.code() is code

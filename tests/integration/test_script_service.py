@@ -36,7 +36,7 @@ class Studio:
     cache_stub: cache_pb2_grpc.CacheServiceStub
 
 
-async def start(name: str, factory, settings: Settings) -> ServiceServer:  # type: ignore[no-untyped-def]
+async def start(name: str, factory, settings: Settings) -> ServiceServer:
     return await factory(settings, Telemetry(name, settings))
 
 
@@ -68,7 +68,7 @@ def request(**fields: object) -> script_pb2.GenerateEpisodeRequest:
         "show": "I Love Lucy", "setting": "a Mars colony in 2157", "scene_count": 3, "seed": 7,
     }  # fmt: skip
     values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)  # type: ignore[arg-type]
+    return script_pb2.GenerateEpisodeRequest(**values)
 
 
 async def collect(

@@ -35,7 +35,7 @@ from services.script.writing import SpendingCapExceeded
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from tests.integration.test_fuzz_rpcs import LoopThread
+from tests.integration.loop_thread import LoopThread
 
 
 @asynccontextmanager

@@ -36,7 +36,7 @@ def studio(stack: InProcessStack) -> Studio:
 
 
 async def _generate(studio: Studio, **fields: object) -> episode_pb2.Episode:
-    request = script_pb2.GenerateEpisodeRequest(**fields)  # type: ignore[arg-type]
+    request = script_pb2.GenerateEpisodeRequest(**fields)
     events = [event async for event in studio.stub.GenerateEpisode(request)]
     assert events[-1].HasField("episode")
     return events[-1].episode

@@ -202,7 +202,7 @@ async def test_bad_requests_are_refused_naming_the_field(
     room: Room, fields: dict[str, object], code: grpc.StatusCode, words: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await room.stub.ValidateEpisode(script_pb2.ValidateEpisodeRequest(**fields))  # type: ignore[arg-type]
+        await room.stub.ValidateEpisode(script_pb2.ValidateEpisodeRequest(**fields))
     assert caught.value.code() == code
     assert words in (caught.value.details() or "")
 

@@ -83,7 +83,7 @@ async def test_only_the_weakest_third_of_each_scenes_payoffs_is_tried() -> None:
     assert report.rewrites_tried == len(expected)
 
 
-class _NoRewrites:
+class _NoRewrites(ProceduralWriter):
     """Scores only: every rewrite comes back as the same line."""
 
     name, model, prompt_version = "fixed", "", "1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -167,7 +168,7 @@ async def test_every_round_has_its_own_span() -> None:
     await _rounds(_OneFixAtATime(names), context, episode, tracer=tracer)
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert set(spans) == {"refinement round 1", "refinement round 2"}
-    attributes = spans["refinement round 2"].attributes or {}
+    attributes: dict[str, Any] = dict(spans["refinement round 2"].attributes or {})
     assert attributes["doppel.refinement.accepted"] is True
     assert (
         attributes["doppel.validation.score_after"] >= attributes["doppel.validation.score_before"]

@@ -13,7 +13,7 @@ from doppelganger.v1 import episode_pb2
 from services.scene.fountain import render_episode
 from services.scene.render import FDX
 from testkit import action, episode, generated_episode, line, scene, transition
-from tests.unit.test_render_roundtrip import SHOW_IDS
+from tests.unit.render_checks import SHOW_IDS
 
 
 def parse(data: bytes) -> ET.Element:

@@ -5,19 +5,17 @@ the catalog; and every format of a script agrees on its pages."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import pytest
 from screenplain.parsers import fountain as screenplain_fountain
-from screenplain.types import Dialog, DualDialog, Slug
+from screenplain.types import Slug
 
 from doppelganger.v1 import episode_pb2
-from services.scene.fountain import parse_fountain, render_episode, render_scene, split_cue
+from services.scene.fountain import parse_fountain, render_episode, render_scene
 from services.scene.render import RENDERERS
-from services.script import catalog
 from testkit import action, generated_episode, line, scene, transition
+from tests.unit.render_checks import SHOW_IDS, Structure, from_our_parser, from_screenplain
 
-SHOW_IDS = [show.id for show in catalog.load_shows()]
 # (setting, scene count, seed): each show is written three times, from 1 to 20 scenes.
 VARIANTS = [
     ("mars-colony-2157", 8, 7),
@@ -28,15 +26,6 @@ VARIANTS = [
 ]
 
 
-@dataclass(frozen=True)
-class Structure:
-    """What must survive a round trip: per scene, its number, speakers and lines of speech."""
-
-    numbers: list[str]
-    speakers: list[list[str]]
-    spoken_lines: list[int]
-
-
 def from_episode(episode: episode_pb2.Episode) -> Structure:
     lines = [[e.dialogue for e in s.elements if e.HasField("dialogue")] for s in episode.scenes]
     return Structure(
@@ -44,32 +33,6 @@ def from_episode(episode: episode_pb2.Episode) -> Structure:
         speakers=[[d.character.strip().upper() for d in scene] for scene in lines],
         spoken_lines=[sum(len(d.text.strip().splitlines()) for d in scene) for scene in lines],
     )
-
-
-def from_our_parser(text: str) -> Structure:
-    scenes = parse_fountain(text).scenes
-    return Structure(
-        numbers=[s.number or "" for s in scenes],
-        speakers=[[d.speaker for d in s.dialogue] for s in scenes],
-        spoken_lines=[sum(len(d.text.splitlines()) for d in s.dialogue) for s in scenes],
-    )
-
-
-def from_screenplain(text: str) -> Structure:
-    numbers: list[str] = []
-    speakers: list[list[str]] = []
-    spoken: list[int] = []
-    for paragraph in screenplain_fountain.parse(io.StringIO(text)):
-        if isinstance(paragraph, Slug):
-            numbers.append(str(paragraph.scene_number or ""))
-            speakers.append([])
-            spoken.append(0)
-            continue
-        dialogues = [paragraph.left, paragraph.right] if isinstance(paragraph, DualDialog) else []
-        for dialogue in [paragraph] if isinstance(paragraph, Dialog) else dialogues:
-            speakers[-1].append(split_cue(str(dialogue.character))[0])
-            spoken[-1] += sum(1 for is_parenthetical, _ in dialogue.blocks if not is_parenthetical)
-    return Structure(numbers, speakers, spoken)
 
 
 def headings(text: str) -> tuple[list[str], list[str]]:

@@ -150,13 +150,14 @@ def message(
     return built
 
 
-def message_of(field: FieldDescriptor) -> Descriptor:
-    """The message type of a message field (the stubs allow None: a scalar field has none)."""
+def message_of(field: Any) -> Descriptor:
+    """The message type of a message field (the stubs allow None: a scalar field has none).
+    `Any`: descriptors come as the pure-Python or the upb class."""
     assert field.message_type is not None, field.full_name
     return field.message_type
 
 
-def enum_of(field: FieldDescriptor) -> EnumDescriptor:
+def enum_of(field: Any) -> EnumDescriptor:
     assert field.enum_type is not None, field.full_name
     return field.enum_type
 

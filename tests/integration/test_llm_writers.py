@@ -235,10 +235,10 @@ async def test_openai_spans_carry_temperature_and_cached_tokens(server: LLMServe
     outline = await writer.write_outline(context)
     await writer.write_scene(context, outline, 0, [])
     first, second = [s for s in captured.spans() if s.name == "chat gpt-loopback"]
-    assert first.attributes["gen_ai.provider.name"] == "openai"
-    assert first.attributes["gen_ai.request.temperature"] == 0.8
-    assert tuple(first.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
-    assert second.attributes["gen_ai.usage.cache_read.input_tokens"] > 0
+    assert attrs(first)["gen_ai.provider.name"] == "openai"
+    assert attrs(first)["gen_ai.request.temperature"] == 0.8
+    assert tuple(attrs(first)["gen_ai.response.finish_reasons"]) == ("stop",)
+    assert attrs(second)["gen_ai.usage.cache_read.input_tokens"] > 0
 
 
 async def test_content_goes_on_spans_only_when_capture_is_on(server: LLMServer) -> None:
@@ -247,11 +247,11 @@ async def test_content_goes_on_spans_only_when_capture_is_on(server: LLMServer) 
     writer = build_writers(settings, captured.telemetry)["anthropic"]
     outline = await writer.write_outline(story())
     (span,) = [s for s in captured.spans() if s.name.startswith("chat ")]
-    assert "SHOW CONTEXT" in span.attributes["gen_ai.system_instructions"]
-    (message,) = json.loads(str(span.attributes["gen_ai.input.messages"]))
+    assert "SHOW CONTEXT" in attrs(span)["gen_ai.system_instructions"]
+    (message,) = json.loads(str(attrs(span)["gen_ai.input.messages"]))
     assert message["role"] == "user"
     assert '"task": "outline"' in message["parts"][0]["content"]
-    assert outline.title in span.attributes["gen_ai.output.messages"]
+    assert outline.title in attrs(span)["gen_ai.output.messages"]
 
 
 async def test_the_api_key_never_reaches_spans_metrics_or_logs(

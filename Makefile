@@ -58,7 +58,7 @@ bench-check: venv
 load: venv
 	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS)) $(LOAD_ARGS)
 
-## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 300 each)
+## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 100 each)
 fuzz: venv
 	DOPPEL_FUZZ_EXAMPLES=$${DOPPEL_FUZZ_EXAMPLES:-10000} $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_fuzz_rpcs.py
 

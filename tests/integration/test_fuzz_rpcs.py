@@ -2,7 +2,7 @@
 
 The four services (cache on a real Redis, scene, script wired to both, monitor) run in-process on
 an event loop in a background thread; hypothesis drives blocking stubs over real channels. Per
-RPC `DOPPEL_FUZZ_EXAMPLES` requests (default 300; `make fuzz` runs 10,000). A request may be
+RPC `DOPPEL_FUZZ_EXAMPLES` requests (default 100; `make fuzz` runs 10,000). A request may be
 refused for any reason but INTERNAL or UNKNOWN (a crash); every INVALID_ARGUMENT names a field
 of the request; every server still answers health checks and a real call afterwards.
 
@@ -61,7 +61,7 @@ from shared.telemetry import Telemetry
 from tests.integration import proto_strategies
 from tests.integration.loop_thread import LoopThread
 
-EXAMPLES = int(os.environ.get("DOPPEL_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("DOPPEL_FUZZ_EXAMPLES", "100"))
 CALL_TIMEOUT = 30.0
 STREAM_TIMEOUT = 0.05  # WatchAlerts never ends by itself; other streams end long before.
 CRASH_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

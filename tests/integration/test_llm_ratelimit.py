@@ -17,6 +17,7 @@ from services.script.llm.caller import client_deadline
 from services.script.llm.writer import LLMWriter
 from services.script.writers import build_writers
 from services.script.writing import DeadlineExceeded, RateLimitQueueFull
+from testkit import eventually
 from tests.fakes.llm_support import llm_settings, story
 
 
@@ -91,9 +92,9 @@ async def test_a_429_pauses_every_call_of_that_model() -> None:
         outline = await writer.write_outline(context)
         server.inject("429")
         first = asyncio.create_task(writer.write_scene(context, outline, 0, []))
-        async with asyncio.timeout(10):
-            while writer.limiter.paused_for == 0:  # The client has read the 429...
-                await asyncio.sleep(0.005)
+        limiter = writer.limiter
+        # The client has read the 429...
+        await eventually(lambda: limiter.paused_for > 0, interval=0.005, what="the pause")
         second = await writer.write_scene(context, outline, 1, [])  # ...then this one starts.
         assert second.index == 1 and (await first).index == 0
         (refused,) = server.calls(status=429)

@@ -111,7 +111,8 @@ async def test_doppel_health_watch_follows_alerts_until_ctrl_c(monitor: Monitor)
 
     try:
         await line_with("watching alerts")
-        await asyncio.sleep(0.2)  # The stream is open.
+        engine = monitor.server.state.engine
+        await eventually(lambda: engine.subscriber_count == 1, what="the CLI's stream subscribed")
         await monitor.send("scene", render_calls(failing=5))
         fired = await line_with("FIRING")
         assert re.search(r"critical\s+error_rate\s+scene/\S+RenderScene", fired), fired

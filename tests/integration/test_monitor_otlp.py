@@ -251,7 +251,7 @@ async def test_the_http_port_closes_with_the_server(settings: Settings) -> None:
     server = await create_monitor_server(settings, Telemetry("monitor", settings))
     port = server.http_port
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
-    await asyncio.sleep(0.05)  # Let the server accept it.
+    await eventually(lambda: server.http.open_connections == 1, what="the server accepted it")
     await server.stop(0)
     assert await asyncio.wait_for(idle_reader.read(), 2) == b""  # Closed, not left hanging.
     idle_writer.close()

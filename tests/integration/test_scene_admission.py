@@ -28,7 +28,7 @@ from shared.config import Settings
 from shared.faults import set_faults
 from shared.telemetry import Telemetry
 from testkit import episode as episode_of
-from testkit import numbered_scene, numbered_scenes
+from testkit import eventually, numbered_scene, numbered_scenes
 
 PDF = scene_pb2.DOCUMENT_FORMAT_PDF
 FOUNTAIN = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
@@ -118,8 +118,11 @@ async def test_a_small_bound_refuses_the_call_past_it(settings: Settings) -> Non
             await set_faults(channel, {"render_delay_ms": STUCK_MS})
             first = asyncio.create_task(render_episode(stub, 1, PDF))
             second = asyncio.create_task(render_episode(stub, 2, PDF))
-            while await injected_delays(channel) < 2:
-                await asyncio.sleep(0.01)
+
+            async def both_stuck() -> bool:
+                return await injected_delays(channel) >= 2
+
+            await eventually(both_stuck, what="both renders stuck in the delay")
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await render_scene(stub, 3, PDF)
             assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

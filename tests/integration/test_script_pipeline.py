@@ -25,17 +25,14 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
 from services.monitor.server import create_monitor_server
 from services.scene.fountain import parse_fountain
-from services.scene.server import create_scene_server
 from services.script.pipeline import regenerated_id
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from testkit import eventually
+from testkit import eventually, in_process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 Stage = script_pb2.Stage
@@ -55,13 +52,7 @@ class Room:
 async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Room]:
     base = settings.with_changes(redis_url=redis_server.url)
     monitor = await create_monitor_server(base, Telemetry("monitor", base))
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}",
-        scene_target=f"127.0.0.1:{scene.port}",
-        monitor_target=f"127.0.0.1:{monitor.port}",
-    )
+    config = base.with_changes(monitor_target=f"127.0.0.1:{monitor.port}")
     exporting = config.with_changes(
         telemetry_disabled=False,
         otlp_endpoint=f"http://127.0.0.1:{monitor.port}",
@@ -69,12 +60,9 @@ async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[R
     )
     metrics = InMemoryMetricReader()
     telemetry = Telemetry("script", exporting, metric_readers=[metrics])
-    script = await create_script_server(config, telemetry)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
-        stub = script_pb2_grpc.ScriptServiceStub(channel)
-        yield Room(config, script, monitor, stub, telemetry, metrics)
-    for server in (script, scene, cache, monitor):
-        await server.stop(0)
+    async with in_process_stack(config, script_telemetry=telemetry) as stack:
+        yield Room(stack.settings, stack.script, monitor, stack.script_stub, telemetry, metrics)
+    await monitor.stop(0)
     await asyncio.to_thread(telemetry.shutdown)
 
 

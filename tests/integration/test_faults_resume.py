@@ -22,11 +22,10 @@ import grpc
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from testkit import free_port
+from testkit import free_port, in_process_stack
 from tests.fakes.llm_support import TEST_KEY, generate_retrying, llm_settings
 from tests.integration.fault_studio import request, retry_after_ms, studio
 
@@ -80,11 +79,10 @@ async def test_sigkill_mid_episode_then_resume_regenerates_no_finished_scene(
     settings: Settings, empty_redis: RedisServer
 ) -> None:
     base = settings.with_changes(redis_url=empty_redis.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
     message = request(seed=2026, scene_count=6, writer="anthropic",
                       request_id="resume-6-scenes")  # fmt: skip
-    try:
+    async with in_process_stack(base, script=False) as stack:
+        cache, scene = stack.cache, stack.scene
         with LLMServer(latency=0.15) as provider:
             finished: set[int] = set()
             with script_process(provider, cache.port, scene.port) as port:
@@ -104,9 +102,6 @@ async def test_sigkill_mid_episode_then_resume_regenerates_no_finished_scene(
                     # The dead replica's episode lease runs out first: the retry waits for it.
                     events, _ = await generate_retrying(stub, message, timeout=60)
             calls = provider.calls(ANTHROPIC_PATH, status=200)
-    finally:
-        await scene.stop(0)
-        await cache.stop(0)
     assert events[-1].stage == Stage.STAGE_DONE
     assert [s.index for s in events[-1].episode.scenes] == list(range(6))
     assert len(finished) >= 3

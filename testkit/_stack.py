@@ -8,7 +8,7 @@ test's event loop (fast to start, easy to debug); the e2e tests start real proce
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -97,23 +97,23 @@ async def in_process_stack(
     *,
     library: Library | None = None,
     script: bool = True,
-    script_telemetry: Telemetry | None = None,
+    telemetry: Callable[[str, Settings], Telemetry] = Telemetry,
 ) -> AsyncIterator[InProcessStack]:
     """Cache, scene and (unless `script=False`) script servers with `settings` (which name the
     Redis), the script service on `library` (default: the one the settings and environment
-    name, opened and closed by the server). Everything is stopped on exit, in reverse order."""
+    name, opened and closed by the server), each with `telemetry(name, settings)` (a test that
+    reads spans or metrics passes its own). Everything is stopped on exit, in reverse order."""
     async with AsyncExitStack() as stack:
-        cache = await create_cache_server(settings, Telemetry("cache", settings))
+        cache = await create_cache_server(settings, telemetry("cache", settings))
         stack.push_async_callback(cache.stop, 0)
-        scene = await create_scene_server(settings, Telemetry("scene", settings))
+        scene = await create_scene_server(settings, telemetry("scene", settings))
         stack.push_async_callback(scene.stop, 0)
         wired = settings.with_changes(
             cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
         )
         started: ServiceServer | None = None
         if script:
-            telemetry = script_telemetry or Telemetry("script", wired)
-            started = await create_script_server(wired, telemetry, library)
+            started = await create_script_server(wired, telemetry("script", wired), library)
             stack.push_async_callback(started.stop, 0)
         running = InProcessStack(wired, cache, scene, started)
         try:

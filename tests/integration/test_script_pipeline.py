@@ -60,7 +60,12 @@ async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[R
     )
     metrics = InMemoryMetricReader()
     telemetry = Telemetry("script", exporting, metric_readers=[metrics])
-    async with in_process_stack(config, script_telemetry=telemetry) as stack:
+    with_readers = {"script": telemetry}
+
+    def telemetry_of(name: str, settings: Settings) -> Telemetry:
+        return with_readers.get(name) or Telemetry(name, settings)
+
+    async with in_process_stack(config, telemetry=telemetry_of) as stack:
         yield Room(stack.settings, stack.script, monitor, stack.script_stub, telemetry, metrics)
     await monitor.stop(0)
     await asyncio.to_thread(telemetry.shutdown)

@@ -17,13 +17,12 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import in_process_stack
 
 Stage = script_pb2.Stage
 
@@ -43,24 +42,8 @@ async def start(name: str, factory, settings: Settings) -> ServiceServer:
 @pytest.fixture
 async def studio(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Studio]:
     base = settings.with_changes(redis_url=redis_server.url)
-    cache = await start("cache", create_cache_server, base)
-    scene = await start("scene", create_scene_server, base)
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await start("script", create_script_server, config)
-    async with (
-        grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as script_channel,
-        grpc.aio.insecure_channel(f"127.0.0.1:{cache.port}") as cache_channel,
-    ):
-        yield Studio(
-            config,
-            script,
-            script_pb2_grpc.ScriptServiceStub(script_channel),
-            cache_pb2_grpc.CacheServiceStub(cache_channel),
-        )
-    for server in (script, scene, cache):
-        await server.stop(0)
+    async with in_process_stack(base) as stack:
+        yield Studio(stack.settings, stack.script, stack.script_stub, stack.cache_stub)
 
 
 def request(**fields: object) -> script_pb2.GenerateEpisodeRequest:

@@ -22,17 +22,9 @@ from shared.telemetry import Telemetry
 from testkit import eventually
 
 START = 10_000.0
-
-
 NANOS = 1_700_000_000_000_000_000
-
-
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
-
-
 CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
-
-
 RENDER = "doppelganger.v1.SceneService/RenderScene"
 
 
@@ -136,8 +128,6 @@ def rss(mb: int) -> metrics_pb2.Metric:
 
 
 PROTOBUF = "application/x-protobuf"
-
-
 Reply = tuple[int, dict[str, str], bytes]
 
 
@@ -179,8 +169,6 @@ def get(path: str) -> str:
 
 
 OUTSIDE = "outside-app"
-
-
 EXPORTER_SCRIPT = """
 import sys
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

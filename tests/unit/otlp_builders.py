@@ -14,8 +14,6 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 START = 10_000.0
-
-
 NANOS = 1_700_000_000_000_000_000
 
 

@@ -209,11 +209,7 @@ PHRASES = (
     "Съешь же ещё этих мягких французских булок.",  # Russian: boxes
     "Tiếng Việt có dấu.",  # Vietnamese: partly boxes
 )
-
-
 NAMES = ("ŁUKASZ", "ŐRSÉG", "ŞEYMA", "ĒRIKS", "ĦANNA", "ĈEĤO", "ŴYN", "ŽOFIE")
-
-
 LATIN_EXTENDED_A = "".join(chr(code) for code in range(0x100, 0x180))
 
 
@@ -267,11 +263,7 @@ class Glyphs:
 
 
 INCH = 72.0
-
-
 HEADER_BASELINE = 792 - 0.5 * INCH - 9
-
-
 TEXT_LEFT, TEXT_RIGHT = 1.5 * INCH, 7.5 * INCH
 
 
@@ -321,9 +313,5 @@ def html_pages(data: bytes) -> list[Node]:
 
 
 VOID_TAGS = frozenset({"meta", "br", "link"})
-
-
 CHANGED_KINDS = (library_pb2.CHANGE_KIND_CHANGED, library_pb2.CHANGE_KIND_ADDED)
-
-
 CONTINUED_RE = re.compile(r"\(CONT'D\)$")

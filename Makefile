@@ -52,7 +52,7 @@ lint: venv check-protos
 	$(BIN)/python scripts/check_dependencies.py
 	$(BIN)/lint-imports
 	$(BIN)/python -m shared.config.table --check
-	$(BIN)/mypy shared services bench testkit doppel scripts
+	$(BIN)/mypy shared services bench testkit doppel scripts tests
 	$(BIN)/python -m services.script.library check
 
 ## fmt: format the code and apply ruff's safe fixes (then `make lint` should pass)
@@ -84,7 +84,7 @@ bench-check: venv
 load: venv
 	$(BIN)/doppel load $(if $(FAULTS),--faults $(FAULTS)) $(LOAD_ARGS)
 
-## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 300 each)
+## fuzz: every RPC fuzzed with 10,000 generated requests (make test runs 100 each)
 fuzz: venv
 	DOPPEL_FUZZ_EXAMPLES=$${DOPPEL_FUZZ_EXAMPLES:-10000} $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_fuzz_rpcs.py
 

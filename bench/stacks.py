@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,7 @@ import psutil
 
 from doppel.stack import SERVICES, Stack, wait_until_serving
 from shared.config import Settings
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (for child processes that cannot report theirs)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from testkit import free_port
 
 
 def stack_env(telemetry: bool, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -21,11 +21,12 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from testkit._ports import free_port
 
 BIN_GLOB = "/usr/lib/postgresql/*/bin/initdb"
 SUPERUSER = "doppel"
@@ -53,12 +54,6 @@ def find_bin_dir() -> Path:
 
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PostgresServer:
@@ -113,7 +108,7 @@ class PostgresServer:
             password_file.unlink(missing_ok=True)
 
     def _pg_ctl_start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         options = [
             f"-k {self.socket_dir}",
             f"-p {self.port}",

@@ -14,13 +14,13 @@ alert panels have alerts to show.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -34,7 +34,7 @@ import yaml
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppel.stack import Stack
 from shared.config import Settings
-from tests.conftest import free_port
+from testkit import eventually_sync, free_port
 from tests.deploy.conftest import DEPLOY, require_command
 from tests.fakes.llm_support import TEST_KEY
 
@@ -120,23 +120,24 @@ class Prometheus:
         return list(body["data"]["result"])
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "prometheus exited (see prometheus.log)"
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError("prometheus exited (see prometheus.log)")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"prometheus not ready in {timeout}s")
+                return False
+
+        eventually_sync(ready, timeout=timeout, interval=0.1, what="prometheus ready")
 
     def wait_for_first_scrape(self, timeout: float) -> None:
         """Targets are scraped only after discovery settles (about 5 s after start)."""
-        deadline = time.monotonic() + timeout
-        while not self.query('up{job="doppelganger-monitor"} == 1'):
-            assert time.monotonic() < deadline, f"the monitor was not scraped in {timeout}s"
-            time.sleep(0.2)
+        eventually_sync(
+            lambda: self.query('up{job="doppelganger-monitor"} == 1'),
+            timeout=timeout, interval=0.2, what="the monitor scraped",
+        )  # fmt: skip
 
     def stop(self) -> None:
         self.process.terminate()
@@ -197,15 +198,17 @@ def generate(env: dict[str, str], seed: int, out: Path) -> None:
 
 def wait_for_answers(prometheus: Prometheus, timeout: float) -> dict[tuple[str, str], Any]:
     """Queries every panel until each one has data (or the time is up)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answers = {(p.dashboard, p.title): [prometheus.query(e) for e in p.exprs] for p in panels()}
-        missing = [
-            p.title for p in panels() if not all(finite(r) for r in answers[p.dashboard, p.title])
-        ]
-        if not missing or time.monotonic() > deadline:
-            return answers
-        time.sleep(1.0)
+    answers: dict[tuple[str, str], Any] = {}
+
+    def complete() -> bool:
+        answers.update(
+            {(p.dashboard, p.title): [prometheus.query(e) for e in p.exprs] for p in panels()}
+        )
+        return all(finite(r) for p in panels() for r in answers[p.dashboard, p.title])
+
+    with contextlib.suppress(AssertionError):  # Each panel's test says what it lacks.
+        eventually_sync(complete, timeout=timeout, interval=1.0)
+    return answers
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +239,10 @@ def observe(llm: LLMServer, workdir: Path) -> Iterator[Observed]:
             # provider refuses the first call once (HTTP 429), which the writer retries.
             llm.inject("429", path=ANTHROPIC_PATH)
             generate(env, seed=1, out=workdir / "out")
-            time.sleep(2)
+            eventually_sync(
+                lambda: prometheus.query("sum(doppel_llm_model_calls_total) > 0"),
+                timeout=30, interval=0.2, what="a scrape that saw the first episode",
+            )  # fmt: skip
             generate(env, seed=2, out=workdir / "out")
             assert llm.calls(ANTHROPIC_PATH, status=429), "the provider never answered 429"
             yield Observed(prometheus, wait_for_answers(prometheus, timeout=30))
@@ -305,11 +311,13 @@ def test_llm_panels_show_the_loopback_provider(observed: Observed) -> None:
     ok_calls = f'doppel_llm_model_calls_total{{{who}, outcome="ok"}}'
     durations = f"doppel_llm_model_call_duration_seconds_count{{{who}}}"
     # The last spans reach the monitor, then Prometheus, a scrape or two after the episodes.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (
-        value(ok_calls) < 8 or value(durations) != value(ok_calls) + 1
-    ):
-        time.sleep(0.5)
+
+    def all_scraped() -> bool:
+        ok, counted = value(ok_calls), value(durations)
+        assert ok >= 8 and counted == ok + 1, (ok, counted)
+        return True
+
+    eventually_sync(all_scraped, timeout=20, interval=0.5)
     assert value(ok_calls) >= 8  # Two episodes: an outline and 3 scenes each.
     refused = query(f'doppel_llm_model_calls_total{{{who}, error_type="429"}}')
     assert [float(r["value"][1]) for r in refused] == [1.0]

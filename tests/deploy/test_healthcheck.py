@@ -17,7 +17,7 @@ from shared.config import Settings
 from shared.healthcheck import ProbeUsageError, resolve_address, running_service
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import free_port
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ real ScriptService, and what the monitor says, all over gRPC.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -31,6 +32,7 @@ from doppelganger.v1 import (
 )
 from shared.config import Settings
 from shared.faults import BY_NAME
+from testkit import eventually
 from tests.fakes.llm_support import TEST_KEY
 
 EPISODES = 20
@@ -265,11 +267,14 @@ async def wait_for_error_alert(studio: Studio, service: str, operation: str) -> 
     """Polls ListAlerts (bounded) until an error_rate alert on `service` names an operation
     starting with `operation`; returns every alert seen last, as text."""
     seen: list[monitor_pb2.Alert] = []
-    for _ in range(POLLS):
+
+    async def alerted() -> bool:
+        nonlocal seen
         seen = await alerts(studio)
-        if any(_is_error_alert(a, service, operation) for a in seen):
-            break
-        await asyncio.sleep(POLL_SECONDS)
+        return any(_is_error_alert(a, service, operation) for a in seen)
+
+    with contextlib.suppress(AssertionError):  # The caller's check shows what was seen.
+        await eventually(alerted, timeout=POLLS * POLL_SECONDS, interval=POLL_SECONDS)
     return [f"{a.rule} {a.service} {a.operation}" for a in seen]
 
 
@@ -286,13 +291,16 @@ async def trace_services(studio: Studio, trace_id: str, wanted: set[str]) -> set
     found: set[str] = set()
     async with grpc.aio.insecure_channel(studio.address("monitor")) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        for _ in range(POLLS):
+
+        async def complete() -> bool:
+            nonlocal found
             try:
                 trace = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
                 found = {span.service for span in trace.spans}
             except grpc.aio.AioRpcError:
                 found = set()
-            if wanted <= found:
-                break
-            await asyncio.sleep(POLL_SECONDS)
+            return wanted <= found
+
+        with contextlib.suppress(AssertionError):  # The caller's check shows what came.
+            await eventually(complete, timeout=POLLS * POLL_SECONDS, interval=POLL_SECONDS)
     return found

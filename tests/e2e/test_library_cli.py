@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from testkit import free_port
 from tests.e2e.processes import read_until_ready
 
 pytestmark = pytest.mark.e2e

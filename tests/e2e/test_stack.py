@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from services.scene.fountain import parse_fountain
-from tests.conftest import free_port
+from testkit import eventually_sync, free_port
 from tests.e2e.processes import read_until_ready
 
 pytestmark = pytest.mark.e2e
@@ -127,7 +127,7 @@ def test_up_protects_the_stack_with_its_own_tokens(stack: RunningStack) -> None:
     for name, address in stack.addresses.items():
         with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
             call_any_method(channel, name)
-        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name  # type: ignore[attr-defined]
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     with grpc.insecure_channel(stack.addresses["script"]) as channel:
         shows = script_pb2_grpc.ScriptServiceStub(channel).ListShows(
             script_pb2.ListShowsRequest(), metadata=stack.as_cli(), timeout=10
@@ -161,7 +161,7 @@ def test_the_default_stack_has_no_fault_service(stack: RunningStack) -> None:
                 faults.SetFaults(
                     faults_pb2.SetFaultsRequest(reset=True), metadata=stack.as_cli(), timeout=10
                 )
-            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED, name  # type: ignore[attr-defined]
+            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED, name
 
 
 def test_every_service_is_healthy_and_reflects_its_api(stack: RunningStack) -> None:
@@ -205,19 +205,21 @@ def test_generate_writes_a_screenplay_and_one_trace_spans_every_hop(
 def wait_for_services(stack: RunningStack, trace_id: str, timeout: float) -> set[str]:
     """Polls GetTrace until every service reported and every span's parent has arrived."""
     wanted = {"doppel-cli", "script", "cache", "scene"}
-    deadline = time.monotonic() + timeout
     spans: list[monitor_pb2.SpanSummary] = []
     with grpc.insecure_channel(stack.addresses["monitor"]) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        while time.monotonic() < deadline:
+
+        def complete() -> bool:
+            nonlocal spans
             try:
                 request = monitor_pb2.GetTraceRequest(trace_id=trace_id)
                 spans = list(stub.GetTrace(request, metadata=stack.as_cli()).spans)
             except grpc.RpcError:
                 spans = []
-            if wanted <= {span.service for span in spans} and not orphans(spans):
-                break
-            time.sleep(0.25)
+            return wanted <= {span.service for span in spans} and not orphans(spans)
+
+        with contextlib.suppress(AssertionError):  # The checks below say what is missing.
+            eventually_sync(complete, timeout=timeout, interval=0.25)
     # Every hop propagated: one root (the CLI's), every other span's parent in the same trace.
     roots = [span for span in spans if not span.parent_span_id]
     assert [root.service for root in roots] == ["doppel-cli"]
@@ -293,7 +295,7 @@ def test_sigterm_during_an_episode_exits_cleanly(stack: RunningStack) -> None:
                 last = list(stream)[-1]
                 assert last.stage == script_pb2.STAGE_DONE  # Finished within the grace period.
             except grpc.RpcError as exc:
-                assert exc.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                assert exc.code() is grpc.StatusCode.UNAVAILABLE
         assert service.wait(timeout=15) == 0
     finally:
         if service.poll() is None:

@@ -14,7 +14,7 @@ run alone).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
+from testkit import eventually
 from tests.e2e.fault_support import (
     EPISODES,
     POLL_SECONDS,
@@ -262,12 +263,14 @@ async def wait_for_drops(
 ) -> dict[str, int]:
     """Polls GetFaults (bounded) until every service counted a dropped export."""
     counts = dict(before)
-    for _ in range(POLLS):
+
+    async def all_dropped() -> bool:
         for name in services:
             counts[name] = await injected(studio.address(name), "monitor_unreachable")
-        if all(counts[name] > before[name] for name in services):
-            break
-        await asyncio.sleep(POLL_SECONDS)
+        return all(counts[name] > before[name] for name in services)
+
+    with contextlib.suppress(AssertionError):  # The caller's check says which did not.
+        await eventually(all_dropped, timeout=POLLS * POLL_SECONDS, interval=POLL_SECONDS)
     return counts
 
 

@@ -29,7 +29,7 @@ from doppel.stack import (
     wait_until_listening,
 )
 from shared.redis_server import RedisServer
-from tests.conftest import free_port
+from testkit import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -6,13 +6,13 @@ with the client certificate; the CLI runs with the client half only (CA, certifi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from doppel.local_tokens import LOCAL_FILE
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from shared import security
 from shared.config import Settings
-from tests.conftest import free_port
+from testkit import eventually_sync, free_port
 from tests.e2e.processes import read_until_ready
 from tests.tls_certs import TlsFiles, make_tls_files
 
@@ -129,16 +129,21 @@ def traced_services(env: dict[str, str], trace_id: str, wanted: set[str]) -> set
     """Services with spans in the trace: their OTLP exporters reached the mutual-TLS monitor."""
     settings = Settings.from_env(env)
     seen: set[str] = set()
-    deadline = time.monotonic() + 30
     with security.blocking_channel(settings.monitor_address, settings) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        while not wanted <= seen and time.monotonic() < deadline:
+
+        def complete() -> bool:
+            nonlocal seen
             try:
                 trace = stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id), timeout=5)
                 seen = {span.service for span in trace.spans}
             except grpc.RpcError as error:
-                assert error.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
-            time.sleep(0.2)
+                if error.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            return wanted <= seen
+
+        with contextlib.suppress(AssertionError):  # The caller's check says what is missing.
+            eventually_sync(complete, timeout=30, interval=0.2)
     return seen
 
 

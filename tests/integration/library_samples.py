@@ -57,3 +57,18 @@ def sample_episode(
         for name, value in (("surprise", 0.7), ("timing", 0.4), ("callback", 0.2)):
             joke.dimensions[name] = value
     return episode
+
+
+def refuse_draft_inserts_sql(backend: str) -> list[str]:
+    """A trigger that makes the database refuse new drafts while reads go on working."""
+    if backend == "sqlite":
+        return [
+            "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
+        ]
+    return [
+        "CREATE FUNCTION refuse_drafts() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$",
+        "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_drafts()",
+    ]

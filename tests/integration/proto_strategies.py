@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
@@ -109,7 +109,7 @@ def scalar(field: FieldDescriptor, small: bool = False) -> st.SearchStrategy[Any
     if kind == FieldDescriptor.TYPE_FLOAT:
         return st.floats(width=32)
     if kind == FieldDescriptor.TYPE_ENUM:
-        known = [value.number for value in field.enum_type.values]
+        known = [value.number for value in enum_of(field).values]
         return st.one_of(st.sampled_from(known), integer(-(2**31), 2**31 - 1))
     low, high = INT_RANGES[kind]
     if low < 0:
@@ -150,9 +150,21 @@ def message(
     return built
 
 
+def message_of(field: Any) -> Descriptor:
+    """The message type of a message field (the stubs allow None: a scalar field has none).
+    `Any`: descriptors come as the pure-Python or the upb class."""
+    assert field.message_type is not None, field.full_name
+    return field.message_type
+
+
+def enum_of(field: Any) -> EnumDescriptor:
+    assert field.enum_type is not None, field.full_name
+    return field.enum_type
+
+
 def field_value(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        entry = field.message_type
+        entry = message_of(field)
         if entry.GetOptions().map_entry:
             key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
             return st.dictionaries(scalar(key, True), single(value, depth, True), max_size=4)
@@ -165,7 +177,7 @@ def field_value(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStr
 
 def single(field: FieldDescriptor, depth: int, small: bool) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return st.deferred(lambda: message(field.message_type, depth + 1, small))
+        return st.deferred(lambda: message(message_of(field), depth + 1, small))
     return scalar(field, small)
 
 
@@ -176,7 +188,7 @@ def build(cls: type[Message], values: dict[str, Any]) -> Message:
         if value is None:
             continue
         field = cls.DESCRIPTOR.fields_by_name[name]
-        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        if field.type == FieldDescriptor.TYPE_MESSAGE and message_of(field).GetOptions().map_entry:
             target = getattr(instance, name)
             for key, item in value.items():
                 if isinstance(item, Message):
@@ -202,7 +214,7 @@ def field_names(descriptor: Descriptor, seen: set[str] | None = None) -> set[str
     for field in descriptor.fields:
         names.add(field.name)
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            names |= field_names(field.message_type, seen)
+            names |= field_names(message_of(field), seen)
     return names
 
 

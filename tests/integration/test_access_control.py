@@ -22,13 +22,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import (
@@ -43,15 +44,14 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server, stats_key
+from services.cache.server import stats_key
 from services.monitor.server import create_monitor_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.faults import SERVICE_NAME as FAULT_SERVICE
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import in_process_stack
 
 TOKENS = {
     "admin": "admin-token-5c1e9a",
@@ -62,7 +62,7 @@ TOKENS = {
 # role:name:token; the names are the identities servers log.
 AUTH_TOKENS = ",".join(f"{role}:{role}-caller:{token}" for role, token in TOKENS.items())
 NAMES = ("script", "scene", "cache", "monitor")
-Code = grpc.StatusCode
+Code: TypeAlias = grpc.StatusCode
 
 
 @dataclass
@@ -82,30 +82,24 @@ async def studio(
     """The four servers on loopback; the script service calls the others with `auth_token`."""
     base = settings.with_changes(redis_url=redis_server.url)
 
-    def telemetry(name: str) -> Telemetry:
+    def telemetry(name: str, settings: Settings) -> Telemetry:
         if readers is None:
-            return Telemetry(name, base)
+            return Telemetry(name, settings)
         reader = readers.setdefault(name, InMemoryMetricReader())
         return Telemetry(
             name,
-            base.with_changes(telemetry_disabled=False),
+            settings.with_changes(telemetry_disabled=False),
             span_exporter=InMemorySpanExporter(),
             metric_readers=[reader],
         )
 
-    cache = await create_cache_server(base, telemetry("cache"))
-    scene = await create_scene_server(base, telemetry("scene"))
-    monitor = await create_monitor_server(base, telemetry("monitor"))
-    wired = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(wired, telemetry("script"))
-    servers = {"script": script, "scene": scene, "cache": cache, "monitor": monitor}
+    monitor = await create_monitor_server(base, telemetry("monitor", base))
     try:
-        yield Studio(servers)
+        async with in_process_stack(base, telemetry=telemetry) as stack:
+            servers = {"script": stack.script, "scene": stack.scene, "cache": stack.cache}
+            yield Studio({**servers, "monitor": monitor})
     finally:
-        for server in servers.values():
-            await server.stop(0)
+        await monitor.stop(0)
 
 
 def bearer(role: str | None) -> tuple[tuple[str, str], ...]:
@@ -338,7 +332,10 @@ def changes_by_caller(reader: InMemoryMetricReader) -> dict[str, int]:
             for metric in scope.metrics:
                 if metric.name == "doppel.faults.changes":
                     for point in metric.data.data_points:
-                        counts[str(point.attributes["doppel.caller"])] = int(point.value)
+                        assert isinstance(point, NumberDataPoint)  # A counter's points.
+                        counts[str(dict(point.attributes or {})["doppel.caller"])] = int(
+                            point.value
+                        )
     return counts
 
 

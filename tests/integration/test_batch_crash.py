@@ -21,7 +21,7 @@ from services.script.library import open_library
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import free_port
 from tests.fakes.llm_support import TEST_KEY
 from tests.integration.test_batch_mode import submit, wait_for
 

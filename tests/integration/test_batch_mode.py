@@ -331,11 +331,11 @@ async def test_the_season_seam_submits_several_episodes_as_one_job(
         for p in captured.metric_points("doppel.batch.items")
     }
     assert items == {"batch": 6, "interactive": 0}  # 2 outlines and 4 scenes, all from batches
-    jobs = {
+    job_counts = {
         p.attributes["doppel.batch.outcome"]: p.value
         for p in captured.metric_points("doppel.batch.jobs")
     }
-    assert jobs == {"submitted": 1, "assembled": 1}
+    assert job_counts == {"submitted": 1, "assembled": 1}
 
 
 async def test_parts_written_already_are_not_sent_again(redis_server: RedisServer) -> None:

@@ -8,9 +8,8 @@ polled for with a deadline.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from redis.crc import key_slot
 from services.cache import coordination_lua as lua
 from services.cache.coordination import lease_key, rate_keys, spend_keys
 from shared.redis_server import RedisServer
+from testkit import eventually_sync
 
 LONG = 60_000  # ms: a window no test outlives
 
@@ -29,13 +29,6 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(redis_server.url)
     yield connection
     connection.close()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Limiter:
@@ -122,7 +115,7 @@ def test_a_permit_never_settled_comes_back_when_its_lease_ends(client: redis.Red
         limiter.unpace()
         return limiter.acquire("next")[0]
 
-    eventually(granted)  # Lease over (it counts as finished then), then one window.
+    eventually_sync(granted)  # Lease over (it counts as finished then), then one window.
     assert client.zscore(limiter.keys[0], "dead-replica") is None
 
 
@@ -171,7 +164,7 @@ def test_a_settle_after_the_lease_ended_counts_from_then(client: redis.Redis) ->
         limiter.acquire("probe")  # Refused (one slot), but it moves an expired lease along.
         return client.zscore(limiter.keys[0], "slow") is None
 
-    eventually(lease_over)
+    eventually_sync(lease_over)
     assert client.zscore(limiter.keys[1], "slow") is not None  # Finished at its lease's end.
     limiter.settle("slow", 7)  # It still settles, once.
     assert client.zcard(limiter.keys[1]) == 1 and client.zcard(limiter.keys[0]) == 0
@@ -235,7 +228,7 @@ def test_a_reservation_never_settled_is_released_when_its_lease_ends(
     scope, limits = Scope(client), [(0, 100, 0.0)]
     assert scope.reserve("dead-replica", 100, 0.0, limits, lease=50)[0] == 1
     assert scope.reserve("next", 1, 0.0, limits)[0] == 0
-    eventually(lambda: scope.reserve("next", 1, 0.0, limits)[0] == 1)
+    eventually_sync(lambda: scope.reserve("next", 1, 0.0, limits)[0] == 1)
 
 
 def test_a_retried_reservation_is_held_once(client: redis.Redis) -> None:
@@ -274,4 +267,4 @@ def test_a_lease_has_one_holder_who_alone_renews_and_releases_it(client: redis.R
 def test_a_lease_not_renewed_expires(client: redis.Redis) -> None:
     lease = Lease(client)
     assert lease("acquire", "crashed", ttl=50)[0]
-    eventually(lambda: lease("acquire", "next")[0])
+    eventually_sync(lambda: lease("acquire", "next")[0])

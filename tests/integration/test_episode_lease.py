@@ -20,12 +20,9 @@ from google.protobuf import json_format
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppel import cli
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
-from shared.telemetry import Telemetry
+from testkit import in_process_stack
 from tests.fakes.llm_support import generate_retrying, llm_settings
 
 Stage = script_pb2.Stage
@@ -35,17 +32,8 @@ Stage = script_pb2.Stage
 async def studio(config: Settings, redis: RedisServer) -> AsyncIterator[str]:
     """Cache, scene and script services; yields the script service's address."""
     base = config.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    wired = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(wired, Telemetry("script", wired))
-    try:
-        yield f"127.0.0.1:{script.port}"
-    finally:
-        for server in (script, scene, cache):
-            await server.stop(0)
+    async with in_process_stack(base) as stack:
+        yield stack.script_target
 
 
 def request(seed: int, scene_count: int = 2) -> script_pb2.GenerateEpisodeRequest:

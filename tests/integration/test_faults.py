@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,69 +22,17 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
 from services.monitor.server import create_monitor_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.faults import Faults, FaultSpecError, parse_spec, set_faults
 from shared.redis_server import RedisServer
-from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import eventually
 from tests.fakes.llm_support import llm_settings
+from tests.integration.fault_studio import Studio, request, retry_after_ms, studio
 
 EPISODES = 20
 Stage = script_pb2.Stage
-
-
-@dataclass
-class Studio:
-    script: ServiceServer
-    scene: ServiceServer
-    cache: ServiceServer
-    channel: grpc.aio.Channel
-    stub: script_pb2_grpc.ScriptServiceStub
-
-    async def set_faults(self, server: ServiceServer, **values: float) -> faults_pb2.FaultsState:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            return await set_faults(channel, values)
-
-
-@asynccontextmanager
-async def studio(
-    settings: Settings, redis: RedisServer, monitor_port: int | None = None
-) -> AsyncIterator[Studio]:
-    base = settings.with_changes(
-        redis_url=redis.url, script_port=0, scene_port=0, cache_port=0, faults_enabled=True
-    )
-    if monitor_port is not None:
-        base = base.with_changes(
-            telemetry_disabled=False,
-            otlp_endpoint=f"http://127.0.0.1:{monitor_port}",
-            bsp_schedule_delay_ms=50,
-            metric_export_interval_ms=200,
-        )
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{script.port}")
-    try:
-        yield Studio(script, scene, cache, channel, script_pb2_grpc.ScriptServiceStub(channel))
-    finally:
-        await channel.close()
-        for server in (script, scene, cache):
-            await server.stop(0)
-
-
-def request(seed: int, **fields: Any) -> script_pb2.GenerateEpisodeRequest:
-    values: dict[str, Any] = {
-        "show": "I Love Lucy", "setting": "a Mars colony in 2157", "scene_count": 2, "seed": seed,
-    }  # fmt: skip
-    values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)
 
 
 @dataclass
@@ -111,12 +57,6 @@ async def run_one(
         assert events[-1].stage == Stage.STAGE_DONE
         return Outcome(events[-1].episode, grpc.StatusCode.OK, "")
     raise AssertionError("still overloaded after 100 tries")
-
-
-def retry_after_ms(exc: grpc.aio.AioRpcError) -> int:
-    hints = [int(v) for k, v in exc.trailing_metadata() or () if k == "retry-after-ms"]
-    assert hints, "RESOURCE_EXHAUSTED without a retry-after-ms hint"
-    return hints[0]
 
 
 async def run_episodes(studio: Studio, count: int = EPISODES, **fields: Any) -> list[Outcome]:
@@ -234,13 +174,12 @@ async def test_cache_service_gone_episodes_complete_and_the_callers_side_alerts(
 async def _wait_for_alert(port: int, service: str) -> list[monitor_pb2.Alert]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        for _ in range(200):
+
+        async def found() -> list[monitor_pb2.Alert]:
             response = await stub.ListAlerts(monitor_pb2.ListAlertsRequest())
-            found = [a for a in response.alerts if a.service == service]
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-    return []
+            return [a for a in response.alerts if a.service == service]
+
+        return await eventually(found, interval=0.05, what=f"an alert on {service}")
 
 
 async def test_render_slowdown_returns_episodes_with_a_clear_render_error(
@@ -251,7 +190,7 @@ async def test_render_slowdown_returns_episodes_with_a_clear_render_error(
         outcomes = await run_episodes(s)
     assert_clear(outcomes)
     for outcome in outcomes:
-        assert outcome.code == grpc.StatusCode.OK
+        assert outcome.code == grpc.StatusCode.OK and outcome.episode is not None
         assert "DEADLINE_EXCEEDED" in outcome.episode.render_error
         assert not outcome.episode.fountain
 
@@ -263,7 +202,7 @@ async def test_scene_service_down_returns_episodes_with_a_render_error(
         await s.scene.stop(0)
         outcomes = await run_episodes(s, count=5)
     for outcome in outcomes:
-        assert outcome.code == grpc.StatusCode.OK
+        assert outcome.code == grpc.StatusCode.OK and outcome.episode is not None
         # Refused (UNAVAILABLE) or, while the channel reconnects, out of time (DEADLINE_EXCEEDED).
         assert outcome.episode.render_error.startswith("scene service: ")
         assert not outcome.episode.fountain
@@ -322,7 +261,7 @@ async def test_llm_faults_during_twenty_episodes(
         assert not provider.calls(ANTHROPIC_PATH)  # The storm was ours: no tokens were spent.
     elif name == "llm_429_storm":
         assert len(ok) == EPISODES  # The chain fell back to the procedural writer.
-        assert all(o.episode.writer == "chain" or o.episode.attempts for o in ok)
+        assert all(o.episode and (o.episode.writer == "chain" or o.episode.attempts) for o in ok)
     else:
         # Retries, then the fallback, absorb a 30% error rate; latency only slows.
         assert len(ok) == EPISODES

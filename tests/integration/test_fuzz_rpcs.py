@@ -2,7 +2,7 @@
 
 The four services (cache on a real Redis, scene, script wired to both, monitor) run in-process on
 an event loop in a background thread; hypothesis drives blocking stubs over real channels. Per
-RPC `DOPPEL_FUZZ_EXAMPLES` requests (default 300; `make fuzz` runs 10,000). A request may be
+RPC `DOPPEL_FUZZ_EXAMPLES` requests (default 100; `make fuzz` runs 10,000). A request may be
 refused for any reason but INTERNAL or UNKNOWN (a crash); every INVALID_ARGUMENT names a field
 of the request; every server still answers health checks and a real call afterwards.
 
@@ -17,13 +17,11 @@ counters, long names), sent over gRPC and over OTLP/HTTP (protobuf, gzip, JSON).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import json
 import math
 import os
-import threading
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -61,8 +59,9 @@ from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
 from tests.integration import proto_strategies
+from tests.integration.loop_thread import LoopThread
 
-EXAMPLES = int(os.environ.get("DOPPEL_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("DOPPEL_FUZZ_EXAMPLES", "100"))
 CALL_TIMEOUT = 30.0
 STREAM_TIMEOUT = 0.05  # WatchAlerts never ends by itself; other streams end long before.
 CRASH_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -102,23 +101,6 @@ class FuzzedStack:
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)
 
 
-class LoopThread:
-    """An asyncio loop in a daemon thread, for servers that must outlive one test's loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Any, timeout: float = 60.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 async def start_stack(settings: Settings) -> dict[str, ServiceServer]:
     def telemetry(name: str) -> Telemetry:
         return Telemetry(name, settings)
@@ -149,7 +131,7 @@ def stack(redis_server: RedisServer) -> Iterator[FuzzedStack]:
     servers = loop.run(start_stack(settings))
     fuzzed = FuzzedStack(
         {name: server.port for name, server in servers.items()},
-        monitor_http=servers["monitor"].http_port,  # type: ignore[attr-defined]
+        monitor_http=servers["monitor"].http_port,
     )
     yield fuzzed
     report = ", ".join(f"{rpc} {dict(counts)}" for rpc, counts in sorted(fuzzed.outcomes.items()))

@@ -52,7 +52,7 @@ class Studio:
         )
 
     async def list(self, **fields: object) -> script_pb2.ListEpisodesResponse:
-        return await self.stub.ListEpisodes(script_pb2.ListEpisodesRequest(**fields))  # type: ignore[arg-type]
+        return await self.stub.ListEpisodes(script_pb2.ListEpisodesRequest(**fields))
 
     async def import_(self, content: bytes, **fields: str) -> episode_pb2.Episode:
         return await self.stub.ImportDraft(script_pb2.ImportDraftRequest(content=content, **fields))

@@ -16,14 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script.library import Library
 from services.script.library.models import Draft, Episode
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from testkit import in_process_stack
 
 KILLS = 3
 READ_TIMEOUT = 60.0
@@ -103,31 +102,26 @@ async def test_300_mb_through_a_small_lru_cache_loses_no_stored_episode(
         direct.config_set("maxmemory", "32mb")
         assert direct.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
         base = settings.with_changes(redis_url=small_redis.url, refinement_rounds=1)
-        cache = await create_cache_server(base, Telemetry("cache", base))
-        scene = await create_scene_server(base, Telemetry("scene", base))
-        config = base.with_changes(
-            cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-        )
         try:
-            episodes = await generate_and_flood(config, database_url, cache.port)
-            info = direct.info("stats")
-            assert info["evicted_keys"] > 250  # The LRU really threw things out.
-            # A new script service on the same library, as after a restart.
-            library = await Library.open(database_url, migrate="check")
-            script = await create_script_server(config, Telemetry("script", config), library)
-            try:
-                async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
-                    stub = script_pb2_grpc.ScriptServiceStub(channel)
-                    for episode in episodes:
-                        request = script_pb2.GetEpisodeRequest(episode_id=episode.id)
-                        assert await stub.GetEpisode(request) == episode
-            finally:
-                await script.stop(0)
-                await library.close()
+            async with in_process_stack(base, script=False) as stack:
+                config, cache = stack.settings, stack.cache
+                episodes = await generate_and_flood(config, database_url, cache.port)
+                info = direct.info("stats")
+                assert info["evicted_keys"] > 250  # The LRU really threw things out.
+                # A new script service on the same library, as after a restart.
+                library = await Library.open(database_url, migrate="check")
+                script = await create_script_server(config, Telemetry("script", config), library)
+                try:
+                    async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
+                        stub = script_pb2_grpc.ScriptServiceStub(channel)
+                        for episode in episodes:
+                            request = script_pb2.GetEpisodeRequest(episode_id=episode.id)
+                            assert await stub.GetEpisode(request) == episode
+                finally:
+                    await script.stop(0)
+                    await library.close()
         finally:
             direct.close()
-            for server in (scene, cache):
-                await server.stop(0)
 
 
 async def generate_and_flood(

@@ -13,8 +13,8 @@ import pytest
 from services.script.library import Unavailable, open_library
 from services.script.library.engine import BadDatabaseUrl, display_url, parse_url
 from shared.config import Settings
+from testkit import free_port
 from testkit.postgres import PostgresServer
-from tests.conftest import free_port
 
 SECRET = "s3cret-Pa55word"
 

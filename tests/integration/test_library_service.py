@@ -21,8 +21,6 @@ from sqlalchemy.engine import URL
 
 from doppel.stack import wait_until_serving
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script.library import Library
 from services.script.library.engine import parse_url
 from services.script.server import create_script_server
@@ -30,9 +28,9 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import free_port, in_process_stack
 from testkit.postgres import PostgresServer
-from tests.conftest import free_port
-from tests.integration.library_samples import draft_id, sample_episode
+from tests.integration.library_samples import draft_id, refuse_draft_inserts_sql, sample_episode
 
 Stage = script_pb2.Stage
 
@@ -49,14 +47,8 @@ class Parts:
 @pytest.fixture
 async def parts(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Parts]:
     base = settings.with_changes(redis_url=redis_server.url, refinement_rounds=1)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    yield Parts(config, cache, scene)
-    for server in (scene, cache):
-        await server.stop(0)
+    async with in_process_stack(base, script=False) as stack:
+        yield Parts(stack.settings, stack.cache, stack.scene)
 
 
 class Script:
@@ -147,21 +139,6 @@ async def test_episodes_outlive_the_script_service_and_the_cache(
     finally:
         await script.stop()
         await library.close()
-
-
-def refuse_draft_inserts_sql(backend: str) -> list[str]:
-    """A trigger that makes the database refuse new drafts while reads go on working."""
-    if backend == "sqlite":
-        return [
-            "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
-            "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
-        ]
-    return [
-        "CREATE FUNCTION refuse_drafts() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$",
-        "CREATE TRIGGER refuse_drafts BEFORE INSERT ON drafts "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_drafts()",
-    ]
 
 
 async def test_a_failed_library_write_fails_the_rpc(parts: Parts, database_url: URL) -> None:

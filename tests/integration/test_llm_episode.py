@@ -18,12 +18,9 @@ import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
 from doppelganger.v1 import script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
-from shared.telemetry import Telemetry
+from testkit import in_process_stack
 from tests.fakes.llm_support import llm_settings
 
 Stage = script_pb2.Stage
@@ -35,18 +32,8 @@ async def script_service(
     settings: Settings, redis: RedisServer
 ) -> AsyncIterator[script_pb2_grpc.ScriptServiceStub]:
     base = settings.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
-            yield script_pb2_grpc.ScriptServiceStub(channel)
-    finally:
-        for server in (script, scene, cache):
-            await server.stop(0)
+    async with in_process_stack(base) as stack:
+        yield stack.script_stub
 
 
 def request(**fields: Any) -> script_pb2.GenerateEpisodeRequest:

@@ -14,8 +14,10 @@ import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
 from services.script.llm.caller import client_deadline
+from services.script.llm.writer import LLMWriter
 from services.script.writers import build_writers
 from services.script.writing import DeadlineExceeded, RateLimitQueueFull
+from testkit import eventually
 from tests.fakes.llm_support import llm_settings, story
 
 
@@ -85,13 +87,14 @@ async def test_a_429_pauses_every_call_of_that_model() -> None:
     with LLMServer(fault_retry_after=0.5) as server:
         settings = llm_settings(server)
         writer = build_writers(settings, _telemetry(settings))["openai"]
+        assert isinstance(writer, LLMWriter)
         context = story(scene_count=2)
         outline = await writer.write_outline(context)
         server.inject("429")
         first = asyncio.create_task(writer.write_scene(context, outline, 0, []))
-        async with asyncio.timeout(10):
-            while writer.limiter.paused_for == 0:  # The client has read the 429...
-                await asyncio.sleep(0.005)
+        limiter = writer.limiter
+        # The client has read the 429...
+        await eventually(lambda: limiter.paused_for > 0, interval=0.005, what="the pause")
         second = await writer.write_scene(context, outline, 1, [])  # ...then this one starts.
         assert second.index == 1 and (await first).index == 0
         (refused,) = server.calls(status=429)
@@ -102,7 +105,7 @@ async def test_a_429_pauses_every_call_of_that_model() -> None:
         assert later.at - refused.at >= refused.retry_after
 
 
-def _telemetry(settings):  # type: ignore[no-untyped-def]
+def _telemetry(settings):
     from shared.telemetry import Telemetry
 
     return Telemetry("script", settings)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -157,6 +158,12 @@ async def test_cost_budget(server: LLMServer) -> None:
             await writer.write_scene(context, outline, index, [])
 
 
+def attrs(item: Any) -> dict[str, Any]:
+    """A span's, event's or metric point's attributes as a plain dict (values of any type: the
+    test knows which it set)."""
+    return dict(item.attributes or {})
+
+
 async def test_genai_spans_and_metrics(server: LLMServer) -> None:
     settings = llm_settings(server)
     captured = captured_telemetry(settings)
@@ -171,8 +178,8 @@ async def test_genai_spans_and_metrics(server: LLMServer) -> None:
     failed, first, second = chats
     assert all(s.kind == SpanKind.CLIENT for s in chats)
     assert failed.status.status_code == StatusCode.ERROR
-    assert failed.attributes["error.type"] == "529"
-    attributes = dict(first.attributes or {})
+    assert attrs(failed)["error.type"] == "529"
+    attributes = attrs(first)
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.provider.name"] == "anthropic"
     assert attributes["gen_ai.request.model"] == "claude-loopback"
@@ -187,37 +194,38 @@ async def test_genai_spans_and_metrics(server: LLMServer) -> None:
     # constants) reads the universal and show blocks and writes only its episode block.
     assert attributes["gen_ai.usage.cache_creation.input_tokens"] > 0
     assert attributes["gen_ai.usage.cache_read.input_tokens"] == 0
-    read = second.attributes["gen_ai.usage.cache_read.input_tokens"]
-    assert read > second.attributes["gen_ai.usage.cache_creation.input_tokens"] > 0
+    read = attrs(second)["gen_ai.usage.cache_read.input_tokens"]
+    assert read > attrs(second)["gen_ai.usage.cache_creation.input_tokens"] > 0
     for span in (first, second):
         assert (
-            span.attributes["gen_ai.usage.input_tokens"]
-            > span.attributes["gen_ai.usage.cache_read.input_tokens"]
-            + span.attributes["gen_ai.usage.cache_creation.input_tokens"]
+            attrs(span)["gen_ai.usage.input_tokens"]
+            > attrs(span)["gen_ai.usage.cache_read.input_tokens"]
+            + attrs(span)["gen_ai.usage.cache_creation.input_tokens"]
             - 1
         )
-        assert span.attributes["gen_ai.usage.output_tokens"] > 0
+        assert attrs(span)["gen_ai.usage.output_tokens"] > 0
         assert not any(key.startswith(("gen_ai.input", "gen_ai.output.messages", "gen_ai.system_"))
-                       for key in span.attributes)  # fmt: skip
+                       for key in attrs(span))  # fmt: skip
     outline_span = next(s for s in captured.spans() if s.name == "outline")
+    assert failed.parent is not None and outline_span.context is not None
     assert failed.parent.span_id == outline_span.context.span_id
     retry = [e for e in outline_span.events if e.name == "doppel.llm.retry"]
-    assert len(retry) == 1 and retry[0].attributes["error.type"] == "529"
+    assert len(retry) == 1 and attrs(retry[0])["error.type"] == "529"
 
     tokens = captured.metric_points("gen_ai.client.token.usage")
-    kinds = {p.attributes["gen_ai.token.type"]: p for p in tokens}
+    kinds = {attrs(p)["gen_ai.token.type"]: p for p in tokens}
     assert set(kinds) == {"input", "output"} and kinds["input"].count == 2
-    assert kinds["input"].sum == sum(s.attributes["gen_ai.usage.input_tokens"] for s in chats[1:])
+    assert kinds["input"].sum == sum(attrs(s)["gen_ai.usage.input_tokens"] for s in chats[1:])
     durations = captured.metric_points("gen_ai.client.operation.duration")
     assert sum(p.count for p in durations) == 3
     assert max(durations[0].explicit_bounds) == 120.0
-    assert any(p.attributes.get("error.type") == "529" for p in durations)
+    assert any(attrs(p).get("error.type") == "529" for p in durations)
     calls = captured.metric_points("doppel.llm.calls")
-    by_outcome = {p.attributes["doppel.outcome"]: p.value for p in calls}
+    by_outcome = {attrs(p)["doppel.outcome"]: p.value for p in calls}
     assert by_outcome == {"ok": 2, "error": 1}
     (cost,) = captured.metric_points("doppel.llm.cost")
     assert cost.value == pytest.approx(
-        sum(s.attributes["doppel.llm.cost_usd"] for s in chats[1:]), rel=1e-3
+        sum(attrs(s)["doppel.llm.cost_usd"] for s in chats[1:]), rel=1e-3
     )
 
 
@@ -229,10 +237,10 @@ async def test_openai_spans_carry_temperature_and_cached_tokens(server: LLMServe
     outline = await writer.write_outline(context)
     await writer.write_scene(context, outline, 0, [])
     first, second = [s for s in captured.spans() if s.name == "chat gpt-loopback"]
-    assert first.attributes["gen_ai.provider.name"] == "openai"
-    assert first.attributes["gen_ai.request.temperature"] == 0.8
-    assert tuple(first.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
-    assert second.attributes["gen_ai.usage.cache_read.input_tokens"] > 0
+    assert attrs(first)["gen_ai.provider.name"] == "openai"
+    assert attrs(first)["gen_ai.request.temperature"] == 0.8
+    assert tuple(attrs(first)["gen_ai.response.finish_reasons"]) == ("stop",)
+    assert attrs(second)["gen_ai.usage.cache_read.input_tokens"] > 0
 
 
 async def test_content_goes_on_spans_only_when_capture_is_on(server: LLMServer) -> None:
@@ -241,11 +249,11 @@ async def test_content_goes_on_spans_only_when_capture_is_on(server: LLMServer) 
     writer = build_writers(settings, captured.telemetry)["anthropic"]
     outline = await writer.write_outline(story())
     (span,) = [s for s in captured.spans() if s.name.startswith("chat ")]
-    assert "SHOW CONTEXT" in span.attributes["gen_ai.system_instructions"]
-    (message,) = json.loads(str(span.attributes["gen_ai.input.messages"]))
+    assert "SHOW CONTEXT" in attrs(span)["gen_ai.system_instructions"]
+    (message,) = json.loads(str(attrs(span)["gen_ai.input.messages"]))
     assert message["role"] == "user"
     assert '"task": "outline"' in message["parts"][0]["content"]
-    assert outline.title in span.attributes["gen_ai.output.messages"]
+    assert outline.title in attrs(span)["gen_ai.output.messages"]
 
 
 async def test_the_api_key_never_reaches_spans_metrics_or_logs(

@@ -7,112 +7,28 @@ alert evaluator runs on its real timer (every 20 ms here).
 from __future__ import annotations
 
 import asyncio
-import os
 import urllib.request
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from doppelganger.v1 import episode_pb2, monitor_pb2, monitor_pb2_grpc
-from services.monitor.server import MonitorServer, create_monitor_server
 from shared.config import Settings
-from shared.telemetry import Telemetry
-
-START = 10_000.0
-NANOS = 1_700_000_000_000_000_000
-SERVER = trace_pb2.Span.SPAN_KIND_SERVER
-CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
-RENDER = "doppelganger.v1.SceneService/RenderScene"
-
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def kv(key: str, value: str | int) -> KeyValue:
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def span(
-    name: str, *, kind: int = SERVER, seconds: float = 0.01, grpc_code: int | None = None
-) -> trace_pb2.Span:
-    result = trace_pb2.Span(
-        trace_id=os.urandom(16),
-        span_id=os.urandom(8),
-        name=name,
-        kind=kind,  # type: ignore[arg-type]
-        start_time_unix_nano=NANOS,
-        end_time_unix_nano=NANOS + int(seconds * 1e9),
-    )
-    if grpc_code is not None:
-        result.attributes.append(kv("rpc.grpc.status_code", grpc_code))
-    return result
-
-
-def export(
-    service: str, spans: list[trace_pb2.Span]
-) -> trace_service_pb2.ExportTraceServiceRequest:
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.append(kv("service.name", service))
-    resource_spans.scope_spans.add().spans.extend(spans)
-    return request
-
-
-def metrics_export(
-    service: str, metrics: list[metrics_pb2.Metric]
-) -> metrics_service_pb2.ExportMetricsServiceRequest:
-    request = metrics_service_pb2.ExportMetricsServiceRequest()
-    resource_metrics = request.resource_metrics.add()
-    resource_metrics.resource.attributes.extend(
-        [kv("service.name", service), kv("service.instance.id", f"{service}-1")]
-    )
-    resource_metrics.scope_metrics.add().metrics.extend(metrics)
-    return request
-
-
-class Monitor:
-    """A monitor server on a test clock, with stubs for its three services."""
-
-    def __init__(self, server: MonitorServer, channel: grpc.aio.Channel, clock: Clock) -> None:
-        self.server = server
-        self.clock = clock
-        self.monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
-        self.traces = trace_service_pb2_grpc.TraceServiceStub(channel)
-        self.metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
-
-    async def send(self, service: str, spans: list[trace_pb2.Span]) -> None:
-        await self.traces.Export(export(service, spans))
-
-    async def tick(self, seconds: float) -> None:
-        """Moves the clock and lets the evaluator see the new time."""
-        self.clock.now += seconds
-        await asyncio.sleep(0.06)
-
-    async def health(self) -> monitor_pb2.HealthReport:
-        return await self.monitor.GetHealth(monitor_pb2.GetHealthRequest())
-
-    async def alerts(self) -> list[monitor_pb2.Alert]:
-        return list((await self.monitor.ListAlerts(monitor_pb2.ListAlertsRequest())).alerts)
-
-
-async def start_monitor(settings: Settings, **changes: object) -> tuple[MonitorServer, Clock]:
-    clock = Clock()
-    config = settings.with_changes(monitor_eval_interval_seconds=0.02, **changes)
-    server = await create_monitor_server(config, Telemetry("monitor", config), clock=clock)
-    return server, clock
+from testkit import eventually
+from tests.integration.monitor_support import (
+    CLIENT,
+    NANOS,
+    RENDER,
+    Monitor,
+    kv,
+    metrics_export,
+    render_calls,
+    rss,
+    span,
+    start_monitor,
+)
 
 
 @pytest.fixture
@@ -123,15 +39,10 @@ async def monitor(settings: Settings) -> AsyncIterator[Monitor]:
     await server.stop(0)
 
 
-async def next_event(stream: grpc.aio.UnaryStreamCall, timeout: float = 5.0) -> monitor_pb2.Alert:  # type: ignore[type-arg]
+async def next_event(stream: grpc.aio.UnaryStreamCall, timeout: float = 5.0) -> monitor_pb2.Alert:
     event = await asyncio.wait_for(stream.read(), timeout)
     assert event is not grpc.aio.EOF
-    return event.alert  # type: ignore[union-attr,no-any-return]
-
-
-def render_calls(failing: int) -> list[trace_pb2.Span]:
-    """10 RenderScene calls, `failing` of them INTERNAL (13)."""
-    return [span(RENDER, grpc_code=13 if i < failing else 0, seconds=0.2) for i in range(10)]
+    return event.alert
 
 
 async def test_acceptance_half_failing_for_a_minute_then_recovery(monitor: Monitor) -> None:
@@ -256,14 +167,6 @@ def exporter_dropped(spans: int) -> metrics_pb2.Metric:
     return metrics_pb2.Metric(name="otel.sdk.processor.span.processed", sum=data)
 
 
-def rss(mb: int) -> metrics_pb2.Metric:
-    point = metrics_pb2.NumberDataPoint(as_int=mb * 1024 * 1024, time_unix_nano=NANOS)
-    point.attributes.append(kv("process.memory.type", "rss"))
-    return metrics_pb2.Metric(
-        name="process.memory.usage", gauge=metrics_pb2.Gauge(data_points=[point])
-    )
-
-
 @pytest.mark.parametrize(
     ("thresholds", "field"),
     [
@@ -332,8 +235,7 @@ async def test_a_stream_that_stops_reading_is_dropped_without_stalling(settings:
                 monitor_pb2.WatchAlertsRequest()
             )
             reader = m.monitor.WatchAlerts(monitor_pb2.WatchAlertsRequest())
-            await asyncio.sleep(0.1)
-            assert engine.subscriber_count == 2
+            await eventually(lambda: engine.subscriber_count == 2, what="both streams subscribed")
             # Names are cut to 256 characters at ingestion; a long service name and four alerts
             # an evaluation (the healthy reader's queue holds 8) make events of about 1 KB.
             service = "scene-" + "s" * 250

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -32,56 +32,18 @@ from services.monitor.alerts import MAX_SUBSCRIBERS
 from services.monitor.http import HttpServer, Request, Response
 from services.monitor.server import WATCH_RETRY_AFTER_MS, MonitorServer
 from shared.config import Settings
-from tests.integration.test_monitor_alerts import Monitor, export, span, start_monitor
-
-PROTOBUF = "application/x-protobuf"
-Reply = tuple[int, dict[str, str], bytes]
-
-
-async def until(check: Callable[[], bool], what: str, attempts: int = 500) -> None:
-    """Waits (at most `attempts` x 20 ms, a guard against a hang) until `check()` holds."""
-    for _ in range(attempts):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def connect(
-    port: int, head: str = "", source: str = "127.0.0.1"
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the loopback port from `source` (another 127.x.y.z: another peer)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-    if head:
-        writer.write(head.encode("latin-1"))
-        await writer.drain()
-    return reader, writer
-
-
-async def read_reply(reader: asyncio.StreamReader) -> Reply:
-    """Reads a response up to the end of the stream (every response closes the connection)."""
-    data = await asyncio.wait_for(reader.read(), 30)
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split(" ")[1]), headers, body
-
-
-async def exchange(port: int, head: str, body: bytes = b"", source: str = "127.0.0.1") -> Reply:
-    reader, writer = await connect(port, head, source)
-    if body:
-        writer.write(body)
-    try:
-        return await read_reply(reader)
-    finally:
-        writer.close()
-
-
-def get(path: str) -> str:
-    return f"GET {path} HTTP/1.1\r\nHost: monitor\r\n\r\n"
+from testkit import eventually
+from tests.integration.monitor_support import (
+    PROTOBUF,
+    Monitor,
+    connect,
+    exchange,
+    export,
+    get,
+    read_reply,
+    span,
+    start_monitor,
+)
 
 
 def post(path: str, length: int, *extra: str) -> str:
@@ -115,7 +77,7 @@ async def test_connections_over_the_cap_get_503_with_retry_after_then_service_re
     per_peer = http.MAX_CONNECTIONS_PER_PEER
     peers = [f"127.0.0.{2 + i // per_peer}" for i in range(http.MAX_CONNECTIONS)]
     idle = [await connect(port, source=peer) for peer in peers]  # Send nothing, hold.
-    await until(lambda: server.http.open_connections == http.MAX_CONNECTIONS, "all held")
+    await eventually(lambda: server.http.open_connections == http.MAX_CONNECTIONS, what="all held")
     status, headers, body = await exchange(port, get("/healthz"))
     assert (status, headers["retry-after"]) == (503, "1")
     assert f"more than {http.MAX_CONNECTIONS} connections" in body.decode()
@@ -123,7 +85,7 @@ async def test_connections_over_the_cap_get_503_with_retry_after_then_service_re
     assert server.http.open_connections == http.MAX_CONNECTIONS  # The held ones are kept.
     for _, writer in idle:
         writer.close()
-    await until(lambda: server.http.open_connections == 0, "held connections closed")
+    await eventually(lambda: server.http.open_connections == 0, what="held connections closed")
     assert await exchange(port, get("/healthz")) == (200, plain_headers(), b"ok")
     status, _, metrics = await exchange(port, get("/metrics"))  # Prometheus sees the refusal.
     assert status == 200
@@ -141,8 +103,8 @@ async def test_idle_sockets_of_one_peer_do_not_lock_the_others_out(monitor: Moni
     count = http.MAX_CONNECTIONS + 8
     idle = [await connect(port, source=intruder) for _ in range(count)]
     refused = count - per_peer
-    await until(
-        lambda: server.http.counters.refused_peer_connections == refused, "the rest refused"
+    await eventually(
+        lambda: server.http.counters.refused_peer_connections == refused, what="the rest refused"
     )
     assert server.http.open_connections == per_peer
     status, headers, body = await read_reply(idle[-1][0])
@@ -160,7 +122,7 @@ async def test_idle_sockets_of_one_peer_do_not_lock_the_others_out(monitor: Moni
     assert (await monitor.health()).spans_received == 1
     for _, writer in idle:
         writer.close()
-    await until(lambda: server.http.open_connections == 0, "idle sockets closed")
+    await eventually(lambda: server.http.open_connections == 0, what="idle sockets closed")
 
 
 async def test_idle_connections_are_closed_after_the_idle_timeout(monitor: Monitor) -> None:
@@ -195,7 +157,7 @@ async def test_a_body_over_the_remaining_budget_gets_429_without_being_read(
     holders = http.BODY_BUDGET_BYTES // largest  # 4 bodies of 16 MiB fill it.
     # Heads announcing the largest body allowed, and no body: each reserves 16 MiB.
     held = [await connect(port, post("/v1/traces", largest)) for _ in range(holders)]
-    await until(lambda: budget.reserved == http.BODY_BUDGET_BYTES, "budget reserved")
+    await eventually(lambda: budget.reserved == http.BODY_BUDGET_BYTES, what="budget reserved")
     # One more byte does not fit: refused from its head alone (no body is ever sent, so an
     # answer proves it was not read), while requests without a body go on.
     status, headers, body = await exchange(port, post("/v1/traces", 1))
@@ -205,7 +167,7 @@ async def test_a_body_over_the_remaining_budget_gets_429_without_being_read(
     assert (await exchange(port, get("/healthz")))[0] == 200
     for _, writer in held:
         writer.close()
-    await until(lambda: budget.reserved == 0, "budget given back")
+    await eventually(lambda: budget.reserved == 0, what="budget given back")
     payload = export("http-bounded", [span("op") for _ in range(5)]).SerializeToString()
     status, _, answer = await exchange(port, post("/v1/traces", len(payload)), payload)
     assert status == 200
@@ -239,7 +201,7 @@ async def test_gzip_bodies_are_charged_their_decoded_size() -> None:
         assert await exchange(server.port, head, zipped) == (
             200, {**plain_headers(), "content-length": "7"}, b"524288\n",
         )  # fmt: skip
-        await until(lambda: server.open_connections == 0, "connections closed")
+        await eventually(lambda: server.open_connections == 0, what="connections closed")
         assert (server.budget.reserved, server.refused_bodies) == (0, 1)
     finally:
         await server.close()
@@ -258,7 +220,7 @@ async def test_a_handler_that_takes_too_long_gets_503_with_retry_after() -> None
         assert (status, headers["retry-after"]) == (503, "1")
         assert "no answer within 0.2 s" in body.decode()
         assert server.timed_out == 1
-        await until(lambda: server.open_connections == 0, "connection closed")
+        await eventually(lambda: server.open_connections == 0, what="connection closed")
     finally:
         await server.close()
 
@@ -276,8 +238,8 @@ async def test_a_client_that_does_not_read_its_response_is_cut_off() -> None:
         client.connect(("127.0.0.1", server.port))
         client.sendall(get("/large").encode())
         # The client reads nothing: the server must give up on it and free the connection.
-        await until(lambda: server.timed_out == 1, "the send timed out")
-        await until(lambda: server.open_connections == 0, "the connection was aborted")
+        await eventually(lambda: server.timed_out == 1, what="the send timed out")
+        await eventually(lambda: server.open_connections == 0, what="the connection was aborted")
         received = await asyncio.to_thread(drain_socket, client)
         assert received < len(big)  # Cut off, not delivered in full.
     finally:
@@ -376,7 +338,9 @@ async def test_the_forward_queue_drops_and_counts_by_bytes(settings: Settings) -
             forwarder.max_bytes = 3 * size  # The export-count bound (1000) is far away.
             for request in exports:
                 await m.traces.Export(request)
-            await until(lambda: stalled.calls >= 1, "the first export reached the upstream")
+            await eventually(
+                lambda: stalled.calls >= 1, what="the first export reached the upstream"
+            )
             # One export in flight (stalled) and two queued fill the bytes; seven dropped.
             counts = forwarder.counts["traces"]
             assert (counts.exports_dropped, counts.spans_dropped) == (7, 700)
@@ -391,7 +355,7 @@ async def test_the_forward_queue_drops_and_counts_by_bytes(settings: Settings) -
                 "monitor", "forward_dropped", 700.0,
             )  # fmt: skip
             stalled.release.set()
-            await until(lambda: forwarder.queued_bytes == 0, "the queue drained")
+            await eventually(lambda: forwarder.queued_bytes == 0, what="the queue drained")
             assert counts.exports_sent == 3 and counts.spans_sent == 300
     finally:
         stalled.release.set()
@@ -408,7 +372,9 @@ async def test_watch_alerts_beyond_the_cap_is_refused_with_retry_after_ms(
     engine = monitor.server.state.engine
     request = monitor_pb2.WatchAlertsRequest(only_new=True)
     streams = [monitor.monitor.WatchAlerts(request) for _ in range(MAX_SUBSCRIBERS)]
-    await until(lambda: engine.subscriber_count == MAX_SUBSCRIBERS, "every stream subscribed")
+    await eventually(
+        lambda: engine.subscriber_count == MAX_SUBSCRIBERS, what="every stream subscribed"
+    )
     extra = monitor.monitor.WatchAlerts(request)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await asyncio.wait_for(extra.read(), 30)
@@ -417,9 +383,11 @@ async def test_watch_alerts_beyond_the_cap_is_refused_with_retry_after_ms(
     trailing = dict(refused.value.trailing_metadata() or ())
     assert trailing["retry-after-ms"] == str(WATCH_RETRY_AFTER_MS)
     streams.pop().cancel()  # A slot frees: the next watcher is served.
-    await until(lambda: engine.subscriber_count == MAX_SUBSCRIBERS - 1, "a stream left")
+    await eventually(lambda: engine.subscriber_count == MAX_SUBSCRIBERS - 1, what="a stream left")
     again = monitor.monitor.WatchAlerts(request)
-    await until(lambda: engine.subscriber_count == MAX_SUBSCRIBERS, "the retry subscribed")
+    await eventually(
+        lambda: engine.subscriber_count == MAX_SUBSCRIBERS, what="the retry subscribed"
+    )
     for stream in [*streams, again]:
         stream.cancel()
-    await until(lambda: engine.subscriber_count == 0, "every stream left")
+    await eventually(lambda: engine.subscriber_count == 0, what="every stream left")

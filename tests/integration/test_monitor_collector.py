@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import re
 import signal
 import sys
@@ -25,67 +24,25 @@ from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
-from tests.integration.test_monitor_alerts import (
+from testkit import eventually, free_port
+from tests.integration.monitor_support import (
     CLIENT,
+    OUTSIDE,
     Clock,
     Monitor,
+    child_env,
     export,
+    export_from_another_process,
     kv,
     metrics_export,
     render_calls,
     rss,
+    run,
+    samples,
     span,
     start_monitor,
 )
-from tests.unit.test_monitor_llm import cost, token_usage
-
-OUTSIDE = "outside-app"
-EXPORTER_SCRIPT = """
-import sys
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
-provider = TracerProvider(resource=Resource.create({"service.name": "outside-app"}))
-exporter = OTLPSpanExporter(endpoint=sys.argv[1], insecure=True)
-provider.add_span_processor(BatchSpanProcessor(exporter))
-tracer = provider.get_tracer("outside")
-for i in range(30):
-    with tracer.start_as_current_span("checkout", kind=SpanKind.SERVER):
-        with tracer.start_as_current_span("charge card", kind=SpanKind.CLIENT) as call:
-            if i % 3 == 0:
-                call.set_status(Status(StatusCode.ERROR, "declined"))
-provider.shutdown()
-print("exported")
-"""
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-async def run(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
-    """Runs a child process without blocking the loop the monitor serves on."""
-    process = await asyncio.create_subprocess_exec(
-        *args, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-async def export_from_another_process(port: int) -> None:
-    """30 traces from the official OpenTelemetry exporter, in a separate Python process."""
-    code, stdout, stderr = await run(
-        sys.executable, "-c", EXPORTER_SCRIPT, f"http://127.0.0.1:{port}", env=child_env()
-    )
-    assert code == 0 and "exported" in stdout, stderr
+from tests.unit.otlp_builders import cost, token_usage
 
 
 async def doppel(port: int, *args: str) -> tuple[int, str, str]:
@@ -154,7 +111,8 @@ async def test_doppel_health_watch_follows_alerts_until_ctrl_c(monitor: Monitor)
 
     try:
         await line_with("watching alerts")
-        await asyncio.sleep(0.2)  # The stream is open.
+        engine = monitor.server.state.engine
+        await eventually(lambda: engine.subscriber_count == 1, what="the CLI's stream subscribed")
         await monitor.send("scene", render_calls(failing=5))
         fired = await line_with("FIRING")
         assert re.search(r"critical\s+error_rate\s+scene/\S+RenderScene", fired), fired
@@ -201,10 +159,10 @@ async def test_overload_is_shed_with_counted_drops(settings: Settings) -> None:
                 results = await asyncio.to_thread(burst, server.port, 10, 5000)
                 errors = [r for r in results if r is not None]
                 sent, refused = sent + 10, refused + len(errors)
-                assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors)  # type: ignore[attr-defined]
-                assert all("overloaded" in e.details() for e in errors)  # type: ignore[attr-defined]
+                assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors)
+                assert all("overloaded" in e.details() for e in errors)
                 if errors:
-                    trailing = dict(errors[0].trailing_metadata())  # type: ignore[attr-defined]
+                    trailing = dict(errors[0].trailing_metadata())
                     assert "google.rpc.retryinfo-bin" in trailing
                     break
             assert refused, "bursts of 50,000 spans at once must overflow a 1,000-span budget"
@@ -247,11 +205,13 @@ async def test_forwarding_to_a_second_monitor_unchanged(settings: Settings) -> N
             assert spans[0].attributes["custom.attribute"] == "kept"
             assert spans[0].span_id == first.span_id.hex() and spans[0].name == first.name
             assert spans[0].service == "forwarded" and spans[0].error
-            for _ in range(100):
-                upstream_health = await upstream_stub.GetHealth(monitor_pb2.GetHealthRequest())
-                if upstream_health.spans_received == 10 and upstream_health.resources < 1:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def upstream_has_all() -> monitor_pb2.HealthReport:
+                found = await upstream_stub.GetHealth(monitor_pb2.GetHealthRequest())
+                assert found.spans_received == 10 and found.resources < 1, found
+                return found
+
+            upstream_health = await eventually(upstream_has_all, interval=0.05)
             assert upstream_health.spans_received == 10
             assert upstream_health.resources == pytest.approx(0.6)  # 700 MB reached it too.
             health = await m.health()
@@ -265,14 +225,15 @@ async def test_forwarding_to_a_second_monitor_unchanged(settings: Settings) -> N
 async def wait_for_trace(
     stub: monitor_pb2_grpc.MonitorServiceStub, trace_id: str
 ) -> list[monitor_pb2.SpanSummary]:
-    for _ in range(200):
+    async def found() -> list[monitor_pb2.SpanSummary]:
         try:
             response = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-            return list(response.spans)
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.NOT_FOUND
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"trace {trace_id} never reached the upstream")
+            raise AssertionError(f"trace {trace_id} never reached the upstream") from None
+        return list(response.spans)
+
+    return await eventually(found, interval=0.05)
 
 
 async def test_a_dead_upstream_never_slows_ingestion(settings: Settings) -> None:
@@ -347,16 +308,6 @@ async def test_otlp_over_http(monitor: Monitor) -> None:
     assert status == 400
     status, _, _ = await asyncio.to_thread(http_get, port, "/v1/traces")
     assert status == 405
-
-
-def samples(text: str) -> dict[str, float]:
-    """`name{labels}` -> value of every sample line of an exposition."""
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            found[key] = float(value)
-    return found
 
 
 async def test_metrics_endpoint_passes_promtool(monitor: Monitor) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 import pytest
@@ -30,7 +30,7 @@ from services.monitor.health import MB
 from services.monitor.server import MonitorServer, create_monitor_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.conftest import free_port
+from testkit import eventually, free_port
 
 SERVICE = "test-client"
 
@@ -43,14 +43,6 @@ async def monitor(settings: Settings) -> AsyncIterator[MonitorServer]:
     server = await create_monitor_server(fast, Telemetry("monitor", fast))
     yield server
     await server.stop(0)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Waits until `check` passes (the alert evaluator runs on its own timer)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -259,7 +251,7 @@ async def test_the_http_port_closes_with_the_server(settings: Settings) -> None:
     server = await create_monitor_server(settings, Telemetry("monitor", settings))
     port = server.http_port
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
-    await asyncio.sleep(0.05)  # Let the server accept it.
+    await eventually(lambda: server.http.open_connections == 1, what="the server accepted it")
     await server.stop(0)
     assert await asyncio.wait_for(idle_reader.read(), 2) == b""  # Closed, not left hanging.
     idle_writer.close()

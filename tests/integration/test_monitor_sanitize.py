@@ -35,17 +35,20 @@ from services.monitor import http
 from services.monitor.sanitize import MAX_NAME_CHARS
 from services.monitor.server import MonitorServer
 from shared.config import Settings
-from tests.integration.test_monitor_alerts import (
+from testkit import eventually
+from tests.integration.monitor_support import (
     NANOS,
     Monitor,
+    exchange,
     export,
+    get,
     kv,
     metrics_export,
+    read_reply,
+    samples,
     span,
     start_monitor,
 )
-from tests.integration.test_monitor_bounds import exchange, get, read_reply, until
-from tests.integration.test_monitor_collector import samples
 
 PROTOBUF = "application/x-protobuf"
 MiB = 1024 * 1024
@@ -290,7 +293,7 @@ async def test_a_gzip_bomb_is_refused_without_decoding_it(monitor: Monitor) -> N
     # Four bombs of 128 MiB, decoded one after the other (decoding never awaits): each stopped
     # one chunk past the bound, so at most about that much was held at once.
     assert peak - baseline < 3 * server.http.max_body
-    await until(lambda: server.http.budget.reserved == 0, "budget given back")
+    await eventually(lambda: server.http.budget.reserved == 0, what="budget given back")
     assert server.http.counters.too_large == 4
     values = await scrape(monitor)
     assert values['doppel_monitor_http_refused_total{reason="too_large"}'] == 4

@@ -12,14 +12,15 @@ import grpc
 import pytest
 
 from shared.config import Settings
-from tests.integration.test_monitor_alerts import (
+from tests.integration.monitor_support import (
+    OUTSIDE,
     Monitor,
+    export_from_another_process,
     metrics_export,
     render_calls,
     rss,
     start_monitor,
 )
-from tests.integration.test_monitor_collector import OUTSIDE, export_from_another_process
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,40 +9,25 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
-from shared.config import Settings
-from shared.redis_server import RedisServer
 from shared.screenplay_diff import compare_drafts
-from shared.telemetry import Telemetry
-from tests.unit.test_render_revisions import check_fdx_marks
+from testkit import InProcessStack
+from tests.unit.render_checks import check_fdx_marks
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def targets(settings: Settings, redis_server: RedisServer) -> AsyncIterator[dict[str, str]]:
-    base = settings.with_changes(redis_url=redis_server.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    yield {
-        "DOPPEL_SCRIPT_TARGET": f"127.0.0.1:{script.port}",
-        "DOPPEL_SCENE_TARGET": f"127.0.0.1:{scene.port}",
+def targets(stack: InProcessStack) -> dict[str, str]:
+    return {
+        "DOPPEL_SCRIPT_TARGET": stack.script_target,
+        "DOPPEL_SCENE_TARGET": stack.scene_target,
     }
-    for server in (script, scene, cache):
-        await server.stop(0)
 
 
 async def doppel(targets: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -27,28 +27,26 @@ from sqlalchemy.engine import URL
 
 from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import episode_pb2, library_pb2, scene_pb2_grpc, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
 from services.scene.fountain import parse_fountain
-from services.scene.server import create_scene_server
 from services.script.library import Library
 from services.script.revision_plan import revised_draft_id
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.screenplay_diff import compare_drafts
-from shared.telemetry import Telemetry
+from testkit import in_process_stack
 from tests.fakes.llm_support import llm_settings
-from tests.integration.test_library_service import refuse_draft_inserts_sql
-from tests.integration.test_scene_formats import FORMATS, check_document, render
-from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_revisions import (
+from tests.integration.library_samples import refuse_draft_inserts_sql
+from tests.integration.scene_support import FORMATS, check_document, render
+from tests.unit.render_checks import (
     check_fdx_marks,
     check_html_marks,
     check_pdf_marks,
     fdx_marked,
+    from_our_parser,
+    from_screenplain,
     pdf_pages,
 )
-from tests.unit.test_render_roundtrip import from_our_parser, from_screenplain
+from tests.unit.render_checks import parse as parse_html
 
 Stage = script_pb2.Stage
 LABELS = ["1", "2", "3", "3A", "4", "5", "6", "7", "8"]
@@ -66,25 +64,8 @@ async def studio(
     settings: Settings, redis: RedisServer, library: Library, **changes: Any
 ) -> AsyncIterator[Studio]:
     base = settings.with_changes(redis_url=redis.url, **changes)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config), library)
-    try:
-        async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as script_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{scene.port}") as scene_channel,
-        ):
-            yield Studio(
-                script_pb2_grpc.ScriptServiceStub(script_channel),
-                scene_pb2_grpc.SceneServiceStub(scene_channel),
-                library,
-            )
-    finally:
-        for server in (script, scene, cache):
-            await server.stop(0)
+    async with in_process_stack(base, library=library) as stack:
+        yield Studio(stack.script_stub, stack.scene_stub, library)
 
 
 @pytest.fixture

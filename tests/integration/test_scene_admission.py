@@ -27,7 +27,8 @@ from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.faults import set_faults
 from shared.telemetry import Telemetry
-from tests.integration.test_scene_service import make_episode, make_scene
+from testkit import episode as episode_of
+from testkit import eventually, numbered_scene, numbered_scenes
 
 PDF = scene_pb2.DOCUMENT_FORMAT_PDF
 FOUNTAIN = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
@@ -43,9 +44,9 @@ async def injected_delays(channel: grpc.aio.Channel) -> int:
 async def render_episode(
     stub: scene_pb2_grpc.SceneServiceStub, seed: int, document_format: int
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    episode = make_episode(2)
+    episode = episode_of(*numbered_scenes(2))
     episode.outline.title = f"The Moon Rent {seed}"  # Distinct documents: no cache hits.
-    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)  # type: ignore[arg-type]
+    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=document_format)
     chunks = [chunk async for chunk in stub.RenderEpisode(request)]
     return chunks[0].info, b"".join(chunk.data for chunk in chunks)
 
@@ -53,7 +54,7 @@ async def render_episode(
 async def render_scene(
     stub: scene_pb2_grpc.SceneServiceStub, seed: int, document_format: int
 ) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    request = scene_pb2.RenderSceneRequest(scene=make_scene(seed), format=document_format)  # type: ignore[arg-type]
+    request = scene_pb2.RenderSceneRequest(scene=numbered_scene(seed), format=document_format)
     response = await stub.RenderScene(request)
     return response.info, response.document
 
@@ -117,8 +118,11 @@ async def test_a_small_bound_refuses_the_call_past_it(settings: Settings) -> Non
             await set_faults(channel, {"render_delay_ms": STUCK_MS})
             first = asyncio.create_task(render_episode(stub, 1, PDF))
             second = asyncio.create_task(render_episode(stub, 2, PDF))
-            while await injected_delays(channel) < 2:
-                await asyncio.sleep(0.01)
+
+            async def both_stuck() -> bool:
+                return await injected_delays(channel) >= 2
+
+            await eventually(both_stuck, what="both renders stuck in the delay")
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await render_scene(stub, 3, PDF)
             assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

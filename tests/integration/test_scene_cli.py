@@ -17,15 +17,12 @@ import pytest
 from google.protobuf import json_format
 
 from doppel import cli
-from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
-from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_roundtrip import generated_episode
+from testkit import InProcessStack, generated_episode
+from tests.unit.render_checks import parse as parse_html
 
 
 def printed(output: str) -> dict[str, str]:
@@ -118,25 +115,9 @@ async def test_render_reports_a_refused_request(
 
 
 @pytest.fixture
-async def studio(
-    settings: Settings, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    base = settings.with_changes(redis_url=redis_server.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    for name, value in {
-        "DOPPEL_SCRIPT_TARGET": f"127.0.0.1:{script.port}",
-        "DOPPEL_SCENE_TARGET": f"127.0.0.1:{scene.port}",
-        "OTEL_SDK_DISABLED": "true",
-    }.items():
+async def studio(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
-    yield
-    for server in (script, scene, cache):
-        await server.stop(0)
 
 
 async def test_generate_with_format_writes_the_document_beside_the_json(

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import grpc
-import pypdf
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import episode_pb2, scene_pb2, scene_pb2_grpc
-from services.scene.fountain import parse_fountain, render_episode
-from services.scene.server import CHUNK_BYTES, create_scene_server
+from services.scene.fountain import render_episode
+from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from tests.integration.test_scene_service import collect, make_episode, make_scene
-from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_roundtrip import generated_episode
-
-FORMATS = {
-    "fountain": (scene_pb2.DOCUMENT_FORMAT_FOUNTAIN, "text/plain; charset=utf-8"),
-    "pdf": (scene_pb2.DOCUMENT_FORMAT_PDF, "application/pdf"),
-    "fdx": (scene_pb2.DOCUMENT_FORMAT_FDX, "application/xml"),
-    "html": (scene_pb2.DOCUMENT_FORMAT_HTML, "text/html; charset=utf-8"),
-}
+from testkit import episode as episode_of
+from testkit import generated_episode, numbered_scene, numbered_scenes
+from tests.integration.scene_support import FORMATS, check_document, collect, render
 
 
 @pytest.fixture
@@ -49,30 +39,6 @@ async def channel(scene_server: ServiceServer) -> AsyncIterator[grpc.aio.Channel
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> scene_pb2_grpc.SceneServiceStub:
     return scene_pb2_grpc.SceneServiceStub(channel)
-
-
-def check_document(name: str, data: bytes, page_count: int, has_title_page: bool) -> None:
-    """The bytes are a well-formed document of the format with the stated number of pages."""
-    extra = 1 if has_title_page else 0
-    if name == "fountain":
-        assert parse_fountain(data.decode("utf-8")).scenes
-    elif name == "pdf":
-        assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == page_count + extra
-    elif name == "fdx":
-        root = ET.fromstring(data)
-        assert root.tag == "FinalDraft" and root.find("Content/Paragraph") is not None
-    else:
-        pages = parse_html(data).root.find_all("section", "page")
-        assert len(pages) == page_count + extra
-
-
-async def render(
-    stub: scene_pb2_grpc.SceneServiceStub, episode: episode_pb2.Episode, name: str
-) -> tuple[scene_pb2.DocumentInfo, bytes]:
-    request = scene_pb2.RenderEpisodeRequest(episode=episode, format=FORMATS[name][0])  # type: ignore[arg-type]
-    info, data, chunks = await collect(stub, request)
-    assert all(len(chunk.data) <= CHUNK_BYTES for chunk in chunks)
-    return info, data
 
 
 async def test_a_generated_8_scene_episode_renders_in_all_four_formats(
@@ -95,7 +61,9 @@ async def test_a_generated_8_scene_episode_renders_in_all_four_formats(
 async def test_render_scene_in_every_format(
     stub: scene_pb2_grpc.SceneServiceStub, name: str
 ) -> None:
-    request = scene_pb2.RenderSceneRequest(scene=make_scene(2, lines=80), format=FORMATS[name][0])  # type: ignore[arg-type]
+    request = scene_pb2.RenderSceneRequest(
+        scene=numbered_scene(2, lines=80), format=FORMATS[name][0]
+    )
     response = await stub.RenderScene(request)
     assert response.info.media_type == FORMATS[name][1]
     # Heading and action (4 lines), then 80 speeches of cue, two wrapped lines and a blank.
@@ -105,7 +73,7 @@ async def test_render_scene_in_every_format(
 
 def hard_episode() -> episode_pb2.Episode:
     """Unicode names, very long lines and words, empty scenes, within the request limits."""
-    episode = make_episode(3, lines=4)
+    episode = episode_of(*numbered_scenes(3, 4))
     first = episode.scenes[0]
     first.elements.add(
         dialogue=episode_pb2.DialogueLine(
@@ -127,7 +95,7 @@ async def test_hard_input_renders_in_every_format(
     info, data = await render(stub, hard_episode(), name)
     check_document(name, data, info.page_count, has_title_page=True)
     assert info.page_count >= 5
-    big, big_data = await render(stub, make_episode(200, lines=3), name)
+    big, big_data = await render(stub, episode_of(*numbered_scenes(200, 3)), name)
     check_document(name, big_data, big.page_count, has_title_page=True)
     assert big.page_count == 58  # The same count for every format.
 
@@ -137,16 +105,18 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
     stub: scene_pb2_grpc.SceneServiceStub, name: str
 ) -> None:
     document_format = FORMATS[name][0]
-    too_long = make_episode(1)
+    too_long = episode_of(*numbered_scenes(1))
     too_long.scenes[0].elements[0].action.text = "x" * 10_001
     bad = [
-        (scene_pb2.RenderEpisodeRequest(format=document_format), "episode is required"),  # type: ignore[arg-type]
+        (scene_pb2.RenderEpisodeRequest(format=document_format), "episode is required"),
         (
-            scene_pb2.RenderEpisodeRequest(episode=too_long, format=document_format),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(episode=too_long, format=document_format),
             "episode.scenes[0].elements[0].action.text is 10001 characters; the limit is 10000",
         ),
         (
-            scene_pb2.RenderEpisodeRequest(episode=make_episode(501, 0), format=document_format),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(
+                episode=episode_of(*numbered_scenes(501, 0)), format=document_format
+            ),
             "episode.scenes has 501 scenes; the limit is 500",
         ),
     ]
@@ -155,7 +125,7 @@ async def test_bad_requests_are_invalid_argument_in_every_format(
             await collect(stub, request)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert expected in (caught.value.details() or "")
-    info, data = await render(stub, make_episode(1), name)  # Still serving.
+    info, data = await render(stub, episode_of(*numbered_scenes(1)), name)  # Still serving.
     check_document(name, data, info.page_count, has_title_page=True)
 
 
@@ -182,9 +152,11 @@ async def test_costly_formats_render_off_the_event_loop_within_the_cap(settings:
             stub = scene_pb2_grpc.SceneServiceStub(channel)
             for name in ("pdf", "fdx", "html"):  # Even a small one is capped: it runs in a thread.
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await render(stub, make_episode(2), name)
+                    await render(stub, episode_of(*numbered_scenes(2)), name)
                 assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-            info, data = await render(stub, make_episode(2), "fountain")  # Inline, unaffected.
+            info, data = await render(
+                stub, episode_of(*numbered_scenes(2)), "fountain"
+            )  # Inline, unaffected.
             check_document("fountain", data, info.page_count, has_title_page=True)
     finally:
         await server.stop(0)
@@ -193,13 +165,13 @@ async def test_costly_formats_render_off_the_event_loop_within_the_cap(settings:
 async def test_a_long_pdf_render_does_not_block_other_calls(
     stub: scene_pb2_grpc.SceneServiceStub, channel: grpc.aio.Channel
 ) -> None:
-    big = asyncio.ensure_future(render(stub, make_episode(400, lines=20), "pdf"))
+    big = asyncio.ensure_future(render(stub, episode_of(*numbered_scenes(400, 20)), "pdf"))
     health = health_pb2_grpc.HealthStub(channel)
     answered = 0
     while not big.done() and answered < 50:
         response = await health.Check(health_pb2.HealthCheckRequest())
         assert response.status == health_pb2.HealthCheckResponse.SERVING
-        small = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=make_scene(1)))
+        small = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=numbered_scene(1)))
         assert small.info.page_count == 1
         answered += 1
     assert answered >= 2  # Calls were answered while the big render was still running.
@@ -209,13 +181,13 @@ async def test_a_long_pdf_render_does_not_block_other_calls(
 
 async def test_client_deadline_is_honoured(stub: scene_pb2_grpc.SceneServiceStub) -> None:
     request = scene_pb2.RenderEpisodeRequest(
-        episode=make_episode(300, lines=20), format=scene_pb2.DOCUMENT_FORMAT_PDF
+        episode=episode_of(*numbered_scenes(300, 20)), format=scene_pb2.DOCUMENT_FORMAT_PDF
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in stub.RenderEpisode(request, timeout=0.05):
             pass
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    info, _ = await render(stub, make_episode(1), "pdf")
+    info, _ = await render(stub, episode_of(*numbered_scenes(1)), "pdf")
     assert info.page_count == 1
 
 

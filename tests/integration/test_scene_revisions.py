@@ -25,16 +25,17 @@ from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
-from tests.integration.test_scene_formats import FORMATS, check_document, render
-from tests.unit.revision_drafts import RevisedDraft, first_draft, revise
-from tests.unit.test_render_html import parse as parse_html
-from tests.unit.test_render_revisions import (
+from tests.integration.scene_support import FORMATS, check_document, render
+from tests.unit.render_checks import (
     check_fdx_marks,
     check_html_marks,
     check_pdf_marks,
+    from_our_parser,
+    from_screenplain,
     pdf_pages,
 )
-from tests.unit.test_render_roundtrip import from_our_parser, from_screenplain
+from tests.unit.render_checks import parse as parse_html
+from tests.unit.revision_drafts import RevisedDraft, first_draft, revise
 
 HEADER = "Blue Revision (2026-11-03)"
 
@@ -130,13 +131,13 @@ async def test_bad_revision_fields_are_invalid_argument(
     stub: scene_pb2_grpc.SceneServiceStub, draft: RevisedDraft, name: str
 ) -> None:
     cases = []
-    bad_label = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])  # type: ignore[arg-type]
+    bad_label = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])
     bad_label.episode.scenes[3].number_label = "3A #9#"
     cases.append((bad_label, "episode.scenes[3].number_label '3A #9#' is not a scene number"))
-    unknown_set = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])  # type: ignore[arg-type]
+    unknown_set = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])
     unknown_set.episode.scenes[1].revision_marks[0].revision_id = 4
     cases.append((unknown_set, "revision_id 4 is not in episode.revision.sets"))
-    hostile_colour = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])  # type: ignore[arg-type]
+    hostile_colour = scene_pb2.RenderEpisodeRequest(episode=draft.revised, format=FORMATS[name][0])
     hostile_colour.episode.revision.sets[0].color_hex = "red</style><script>"
     cases.append((hostile_colour, "episode.revision.sets[0].color_hex"))
     for request, expected in cases:

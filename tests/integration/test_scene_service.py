@@ -19,44 +19,11 @@ from services.scene.server import CHUNK_BYTES, SERVICE_NAME, create_scene_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import episode as episode_of
+from testkit import numbered_scene, numbered_scenes
+from tests.integration.scene_support import collect
 
 FOUNTAIN = scene_pb2.DOCUMENT_FORMAT_FOUNTAIN
-
-
-def make_scene(index: int, lines: int = 3, act: str = "Act One") -> episode_pb2.Scene:
-    elements = [episode_pb2.ScriptElement(action=episode_pb2.ActionLine(text=f"Beat {index}."))]
-    for i in range(lines):
-        speaker = ("Ricky", "Zoë")[i % 2]
-        elements.append(
-            episode_pb2.ScriptElement(
-                dialogue=episode_pb2.DialogueLine(
-                    character=speaker, text=f"Line {i} of scene {index}, with a few more words."
-                )
-            )
-        )
-    return episode_pb2.Scene(
-        index=index,
-        number=index + 1,
-        act=act,
-        slugline=episode_pb2.Slugline(placement=1, location=f"set {index}", time_of_day="DAY"),
-        elements=elements,
-    )
-
-
-def make_episode(scenes: int, lines: int = 3) -> episode_pb2.Episode:
-    return episode_pb2.Episode(
-        writer="procedural",
-        show=episode_pb2.Show(title="I Love Lucy"),
-        outline=episode_pb2.Outline(title="The Moon Rent"),
-        scenes=[make_scene(i, lines) for i in range(scenes)],
-    )
-
-
-async def collect(
-    stub: scene_pb2_grpc.SceneServiceStub, request: scene_pb2.RenderEpisodeRequest
-) -> tuple[scene_pb2.DocumentInfo, bytes, list[scene_pb2.RenderChunk]]:
-    chunks = [chunk async for chunk in stub.RenderEpisode(request)]
-    return chunks[0].info, b"".join(chunk.data for chunk in chunks), chunks
 
 
 def assert_info_matches(info: scene_pb2.DocumentInfo, data: bytes) -> None:
@@ -89,7 +56,7 @@ def stub(channel: grpc.aio.Channel) -> scene_pb2_grpc.SceneServiceStub:
 async def test_render_scene_returns_the_document_and_its_info(
     stub: scene_pb2_grpc.SceneServiceStub,
 ) -> None:
-    response = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=make_scene(4)))
+    response = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=numbered_scene(4)))
     assert_info_matches(response.info, response.document)
     text = response.document.decode("utf-8")
     assert text.startswith("INT. SET 4 - DAY #5#\n")
@@ -99,7 +66,8 @@ async def test_render_scene_returns_the_document_and_its_info(
 
 async def test_render_episode_streams_info_first(stub: scene_pb2_grpc.SceneServiceStub) -> None:
     info, data, chunks = await collect(
-        stub, scene_pb2.RenderEpisodeRequest(episode=make_episode(3), format=FOUNTAIN)
+        stub,
+        scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(3)), format=FOUNTAIN),
     )
     assert_info_matches(info, data)
     assert len(chunks) == 1  # A small episode fits in the first chunk.
@@ -111,7 +79,7 @@ async def test_render_episode_streams_info_first(stub: scene_pb2_grpc.SceneServi
 async def test_large_episode_arrives_in_chunks_of_at_most_64_kib(
     stub: scene_pb2_grpc.SceneServiceStub,
 ) -> None:
-    episode = make_episode(120, lines=40)  # Over 50 scenes: rendered in a worker thread.
+    episode = episode_of(*numbered_scenes(120, 40))  # Over 50 scenes: rendered in a worker thread.
     info, data, chunks = await collect(stub, scene_pb2.RenderEpisodeRequest(episode=episode))
     assert_info_matches(info, data)
     assert len(data) > 2 * CHUNK_BYTES
@@ -126,24 +94,24 @@ async def test_large_episode_arrives_in_chunks_of_at_most_64_kib(
 async def test_identical_requests_give_identical_documents(
     stub: scene_pb2_grpc.SceneServiceStub,
 ) -> None:
-    request = scene_pb2.RenderEpisodeRequest(episode=make_episode(2))
+    request = scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(2)))
     first = await collect(stub, request)
     second = await collect(stub, request)
     assert first[1] == second[1] and first[0] == second[0]
-    changed = make_episode(2)
+    changed = episode_of(*numbered_scenes(2))
     changed.scenes[0].elements[0].action.text = "A different beat."
     third = await collect(stub, scene_pb2.RenderEpisodeRequest(episode=changed))
     assert third[0].content_hash != first[0].content_hash
 
 
 def too_many_elements() -> episode_pb2.Episode:
-    episode = make_episode(2)
+    episode = episode_of(*numbered_scenes(2))
     episode.scenes[1].elements.extend(episode.scenes[1].elements[:1] * 2001)
     return episode
 
 
 def long_line() -> episode_pb2.Episode:
-    episode = make_episode(1)
+    episode = episode_of(*numbered_scenes(1))
     episode.scenes[0].elements[0].action.text = "x" * 20_000
     return episode
 
@@ -153,11 +121,11 @@ def long_line() -> episode_pb2.Episode:
     [
         (scene_pb2.RenderEpisodeRequest(), "episode is required"),
         (
-            scene_pb2.RenderEpisodeRequest(episode=make_episode(1), format=42),  # type: ignore[arg-type]
+            scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(1)), format=42),
             "format 42 is not a known DocumentFormat",
         ),
         (
-            scene_pb2.RenderEpisodeRequest(episode=make_episode(600, lines=0)),
+            scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(600, 0))),
             "episode.scenes has 600 scenes; the limit is 500",
         ),
         (
@@ -180,7 +148,9 @@ async def test_bad_episode_requests_are_invalid_argument(
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert expected in (caught.value.details() or "")
     # The server keeps serving.
-    info, data, _ = await collect(stub, scene_pb2.RenderEpisodeRequest(episode=make_episode(1)))
+    info, data, _ = await collect(
+        stub, scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(1)))
+    )
     assert_info_matches(info, data)
 
 
@@ -189,16 +159,16 @@ async def test_bad_episode_requests_are_invalid_argument(
     [
         (scene_pb2.RenderSceneRequest(), "scene is required"),
         (
-            scene_pb2.RenderSceneRequest(scene=make_scene(0), format=-1),  # type: ignore[arg-type]
+            scene_pb2.RenderSceneRequest(scene=numbered_scene(0), format=-1),
             "format -1 is not a known DocumentFormat",
         ),
         (
-            scene_pb2.RenderSceneRequest(scene=make_scene(0, lines=2001)),
+            scene_pb2.RenderSceneRequest(scene=numbered_scene(0, lines=2001)),
             "scene.elements has 2002 elements; the limit is 2000",
         ),
         (
             scene_pb2.RenderSceneRequest(
-                scene=make_scene(0), cast=[episode_pb2.Character(name="Z" * 10_001)]
+                scene=numbered_scene(0), cast=[episode_pb2.Character(name="Z" * 10_001)]
             ),
             "cast[0].name is 10001 characters",
         ),
@@ -213,12 +183,12 @@ async def test_bad_scene_requests_are_invalid_argument(
         await stub.RenderScene(request_message)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert expected in (caught.value.details() or "")
-    response = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=make_scene(1)))
+    response = await stub.RenderScene(scene_pb2.RenderSceneRequest(scene=numbered_scene(1)))
     assert response.info.page_count == 1
 
 
 async def test_text_at_the_limit_is_accepted(stub: scene_pb2_grpc.SceneServiceStub) -> None:
-    episode = make_episode(1)
+    episode = episode_of(*numbered_scenes(1))
     episode.scenes[0].elements[0].action.text = "word " * 2000  # 10,000 characters.
     info, data, _ = await collect(stub, scene_pb2.RenderEpisodeRequest(episode=episode))
     assert_info_matches(info, data)
@@ -248,11 +218,15 @@ async def test_render_time_cap_gives_deadline_exceeded(settings: Settings) -> No
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = scene_pb2_grpc.SceneServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await collect(stub, scene_pb2.RenderEpisodeRequest(episode=make_episode(60)))
+                await collect(
+                    stub, scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(60)))
+                )
             assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             assert "rendering did not finish" in (caught.value.details() or "")
             # Small renders run inline and are not affected.
-            small = await collect(stub, scene_pb2.RenderEpisodeRequest(episode=make_episode(2)))
+            small = await collect(
+                stub, scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(2)))
+            )
             assert_info_matches(small[0], small[1])
     finally:
         await server.stop(0)
@@ -268,7 +242,7 @@ async def test_render_span_carries_counts_and_cache_hits(settings: Settings) -> 
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = scene_pb2_grpc.SceneServiceStub(channel)
-            request = scene_pb2.RenderEpisodeRequest(episode=make_episode(3))
+            request = scene_pb2.RenderEpisodeRequest(episode=episode_of(*numbered_scenes(3)))
             first = await collect(stub, request)
             await collect(stub, request)
         telemetry.force_flush()

@@ -17,13 +17,8 @@ from services.scene.render import PDF
 from services.scene.server import create_scene_server
 from shared.config import Settings
 from shared.telemetry import Telemetry
-from tests.unit.test_fountain import action, line, scene
-from tests.unit.test_render_pdf_threads import (
-    LATIN_EXTENDED_A,
-    NAMES,
-    PHRASES,
-    dense_thread_switching,
-)
+from testkit import action, line, scene
+from tests.unit.render_checks import LATIN_EXTENDED_A, NAMES, PHRASES, dense_thread_switching
 
 SCENES = 120
 CLIENT_CONCURRENCY = 16  # Under the gate's workers + queue: no call is refused.

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +25,14 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
 from services.monitor.server import create_monitor_server
 from services.scene.fountain import parse_fountain
-from services.scene.server import create_scene_server
 from services.script.pipeline import regenerated_id
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import eventually, in_process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 Stage = script_pb2.Stage
@@ -55,13 +52,7 @@ class Room:
 async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Room]:
     base = settings.with_changes(redis_url=redis_server.url)
     monitor = await create_monitor_server(base, Telemetry("monitor", base))
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}",
-        scene_target=f"127.0.0.1:{scene.port}",
-        monitor_target=f"127.0.0.1:{monitor.port}",
-    )
+    config = base.with_changes(monitor_target=f"127.0.0.1:{monitor.port}")
     exporting = config.with_changes(
         telemetry_disabled=False,
         otlp_endpoint=f"http://127.0.0.1:{monitor.port}",
@@ -69,19 +60,21 @@ async def room(settings: Settings, redis_server: RedisServer) -> AsyncIterator[R
     )
     metrics = InMemoryMetricReader()
     telemetry = Telemetry("script", exporting, metric_readers=[metrics])
-    script = await create_script_server(config, telemetry)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
-        stub = script_pb2_grpc.ScriptServiceStub(channel)
-        yield Room(config, script, monitor, stub, telemetry, metrics)
-    for server in (script, scene, cache, monitor):
-        await server.stop(0)
+    with_readers = {"script": telemetry}
+
+    def telemetry_of(name: str, settings: Settings) -> Telemetry:
+        return with_readers.get(name) or Telemetry(name, settings)
+
+    async with in_process_stack(config, telemetry=telemetry_of) as stack:
+        yield Room(stack.settings, stack.script, monitor, stack.script_stub, telemetry, metrics)
+    await monitor.stop(0)
     await asyncio.to_thread(telemetry.shutdown)
 
 
 def _request(**fields: object) -> script_pb2.GenerateEpisodeRequest:
     values: dict[str, object] = {"show": "I Love Lucy", "setting": "a Mars colony in 2157"}
     values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)  # type: ignore[arg-type]
+    return script_pb2.GenerateEpisodeRequest(**values)
 
 
 async def _generate(
@@ -99,20 +92,18 @@ def _spoken(fountain: str) -> list[str]:
 async def _trace(room: Room, trace_id: str, names: set[str]) -> list[monitor_pb2.SpanSummary]:
     """The spans of a trace once every wanted span name has reached the monitor."""
     await asyncio.to_thread(room.telemetry.force_flush)
-    deadline = time.monotonic() + 30
-    spans: list[monitor_pb2.SpanSummary] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{room.monitor.port}") as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        while time.monotonic() < deadline:
+
+        async def every_name() -> list[monitor_pb2.SpanSummary]:
             try:
                 response = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-                spans = list(response.spans)
             except grpc.aio.AioRpcError:
-                spans = []
-            if names <= {span.name for span in spans}:
-                break
-            await asyncio.sleep(0.1)
-    return spans
+                return []
+            spans = list(response.spans)
+            return spans if names <= {span.name for span in spans} else []
+
+        return await eventually(every_name, timeout=30, interval=0.1, what=f"spans {names}")
 
 
 async def test_the_final_script_carries_the_rewritten_lines(room: Room) -> None:
@@ -250,7 +241,7 @@ async def test_bad_regenerate_requests_are_refused(
     _, original = await _generate(room, seed=33, scene_count=3)
     values: dict[str, object] = {"episode_id": original.id, "scene_index": 0, "notes": "ok"}
     values.update(fields)
-    message = script_pb2.RegenerateSceneRequest(**values)  # type: ignore[arg-type]
+    message = script_pb2.RegenerateSceneRequest(**values)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await room.stub.RegenerateScene(message)
     assert raised.value.code() is code

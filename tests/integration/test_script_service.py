@@ -17,13 +17,12 @@ from doppelganger.v1 import (
     script_pb2,
     script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit import in_process_stack
 
 Stage = script_pb2.Stage
 
@@ -36,31 +35,15 @@ class Studio:
     cache_stub: cache_pb2_grpc.CacheServiceStub
 
 
-async def start(name: str, factory, settings: Settings) -> ServiceServer:  # type: ignore[no-untyped-def]
+async def start(name: str, factory, settings: Settings) -> ServiceServer:
     return await factory(settings, Telemetry(name, settings))
 
 
 @pytest.fixture
 async def studio(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Studio]:
     base = settings.with_changes(redis_url=redis_server.url)
-    cache = await start("cache", create_cache_server, base)
-    scene = await start("scene", create_scene_server, base)
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await start("script", create_script_server, config)
-    async with (
-        grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as script_channel,
-        grpc.aio.insecure_channel(f"127.0.0.1:{cache.port}") as cache_channel,
-    ):
-        yield Studio(
-            config,
-            script,
-            script_pb2_grpc.ScriptServiceStub(script_channel),
-            cache_pb2_grpc.CacheServiceStub(cache_channel),
-        )
-    for server in (script, scene, cache):
-        await server.stop(0)
+    async with in_process_stack(base) as stack:
+        yield Studio(stack.settings, stack.script, stack.script_stub, stack.cache_stub)
 
 
 def request(**fields: object) -> script_pb2.GenerateEpisodeRequest:
@@ -68,7 +51,7 @@ def request(**fields: object) -> script_pb2.GenerateEpisodeRequest:
         "show": "I Love Lucy", "setting": "a Mars colony in 2157", "scene_count": 3, "seed": 7,
     }  # fmt: skip
     values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)  # type: ignore[arg-type]
+    return script_pb2.GenerateEpisodeRequest(**values)
 
 
 async def collect(

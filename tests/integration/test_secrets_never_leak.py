@@ -19,14 +19,12 @@ import pytest
 from google.protobuf import json_format
 
 from bench.llm_server import LLMServer
-from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
+from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2
 from services.monitor.server import create_monitor_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from testkit import eventually, in_process_stack
 from tests.fakes.llm_support import TEST_KEY, llm_settings
 
 BEARER_TOKEN = "doppel-bearer-9d41c7e2b6a8"
@@ -36,15 +34,17 @@ SECRETS = (TEST_KEY, BEARER_TOKEN)
 async def wait_for_trace(
     stub: monitor_pb2_grpc.MonitorServiceStub, trace_id: str, services: set[str]
 ) -> monitor_pb2.GetTraceResponse:
-    for _ in range(150):
+    async def complete() -> monitor_pb2.GetTraceResponse | None:
         try:
             found = await stub.GetTrace(monitor_pb2.GetTraceRequest(trace_id=trace_id))
-            if services <= {span.service for span in found.spans}:
-                return found
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.NOT_FOUND
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"trace {trace_id} never reached the monitor from {services}")
+            return None
+        return found if services <= {span.service for span in found.spans} else None
+
+    return await eventually(
+        complete, timeout=15, interval=0.1, what=f"trace {trace_id} from {services}"
+    )
 
 
 def http_text(port: int, path: str) -> str:
@@ -68,19 +68,14 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
             auth_token=BEARER_TOKEN,
             refinement_rounds=0,
         )  # fmt: skip
-        cache = await create_cache_server(config, Telemetry("cache", config))
-        scene = await create_scene_server(config, Telemetry("scene", config))
-        wired = config.with_changes(
-            cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-        )
-        script = await create_script_server(wired, Telemetry("script", wired))
         refusals: list[str] = []
         try:
             async with (
-                grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel,
+                in_process_stack(config) as stack,
                 grpc.aio.insecure_channel(f"127.0.0.1:{monitor.port}") as monitor_channel,
             ):
-                stub = script_pb2_grpc.ScriptServiceStub(channel)
+                script, scene, cache = stack.script, stack.scene, stack.cache
+                stub = stack.script_stub
                 request = script_pb2.GenerateEpisodeRequest(
                     show="I Love Lucy", setting="a Mars colony in 2157", scene_count=3,
                     seed=11, writer="anthropic",
@@ -101,7 +96,7 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
                 )
                 for server in (script, scene, cache):
                     server.telemetry.force_flush()
-                await asyncio.sleep(0.5)
+                await monitor.state.queue.settled()  # Every export it accepted is applied.
                 captured = [
                     json_format.MessageToJson(trace),
                     json_format.MessageToJson(
@@ -119,8 +114,7 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
                 for path in ("/metrics", "/api/health", "/api/operations", "/api/traces?limit=50"):
                     captured.append(await asyncio.to_thread(http_text, monitor.http_port, path))
         finally:
-            for server in (script, scene, cache, monitor):
-                await server.stop(0)
+            await monitor.stop(0)
     logs = "\n".join(
         f"{record.getMessage()} {record.exc_text or ''} {record.args!r}"
         for record in caplog.records

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import grpc
 import redis
@@ -20,16 +19,10 @@ from bench.llm_server import LLMServer, Received, max_in_window
 from bench.suites.quota import closed_loop, episode_request, shared_quota_stack
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from shared.redis_server import RedisServer
+from testkit import eventually
 from tests.fakes.llm_support import generate_retrying
 
 Stage = script_pb2.Stage
-
-
-async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def accepted(received: list[Received], start: float = 0.0, end: float = float("inf")) -> int:
@@ -74,22 +67,30 @@ async def test_redis_stopped_mid_run_each_replica_keeps_to_its_share_then_rejoin
             closed_loop([replica.address for replica in replicas], 2, lambda: done)
         )
         try:
-            await wait_for(lambda: accepted(provider.received) >= 12, 120, "the shared run")
+            await eventually(
+                lambda: accepted(provider.received) >= 12, timeout=120, what="the shared run"
+            )
             store.halt()
             stopped_at = time.monotonic()
-            await wait_for(
-                lambda: accepted(provider.received, stopped_at) >= 20, 120, "the fallback run"
+            await eventually(
+                lambda: accepted(provider.received, stopped_at) >= 20,
+                timeout=120,
+                what="the fallback run",
             )
             store.start()
             restarted_at = time.monotonic()
             keys = redis.Redis.from_url(store.url)
-            await wait_for(
-                lambda: bool(keys.keys("doppel:v1:{rl:anthropic:*")), 60, "the shared limiter"
+            await eventually(
+                lambda: bool(keys.keys("doppel:v1:{rl:anthropic:*")),
+                timeout=60,
+                what="the shared limiter",
             )
             keys.close()
             rejoined_at = time.monotonic()
-            await wait_for(
-                lambda: accepted(provider.received, rejoined_at) >= 10, 120, "the shared run again"
+            await eventually(
+                lambda: accepted(provider.received, rejoined_at) >= 10,
+                timeout=120,
+                what="the shared run again",
             )
         finally:
             done = True

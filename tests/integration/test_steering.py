@@ -5,23 +5,17 @@ written again), a cast of their own, and bad input refused with the field named.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, episode_pb2, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script import catalog
 from services.script.library import open_library
 from services.script.premise import mentioned, premise_elements, scene_texts
-from services.script.server import create_script_server
 from shared.config import Settings
-from shared.redis_server import RedisServer
-from shared.server import ServiceServer
-from shared.telemetry import Telemetry
+from testkit import InProcessStack
 
 PREMISE = (
     "Lucy wants to sing at the colony's anniversary gala, but Ricky has hired a famous tenor "
@@ -37,29 +31,12 @@ class Studio:
 
 
 @pytest.fixture
-async def studio(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Studio]:
-    base = settings.with_changes(redis_url=redis_server.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script: ServiceServer = await create_script_server(config, Telemetry("script", config))
-    async with (
-        grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as script_channel,
-        grpc.aio.insecure_channel(f"127.0.0.1:{cache.port}") as cache_channel,
-    ):
-        yield Studio(
-            script_pb2_grpc.ScriptServiceStub(script_channel),
-            cache_pb2_grpc.CacheServiceStub(cache_channel),
-            config,
-        )
-    for server in (script, scene, cache):
-        await server.stop(0)
+def studio(stack: InProcessStack) -> Studio:
+    return Studio(stack.script_stub, stack.cache_stub, stack.settings)
 
 
 async def _generate(studio: Studio, **fields: object) -> episode_pb2.Episode:
-    request = script_pb2.GenerateEpisodeRequest(**fields)  # type: ignore[arg-type]
+    request = script_pb2.GenerateEpisodeRequest(**fields)
     events = [event async for event in studio.stub.GenerateEpisode(request)]
     assert events[-1].HasField("episode")
     return events[-1].episode

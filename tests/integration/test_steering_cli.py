@@ -9,33 +9,18 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
-from shared.config import Settings
-from shared.redis_server import RedisServer
-from shared.telemetry import Telemetry
+from testkit import InProcessStack
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def script_target(settings: Settings, redis_server: RedisServer) -> AsyncIterator[str]:
-    base = settings.with_changes(redis_url=redis_server.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    yield f"127.0.0.1:{script.port}"
-    for server in (script, scene, cache):
-        await server.stop(0)
+def script_target(stack: InProcessStack) -> str:
+    return stack.script_target
 
 
 async def _doppel(target: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ must report what it dropped, not lose it silently.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -19,6 +18,7 @@ from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry, final_flush_seconds
+from testkit import eventually
 
 BURST = 20_000
 
@@ -57,12 +57,12 @@ async def wait_for(
     predicate: Callable[[monitor_pb2.HealthReport], bool],
     timeout: float = 30,
 ) -> monitor_pb2.HealthReport:
-    deadline = time.monotonic() + timeout
-    report = await health(monitor)
-    while not predicate(report) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    async def report_once_met() -> monitor_pb2.HealthReport:
         report = await health(monitor)
-    return report
+        assert predicate(report), report
+        return report
+
+    return await eventually(report_once_met, timeout=timeout, interval=0.1)
 
 
 async def test_a_burst_arrives_whole(settings: Settings, monitor: ServiceServer) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from shared.config import ConfigError, Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer, create_channel
 from shared.telemetry import Telemetry, trace_id_hex
+from testkit import eventually
 from tests.tls_certs import TlsFiles, make_tls_files
 
 SETTING = "a lighthouse that only speaks TLS"  # Free text no other test asks for: fresh cache keys.
@@ -291,28 +291,31 @@ async def test_spans_and_metrics_reach_the_monitor_over_mutual_tls(studio: Studi
 async def wait_for_trace(studio: Studio, trace_id: str, wanted: set[str]) -> set[str]:
     """Services with spans in the trace, asked of the monitor over mutual TLS until all came."""
     request = monitor_pb2.GetTraceRequest(trace_id=trace_id)
-    seen: set[str] = set()
-    deadline = time.monotonic() + 30
     async with security.secure_channel(address(studio.monitor), studio.client) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        while not wanted <= seen and time.monotonic() < deadline:
+
+        async def all_came() -> set[str]:
             try:
                 seen = {span.service for span in (await stub.GetTrace(request)).spans}
             except grpc.aio.AioRpcError as error:
                 assert error.code() == grpc.StatusCode.NOT_FOUND  # Not arrived yet.
-            await asyncio.sleep(0.1)
-    return seen
+                seen = set()
+            assert wanted <= seen, f"spans from {seen}, not yet from all of {wanted}"
+            return seen
+
+        return await eventually(all_came, timeout=30, interval=0.1)
 
 
 async def wait_for_stats(studio: Studio, wanted: set[str]) -> set[str]:
     """Services whose process metrics (OTLP metrics) the monitor reports, until all came."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + 30
-    while not wanted <= seen and time.monotonic() < deadline:
+
+    async def all_came() -> set[str]:
         report = await get_health(address(studio.monitor), studio.client)
         seen = {row.service for row in report.service_stats if row.memory_rss_bytes > 0}
-        await asyncio.sleep(0.1)
-    return seen
+        assert wanted <= seen, f"stats from {seen}, not yet from all of {wanted}"
+        return seen
+
+    return await eventually(all_came, timeout=30, interval=0.1)
 
 
 # Configuration errors ----------------------------------------------------------------------------

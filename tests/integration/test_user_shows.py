@@ -123,7 +123,7 @@ def world_text(episode: episode_pb2.Episode) -> str:
 async def generate(
     stub: script_pb2_grpc.ScriptServiceStub, **fields: object
 ) -> episode_pb2.Episode:
-    request = script_pb2.GenerateEpisodeRequest(**fields)  # type: ignore[arg-type]
+    request = script_pb2.GenerateEpisodeRequest(**fields)
     events = [event async for event in stub.GenerateEpisode(request)]
     assert events[-1].HasField("episode")
     return events[-1].episode

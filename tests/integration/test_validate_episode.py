@@ -9,7 +9,6 @@ happened "through the window". `doppel validate` flags each, with its scene.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +19,11 @@ from google.protobuf import json_format
 from bench.craft_faults import heading_action, original_name, self_naming
 from doppel import cli
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc
-from services.cache.server import create_cache_server
 from services.scene.fdx import write_fdx
 from services.scene.fountain import render_episode
 from services.scene.screenplay import Screenplay
-from services.scene.server import create_scene_server
-from services.script.server import create_script_server
 from services.script.validate_service import MAX_CONTENT_BYTES
-from shared.config import Settings
-from shared.redis_server import RedisServer
-from shared.telemetry import Telemetry
-from tests.unit.episode_drafts import draft_episode
+from testkit import InProcessStack, draft_episode
 
 Severity = episode_pb2.Severity
 
@@ -41,22 +34,10 @@ class Room:
 
 
 @pytest.fixture
-async def room(
-    settings: Settings, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Room]:
-    base = settings.with_changes(redis_url=redis_server.url)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    config = base.with_changes(
-        cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-    )
-    script = await create_script_server(config, Telemetry("script", config))
-    monkeypatch.setenv("DOPPEL_SCRIPT_TARGET", f"127.0.0.1:{script.port}")
+async def room(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> Room:
+    monkeypatch.setenv("DOPPEL_SCRIPT_TARGET", stack.script_target)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{script.port}") as channel:
-        yield Room(script_pb2_grpc.ScriptServiceStub(channel))
-    for server in (script, scene, cache):
-        await server.stop(0)
+    return Room(stack.script_stub)
 
 
 async def _generated(room: Room) -> episode_pb2.Episode:
@@ -246,7 +227,7 @@ async def test_bad_requests_are_refused_naming_the_field(
     room: Room, fields: dict[str, object], code: grpc.StatusCode, words: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await room.stub.ValidateEpisode(script_pb2.ValidateEpisodeRequest(**fields))  # type: ignore[arg-type]
+        await room.stub.ValidateEpisode(script_pb2.ValidateEpisodeRequest(**fields))
     assert caught.value.code() == code
     assert words in (caught.value.details() or "")
 

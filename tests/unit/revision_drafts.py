@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from doppelganger.v1 import episode_pb2, library_pb2
 from shared.revisions import label_after, next_revision_set
 from shared.screenplay_diff import compare_drafts, mark_revisions
-from tests.unit.test_fountain import action, line, scene, transition
-from tests.unit.test_render_roundtrip import generated_episode
+from testkit import action, generated_episode, line, scene, transition
 
 LONG_SPEECH = " ".join(f"This is sentence {n} of a speech that will not end." for n in range(40))
 REVISION_DATE = "2026-11-03"

@@ -13,6 +13,7 @@ from services.script.continuity import continuity_pass, read_notes
 from services.script.ledger import build_ledger
 from services.script.script_text import read_scene
 from services.script.writing import StoryContext
+from testkit import draft_episode
 from tests.unit.craft_scripts import (
     CAST,
     EXT,
@@ -25,7 +26,7 @@ from tests.unit.craft_scripts import (
     say,
     scene,
 )
-from tests.unit.episode_drafts import WRITER, copy, draft_episode
+from tests.unit.episode_drafts import WRITER, copy
 
 TRACER = trace.NoOpTracer()
 CONTEXT = StoryContext(

@@ -11,7 +11,7 @@ from doppelganger.v1 import episode_pb2
 from services.script import catalog
 from services.script.checks import run_checks
 from services.script.validation import validate_episode
-from tests.unit.episode_drafts import draft_episode
+from testkit import draft_episode
 
 SETTING = "mars-colony-2157"
 

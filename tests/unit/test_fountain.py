@@ -14,54 +14,7 @@ from services.scene.fountain import (
     render_scene,
     split_cue,
 )
-
-
-def action(text: str) -> episode_pb2.ScriptElement:
-    return episode_pb2.ScriptElement(action=episode_pb2.ActionLine(text=text))
-
-
-def line(
-    character: str, text: str, parenthetical: str = "", extension: str = ""
-) -> episode_pb2.ScriptElement:
-    return episode_pb2.ScriptElement(
-        dialogue=episode_pb2.DialogueLine(
-            character=character, text=text, parenthetical=parenthetical, extension=extension
-        )
-    )
-
-
-def transition(text: str) -> episode_pb2.ScriptElement:
-    return episode_pb2.ScriptElement(transition=episode_pb2.Transition(text=text))
-
-
-def scene(
-    location: str,
-    *elements: episode_pb2.ScriptElement,
-    placement: int = episode_pb2.PLACEMENT_INT,
-    time_of_day: str = "DAY",
-    act: str = "",
-    number: int = 0,
-) -> episode_pb2.Scene:
-    return episode_pb2.Scene(
-        act=act,
-        number=number,
-        slugline=episode_pb2.Slugline(
-            placement=placement,  # type: ignore[arg-type]
-            location=location,
-            time_of_day=time_of_day,
-        ),
-        elements=list(elements),
-    )
-
-
-def episode(*scenes: episode_pb2.Scene) -> episode_pb2.Episode:
-    return episode_pb2.Episode(
-        writer="procedural",
-        show=episode_pb2.Show(title="I Love Lucy"),
-        outline=episode_pb2.Outline(title="The Moon Rent"),
-        scenes=list(scenes),
-    )
-
+from testkit import action, episode, line, scene, transition
 
 LONG_ACTION = "Luna" + " juggles" * 624 + " pin"  # 5,000 characters.
 

@@ -82,4 +82,4 @@ def test_a_speaker_outside_the_cast_names_the_line() -> None:
 )
 def test_requests_are_checked_before_parsing(fields: dict[str, object], expected: str) -> None:
     with pytest.raises(InvalidRequest, match=expected.replace("(", r"\(").replace(")", r"\)")):
-        check_import(script_pb2.ImportDraftRequest(**fields), 1024)  # type: ignore[arg-type]
+        check_import(script_pb2.ImportDraftRequest(**fields), 1024)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +16,7 @@ from services.script.library.records import BatchRecord
 from services.script.llm.batch import BATCH_PRICE_FACTOR, ItemResult, _openai_item, custom_id
 from services.script.llm.batch_caller import BatchCaller, Deferred
 from services.script.llm.budget import Prices, Usage
+from services.script.llm.caller import LLMCaller
 from services.script.llm.provenance import part_scope
 from services.script.llm.providers import AnthropicChat, ChatRequest, ChatResult
 
@@ -107,8 +108,10 @@ async def test_answers_come_from_the_batch_at_half_price_and_the_rest_interactiv
     # A repair (another body) and a failed item go to the interactive caller.
     repair = chat_request("repair this")
     failed_key = custom_id("scene", inner.provider.body(inner.prepare(chat_request("scene"))))
-    caller = BatchCaller(  # type: ignore[arg-type]
-        inner, PRICES, {key: answer, failed_key: ItemResult(failed_key, ok=False, error="x")}
+    caller = BatchCaller(
+        cast(LLMCaller, inner),
+        PRICES,
+        {key: answer, failed_key: ItemResult(failed_key, ok=False, error="x")},
     )
     await caller.chat(repair, "outline", budget=None)  # type: ignore[arg-type]
     await caller.chat(chat_request("scene"), "scene", budget=None)  # type: ignore[arg-type]

@@ -72,7 +72,7 @@ class StandIn:
 
 
 def chain(*members: StandIn) -> Writer:
-    return FallbackWriter(members)  # type: ignore[arg-type]
+    return FallbackWriter(members)
 
 
 async def test_the_first_writer_that_succeeds_writes_and_the_rest_are_recorded() -> None:

@@ -44,7 +44,7 @@ def test_schema_violations_name_the_field() -> None:
     assert any(p.startswith("words:") for p in problems)
 
 
-def test_scene_round_trip_keeps_every_element_and_rescores_jokes(story) -> None:  # type: ignore[no-untyped-def]
+def test_scene_round_trip_keeps_every_element_and_rescores_jokes(story) -> None:
     show, setting, cast, outline = story
     original = procedural.write_scene(show, setting, cast, outline, 1, 11, [])
     payload = json.dumps(schema.scene_payload(original))
@@ -71,7 +71,7 @@ def test_scene_round_trip_keeps_every_element_and_rescores_jokes(story) -> None:
     )
 
 
-def test_joke_scores_are_the_procedural_writers_scores(story) -> None:  # type: ignore[no-untyped-def]
+def test_joke_scores_are_the_procedural_writers_scores(story) -> None:
     _, setting, cast, outline = story
     reply = schema.SceneOut.model_validate(
         {
@@ -104,7 +104,7 @@ def test_joke_scores_are_the_procedural_writers_scores(story) -> None:  # type: 
     assert scene.slugline.location == "HAB DOME" and scene.slugline.time_of_day == "DAY"
 
 
-def test_speakers_must_be_cast_and_patterns_from_the_library(story) -> None:  # type: ignore[no-untyped-def]
+def test_speakers_must_be_cast_and_patterns_from_the_library(story) -> None:
     cast = [c.name for c in story[2]]
     reply = schema.SceneOut.model_validate(
         {
@@ -123,7 +123,7 @@ def test_speakers_must_be_cast_and_patterns_from_the_library(story) -> None:  # 
     assert any("'pie-in-face' is not a pattern id" in p for p in problems)
 
 
-def test_outline_must_give_every_scene_exactly_one_beat(story) -> None:  # type: ignore[no-untyped-def]
+def test_outline_must_give_every_scene_exactly_one_beat(story) -> None:
     outline = story[3]
     payload = schema.outline_payload(outline)
     good = schema.OutlineOut.model_validate(payload)
@@ -160,7 +160,7 @@ def test_the_schema_sent_narrows_speakers_and_patterns() -> None:
     )
 
 
-def test_prompts_carry_the_context_request_and_schema(story) -> None:  # type: ignore[no-untyped-def]
+def test_prompts_carry_the_context_request_and_schema(story) -> None:
     show, setting, cast, outline = story
     context = prompts.show_context(show, setting, cast, [])
     document = prompts.parse_marked_json(context, prompts.CONTEXT_MARKER)

@@ -37,7 +37,7 @@ def op(operation: str, count: int, errors: int, p95: float, service: str = "svc"
     return WindowStats(service, operation, "SERVER", count, errors, p95 / 2, p95, p95, 0.0)
 
 
-def found(inputs: RuleInputs, t: Thresholds | None = None, overrides=()) -> list[tuple]:  # type: ignore[no-untyped-def]
+def found(inputs: RuleInputs, t: Thresholds | None = None, overrides=()) -> list[tuple]:
     return [
         (c.rule, c.severity, c.service, c.operation, c.threshold)
         for c in evaluate_rules(inputs, t or Thresholds(), overrides)
@@ -54,7 +54,7 @@ def found(inputs: RuleInputs, t: Thresholds | None = None, overrides=()) -> list
         (0, 12.0, [("slow_operation", Severity.CRITICAL, "svc", "Op", 10.0)]),
     ],
 )
-def test_error_rate_and_slow_operation_levels(errors: int, p95: float, expected: list) -> None:  # type: ignore[type-arg]
+def test_error_rate_and_slow_operation_levels(errors: int, p95: float, expected: list) -> None:
     assert found(RuleInputs(60, [op("Op", 100, errors, p95)])) == expected
 
 
@@ -125,7 +125,7 @@ def test_telemetry_loss_is_an_error_and_capping_is_info() -> None:
         ({"no_such_rule": 1.0}, "no_such_rule", "unknown"),
     ],
 )
-def test_bad_thresholds_name_the_field(changes: dict, field: str, reason: str) -> None:  # type: ignore[type-arg]
+def test_bad_thresholds_name_the_field(changes: dict, field: str, reason: str) -> None:
     with pytest.raises(ThresholdError) as error:
         Thresholds().updated(changes)
     assert error.value.field == field and reason in error.value.reason

@@ -17,7 +17,7 @@ from services.monitor.forward import Forwarder
 from services.monitor.ingest import IngestQueue, count_spans
 from services.monitor.state import MonitorState
 from shared.config import Settings
-from tests.unit.test_monitor_state import Clock, export, span
+from tests.unit.otlp_builders import Clock, export, span
 
 
 def spans(count: int, attribute_bytes: int = 0) -> list[trace_pb2.Span]:

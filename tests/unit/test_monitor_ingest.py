@@ -17,7 +17,7 @@ from services.monitor.prometheus import Exposition, render_metrics
 from services.monitor.rates import WindowedCounters
 from services.monitor.state import MonitorState
 from shared.config import Settings
-from tests.unit.test_monitor_state import NANOS, Clock, export, kv, metrics_export, span
+from tests.unit.otlp_builders import NANOS, Clock, export, kv, metrics_export, span
 
 
 def spans(count: int, name: str = "op") -> list[trace_pb2.Span]:

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from services.monitor.llm import LLMStats
@@ -16,7 +15,7 @@ from services.monitor.metrics_ingest import MetricsStore
 from services.monitor.prometheus import render_metrics
 from services.monitor.state import MonitorState
 from shared.config import Settings
-from tests.unit.test_monitor_state import NANOS, Clock, export, kv, metrics_export
+from tests.unit.otlp_builders import NANOS, Clock, cost, export, kv, metrics_export, token_usage
 
 CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 CLAUDE = 'provider="anthropic",model="claude-x"'
@@ -50,38 +49,6 @@ def chat(
         span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
     span.attributes.extend(attributes)
     return span
-
-
-def token_usage(
-    points: list[tuple[str, str, float]], *, delta: bool = False, provider: str = "anthropic"
-) -> metrics_pb2.Metric:
-    """`gen_ai.client.token.usage` with one point per (model, token type, sum)."""
-    histogram = metrics_pb2.Histogram(
-        aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
-        if delta
-        else metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
-    )
-    for model, token_type, total in points:
-        point = histogram.data_points.add(sum=total, count=1, time_unix_nano=NANOS)
-        point.attributes.extend([kv("gen_ai.provider.name", provider)])
-        point.attributes.append(kv("gen_ai.request.model", model))
-        if token_type:
-            point.attributes.append(kv("gen_ai.token.type", token_type))
-    return metrics_pb2.Metric(name="gen_ai.client.token.usage", histogram=histogram)
-
-
-def cost(usd: float, model: str = "claude-x", *, delta: bool = False) -> metrics_pb2.Metric:
-    data = metrics_pb2.Sum(
-        aggregation_temporality=metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
-        if delta
-        else metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE,
-        is_monotonic=True,
-    )
-    point = data.data_points.add(as_double=usd, time_unix_nano=NANOS)
-    point.attributes.extend(
-        [kv("gen_ai.provider.name", "anthropic"), kv("gen_ai.request.model", model)]
-    )
-    return metrics_pb2.Metric(name="doppel.llm.cost", unit="USD", sum=data)
 
 
 def test_chat_client_spans_count_calls_by_model_outcome_and_error_type() -> None:

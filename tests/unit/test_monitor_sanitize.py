@@ -38,7 +38,7 @@ from services.monitor.sanitize import (
 from services.monitor.state import MonitorState
 from services.monitor.traces import RecentServices, StoredSpan, summarize
 from shared.config import ConfigError, Settings
-from tests.unit.test_monitor_state import NANOS, Clock, export, kv, metrics_export, span
+from tests.unit.otlp_builders import NANOS, Clock, export, kv, metrics_export, span
 
 DROPPED = "otel.sdk.processor.span.processed"
 

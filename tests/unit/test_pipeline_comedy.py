@@ -13,7 +13,8 @@ from services.script.comedy import comedy_pass, joke_line
 from services.script.procedural import ProceduralWriter
 from services.script.validation import element_seconds
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, copy, dialogue
 
 SETUP = episode_pb2.JOKE_ROLE_SETUP
 
@@ -82,7 +83,7 @@ async def test_only_the_weakest_third_of_each_scenes_payoffs_is_tried() -> None:
     assert report.rewrites_tried == len(expected)
 
 
-class _NoRewrites:
+class _NoRewrites(ProceduralWriter):
     """Scores only: every rewrite comes back as the same line."""
 
     name, model, prompt_version = "fixed", "", "1"

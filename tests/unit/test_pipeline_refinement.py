@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,7 +15,8 @@ from services.script.procedural import ProceduralWriter
 from services.script.refinement import RefinementPolicy, refine, scene_notes
 from services.script.validation import validate_episode
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, copy, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, copy, dialogue
 
 NO_TRACE = trace.NoOpTracer()
 DEFAULT_POLICY = RefinementPolicy()
@@ -166,7 +168,7 @@ async def test_every_round_has_its_own_span() -> None:
     await _rounds(_OneFixAtATime(names), context, episode, tracer=tracer)
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert set(spans) == {"refinement round 1", "refinement round 2"}
-    attributes = spans["refinement round 2"].attributes or {}
+    attributes: dict[str, Any] = dict(spans["refinement round 2"].attributes or {})
     assert attributes["doppel.refinement.accepted"] is True
     assert (
         attributes["doppel.validation.score_after"] >= attributes["doppel.validation.score_before"]

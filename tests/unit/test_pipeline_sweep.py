@@ -7,7 +7,8 @@ the transformed cast, the runtime estimate must be within 15 % of the target, no
 be heard twice, the comedy pass must raise the mean joke score, and the outline must have the
 show's structure with A and B plots that touch at the climax. No craft check may fire on the
 final script: no one names themself in the third person, no name of the classic show's cast
-reaches the new world, no heading contradicts its action. One test per show (60 episodes).
+reaches the new world, no heading contradicts its action. One test per show (60 episodes),
+its episodes written and checked in a process per core.
 
 No original name reaches the new world: no first name, surname, nickname or title-and-surname form
 of the classic cast (every alias the catalog lists, whole words, any case) in the cast data or in
@@ -17,8 +18,13 @@ pitched with a premise that names the classic cast by those forms.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
 import re
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from opentelemetry import trace
@@ -30,7 +36,8 @@ from services.script.comedy import comedy_pass
 from services.script.refinement import RefinementPolicy, refine
 from services.script.validation import DEFAULT_THRESHOLD, target_runtime, validate_episode
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, dialogue, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, dialogue
 
 pytestmark = pytest.mark.slow  # Every show end to end: minutes; `make test-fast` skips it.
 
@@ -40,6 +47,16 @@ RUNTIME_TOLERANCE = 0.15
 MIN_MEAN_GAIN = 0.02
 CRAFT_CHECKS = frozenset({"self_naming", "original_name", "heading_action"})
 A, B, RUNNER = episode_pb2.PLOT_LINE_A, episode_pb2.PLOT_LINE_B, episode_pb2.PLOT_LINE_RUNNER
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[ProcessPoolExecutor]:
+    """A process per core: the episodes are independent and pure CPU, so the sweep takes a
+    fraction of its time on a machine with more than one core and asserts the same. Spawned
+    (not forked): the test process has gRPC threads from other tests."""
+    count = max(1, min(len(os.sched_getaffinity(0)), 4))
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 async def _finish(context: StoryContext, episode: episode_pb2.Episode) -> float:
@@ -119,20 +136,39 @@ def _check_episode(episode: episode_pb2.Episode, label: str) -> None:
     assert run_checks(episode) == [], label
 
 
+def _default_episode(show_id: str, setting: str, seed: int) -> float:
+    """One default episode drafted, finished and checked in full; its mean joke score gain.
+    Runs in a worker process: a failed check raises there and fails the test here."""
+    return asyncio.run(_check_default_episode(show_id, setting, seed))
+
+
+async def _check_default_episode(show_id: str, setting: str, seed: int) -> float:
+    show = catalog.find_show(show_id)
+    assert show is not None
+    label = f"{show.id} / {setting} / seed {seed}"
+    context, episode = await draft_episode(show.id, setting, seed)
+    assert 8 <= len(episode.scenes) <= 12, label
+    assert target_runtime(episode) == 22 * 60.0
+    assert validate_episode(episode).passed, label
+    _check_outline(show, episode)
+    gain = await _finish(context, episode)
+    _check_episode(episode, label)
+    _assert_no_original_names(show, episode, label)
+    return gain
+
+
 @pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)
-async def test_every_default_episode_of_the_show_is_sound(show: episode_pb2.Show) -> None:
-    gains = []
-    for setting in SETTINGS:
-        for seed in SEEDS:
-            label = f"{show.id} / {setting} / seed {seed}"
-            context, episode = await draft_episode(show.id, setting, seed)
-            assert 8 <= len(episode.scenes) <= 12, label
-            assert target_runtime(episode) == 22 * 60.0
-            assert validate_episode(episode).passed, label
-            _check_outline(show, episode)
-            gains.append(await _finish(context, episode))
-            _check_episode(episode, label)
-            _assert_no_original_names(show, episode, label)
+async def test_every_default_episode_of_the_show_is_sound(
+    show: episode_pb2.Show, workers: ProcessPoolExecutor
+) -> None:
+    loop = asyncio.get_running_loop()
+    gains = await asyncio.gather(
+        *(
+            loop.run_in_executor(workers, _default_episode, show.id, setting, seed)
+            for setting in SETTINGS
+            for seed in SEEDS
+        )
+    )
     assert sum(gains) / len(gains) >= MIN_MEAN_GAIN
 
 
@@ -150,25 +186,59 @@ def _premise_naming_the_classic_cast(show: episode_pb2.Show) -> str:
     )
 
 
-@pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)
-async def test_no_original_name_in_any_bundled_setting(show: episode_pb2.Show) -> None:
+def _bundled_setting_episode(show_id: str, setting_id: str, seed: int) -> None:
+    """One episode pitched with the classic cast's names, in a worker process."""
+    asyncio.run(_check_bundled_setting_episode(show_id, setting_id, seed))
+
+
+async def _check_bundled_setting_episode(show_id: str, setting_id: str, seed: int) -> None:
+    show = catalog.find_show(show_id)
+    assert show is not None
     premise = _premise_naming_the_classic_cast(show)
-    for seed, setting in enumerate(catalog.load_settings()):
-        label = f"{show.id} / {setting.id}"
-        context, episode = await draft_episode(show.id, setting.id, seed, premise=premise)
-        await _finish(context, episode)
-        _assert_no_original_names(show, episode, label)
-        assert episode.validation.passed, (label, [i.message for i in episode.validation.issues])
-        assert {line.character for line in dialogue(episode)} <= {c.name for c in episode.cast}
+    label = f"{show.id} / {setting_id}"
+    context, episode = await draft_episode(show.id, setting_id, seed, premise=premise)
+    await _finish(context, episode)
+    _assert_no_original_names(show, episode, label)
+    assert episode.validation.passed, (label, [i.message for i in episode.validation.issues])
+    assert {line.character for line in dialogue(episode)} <= {c.name for c in episode.cast}
+
+
+@pytest.mark.parametrize("show", catalog.load_shows(), ids=lambda show: show.id)
+async def test_no_original_name_in_any_bundled_setting(
+    show: episode_pb2.Show, workers: ProcessPoolExecutor
+) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(
+            loop.run_in_executor(workers, _bundled_setting_episode, show.id, setting.id, seed)
+            for seed, setting in enumerate(catalog.load_settings())
+        )
+    )
+
+
+def _explicit_count_episode(show_id: str, setting: str, scene_count: int) -> None:
+    """One episode with an explicit scene count, in a worker process."""
+    asyncio.run(_check_explicit_count_episode(show_id, setting, scene_count))
+
+
+async def _check_explicit_count_episode(show_id: str, setting: str, scene_count: int) -> None:
+    label = f"{show_id} / {setting} / {scene_count} scenes"
+    context, episode = await draft_episode(show_id, setting, 5, scene_count)
+    assert len(episode.scenes) == scene_count
+    assert target_runtime(episode) == scene_count * 120.0
+    await _finish(context, episode)
+    _check_episode(episode, label)
 
 
 @pytest.mark.parametrize("scene_count", [1, 3, 20])
-async def test_explicit_scene_counts_are_sound_too(scene_count: int) -> None:
-    for show in catalog.load_shows():
-        for setting in SETTINGS:
-            label = f"{show.id} / {setting} / {scene_count} scenes"
-            context, episode = await draft_episode(show.id, setting, 5, scene_count)
-            assert len(episode.scenes) == scene_count
-            assert target_runtime(episode) == scene_count * 120.0
-            await _finish(context, episode)
-            _check_episode(episode, label)
+async def test_explicit_scene_counts_are_sound_too(
+    scene_count: int, workers: ProcessPoolExecutor
+) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(
+            loop.run_in_executor(workers, _explicit_count_episode, show.id, setting, scene_count)
+            for show in catalog.load_shows()
+            for setting in SETTINGS
+        )
+    )

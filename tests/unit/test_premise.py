@@ -17,7 +17,8 @@ from services.script.premise import (
     scene_texts,
 )
 from services.script.validation import validate_episode
-from tests.unit.episode_drafts import copy, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import copy
 
 MARS = catalog.resolve_setting("mars-colony-2157")
 KETTLE = re.compile("silver kettle", re.IGNORECASE)

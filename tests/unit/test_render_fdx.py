@@ -12,8 +12,8 @@ from screenplain.parsers import fountain as screenplain_fountain
 from doppelganger.v1 import episode_pb2
 from services.scene.fountain import render_episode
 from services.scene.render import FDX
-from tests.unit.test_fountain import action, episode, line, scene, transition
-from tests.unit.test_render_roundtrip import SHOW_IDS, generated_episode
+from testkit import action, episode, generated_episode, line, scene, transition
+from tests.unit.render_checks import SHOW_IDS
 
 
 def parse(data: bytes) -> ET.Element:

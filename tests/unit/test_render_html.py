@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
-
 import pytest
 
 from doppelganger.v1 import episode_pb2
@@ -12,71 +9,8 @@ from services.scene.fountain import render_episode
 from services.scene.html_page import write_html
 from services.scene.render import HTML
 from services.scene.screenplay import Screenplay
-from tests.unit.test_fountain import action, episode, line, scene, transition
-from tests.unit.test_render_roundtrip import generated_episode
-
-VOID_TAGS = frozenset({"meta", "br", "link"})
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node | str] = field(default_factory=list)
-
-    @property
-    def classes(self) -> set[str]:
-        return set(self.attrs.get("class", "").split())
-
-    @property
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text for c in self.children)
-
-    @property
-    def own_text(self) -> str:
-        """Text outside child elements (a heading without its scene numbers)."""
-        return "".join(c for c in self.children if isinstance(c, str))
-
-    def find_all(self, tag: str, cls: str = "") -> list[Node]:
-        found = []
-        for child in self.children:
-            if isinstance(child, Node):
-                if child.tag == tag and (not cls or cls in child.classes):
-                    found.append(child)
-                found += child.find_all(tag, cls)
-        return found
-
-
-class TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-        self.doctype = ""
-
-    def handle_decl(self, decl: str) -> None:
-        self.doctype = decl
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        if tag not in VOID_TAGS:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
-        self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def parse(data: bytes) -> TreeBuilder:
-    builder = TreeBuilder()
-    builder.feed(data.decode("utf-8"))
-    builder.close()
-    assert builder.stack == [builder.root], "unclosed elements"
-    return builder
+from testkit import action, episode, generated_episode, line, scene, transition
+from tests.unit.render_checks import TreeBuilder, parse
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ positions (in points: 72 a inch) for the margins.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import pypdf
 import pytest
@@ -18,24 +17,11 @@ from services.scene.fountain import render_episode
 from services.scene.pdf import font_runs, write_pdf
 from services.scene.render import PDF
 from services.scene.screenplay import Screenplay
-from tests.unit.test_fountain import action, episode, line, scene, transition
-from tests.unit.test_render_roundtrip import generated_episode
+from testkit import action, episode, generated_episode, line, scene, transition
+from tests.unit.render_checks import Glyphs, runs
 
 INCH = 72.0
 SIXTY = "x" * 59 + "."
-
-
-@dataclass(frozen=True)
-class Glyphs:
-    """A run of text as drawn: left edge and baseline in points, and the text."""
-
-    x: float
-    y: float
-    text: str
-
-    @property
-    def right(self) -> float:
-        return self.x + 7.2 * len(self.text)
 
 
 def read(data: bytes) -> pypdf.PdfReader:
@@ -46,17 +32,6 @@ def layout_lines(page: pypdf.PageObject) -> list[str]:
     """The page as fixed-width text: with scale weight 1, one column is one Courier character."""
     text = page.extract_text(extraction_mode="layout", layout_mode_scale_weight=1.0)
     return text.splitlines()
-
-
-def runs(page: pypdf.PageObject) -> list[Glyphs]:
-    found: list[Glyphs] = []
-
-    def visit(text: str, cm: list[float], tm: list[float], *_: object) -> None:
-        if text.strip():
-            found.append(Glyphs(round(tm[4], 2), round(tm[5], 2), text.strip()))
-
-    page.extract_text(visitor_text=visit)
-    return found
 
 
 def font_names(page: pypdf.PageObject) -> set[str]:

@@ -7,35 +7,16 @@ fails on nearly every run (KeyError / IndexError in `makeSubset`, or PDFs with w
 
 from __future__ import annotations
 
-import contextlib
 import random
-import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from services.scene.pdf import write_pdf
 from services.scene.screenplay import Screenplay
+from tests.unit.render_checks import LATIN_EXTENDED_A, NAMES, PHRASES, dense_thread_switching
 
 # Text the fallback font (Courier Prime: Latin Extended-A) draws, and some it draws as boxes.
-PHRASES = (
-    "Zażółć gęślą jaźń.",  # Polish
-    "Příliš žluťoučký kůň úpěl ďábelské ódy.",  # Czech
-    "Árvíztűrő tükörfúrógép.",  # Hungarian
-    "Öğretmen İstanbul'a gitti, çiçek getirdi.",  # Turkish
-    "Înjurând pițigăiat, zoofobul comandă vexat whisky și tequila.",  # Romanian
-    "Glāžšķūņa rūķīši dzērumā čiepj Baha koncertflīģeļu vākus.",  # Latvian
-    "Įlinkdama fechtuotojo špaga sublykčiojusi pragręžė apvalų arbūzą.",  # Lithuanian
-    "Ħaġa żgħira ċkejkna.",  # Maltese
-    "Eĥoŝanĝo ĉiuĵaŭde.",  # Esperanto
-    "Gŵr ŷd.",  # Welsh
-    "Ξεσκεπάζω την ψυχοφθόρα βδελυγμία.",  # Greek: boxes
-    "Съешь же ещё этих мягких французских булок.",  # Russian: boxes
-    "Tiếng Việt có dấu.",  # Vietnamese: partly boxes
-)
-NAMES = ("ŁUKASZ", "ŐRSÉG", "ŞEYMA", "ĒRIKS", "ĦANNA", "ĈEĤO", "ŴYN", "ŽOFIE")
-LATIN_EXTENDED_A = "".join(chr(code) for code in range(0x100, 0x180))
 SCRIPTS = 100
 ROUNDS = 3  # Each script rendered this many times concurrently: 300 concurrent renders.
 
@@ -52,18 +33,6 @@ def script(seed: int) -> str:
         f"{name}\n{rng.choice(PHRASES)} {rng.choice(PHRASES)}\n\n"
         f"{rng.choice(NAMES)}\n(ściszając głos)\n{rng.choice(PHRASES)}\n"
     )
-
-
-@contextlib.contextmanager
-def dense_thread_switching() -> Iterator[None]:
-    """Threads switch every 10 µs instead of 5 ms, so the renders interleave inside reportlab's
-    subsetting (a few hundred bytecodes) on every run, not once in a while."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 @pytest.mark.slow

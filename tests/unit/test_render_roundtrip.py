@@ -5,19 +5,17 @@ the catalog; and every format of a script agrees on its pages."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import pytest
 from screenplain.parsers import fountain as screenplain_fountain
-from screenplain.types import Dialog, DualDialog, Slug
+from screenplain.types import Slug
 
 from doppelganger.v1 import episode_pb2
-from services.scene.fountain import parse_fountain, render_episode, render_scene, split_cue
+from services.scene.fountain import parse_fountain, render_episode, render_scene
 from services.scene.render import RENDERERS
-from services.script import catalog, procedural
-from tests.unit.test_fountain import action, line, scene, transition
+from testkit import action, generated_episode, line, scene, transition
+from tests.unit.render_checks import SHOW_IDS, Structure, from_our_parser, from_screenplain
 
-SHOW_IDS = [show.id for show in catalog.load_shows()]
 # (setting, scene count, seed): each show is written three times, from 1 to 20 scenes.
 VARIANTS = [
     ("mars-colony-2157", 8, 7),
@@ -28,40 +26,6 @@ VARIANTS = [
 ]
 
 
-def generated_episode(
-    show_id: str, setting_text: str = "mars-colony-2157", scene_count: int = 8, seed: int = 7
-) -> episode_pb2.Episode:
-    """An episode as the procedural writer builds it (outline and scenes, no comedy pass)."""
-    show = catalog.find_show(show_id)
-    assert show is not None
-    setting = catalog.resolve_setting(setting_text)
-    cast, relationships = procedural.transform_cast(show, setting, seed)
-    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
-    scenes = [
-        procedural.write_scene(show, setting, cast, outline, index, seed)
-        for index in range(scene_count)
-    ]
-    return episode_pb2.Episode(
-        show=show,
-        setting=setting,
-        cast=cast,
-        relationships=relationships,
-        outline=outline,
-        scenes=scenes,
-        seed=seed,
-        writer=procedural.WRITER_NAME,
-    )
-
-
-@dataclass(frozen=True)
-class Structure:
-    """What must survive a round trip: per scene, its number, speakers and lines of speech."""
-
-    numbers: list[str]
-    speakers: list[list[str]]
-    spoken_lines: list[int]
-
-
 def from_episode(episode: episode_pb2.Episode) -> Structure:
     lines = [[e.dialogue for e in s.elements if e.HasField("dialogue")] for s in episode.scenes]
     return Structure(
@@ -69,32 +33,6 @@ def from_episode(episode: episode_pb2.Episode) -> Structure:
         speakers=[[d.character.strip().upper() for d in scene] for scene in lines],
         spoken_lines=[sum(len(d.text.strip().splitlines()) for d in scene) for scene in lines],
     )
-
-
-def from_our_parser(text: str) -> Structure:
-    scenes = parse_fountain(text).scenes
-    return Structure(
-        numbers=[s.number or "" for s in scenes],
-        speakers=[[d.speaker for d in s.dialogue] for s in scenes],
-        spoken_lines=[sum(len(d.text.splitlines()) for d in s.dialogue) for s in scenes],
-    )
-
-
-def from_screenplain(text: str) -> Structure:
-    numbers: list[str] = []
-    speakers: list[list[str]] = []
-    spoken: list[int] = []
-    for paragraph in screenplain_fountain.parse(io.StringIO(text)):
-        if isinstance(paragraph, Slug):
-            numbers.append(str(paragraph.scene_number or ""))
-            speakers.append([])
-            spoken.append(0)
-            continue
-        dialogues = [paragraph.left, paragraph.right] if isinstance(paragraph, DualDialog) else []
-        for dialogue in [paragraph] if isinstance(paragraph, Dialog) else dialogues:
-            speakers[-1].append(split_cue(str(dialogue.character))[0])
-            spoken[-1] += sum(1 for is_parenthetical, _ in dialogue.blocks if not is_parenthetical)
-    return Structure(numbers, speakers, spoken)
 
 
 def headings(text: str) -> tuple[list[str], list[str]]:

@@ -48,7 +48,7 @@ def inserts(*pairs: tuple[str, str]) -> list[script_pb2.SceneInsertion]:
     return [script_pb2.SceneInsertion(after=after, beat=beat) for after, beat in pairs]
 
 
-def plan_of(draft: episode_pb2.Episode, message: script_pb2.ReviseEpisodeRequest):  # type: ignore[no-untyped-def]
+def plan_of(draft: episode_pb2.Episode, message: script_pb2.ReviseEpisodeRequest):
     check_revise(message)
     return plan_revision(message, draft, TODAY)
 
@@ -78,7 +78,7 @@ def test_the_issue_s_revision_in_order(draft: episode_pb2.Episode) -> None:
     ]
     assert plan.of(REWRITE)[0].notes == "Meaner" and plan.of(REWRITE)[1].notes == ""
     inserted = plan.of(INSERT)
-    assert [(s.after, s.beat, s.card.description) for s in inserted] == [  # type: ignore[union-attr]
+    assert [(s.after, s.beat, s.card.description) for s in inserted] == [
         ("0", "Cold", "Cold"),
         ("3", "Lux hides the badge", "Lux hides the badge"),
         ("3", "Rico finds it", "Rico finds it"),

@@ -15,7 +15,7 @@ from shared.roles import METHOD_ROLES, Role, is_open, required_role
 
 def api_methods() -> set[str]:
     """`/package.Service/Method` of every method of every service in doppelganger.v1."""
-    methods = set()
+    methods: set[str] = set()
     for module_info in pkgutil.iter_modules(doppelganger.v1.__path__):
         if not module_info.name.endswith("_pb2"):
             continue

@@ -11,7 +11,8 @@ from services.script import cards, catalog, procedural
 from services.script.comedy import comedy_pass
 from services.script.refinement import RefinementPolicy, refine
 from services.script.writing import StoryContext
-from tests.unit.episode_drafts import WRITER, copy, draft_episode
+from testkit import draft_episode
+from tests.unit.episode_drafts import WRITER, copy
 
 EXT = episode_pb2.PLACEMENT_EXT
 PLACEMENT_WORDS = {episode_pb2.PLACEMENT_INT: "INT", EXT: "EXT"}

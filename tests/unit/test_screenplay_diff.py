@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from doppelganger.v1 import episode_pb2, library_pb2
 from shared.revisions import label_after, next_revision_set
 from shared.screenplay_diff import HEADING, compare_drafts, mark_revisions, paragraphs
-from tests.unit.test_fountain import action, line, scene, transition
+from testkit import action, line, scene, transition
 
 CHANGED = library_pb2.CHANGE_KIND_CHANGED
 ADDED = library_pb2.CHANGE_KIND_ADDED

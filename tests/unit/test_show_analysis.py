@@ -11,7 +11,7 @@ from services.script.script_reader import ReadScript, ScriptReadError, read_foun
 from services.script.show_analysis import analyze_scripts
 from services.script.show_input import check_show
 from services.script.transcript import looks_like_transcript, read_transcript
-from tests.unit.episode_drafts import draft_episode
+from testkit import draft_episode
 
 EPISODE = """Title: The Flour Incident
 

@@ -22,7 +22,7 @@ BASE = {"show": "I Love Lucy", "setting": "mars-colony-2157", "seed": 4}
 
 
 def _order(**fields: object) -> EpisodeOrder:
-    request = script_pb2.GenerateEpisodeRequest(**{**BASE, **fields})  # type: ignore[arg-type]
+    request = script_pb2.GenerateEpisodeRequest(**{**BASE, **fields})
     return validate_generate(request, DEFAULTS, "procedural", {"procedural"})
 
 
@@ -86,7 +86,7 @@ def test_an_outline_must_cover_every_scene_in_order() -> None:
         (lambda b: setattr(b, "location", "X" * 81), "beats[1].location"),
     ],
 )
-def test_a_bad_beat_is_named(change, named: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_beat_is_named(change, named: str) -> None:
     outline = _outline()
     change(_beat(outline, 1))
     assert named in _refused(outline=outline)

@@ -12,7 +12,7 @@ import yaml
 
 from shared.config import Settings
 from tests.deploy.conftest import DEPLOY, ROOT
-from tests.deploy.test_kubernetes import KUSTOMIZATIONS, of_kind, render, schema_errors
+from tests.deploy.kustomize_support import KUSTOMIZATIONS, of_kind, render, schema_errors
 
 METRIC = "doppel_episodes_active"
 ADAPTER = DEPLOY / "k8s" / "metrics-adapter" / "values.yaml"

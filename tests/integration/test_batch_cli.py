@@ -11,8 +11,8 @@ import pytest
 
 from bench.llm_server import LLMServer
 from shared.redis_server import RedisServer
-from tests.integration.test_batch_mode import backing, batch_settings, script
-from tests.integration.test_revise_cli import doppel, printed, read
+from tests.integration.batch_support import backing, batch_settings, script
+from tests.integration.cli_support import doppel, printed, read
 
 
 @pytest.fixture

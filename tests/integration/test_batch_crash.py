@@ -23,7 +23,7 @@ from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import free_port
 from tests.fakes.llm_support import TEST_KEY
-from tests.integration.test_batch_mode import submit, wait_for
+from tests.integration.batch_support import submit, wait_for
 
 STARTUP_SECONDS = 90.0
 

@@ -6,7 +6,6 @@ the job with its reason."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,56 +17,26 @@ import pytest
 from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from doppelganger.v1 import (
     cache_pb2_grpc,
-    library_pb2,
     scene_pb2_grpc,
     script_pb2,
-    script_pb2_grpc,
 )
-from services.cache.server import create_cache_server
-from services.scene.server import create_scene_server
 from services.script import store
 from services.script.batch_jobs import BatchJobs, build_batch_runners
 from services.script.library import batch_store, open_library
 from services.script.pipeline import PipelineDeps, PipelineMetrics
 from services.script.refinement import RefinementPolicy
 from services.script.requests import RuntimeDefaults, validate_generate
-from services.script.server import create_script_server
 from services.script.writers import build_writers
 from shared.config import Settings
 from shared.redis_server import RedisServer
-from shared.server import ServiceServer, create_channel
-from shared.telemetry import Telemetry
-from tests.fakes.llm_support import CapturedTelemetry, captured_telemetry, llm_settings
-from tests.integration.test_llm_episode import request
+from shared.server import create_channel
+from tests.fakes.llm_support import CapturedTelemetry, captured_telemetry
+from tests.integration.batch_support import backing, batch_settings, script, submit, wait_for
+from tests.integration.llm_episode_support import request
 
 Stage = script_pb2.Stage
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]
 DEADLINE_SECONDS = 60.0
-
-
-@asynccontextmanager
-async def backing(settings: Settings, redis: RedisServer) -> AsyncIterator[Settings]:
-    """The cache and scene services; the settings a script server needs to reach them."""
-    base = settings.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
-    cache = await create_cache_server(base, Telemetry("cache", base))
-    scene = await create_scene_server(base, Telemetry("scene", base))
-    try:
-        yield base.with_changes(
-            cache_target=f"127.0.0.1:{cache.port}", scene_target=f"127.0.0.1:{scene.port}"
-        )
-    finally:
-        for server in (scene, cache):
-            await server.stop(0)
-
-
-@asynccontextmanager
-async def script(config: Settings) -> AsyncIterator[tuple[ServiceServer, Any]]:
-    server = await create_script_server(config, Telemetry("script", config))
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield server, script_pb2_grpc.ScriptServiceStub(channel)
-    finally:
-        await server.stop(0)
 
 
 @asynccontextmanager
@@ -80,30 +49,6 @@ async def studio(provider: LLMServer, redis: RedisServer) -> AsyncIterator[Any]:
 def batch_settings_for_metrics() -> Settings:
     """Settings for a captured telemetry (only its meter and tracer are used)."""
     return Settings(telemetry_disabled=True)
-
-
-def batch_settings(provider: LLMServer, **changes: Any) -> Settings:
-    return llm_settings(
-        provider, batch_poll_seconds=0.05, batch_claim_seconds=1.0, grace_seconds=0.0,
-        monitor_port=0, monitor_http_port=0, **changes,
-    )  # fmt: skip
-
-
-async def submit(stub: Any, **fields: Any) -> script_pb2.GenerateEpisodeEvent:
-    events = [e async for e in stub.GenerateEpisode(request(batch=True, **fields), timeout=30)]
-    assert len(events) == 1 and events[0].stage == Stage.STAGE_BATCH
-    return events[0]
-
-
-async def wait_for(stub: Any, job_id: str, statuses: set[str]) -> library_pb2.BatchJob:
-    """GetBatch until the job's status is one of `statuses` (polled, with a deadline)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        job = await stub.GetBatch(script_pb2.GetBatchRequest(batch_id=job_id), timeout=10)
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job still {job.status} ({job.stage}): {job.error}"
-        await asyncio.sleep(0.05)
 
 
 def interactive(provider: LLMServer, path: str, task: str) -> int:

@@ -9,46 +9,21 @@ waited at least what retry-after said. The minute is scaled to a 2-second window
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
 
 from bench.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
-from doppelganger.v1 import script_pb2, script_pb2_grpc
+from doppelganger.v1 import script_pb2
 from shared.config import Settings
 from shared.redis_server import RedisServer
-from testkit import in_process_stack
 from tests.fakes.llm_support import llm_settings
+from tests.integration.llm_episode_support import generate, request, script_service
 
 Stage = script_pb2.Stage
 Studio = Callable[..., Any]
-
-
-@asynccontextmanager
-async def script_service(
-    settings: Settings, redis: RedisServer
-) -> AsyncIterator[script_pb2_grpc.ScriptServiceStub]:
-    base = settings.with_changes(redis_url=redis.url, script_port=0, scene_port=0, cache_port=0)
-    async with in_process_stack(base) as stack:
-        yield stack.script_stub
-
-
-def request(**fields: Any) -> script_pb2.GenerateEpisodeRequest:
-    values: dict[str, Any] = {
-        "show": "I Love Lucy", "setting": "a Mars colony in 2157", "scene_count": 3,
-        "seed": 7, "writer": "anthropic",
-    }  # fmt: skip
-    values.update(fields)
-    return script_pb2.GenerateEpisodeRequest(**values)
-
-
-async def generate(
-    stub: script_pb2_grpc.ScriptServiceStub, message: script_pb2.GenerateEpisodeRequest
-) -> list[script_pb2.GenerateEpisodeEvent]:
-    return [event async for event in stub.GenerateEpisode(message, timeout=120)]
 
 
 def assert_valid_episode(events: list[script_pb2.GenerateEpisodeEvent], scenes: int) -> None:

@@ -14,7 +14,7 @@ from services.script.llm.progress import reporting_output
 from services.script.writers import build_writers
 from shared.redis_server import RedisServer
 from tests.fakes.llm_support import captured_telemetry, llm_settings, story
-from tests.integration.test_llm_episode import generate, request, script_service
+from tests.integration.llm_episode_support import generate, request, script_service
 
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]
 Stage = script_pb2.Stage

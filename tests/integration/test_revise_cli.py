@@ -4,19 +4,16 @@ revised draft's files, its id, the scenes that changed, progress, and refusals."
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2
 from shared.screenplay_diff import compare_drafts
 from testkit import InProcessStack
+from tests.integration.cli_support import doppel, printed, read
 from tests.unit.render_checks import check_fdx_marks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,22 +25,6 @@ def targets(stack: InProcessStack) -> dict[str, str]:
         "DOPPEL_SCRIPT_TARGET": stack.script_target,
         "DOPPEL_SCENE_TARGET": stack.scene_target,
     }
-
-
-async def doppel(targets: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **targets, "OTEL_SDK_DISABLED": "true"}
-    command = [sys.executable, "-m", "doppel.cli", *args]
-    return await asyncio.to_thread(
-        subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def printed(label: str, stdout: str) -> list[str]:
-    return re.findall(rf"^{label}\s+(.+)$", stdout, re.M)
-
-
-def read(path: str | Path) -> episode_pb2.Episode:
-    return json_format.Parse(Path(path).read_text(), episode_pb2.Episode())
 
 
 async def first_draft(targets: dict[str, str], out: Path) -> episode_pb2.Episode:

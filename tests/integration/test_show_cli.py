@@ -28,7 +28,7 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
-from tests.integration.test_user_shows import SHOW_JSON
+from tests.integration.show_samples import SHOW_JSON
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -42,8 +42,6 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from bench import load as bench_load
-from bench import main as bench_main
 from doppel import batch as batch_command
 from doppel import diff as diff_command
 from doppel import episodes as episodes_command
@@ -387,7 +385,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI. `wanted` is the subcommand about to run: the benchmark commands' modules
+    (which import every LLM SDK, seconds of start-up) are imported only when it is theirs."""
     parser = argparse.ArgumentParser(prog="doppel", description="Doppelganger Studio")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start Redis (if needed) and the four services")
@@ -486,11 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
     shows.add_argument("--json", action="store_true")
     shows.set_defaults(run=cmd_shows)
     bench = commands.add_parser("bench", help="benchmarks on the real stack (make bench)")
-    bench_main.add_arguments(bench)
-    bench.set_defaults(run=lambda args, settings: bench_main.run(args))
     load = commands.add_parser("load", help="load scenarios against a real stack (make load)")
-    bench_load.add_arguments(load)
-    load.set_defaults(run=lambda args, settings: bench_load.run(args))
+    if wanted in (None, "bench"):
+        from bench import main as bench_main
+
+        bench_main.add_arguments(bench)
+        bench.set_defaults(run=lambda args, settings: bench_main.run(args))
+    if wanted in (None, "load"):
+        from bench import load as bench_load
+
+        bench_load.add_arguments(load)
+        load.set_defaults(run=lambda args, settings: bench_load.run(args))
     health = commands.add_parser("health", help="health score, sub-scores and alerts")
     health.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     health.add_argument("--watch", action="store_true", help="follow alerts until Ctrl-C")
@@ -500,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), "")
+    args = build_parser(command).parse_args(words)
     try:
         settings = local_tokens.client_settings(Settings.from_env())
         return int(args.run(args, settings))

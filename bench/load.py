@@ -32,7 +32,6 @@ from typing import Any
 import grpc
 import psutil
 
-from bench.llm_server import LLMServer
 from bench.measure import machine, percentile
 from bench.stacks import running, stack_env
 from doppel.stack import Stack
@@ -45,6 +44,7 @@ from doppelganger.v1 import (
     script_pb2_grpc,
 )
 from shared.faults import FaultSpecError, parse_spec
+from testkit.llm_server import LLMServer
 
 MAX_IN_FLIGHT = 512  # Beyond it the client sheds (counted), so memory stays bounded.
 SOAK_SAMPLE_SECONDS = 10.0
@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=WRITERS,
         default="procedural",
         help="procedural (default), or anthropic / chain (anthropic, then procedural) on the "
-        "loopback provider of bench/llm_server.py; llm_* faults need one of the latter",
+        "loopback provider of testkit/llm_server.py; llm_* faults need one of the latter",
     )
     parser.add_argument(
         "--llm-latency-ms", type=float, default=200.0, help="the loopback provider's latency"

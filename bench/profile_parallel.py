@@ -25,7 +25,6 @@ from pathlib import Path
 
 import grpc
 
-from bench.llm_server import LLMServer, Received
 from bench.stacks import running
 from bench.suites import llm as llm_suite
 from doppelganger.v1 import script_pb2, script_pb2_grpc
@@ -35,6 +34,7 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from testkit.llm_server import LLMServer, Received
 
 SCENES = 8
 

@@ -3,7 +3,9 @@
     from testkit import eventually, free_port, in_process_stack, ...
 
 The modules behind it are private (`testkit._stack`, ...); import from `testkit` only, so they can
-move. `testkit.postgres` is public as well (benchmarks use it). Fixtures built on the kit live in
+move. `testkit.postgres` and `testkit.llm_server` (the loopback Anthropic and OpenAI providers,
+with `llm_wire`, `llm_batches`, `provider_schemas` behind it) are public as well (benchmarks use
+them). Fixtures built on the kit live in
 tests/conftest.py; docs/testing.md says which to use.
 
 Names are loaded on first use (PEP 562): `from testkit import free_port` in a benchmark or in the

@@ -25,13 +25,13 @@ import os
 
 import grpc
 
-from bench.llm_server import LLMServer, Received
 from bench.measure import Figure
 from bench.stacks import running, stack_env
 from bench.suites.common import Scale
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from services.script.llm.budget import Prices, Usage
 from shared.config import Settings
+from testkit.llm_server import LLMServer, Received
 
 KEY = "sk-bench-cost"
 SCENES = 11  # x 120 s a scene = 22 minutes

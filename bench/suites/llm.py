@@ -1,4 +1,4 @@
-"""LLM-backed generation against the loopback provider (bench/llm_server.py).
+"""LLM-backed generation against the loopback provider (testkit/llm_server.py).
 
 - Parallel against sequential: two script services, `DOPPEL_MAX_PARALLEL_SCENES` 8 and 1, the
   `anthropic` writer on a loopback server answering after a fixed latency. The scene phase is
@@ -22,7 +22,6 @@ import grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.llm_server import LLMServer, Received
 from bench.measure import Figure, percentile
 from bench.stacks import running, stack_env
 from bench.suites.common import Scale
@@ -35,6 +34,7 @@ from services.script.writers import build_writers
 from services.script.writing import StoryContext
 from shared.config import Settings
 from shared.telemetry import Telemetry
+from testkit.llm_server import LLMServer, Received
 
 SCENE_COUNTS = (3, 8, 16)
 PARALLELISM = 8

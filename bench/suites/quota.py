@@ -22,12 +22,12 @@ from contextlib import contextmanager
 
 import grpc
 
-from bench.llm_server import LLMServer, Received, max_in_window
 from bench.measure import Figure
 from bench.stacks import Replica, running, script_replicas, stack_env
 from bench.suites.common import Scale
 from doppel.stack import Stack
 from doppelganger.v1 import script_pb2, script_pb2_grpc
+from testkit.llm_server import LLMServer, Received, max_in_window
 
 KEY = "sk-bench-shared-quota"
 REPLICAS = 5

@@ -3,7 +3,7 @@
 The studio runs as real processes (`doppel.stack.Stack` on free ports), a real `prometheus`
 (Debian's) scrapes the monitor's /metrics every second with the alert rules of
 deploy/prometheus/alerts.yml loaded, two episodes are written by the `anthropic` writer against
-the loopback provider (`bench.llm_server.LLMServer`, which answers the first call with one 429)
+the loopback provider (`testkit.llm_server.LLMServer`, which answers the first call with one 429)
 while it scrapes, and then each panel's queries go through /api/v1/query and must return at least
 one finite sample. No panel is exempt: every one is built on the monitor's /metrics, which has
 the LLM tokens, cost, calls by error type and latency by model as well as the per-operation RED.
@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppel.stack import Stack
 from shared.config import Settings
 from testkit import eventually_sync, free_port
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.deploy.conftest import DEPLOY, require_command
 from tests.fakes.llm_support import TEST_KEY
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 
-from bench.llm_server import LLMServer
 from bench.stacks import stack_env
 from doppel.stack import Stack, address_of
 from doppelganger.v1 import (
@@ -33,6 +32,7 @@ from doppelganger.v1 import (
 from shared.config import Settings
 from shared.faults import BY_NAME
 from testkit import eventually
+from testkit.llm_server import LLMServer
 from tests.fakes.llm_support import TEST_KEY
 
 EPISODES = 20

@@ -4,7 +4,7 @@ Each fault of shared/faults.py is switched on at runtime with FaultService on th
 that owns it, 20 episodes are written at once through ScriptService over gRPC, and then: every
 episode completed or failed with a status that says why (never INTERNAL/UNKNOWN), the fault was
 counted where it acted, it is switched off again (and no longer acts), and no process exited.
-The LLM writer is the anthropic SDK against the loopback provider (bench/llm_server.py).
+The LLM writer is the anthropic SDK against the loopback provider (testkit/llm_server.py).
 
 Real process kills get a stack of their own (procedural writer), so the shared one stays healthy
 and its monitor's alerts stay its own: SIGKILL of the cache, SIGTERM of the monitor, SIGKILL of
@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from testkit import eventually
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.e2e.fault_support import (
     EPISODES,
     POLL_SECONDS,

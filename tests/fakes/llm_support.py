@@ -13,12 +13,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.llm_server import LLMServer
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from services.script import catalog, procedural
 from services.script.writing import StoryContext
 from shared.config import Settings
 from shared.telemetry import Telemetry
+from testkit.llm_server import LLMServer
 
 TEST_KEY = "sk-ant-api03-loopback-test-key-5f2c9a"
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 
-from bench.llm_server import LLMServer
 from doppelganger.v1 import (
     library_pb2,
     script_pb2,
@@ -23,6 +22,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import ServiceServer
 from shared.telemetry import Telemetry
+from testkit.llm_server import LLMServer
 from tests.fakes.llm_support import llm_settings
 from tests.integration.llm_episode_support import request
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.llm_server import LLMServer
 from shared.redis_server import RedisServer
+from testkit.llm_server import LLMServer
 from tests.integration.batch_support import backing, batch_settings, script
 from tests.integration.cli_support import doppel, printed, read
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 import grpc
 
-from bench.llm_server import LLMServer
 from doppelganger.v1 import script_pb2_grpc
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
@@ -22,6 +21,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import free_port
+from testkit.llm_server import LLMServer
 from tests.fakes.llm_support import TEST_KEY
 from tests.integration.batch_support import submit, wait_for
 

@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from doppelganger.v1 import (
     cache_pb2_grpc,
     scene_pb2_grpc,
@@ -30,6 +29,7 @@ from services.script.writers import build_writers
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.server import create_channel
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import CapturedTelemetry, captured_telemetry
 from tests.integration.batch_support import backing, batch_settings, script, submit, wait_for
 from tests.integration.llm_episode_support import request

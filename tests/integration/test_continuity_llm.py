@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import episode_pb2
 from services.script.checks.threads import content_stems
 from services.script.continuity import continuity_pass
 from services.script.script_text import read_scene
 from services.script.writers import build_writers
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import captured_telemetry, llm_settings, story
 
 

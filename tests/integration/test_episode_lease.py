@@ -17,12 +17,12 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppel import cli
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from testkit import in_process_stack
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import generate_retrying, llm_settings
 
 Stage = script_pb2.Stage

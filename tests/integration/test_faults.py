@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import (
     faults_pb2,
     faults_pb2_grpc,
@@ -28,6 +27,7 @@ from shared.faults import Faults, FaultSpecError, parse_spec, set_faults
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import eventually
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import llm_settings
 from tests.integration.fault_studio import Studio, request, retry_after_ms, studio
 

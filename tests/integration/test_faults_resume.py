@@ -19,13 +19,13 @@ from contextlib import contextmanager
 
 import grpc
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc, script_pb2, script_pb2_grpc
 from services.cache.server import create_cache_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import free_port, in_process_stack
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import TEST_KEY, generate_retrying, llm_settings
 from tests.integration.fault_studio import request, retry_after_ms, studio
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
-from bench.llm_wire import tokens_of
 from bench.suites.cost import episode_figures
 from services.script import cards
 from services.script.llm import prompts
 from services.script.llm.providers import ChatRequest
 from services.script.llm.writer import context_block, scene_schema
 from services.script.writers import build_writers
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
+from testkit.llm_wire import tokens_of
 from tests.fakes.llm_support import captured_telemetry, llm_settings, story
 
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]

@@ -15,10 +15,10 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
 from doppelganger.v1 import script_pb2
 from shared.config import Settings
 from shared.redis_server import RedisServer
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer, Received, max_in_window
 from tests.fakes.llm_support import llm_settings
 from tests.integration.llm_episode_support import generate, request, script_service
 

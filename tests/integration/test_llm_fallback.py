@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from services.script import procedural
 from services.script.llm import BudgetExceeded
 from services.script.llm.provenance import collect_provenance
 from services.script.writers import build_writers
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import captured_telemetry, llm_settings, story
 
 

@@ -12,12 +12,12 @@ import asyncio
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
 from services.script.llm.caller import client_deadline
 from services.script.llm.writer import LLMWriter
 from services.script.writers import build_writers
 from services.script.writing import DeadlineExceeded, RateLimitQueueFull
 from testkit import eventually
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer, Received, max_in_window
 from tests.fakes.llm_support import llm_settings, story
 
 

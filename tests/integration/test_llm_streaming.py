@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from doppelganger.v1 import script_pb2
 from services.script.llm.progress import reporting_output
 from services.script.writers import build_writers
 from shared.redis_server import RedisServer
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import captured_telemetry, llm_settings, story
 from tests.integration.llm_episode_support import generate, request, script_service
 

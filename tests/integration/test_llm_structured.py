@@ -13,12 +13,12 @@ import anthropic
 import openai
 import pytest
 
-from bench import provider_schemas
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from services.script.llm import schema, structured
 from services.script.llm.providers import ChatRequest
 from services.script.llm.writer import context_block
 from services.script.writers import build_writers
+from testkit import provider_schemas
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import TEST_KEY, captured_telemetry, llm_settings, story
 
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]

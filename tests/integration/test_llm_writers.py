@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from bench.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from services.script.llm import BudgetExceeded, InvalidOutputError, ProviderError
 from services.script.llm.provenance import collect_provenance
 from services.script.writers import build_writers
+from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import TEST_KEY, captured_telemetry, llm_settings, story
 
 PROVIDERS = [("anthropic", ANTHROPIC_PATH), ("openai", OPENAI_PATH)]

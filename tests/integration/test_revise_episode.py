@@ -25,7 +25,6 @@ import grpc
 import pytest
 from sqlalchemy.engine import URL
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import episode_pb2, library_pb2, scene_pb2_grpc, script_pb2, script_pb2_grpc
 from services.scene.fountain import parse_fountain
 from services.script.library import Library
@@ -34,6 +33,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.screenplay_diff import compare_drafts
 from testkit import in_process_stack
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import llm_settings
 from tests.integration.library_samples import refuse_draft_inserts_sql
 from tests.integration.scene_support import FORMATS, check_document, render

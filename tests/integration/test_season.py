@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.llm_server import ANTHROPIC_PATH, LLMServer
 from doppelganger.v1 import episode_pb2, script_pb2, script_pb2_grpc, series_pb2
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
@@ -30,6 +29,7 @@ from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
+from testkit.llm_server import ANTHROPIC_PATH, LLMServer
 from tests.fakes.llm_support import llm_settings
 
 SHOW, SETTING = "I Love Lucy", "a Mars colony in 2157"

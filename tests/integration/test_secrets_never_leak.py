@@ -18,13 +18,13 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from bench.llm_server import LLMServer
 from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc, script_pb2
 from services.monitor.server import create_monitor_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import eventually, in_process_stack
+from testkit.llm_server import LLMServer
 from tests.fakes.llm_support import TEST_KEY, llm_settings
 
 BEARER_TOKEN = "doppel-bearer-9d41c7e2b6a8"

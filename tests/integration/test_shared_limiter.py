@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bench.llm_server import max_in_window
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
 from services.cache.server import create_cache_server
 from services.script.coordination import (
@@ -36,6 +35,7 @@ from shared.config import Settings
 from shared.redis_server import RedisServer
 from shared.telemetry import Telemetry
 from testkit import eventually
+from testkit.llm_server import max_in_window
 from tests.integration.loop_thread import LoopThread
 
 

@@ -2,7 +2,7 @@
 the cache and scene services, a real redis-server, and the loopback provider, which allows L
 requests per window on one key and answers 429 above it.
 
-Replica i reaches the provider as client `replica-i` (bench/llm_server.py), so the provider's
+Replica i reaches the provider as client `replica-i` (testkit/llm_server.py), so the provider's
 record says who sent what. Assertions are counts in windows of the provider's receive times; the
 quota's use (at least 90% of L) is a benchmark figure (`doppel bench --suite quota`), not a test.
 """
@@ -15,11 +15,11 @@ import time
 import grpc
 import redis
 
-from bench.llm_server import LLMServer, Received, max_in_window
 from bench.suites.quota import closed_loop, episode_request, shared_quota_stack
 from doppelganger.v1 import script_pb2, script_pb2_grpc
 from shared.redis_server import RedisServer
 from testkit import eventually
+from testkit.llm_server import LLMServer, Received, max_in_window
 from tests.fakes.llm_support import generate_retrying
 
 Stage = script_pb2.Stage

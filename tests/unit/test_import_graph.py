@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("services", "shared", "bench", "doppel")
+PACKAGES = ("services", "shared", "bench", "doppel", "testkit")
 SKIPPED = ("shared/gen",)  # generated protobuf stubs (import path `doppelganger`)
 
 
@@ -88,7 +88,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_the_modules_and_their_imports() -> None:
     graph = _graph()
-    assert "services.script.pipeline" in graph and "bench.llm_server" in graph
+    assert "services.script.pipeline" in graph and "testkit.llm_server" in graph
     assert "services.script.procedural" in graph["services.script.comedy"]
     assert "services.script.catalog" in graph["services.script.requests"]
 

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import pytest
 
-from bench.llm_batches import _multipart
 from services.script.batch_jobs import job_proto
 from services.script.library.records import BatchRecord
 from services.script.llm.batch import BATCH_PRICE_FACTOR, ItemResult, _openai_item, custom_id
@@ -19,6 +18,7 @@ from services.script.llm.budget import Prices, Usage
 from services.script.llm.caller import LLMCaller
 from services.script.llm.provenance import part_scope
 from services.script.llm.providers import AnthropicChat, ChatRequest, ChatResult
+from testkit.llm_batches import _multipart
 
 PRICES = Prices([("claude-test", 3.0, 15.0)])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import jsonschema
 
-from bench.llm_server import parse_request
 from doppelganger.v1 import episode_pb2
 from services.script import cards, catalog, procedural
 from services.script.llm import prompts, schema
+from testkit.llm_server import parse_request
 
 
 def _story() -> tuple[list[episode_pb2.Character], episode_pb2.Outline]:

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from bench.llm_server import parse_request
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
 from services.script.llm import prompts, schema
 from services.script.validation import element_seconds
+from testkit.llm_server import parse_request
 
 
 @pytest.fixture(scope="module")

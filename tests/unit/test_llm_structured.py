@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bench import provider_schemas
 from services.script import catalog
 from services.script.llm import schema, structured
+from testkit import provider_schemas
 
 CAST = ["Lux", "Ricky", "Ethel"]
 PATTERNS = [pattern.id for pattern in catalog.load_patterns()]

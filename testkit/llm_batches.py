@@ -32,12 +32,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
 # How the server answers one item: (provider, custom_id, body, item fault) -> result dict
-# ({"custom_id", "ok", "status", "message" or "error"}); bench/llm_server.py's batch_answer.
+# ({"custom_id", "ok", "status", "message" or "error"}); testkit/llm_server.py's batch_answer.
 Answer = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
 
 
 class LLMServer(Protocol):
-    """What the batch endpoints need of bench/llm_server.py's server (no import cycle)."""
+    """What the batch endpoints need of testkit/llm_server.py's server (no import cycle)."""
 
     batches: Batches
 
@@ -311,7 +311,7 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
     head = f"Content-Type: {content_type}\r\n\r\n".encode()
     message = BytesParser(policy=HTTP).parsebytes(head + raw)
     fields: dict[str, bytes] = {}
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
         if name:

@@ -1,6 +1,6 @@
-"""The wire side of the loopback provider (bench/llm_server.py): its tokenizer and prompt cache,
+"""The wire side of the loopback provider (testkit/llm_server.py): its tokenizer and prompt cache,
 server-sent events in each provider's format, and the structured-output checks a real API makes
-(the subsets are in bench/provider_schemas.py)."""
+(the subsets are in testkit/provider_schemas.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 
-from bench import provider_schemas
+from testkit import provider_schemas
 
 ANTHROPIC_PATH = "/v1/messages"
 ANTHROPIC_COUNT_PATH = "/v1/messages/count_tokens"

@@ -18,7 +18,7 @@ A request with `stream: true` is answered with server-sent events in the provide
 (Anthropic message_start ... message_stop; OpenAI chat.completion.chunk ... [DONE], usage last
 when `stream_options.include_usage`), the text in `stream_chunks` pieces `stream_chunk_seconds`
 apart.
-Structured output is checked as the real APIs do (bench/provider_schemas.py): a request without
+Structured output is checked as the real APIs do (testkit/provider_schemas.py): a request without
 the native constraint (`output_config.format`, `response_format` json_schema strict), with one
 outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, gets the provider's
 400; answers are in the constrained shape (OpenAI strict: every property, null when not given)
@@ -26,7 +26,7 @@ and checked against the schema sent (`violations` lists any that do not match).
 Like a good model, a revision follows the continuity notes it is given: a missing payoff or an
 unplanted setup the note names (`'description'`) gets a line that carries it.
 The batch endpoints (Anthropic Message Batches, OpenAI Files and Batches) are in
-bench/llm_batches.py: items are answered as here (`batch_answer`), shown after `batch_delay`.
+testkit/llm_batches.py: items are answered as here (`batch_answer`), shown after `batch_delay`.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
 writers send, the status and any retry-after given, and the client it came from: a client given
 `anthropic_url_for(name)` (or `openai_url_for`) sends to `/r/<name>/v1/...`, so the requests of
@@ -53,8 +53,13 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from bench import llm_batches, llm_wire
-from bench.llm_wire import (
+from doppelganger.v1 import episode_pb2
+from services.script import catalog, procedural
+from services.script.checks.threads import content_stems
+from services.script.llm import prompts, schema
+from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
+from testkit import llm_batches, llm_wire
+from testkit.llm_wire import (
     ANTHROPIC_COUNT_PATH,
     ANTHROPIC_PATH,
     OPENAI_PATH,
@@ -66,11 +71,6 @@ from bench.llm_wire import (
     upper_speakers,
     usage_fields,
 )
-from doppelganger.v1 import episode_pb2
-from services.script import catalog, procedural
-from services.script.checks.threads import content_stems
-from services.script.llm import prompts, schema
-from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 
 FAULTS = frozenset(
     {
@@ -483,7 +483,7 @@ def _invalid(payload: dict[str, Any]) -> dict[str, Any]:
 def batch_answer(
     server: LLMServer, provider: str, custom_id: str, body: dict[str, Any], fault: str
 ) -> dict[str, Any]:
-    """One batch item (bench/llm_batches.py) answered as the interactive endpoint answers it,
+    """One batch item (testkit/llm_batches.py) answered as the interactive endpoint answers it,
     not streamed; `fault` is the item's: "invalid" or "errored"."""
     path = ANTHROPIC_PATH if provider == "anthropic" else OPENAI_PATH
     if fault == "errored":

@@ -8,6 +8,7 @@ test's event loop (fast to start, easy to debug); the e2e tests start real proce
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,13 @@ class InProcessStack:
         return found
 
     def _channel(self, target: str) -> grpc.aio.Channel:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "InProcessStack's stubs belong to the test's event loop: take them in an async "
+                "test or fixture"
+            ) from None
         if target not in self._channels:
             self._channels[target] = grpc.aio.insecure_channel(target)
         return self._channels[target]

@@ -31,7 +31,8 @@ class Studio:
 
 
 @pytest.fixture
-def studio(stack: InProcessStack) -> Studio:
+async def studio(stack: InProcessStack) -> Studio:
+    """Async: the stubs' channels belong to the test's event loop (a sync fixture has none)."""
     return Studio(stack.script_stub, stack.cache_stub, stack.settings)
 
 

@@ -298,11 +298,19 @@ class Stack:
         return [child for child in self.children if child.process.poll() is not None]
 
     def stop(self) -> dict[str, int | None]:
-        """SIGTERM in reverse order; returns each service's exit code."""
+        """SIGTERM in reverse order (a Ctrl-C meanwhile kills the rest at once); returns each
+        service's exit code."""
         codes: dict[str, int | None] = {}
         wait = self.settings.grace_seconds + 5.0
-        for child in reversed(self.children):
-            codes[child.name] = _terminate(child.process, wait)
+        try:
+            for child in reversed(self.children):
+                codes[child.name] = _terminate(child.process, wait)
+        except KeyboardInterrupt:  # A second Ctrl-C: no more waiting, every child killed now.
+            for child in self.children:
+                if child.process.poll() is None:
+                    child.process.kill()
+                codes[child.name] = child.process.wait()
+        for child in self.children:
             if child.log_file:
                 child.log_file.close()
         self.children.clear()

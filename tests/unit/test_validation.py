@@ -5,32 +5,19 @@ from __future__ import annotations
 import pytest
 
 from doppelganger.v1 import episode_pb2
-from services.script import catalog, procedural, validation
+from services.script import catalog, validation
 from services.script.validation import validate_episode
 from shared.config import Settings
+from testkit import generated_episode
 
 Severity = episode_pb2.Severity
 
 
 def _episode(show_id: str, setting_text: str, scene_count: int, seed: int) -> episode_pb2.Episode:
-    show = catalog.find_show(show_id)
-    assert show is not None
-    setting = catalog.resolve_setting(setting_text)
-    cast, relationships = procedural.transform_cast(show, setting, seed)
-    outline = procedural.write_outline(show, setting, cast, relationships, scene_count, seed)
-    scenes = [
-        procedural.write_scene(show, setting, cast, outline, index, seed)
-        for index in range(scene_count)
-    ]
-    return episode_pb2.Episode(
-        show=show,
-        setting=setting,
-        cast=cast,
-        relationships=relationships,
-        outline=outline,
-        scenes=scenes,
-        runtime_seconds=sum(scene.duration_seconds for scene in scenes),
-    )
+    """The kit's procedural episode, with its runtime summed as the pipeline does."""
+    episode = generated_episode(show_id, setting_text, scene_count, seed)
+    episode.runtime_seconds = sum(scene.duration_seconds for scene in episode.scenes)
+    return episode
 
 
 def _issues(report: episode_pb2.ValidationReport, scene_index: int) -> list[str]:

@@ -3,7 +3,9 @@
 `doppel generate ... --batch` submits the episode through the provider's batch API (half
 price; answered within 24 hours, usually much sooner) and prints the batch job's id at once;
 with `--wait` it polls GetBatch every `--poll-seconds` and writes the files when the episode is
-assembled. `doppel batch JOB_ID [--wait]` reports a job later (and writes the files when done).
+assembled. `doppel batch JOB_ID [--wait]` reports a job later (and writes the files when done;
+a season's job writes them into DIR/<series id>/ with the series and its bible as series.json,
+as `doppel season` does).
 Exit status: 0 submitted or assembled, 1 failed (the job's error printed), 3 still running
 after `--timeout`.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from doppel.output import write_episode
+from doppel.output import write_episode, write_series
 from doppelganger.v1 import library_pb2, script_pb2, script_pb2_grpc
 from shared import security
 from shared.config import Settings
@@ -33,17 +35,17 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch", action="store_true",
         help="through the provider's batch API (half price, slower): prints the job id",
     )  # fmt: skip
-    _wait_arguments(parser)
+    add_wait_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`doppel batch JOB_ID`."""
     parser.add_argument("job", help="batch job id (bj-...), as `generate --batch` printed")
     parser.add_argument("--out", default="out", help="directory for the files")
-    _wait_arguments(parser)
+    add_wait_arguments(parser)
 
 
-def _wait_arguments(parser: argparse.ArgumentParser) -> None:
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait", action="store_true", help="with --batch: poll until done, then write the files"
     )
@@ -86,7 +88,7 @@ def submit(
         if not args.wait:
             out.print(f"follow it with: doppel batch {submitted.batch.id} --wait")
             return 0
-        return _wait(stub, submitted.batch.id, args, Path(args.out), out, err)
+        return wait(stub, submitted.batch.id, args, Path(args.out), out, err)
 
 
 def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console
     with security.blocking_channel(settings.script_address, settings) as channel:
         stub = script_pb2_grpc.ScriptServiceStub(channel)
         if args.wait:
-            return _wait(stub, args.job, args, Path(args.out), out, err)
+            return wait(stub, args.job, args, Path(args.out), out, err)
         job = stub.GetBatch(script_pb2.GetBatchRequest(batch_id=args.job), timeout=CALL_TIMEOUT)
         for line in job_lines(job):
             out.print(line, markup=False)
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console
         return 1 if job.status == "failed" else 0
 
 
-def _wait(
+def wait(
     stub: script_pb2_grpc.ScriptServiceStub,
     job_id: str,
     args: argparse.Namespace,
@@ -112,6 +114,8 @@ def _wait(
     err: Console,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
+    """Polls GetBatch until the job is done (the files written: 0), failed (1) or `--timeout`
+    passes (3)."""
     deadline = time.monotonic() + args.timeout
     seen = ""
     while True:
@@ -137,12 +141,24 @@ def _write(
     directory: Path,
     out: Console,
 ) -> int:
+    folder = directory / job.series_id if job.series_id else directory
     for episode_id in job.episode_ids:
         episode = stub.GetEpisode(
             script_pb2.GetEpisodeRequest(episode_id=episode_id), timeout=CALL_TIMEOUT
         )
-        fountain_path, json_path = write_episode(episode, directory)
-        out.print(f"episode   {episode.outline.title} ({len(episode.scenes)} scenes, {episode.id})")
-        out.print(f"fountain  {fountain_path}")
-        out.print(f"json      {json_path}")
+        fountain_path, json_path = write_episode(episode, folder)
+        number = f"{episode.episode_number} " if episode.episode_number else ""
+        out.print(
+            f"episode   {number}{episode.outline.title} ({len(episode.scenes)} scenes, "
+            f"{episode.id})",
+            markup=False,
+        )
+        out.print(f"fountain  {fountain_path}", markup=False)
+        out.print(f"json      {json_path}", markup=False)
+    if job.series_id:
+        series = stub.GetSeries(
+            script_pb2.GetSeriesRequest(series_id=job.series_id), timeout=CALL_TIMEOUT
+        )
+        out.print(f"series    {series.title} ({series.id}), version {series.version}", markup=False)
+        out.print(f"bible     {write_series(series, folder)}", markup=False)
     return 0

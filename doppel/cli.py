@@ -15,7 +15,7 @@ doppel diff A B [--format html --out FILE]   what changed, scene by scene
 doppel export ID --format pdf|fdx|html|fountain|json [--out FILE]
 doppel revise ID --lock 1,2 --scene 3 --notes "..." --insert-after 3 --beat "..." --omit 6
               [--set blue] [--out DIR] [--format F]   a production revision (doppel/revise.py)
-doppel season --show S --setting T --episodes N [--out DIR] [--series ID]
+doppel season --show S --setting T --episodes N [--out DIR] [--series ID] [--batch [--wait]]
                                a season whose episodes remember each other (doppel/season.py)
 doppel shows                   list the bundled shows, yours, and the settings
 doppel show import FILE | export SHOW --out FILE | analyze FILE... --out show.yaml

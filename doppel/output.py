@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from doppelganger.v1 import episode_pb2, script_pb2
+from doppelganger.v1 import episode_pb2, script_pb2, series_pb2
 
 DRAFT_ID_RE = re.compile(r"ep-[0-9a-f]{20}")
 
@@ -36,6 +36,15 @@ def write_episode(episode: episode_pb2.Episode, directory: Path) -> tuple[Path, 
     text = json_format.MessageToJson(episode, indent=2, sort_keys=True)
     json_path.write_text(text + "\n", encoding="utf-8")
     return fountain_path, json_path
+
+
+def write_series(series: series_pb2.Series, directory: Path) -> Path:
+    """Writes the series and its bible as proto3 JSON (series.json); returns the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "series.json"
+    text = json_format.MessageToJson(series, indent=2, sort_keys=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
 
 
 def episode_id_of(reference: str) -> str:

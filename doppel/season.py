@@ -3,10 +3,15 @@
 doppel season --show S --setting T --episodes N [--scenes K] [--seed S] [--writer W]
               [--premise P ...] [--out DIR]
 doppel season --series ID --episodes N [--out DIR]      continue a series
+doppel season ... --batch [--wait]                       the scenes through a provider batch
 
 Streams the season's progress (outlines, each episode as it is written, the bible growing one
 episode at a time), then fetches every new episode and writes its Fountain and JSON into
 DIR/<series id>/, with the series and its bible as series.json, and prints where each went.
+
+With --batch (an LLM writer with a batch API: half price, slower) the outlines are written as
+usual, then the season's scenes go to the provider as one batch job: its id is printed at once
+and `doppel batch JOB_ID --wait` (or --wait here) writes the same files when it is assembled.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from google.protobuf import json_format
 from rich.console import Console
 
-from doppel.output import write_episode
+from doppel import batch as batch_command
+from doppel.output import write_episode, write_series
 from doppelganger.v1 import script_pb2, script_pb2_grpc, series_pb2
+from shared import security
 from shared.config import Settings
 from shared.server import create_channel
 from shared.telemetry import Telemetry
@@ -44,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="out", help="directory for the files")
     parser.add_argument("--quiet", action="store_true", help="only where the episodes went")
+    parser.add_argument(
+        "--batch", action="store_true",
+        help="the scenes through the provider's batch API (half price, slower): prints the job id",
+    )  # fmt: skip
+    batch_command.add_wait_arguments(parser)
 
 
 def request_from(args: argparse.Namespace) -> script_pb2.WriteSeasonRequest:
@@ -61,6 +72,7 @@ def request_from(args: argparse.Namespace) -> script_pb2.WriteSeasonRequest:
         seed=args.seed,
         writer=args.writer,
         premises=args.premise,
+        batch=args.batch,
     )
     if args.scenes is not None:
         request.scene_count = args.scenes
@@ -87,15 +99,17 @@ async def _season(
     out_dir: Path,
     quiet: bool,
     out: Console,
-) -> tuple[series_pb2.Series, list[tuple[int, str, Path, Path]]]:
-    """Streams the season, then writes every episode it added; returns the series and, per
-    new episode, (number, title, fountain path, json path)."""
+) -> tuple[series_pb2.Series, list[tuple[int, str, Path, Path]], str]:
+    """Streams the season, then writes every episode it added; returns the series, per new
+    episode (number, title, fountain path, json path), and the batch job's id (batch mode:
+    the episodes come later)."""
     telemetry = Telemetry("doppel-cli", settings)
     try:
         async with create_channel(settings.script_address, telemetry, settings) as channel:
             stub = script_pb2_grpc.ScriptServiceStub(channel)
             series: series_pb2.Series | None = None
             added: list[int] = []
+            job_id = ""
             with telemetry.tracer.start_as_current_span("doppel season"):
                 async for event in stub.WriteSeason(request):
                     line = _progress_line(event)
@@ -105,8 +119,12 @@ async def _season(
                         added.append(event.episode_number)
                     if event.HasField("series"):
                         series = event.series
+                    if event.HasField("batch"):
+                        job_id = event.batch.id
                 if series is None:
                     raise RuntimeError("the season's stream ended without its series")
+                if job_id:
+                    return series, [], job_id
                 folder = out_dir / series.id
                 written = []
                 by_number = {s.episode_number: s for s in series.bible.episodes}
@@ -117,10 +135,8 @@ async def _season(
                     )
                     fountain, data = write_episode(episode, folder)
                     written.append((number, episode.outline.title, fountain, data))
-            folder.mkdir(parents=True, exist_ok=True)
-            text = json_format.MessageToJson(series, indent=2, sort_keys=True)
-            (folder / "series.json").write_text(text + "\n", encoding="utf-8")
-            return series, written
+            write_series(series, folder)
+            return series, written, ""
     finally:
         await asyncio.to_thread(telemetry.shutdown)
 
@@ -132,7 +148,9 @@ def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console
         err.print(f"[red]{exc}[/]")
         return 2
     out_dir = Path(args.out)
-    series, written = asyncio.run(_season(settings, request, out_dir, args.quiet, out))
+    series, written, job_id = asyncio.run(_season(settings, request, out_dir, args.quiet, out))
+    if job_id:
+        return _batch_submitted(args, settings, series, job_id, out, err)
     bible = series.bible
     out.print(f"series    {series.title} ({series.id}), version {series.version}", markup=False)
     for number, title, fountain, _ in written:
@@ -143,3 +161,22 @@ def run(args: argparse.Namespace, settings: Settings, out: Console, err: Console
     )
     out.print(f"json      {out_dir / series.id / 'series.json'}")
     return 0
+
+
+def _batch_submitted(
+    args: argparse.Namespace,
+    settings: Settings,
+    series: series_pb2.Series,
+    job_id: str,
+    out: Console,
+    err: Console,
+) -> int:
+    """Batch mode: the job's id; with --wait, the episodes and the bible when assembled."""
+    out.print(f"series    {series.title} ({series.id})", markup=False)
+    out.print(f"batch job {job_id}", markup=False)
+    if not args.wait:
+        out.print(f"follow it with: doppel batch {job_id} --wait --out {args.out}", markup=False)
+        return 0
+    with security.blocking_channel(settings.script_address, settings) as channel:
+        stub = script_pb2_grpc.ScriptServiceStub(channel)
+        return batch_command.wait(stub, job_id, args, Path(args.out), out, err)

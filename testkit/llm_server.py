@@ -24,7 +24,9 @@ outside the provider's subset, or (OpenAI) with the deprecated `max_tokens`, get
 400; answers are in the constrained shape (OpenAI strict: every property, null when not given)
 and checked against the schema sent (`violations` lists any that do not match).
 Like a good model, a revision follows the continuity notes it is given: a missing payoff or an
-unplanted setup the note names (`'description'`) gets a line that carries it.
+unplanted setup the note names (`'description'`) gets a line that carries it; and a scene whose
+card calls back to an earlier episode (`series_callbacks`) has a line that brings the fact up
+(testkit/llm_scene_notes.py).
 The batch endpoints (Anthropic Message Batches, OpenAI Files and Batches) are in
 testkit/llm_batches.py: items are answered as here (`batch_answer`), shown after `batch_delay`.
 Every request is recorded (`received`) with its receive time, the call id and attempt our
@@ -40,7 +42,6 @@ import email.utils
 import functools
 import json
 import math
-import re
 import threading
 import time
 import uuid
@@ -55,10 +56,10 @@ from google.protobuf import json_format
 
 from doppelganger.v1 import episode_pb2
 from services.script import catalog, procedural
-from services.script.checks.threads import content_stems
 from services.script.llm import prompts, schema
 from services.script.validation import DEFAULT_SCENE_SECONDS, allocate_targets
 from testkit import llm_batches, llm_wire
+from testkit.llm_scene_notes import drop_payoffs, follow_thread_notes, play_callbacks
 from testkit.llm_wire import (
     ANTHROPIC_COUNT_PATH,
     ANTHROPIC_PATH,
@@ -87,10 +88,6 @@ FAULTS = frozenset(
         "upper_speaker",
         "stall",
     }
-)
-# A continuity note (services/script/ledger.py) about a thread, with the setup's description.
-_THREAD_NOTE = re.compile(
-    r"(?:the payoff of setup|setup) (\S+) \((?P<q>['\"])(?P<description>.+?)(?P=q)"
 )
 
 
@@ -337,7 +334,8 @@ def _scene_payload(
     outline = _outline(request)
     index = request["scene_index"]
     plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
-    return schema.scene_payload(procedural.write_planned_scene(plan, index, outline=outline))
+    payload = schema.scene_payload(procedural.write_planned_scene(plan, index, outline=outline))
+    return play_callbacks(payload, request)
 
 
 def _scene(
@@ -356,60 +354,8 @@ def _revised_scene(
     index = _scene(story, request, outline).index
     plan = plans.plan(show, setting, cast, seed, outline, procedural.scene_total(outline, index))
     revised = procedural.revise_planned_scene(plan, index, request["notes"], outline=outline)
-    return _follow_thread_notes(schema.scene_payload(revised), request["notes"])
-
-
-def _carried(payload: dict[str, Any], description: str) -> bool:
-    wanted = content_stems(description)
-    text = " ".join(element.get("text", "") for element in payload["elements"])
-    return len(wanted & content_stems(text)) >= 0.5 * len(wanted)
-
-
-def _follow_thread_notes(payload: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """A line for every thread a note says is missing (before the closing transition)."""
-    speakers = [e["character"] for e in payload["elements"] if e.get("type") == "dialogue"]
-    for note in notes:
-        match = _THREAD_NOTE.search(note)
-        if match is None or not speakers or _carried(payload, match["description"]):
-            continue
-        line = {
-            "type": "dialogue",
-            "character": speakers[-1],
-            "text": f"Don't forget: {match['description'].rstrip('.')}. That's the whole point.",
-        }
-        elements = payload["elements"]
-        at = len(elements) - 1 if elements and elements[-1]["type"] == "transition" else None
-        elements.insert(len(elements) if at is None else at, line)
-    return payload
-
-
-def _due_payoffs(request: dict[str, Any]) -> list[str]:
-    """The descriptions of the setups the request's card says this scene pays off, when the
-    request carries the cards (an outline without cards has none)."""
-    beats = [beat for act in request["outline"].get("acts", []) for beat in act.get("beats", [])]
-    setups = {
-        setup.get("id", ""): setup.get("description", "")
-        for beat in beats
-        for setup in beat.get("setups", []) or []
-        if isinstance(setup, dict)
-    }
-    mine: dict[str, Any] = next(
-        (b for b in beats if b.get("scene_index") == request["scene_index"]), {}
-    )
-    return [setups[i] for i in mine.get("payoffs", []) or [] if setups.get(i)]
-
-
-def _drop_payoffs(payload: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """The scene without the lines that pay off its due setups."""
-    for description in _due_payoffs(request):
-        wanted = content_stems(description)
-        payload["elements"] = [
-            element
-            for element in payload["elements"]
-            if element.get("type") == "transition"
-            or not wanted & content_stems(element.get("text", ""))
-        ]
-    return payload
+    payload = follow_thread_notes(schema.scene_payload(revised), request["notes"])
+    return play_callbacks(payload, request)
 
 
 def _rewritten_line(
@@ -649,7 +595,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             payload = answer(context_text, task_text, server.plans)
             if fault == "drop_payoff" and _task_name(task_text) == "scene":
                 request = parse_request(task_text)
-                payload = _drop_payoffs(payload, request)
+                payload = drop_payoffs(payload, request)
             if fault == "invalid":
                 payload = _invalid(payload)
             elif fault == "upper_speaker":

@@ -29,14 +29,14 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from doppelganger.v1 import episode_pb2, library_pb2, script_pb2
-from services.script import store
+from services.script import season_store, store
 from services.script.cards import feeding_summaries, scene_view
 from services.script.library import Conflict, Library, LibraryError, NotFound
 from services.script.library import batch_store as jobs_store
@@ -55,6 +55,7 @@ from services.script.llm.caller import client_deadline
 from services.script.llm.provenance import OUTLINE, SCENE, collect_provenance
 from services.script.pipeline import EpisodePipeline, PipelineDeps, scene_key, stored_episode
 from services.script.requests import EpisodeOrder
+from services.script.stored_orders import order_from_json, order_to_json
 from services.script.writing import WriterError
 from shared.config import Settings
 
@@ -84,6 +85,13 @@ def build_batch_runners(settings: Settings) -> dict[str, BatchRunner]:
             settings.openai_api_key, settings.openai_base_url, timeout
         )
     return runners
+
+
+def check_batch_writer(writer: str, batch_writers: Collection[str]) -> None:
+    """BatchUnavailable (its message names the field) unless `writer` has a batch API here."""
+    if writer not in batch_writers:
+        have = ", ".join(sorted(batch_writers)) or "none configured"
+        raise BatchUnavailable(f"batch: writer {writer!r} has no batch API (batch writers: {have})")
 
 
 def _encode(request: script_pb2.GenerateEpisodeRequest) -> str:
@@ -127,11 +135,7 @@ class BatchJobs:
 
     def check(self, order: EpisodeOrder) -> None:
         """BatchUnavailable unless the order's writer is an LLM writer with a batch API."""
-        if order.writer not in self.runners:
-            have = ", ".join(sorted(self.runners)) or "none configured"
-            raise BatchUnavailable(
-                f"batch: writer {order.writer!r} has no batch API (batch writers: {have})"
-            )
+        check_batch_writer(order.writer, self.runners)
 
     async def submit_episodes(
         self,
@@ -142,11 +146,39 @@ class BatchJobs:
     ) -> BatchRecord:
         """One job (one provider batch per stage) for these episodes, all by one writer: the
         first batch is submitted, then the job is stored in one transaction. An unfinished job
-        for the same episodes is returned instead of a new one. The seam for
-        `doppel season --batch` (WriteSeason with batch=true)."""
+        for the same episodes is returned instead of a new one."""
         if not requests:
             raise ValueError("a batch job needs at least one episode")
         orders = [self.make_order(request) for request in requests]
+        kept = {"episodes": [_encode(r) for r in requests]}
+        return await self._submit(orders, kept, caller, series_id)
+
+    async def submit_season(
+        self,
+        series_id: str,
+        planned: Sequence[tuple[int, EpisodeOrder]],
+        *,
+        caller: str = "",
+    ) -> BatchRecord:
+        """One job for a season's episodes, outlined already (WriteSeason with batch=true):
+        their scenes go in one batch; when they are assembled each draft is stored with its
+        number and the bible grows, in episode order (season_store.py)."""
+        if not planned:
+            raise ValueError("a batch job needs at least one episode")
+        orders = [order for _, order in planned]
+        kept = {
+            "orders": [order_to_json(order) for order in orders],
+            "season": {"numbers": [number for number, _ in planned]},
+        }
+        return await self._submit(orders, kept, caller, series_id)
+
+    async def _submit(
+        self,
+        orders: Sequence[EpisodeOrder],
+        kept: dict[str, Any],
+        caller: str,
+        series_id: str | None,
+    ) -> BatchRecord:
         writers = {order.writer for order in orders}
         if len(writers) != 1:
             raise BatchUnavailable("batch: every episode of a batch job needs the same writer")
@@ -157,7 +189,7 @@ class BatchJobs:
         request = {
             "writer": orders[0].writer,
             "caller": caller,
-            "episodes": [_encode(r) for r in requests],
+            **kept,
             "episode_ids": [EpisodePipeline(self._deps_for(o), o).episode_id for o in orders],
         }
         for pending in await self.library.pending_batches():
@@ -182,6 +214,13 @@ class BatchJobs:
         self._jobs.add(1, {"gen_ai.provider.name": runner.name,
                            "doppel.batch.outcome": "submitted"})  # fmt: skip
         return submitted
+
+    def orders_of(self, record: BatchRecord) -> list[EpisodeOrder]:
+        """The job's episodes as they were accepted (a season's kept whole, others as their
+        GenerateEpisode requests)."""
+        if "orders" in record.request:
+            return [order_from_json(data) for data in record.request["orders"]]
+        return [self.make_order(_decode(text)) for text in record.request["episodes"]]
 
     def _deps_for(self, order: EpisodeOrder, writer: Any = None) -> PipelineDeps:
         writers = dict(self.deps.writers)
@@ -293,7 +332,7 @@ class BatchJobs:
                     await jobs_store.advance(self.library, job_id, self.owner)
 
     async def _step(self, record: BatchRecord) -> None:
-        orders = [self.make_order(_decode(text)) for text in record.request["episodes"]]
+        orders = self.orders_of(record)
         state = dict(record.result or {})
         runner = self.runners.get(record.request["writer"])
         if runner is None:
@@ -342,9 +381,11 @@ class BatchJobs:
         self, record: BatchRecord, orders: Sequence[EpisodeOrder], state: dict[str, Any]
     ) -> None:
         """Each episode through the pipeline on the batch's answers, stored as a draft (a
-        draft already stored is found, not written again)."""
+        draft already stored is found, not written again); a season's then join its bible."""
+        numbers: list[int] = record.request.get("season", {}).get("numbers", [])
         episode_ids: list[str] = []
-        for order in orders:
+        assembled: list[tuple[int, episode_pb2.Episode]] = []
+        for index, order in enumerate(orders):
             writer, caller = self._writer(order, state.get("results", {}), frozenset())
             pipeline = EpisodePipeline(self._deps_for(order, writer), order)
             episode: episode_pb2.Episode | None = None
@@ -358,10 +399,18 @@ class BatchJobs:
                             episode = event.episode
             if episode is None:
                 raise _JobFailed(f"episode {pipeline.episode_id} was not assembled")
-            await self._store(episode, record.series_id)
+            if numbers and record.series_id:
+                episode = await season_store.store_episode(
+                    self.library, record.series_id, numbers[index], episode
+                )
+                assembled.append((numbers[index], episode))
+            else:
+                await self._store(episode, record.series_id)
             episode_ids.append(episode.id)
             state["interactive"] = state.get("interactive", 0) + caller.tally.interactive
             self._count_items(caller.provider.name, caller)
+        if assembled and record.series_id:
+            await self._grow_bible(record.series_id, assembled)
         state["episode_ids"] = episode_ids
         await jobs_store.advance(
             self.library, record.id, self.owner, status="completed", stage=DONE, result=state
@@ -369,6 +418,21 @@ class BatchJobs:
         self._jobs.add(1, {"gen_ai.provider.name": record.provider,
                            "doppel.batch.outcome": "assembled"})  # fmt: skip
         log.info("batch job %s: %d episode(s) assembled", record.id, len(episode_ids))
+
+    async def _grow_bible(
+        self, series_id: str, assembled: Sequence[tuple[int, episode_pb2.Episode]]
+    ) -> None:
+        """The season's episodes into the series bible (skipping any an interrupted pass
+        added); the job fails, its drafts kept, if another season took their numbers."""
+        series = await self.library.get_series_record(series_id)
+        try:
+            async for number, grown, added in season_store.grow_bible(
+                self.library, series, assembled
+            ):
+                log.info("series %s bible v%d: episode %d added %d facts",
+                         series_id, grown.version, number, added)  # fmt: skip
+        except Conflict as exc:
+            raise _JobFailed(str(exc)) from None
 
     async def _store(self, episode: episode_pb2.Episode, series_id: str | None) -> None:
         # Stored already (other bytes, by an earlier run of this job): that draft stands.

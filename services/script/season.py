@@ -15,6 +15,12 @@ a season of N episodes:
    relationship change, kernel and synopsis go into the bible, one transaction (one bible
    version) per episode.
 Progress streams as SeasonEvent; the last one carries the series with its bible.
+
+With `batch` (batch mode, half price), step 1 runs as above (each outline reads the ones before,
+so they cannot go in one batch), then the season is one batch job (batch_jobs.py): every scene
+of every episode in one provider batch, and steps 2 and 3 run when the poller assembles it. The
+stream ends at once with the job (SeasonEvent.batch); while the job is unfinished the series
+takes no other season (its episodes hold the next numbers).
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ import grpc
 
 from doppelganger.v1 import episode_pb2, script_pb2, series_pb2
 from services.script import bible as bibles
-from services.script import procedural
+from services.script import procedural, season_store
+from services.script.batch_jobs import BatchJobs, BatchUnavailable, check_batch_writer, job_proto
 from services.script.casting import Casting, resolve_cast
 from services.script.fields import InvalidRequest, UnknownShow, check_text
-from services.script.library import Conflict, Library, LibraryError
+from services.script.library import Library, LibraryError
 from services.script.llm.caller import client_deadline
 from services.script.pipeline import EpisodePipeline, PipelineDeps
 from services.script.premise import MAX_PREMISE_CHARS
@@ -48,6 +55,7 @@ from services.script.requests import (
 )
 from services.script.validation import allocate_targets
 from services.script.writing import StoryContext, Writer, WriterError
+from shared.access import current_caller
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,11 @@ MAX_SERIES_ID_CHARS = 64
 SERIES_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
 OUTLINES_SHARE = 0.1  # Of a season's progress: the outlines; the episodes 0.1-0.9; the bible.
 EPISODES_SHARE = 0.8
+
+
+class SeriesBusy(Exception):
+    """The series has an unfinished batch job (FAILED_PRECONDITION)."""
+
 
 # A number of episode slots granted for the whole season, released when it ends.
 Slots = Callable[[int], AbstractAsyncContextManager[int]]
@@ -73,6 +86,7 @@ class SeasonOrder:
     writer: str
     scene_count: int | None
     premises: tuple[str, ...]
+    batch: bool = False  # Scenes through the provider's batch API (batch_jobs.py).
 
 
 @dataclass
@@ -85,9 +99,13 @@ class _Planned:
 
 
 def check_season(
-    request: script_pb2.WriteSeasonRequest, default_writer: str, writers: Collection[str]
+    request: script_pb2.WriteSeasonRequest,
+    default_writer: str,
+    writers: Collection[str],
+    batch_writers: Collection[str] = (),
 ) -> SeasonOrder:
-    """Every field of a WriteSeason request; InvalidRequest naming the field and its limit."""
+    """Every field of a WriteSeason request; InvalidRequest naming the field and its limit.
+    `batch_writers`: the writers with a batch API here (batch=true needs one)."""
     limit = bibles.MAX_SEASON_EPISODES
     if not 1 <= request.episodes <= limit:
         raise InvalidRequest(f"episodes must be between 1 and {limit} (got {request.episodes})")
@@ -118,7 +136,10 @@ def check_season(
             f"writer must be one of: {', '.join(sorted(writers))} (got {writer[:40]!r})"
         )
     if request.batch:
-        raise InvalidRequest("batch: seasons through a provider's batch API are not available")
+        try:
+            check_batch_writer(writer, batch_writers)
+        except BatchUnavailable as exc:
+            raise InvalidRequest(str(exc)) from None
     return SeasonOrder(
         series_id=request.series_id,
         show=request.show,
@@ -128,6 +149,7 @@ def check_season(
         writer=writer,
         scene_count=request.scene_count if request.HasField("scene_count") else None,
         premises=premises,
+        batch=request.batch,
     )
 
 
@@ -200,11 +222,15 @@ class SeasonService:
     # --- seasons ----------------------------------------------------------------------------
 
     async def write_season(
-        self, order: SeasonOrder, slots: Slots
+        self, order: SeasonOrder, slots: Slots, batches: BatchJobs | None = None
     ) -> AsyncIterator[script_pb2.SeasonEvent]:
-        """The season (module docstring). Raises InvalidRequest, UnknownShow, LibraryError
+        """The season (module docstring); with `order.batch`, the outlines, then a batch job
+        for the scenes (`batches`). Raises InvalidRequest, UnknownShow, SeriesBusy, LibraryError
         (Conflict when another pass updated the bible meanwhile) or a WriterError."""
+        if order.batch and batches is None:
+            raise InvalidRequest("batch: batch mode is not available on this server")
         series = await self._series_for(order)
+        await self._check_not_busy(series.id)
         start = bibles.episode_count(series.bible)
         if self._deps.writers[order.writer].name == procedural.WRITER_NAME:
             left = bibles.kernels_left(series.bible.kernels_used)
@@ -219,29 +245,58 @@ class SeasonService:
         planned: list[_Planned] = []
         async for event in self._outline_all(series, order, planned):
             yield event
+        if order.batch:
+            assert batches is not None
+            yield await self._submit_batch(batches, series, planned)
+            return
         async with slots(min(self._parallel, len(planned))) as parallel:
             written: dict[int, episode_pb2.Episode] = {}
             async for event in self._write_all(series, planned, parallel, written):
                 yield event
-        bible, version = series.bible, series.version
-        for plan in planned:
-            episode = written[plan.number]
-            bible = bibles.add_episode(bible, episode, plan.number)
-            series = await self._library.update_bible(
-                series.id, bible, expected_version=version, episode_number=plan.number
-            )
-            version = series.version
-            added = sum(1 for f in bible.facts if f.episode_number == plan.number)
+        numbered = [(plan.number, written[plan.number]) for plan in planned]
+        callbacks = {plan.number: plan.callbacks for plan in planned}
+        grown = series
+        async for number, grown, added in season_store.grow_bible(self._library, series, numbered):
             done = OUTLINES_SHARE + EPISODES_SHARE
-            fraction = done + (1 - done) * (plan.number - start) / len(planned)
+            fraction = done + (1 - done) * (number - start) / len(planned)
             yield _event(
-                plan.number, min(fraction, 0.999),
-                f"bible v{version}: episode {plan.number} added {added} facts"
-                + (f", calls back to {', '.join(plan.callbacks)}" if plan.callbacks else ""),
+                number, min(fraction, 0.999),
+                f"bible v{grown.version}: episode {number} added {added} facts"
+                + (f", calls back to {', '.join(callbacks[number])}" if callbacks[number] else ""),
             )  # fmt: skip
-        last = _event(0, 1.0, f"season written: {len(planned)} episodes in series {series.id}")
-        last.series.CopyFrom(series)
+        last = _event(0, 1.0, f"season written: {len(planned)} episodes in series {grown.id}")
+        last.series.CopyFrom(grown)
         yield last
+
+    async def _submit_batch(
+        self, batches: BatchJobs, series: series_pb2.Series, planned: list[_Planned]
+    ) -> script_pb2.SeasonEvent:
+        """The season's scenes as one batch job; the event that says so (with the job)."""
+        numbered = [(plan.number, plan.order) for plan in planned]
+        record = await batches.submit_season(series.id, numbered, caller=current_caller().name)
+        job = job_proto(record)
+        scenes = sum(plan.order.scene_count for plan in planned)
+        event = _event(
+            0, OUTLINES_SHARE,
+            f"batch job {job.id} submitted: the {scenes} scenes of episodes "
+            f"{planned[0].number}-{planned[-1].number} ({job.stage} batch "
+            f"{job.provider_batch_id}); GetBatch reports it, and the bible grows when the "
+            "episodes are assembled",
+        )  # fmt: skip
+        event.batch.CopyFrom(job)
+        event.series.CopyFrom(series)
+        return event
+
+    async def _check_not_busy(self, series_id: str) -> None:
+        """SeriesBusy while a batch job of this series is unfinished: its episodes hold the
+        next numbers, and a season written meanwhile would take them."""
+        for record in await self._library.pending_batches():
+            if record.series_id == series_id:
+                raise SeriesBusy(
+                    f"series_id: series {series_id} has an unfinished batch job {record.id} "
+                    f"(stage {record.stage}); its episodes take the next numbers. Follow it "
+                    f"with `doppel batch {record.id} --wait` and write more once it is done"
+                )
 
     async def _series_for(self, order: SeasonOrder) -> series_pb2.Series:
         if order.series_id:
@@ -393,55 +448,15 @@ class SeasonService:
             async with asyncio.timeout(self._episode_timeout):
                 async for event in pipeline.run():
                     if event.HasField("episode"):
-                        written[plan.number] = await self._store(series, plan, event.episode)
+                        written[plan.number] = await season_store.store_episode(
+                            self._library, series.id, plan.number, event.episode
+                        )
                         event.ClearField("episode")  # GetEpisode has it; the stream stays light.
                     season_event = _event(plan.number, 0.0, event.message)
                     season_event.event.CopyFrom(event)
                     yield season_event
         if plan.number not in written:
             raise RuntimeError(f"episode {plan.number} ended without a draft")
-
-    async def _store(
-        self, series: series_pb2.Series, plan: _Planned, episode: episode_pb2.Episode
-    ) -> episode_pb2.Episode:
-        """The draft with its place in the series and the callbacks its script plays, stored in
-        one transaction (an identical draft stored before is the answer)."""
-        stored = episode_pb2.Episode()
-        stored.CopyFrom(episode)
-        stored.series_id = series.id
-        stored.episode_number = plan.number
-        del stored.bible_callbacks[:]
-        stored.bible_callbacks.extend(played_callbacks(stored))
-        try:
-            await self._library.save_draft(
-                stored, kind="generated", series_id=series.id, episode_number=plan.number
-            )
-        except Conflict:
-            return (await self._library.get_draft(stored.id)).episode
-        return stored
-
-
-def played_callbacks(episode: episode_pb2.Episode) -> list[str]:
-    """The bible facts the outline's beats call back to that the scenes actually play (the
-    fact's words in a line or an action of any scene)."""
-    said = " ".join(
-        element.dialogue.text or element.action.text
-        for scene in episode.scenes
-        for element in scene.elements
-    )
-    said = _words(said)
-    found = [
-        c.fact_id
-        for act in episode.outline.acts
-        for beat in act.beats
-        for c in beat.callbacks
-        if _words(c.text) and _words(c.text) in said
-    ]
-    return list(dict.fromkeys(found))
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
 def _mid_sentence(name: str) -> str:
@@ -466,6 +481,8 @@ async def rpc_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except UnknownShow as exc:
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    except SeriesBusy as exc:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     except (LibraryError, WriterError) as exc:
         await context.abort(exc.grpc_code, str(exc))
     except TimeoutError:

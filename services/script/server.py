@@ -189,12 +189,16 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
     async def WriteSeason(
         self, request: script_pb2.WriteSeasonRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[script_pb2.SeasonEvent]:
-        """A season (season.py): outlines, episodes in parallel on held slots, the bible."""
+        """A season (season.py): outlines, episodes in parallel on held slots, the bible; with
+        batch=true, the outlines and then one batch job for the scenes."""
         async with rpc_errors(context):
-            order = check_season(request, self._settings.default_writer, self._deps.writers.keys())
+            batch_writers = self._batches.runners.keys() if self._batches else ()
+            order = check_season(
+                request, self._settings.default_writer, self._deps.writers.keys(), batch_writers
+            )
             with spending_caller(caller_identity(context)):
                 slots = functools.partial(self._slots, show_id=order.show, context=context)
-                async for event in self._season.write_season(order, slots):
+                async for event in self._season.write_season(order, slots, self._batches):
                     yield event
 
     def _time_allowed(self, context: grpc.aio.ServicerContext) -> float:

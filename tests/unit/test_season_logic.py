@@ -13,7 +13,8 @@ import pytest
 
 from doppelganger.v1 import episode_pb2, script_pb2
 from services.script.fields import InvalidRequest
-from services.script.season import SeasonService, check_season, played_callbacks
+from services.script.season import SeasonService, check_season
+from services.script.season_store import played_callbacks
 from services.script.writing import StoryContext
 
 WRITERS = ("procedural", "anthropic")

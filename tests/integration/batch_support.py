@@ -17,6 +17,7 @@ from doppelganger.v1 import (
 )
 from services.cache.server import create_cache_server
 from services.scene.server import create_scene_server
+from services.script.library import batch_store, open_library
 from services.script.server import create_script_server
 from shared.config import Settings
 from shared.redis_server import RedisServer
@@ -77,3 +78,13 @@ async def wait_for(stub: Any, job_id: str, statuses: set[str]) -> library_pb2.Ba
             return job
         assert time.monotonic() < deadline, f"job still {job.status} ({job.stage}): {job.error}"
         await asyncio.sleep(0.05)
+
+
+async def claim_as_crashed_replica(config: Settings, job_id: str) -> None:
+    """The job left claimed (for 1 s) as a replica that crashed in the middle of a step would
+    leave it: the next poller resumes it only once the claim runs out."""
+    library = await open_library(config)
+    try:
+        assert await batch_store.claim(library, job_id, "crashed-replica", 1.0)
+    finally:
+        await library.close()

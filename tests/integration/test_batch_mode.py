@@ -21,7 +21,7 @@ from doppelganger.v1 import (
 )
 from services.script import store
 from services.script.batch_jobs import BatchJobs, build_batch_runners
-from services.script.library import batch_store, open_library
+from services.script.library import open_library
 from services.script.pipeline import PipelineDeps, PipelineMetrics
 from services.script.refinement import RefinementPolicy
 from services.script.requests import RuntimeDefaults, validate_generate
@@ -31,7 +31,14 @@ from shared.redis_server import RedisServer
 from shared.server import create_channel
 from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
 from tests.fakes.llm_support import CapturedTelemetry, captured_telemetry
-from tests.integration.batch_support import backing, batch_settings, script, submit, wait_for
+from tests.integration.batch_support import (
+    backing,
+    batch_settings,
+    claim_as_crashed_replica,
+    script,
+    submit,
+    wait_for,
+)
 from tests.integration.llm_episode_support import request
 
 Stage = script_pb2.Stage
@@ -106,11 +113,7 @@ async def test_a_restart_in_the_middle_resumes_the_job_and_it_completes_once(
                 assert job.stage == "outline"
             polled_before = provider.batches.created()[0].retrieved
             assert polled_before >= 1
-            library = await open_library(config)
-            try:
-                assert await batch_store.claim(library, job.id, "crashed-replica", 1.0)
-            finally:
-                await library.close()
+            await claim_as_crashed_replica(config, job.id)
             provider.batches.release()
             async with script(config) as (_, stub):
                 done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})

@@ -15,11 +15,17 @@ import pytest
 from doppelganger.v1 import episode_pb2, script_pb2, series_pb2
 from services.script import bible as bibles
 from services.script import season_store
-from services.script.library import Conflict, batch_store, open_library
+from services.script.library import Conflict, open_library
 from shared.config import Settings
 from shared.redis_server import RedisServer
 from testkit.llm_server import ANTHROPIC_PATH, OPENAI_PATH, LLMServer
-from tests.integration.batch_support import backing, batch_settings, script, wait_for
+from tests.integration.batch_support import (
+    backing,
+    batch_settings,
+    claim_as_crashed_replica,
+    script,
+    wait_for,
+)
 
 SHOW, SETTING = "I Love Lucy", "a Mars colony in 2157"
 
@@ -121,11 +127,7 @@ async def test_a_restart_in_the_middle_resumes_the_season_and_its_bible_once(
                     writer="anthropic",
                 )  # fmt: skip
                 job = await wait_for(stub, events[-1].batch.id, {"in_progress"})
-            library = await open_library(config)
-            try:
-                assert await batch_store.claim(library, job.id, "crashed-replica", 1.0)
-            finally:
-                await library.close()
+            await claim_as_crashed_replica(config, job.id)
             provider.batches.release()
             async with script(config) as (_, stub):
                 done = await wait_for(stub, job.id, {"assembled", "failed"})

@@ -95,7 +95,9 @@ async def test_episode_leaves_no_key_or_token_in_logs_spans_or_metrics(
                     monitor_stub, events[-1].trace_id, {"script", "scene", "cache"}
                 )
                 for server in (script, scene, cache):
-                    server.telemetry.force_flush()
+                    # Off the loop: the exporters' blocking calls go to the monitor, which
+                    # answers on this loop (flushing here would wait out their 10 s timeout).
+                    await asyncio.to_thread(server.telemetry.force_flush)
                 await monitor.state.queue.settled()  # Every export it accepted is applied.
                 captured = [
                     json_format.MessageToJson(trace),

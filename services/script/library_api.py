@@ -70,8 +70,9 @@ def _id(field: str, value: str) -> str:
 def summary_proto(
     summary: EpisodeSummary, latest: episode_pb2.Episode | None = None, writer: str = ""
 ) -> library_pb2.EpisodeSummary:
-    """An EpisodeSummary; the logline and writer come from the latest draft when given (a
-    listing gives only the writer: reading every draft's script would cost a page 40 ms)."""
+    """An EpisodeSummary with the latest draft's logline (kept on the episode row); the writer
+    from the latest draft when given (a listing gives only the writer: reading every draft's
+    script would cost a page 40 ms)."""
     message = library_pb2.EpisodeSummary(
         episode_id=summary.id,
         title=summary.title,
@@ -86,6 +87,7 @@ def summary_proto(
         created_at=_timestamp(summary.created_at),
         updated_at=_timestamp(summary.updated_at),
         writer=writer,
+        logline=summary.logline,
     )
     if latest is not None:
         message.logline = latest.outline.logline

@@ -172,6 +172,9 @@ async def test_list_history_compare_and_archive(studio: Studio) -> None:
         (second.id, False),
         (first.id, True),
     ]
+    # Listings carry the latest draft's logline, as GetEpisode does.
+    assert [e.logline for e in hidden.episodes] == [second.outline.logline, revised.outline.logline]
+    assert all(e.logline for e in hidden.episodes)
     # Archived drafts stay readable; restore lists the episode again.
     assert await get(script_pb2.GetEpisodeRequest(episode_id=revised.id)) == revised
     await studio.stub.ArchiveEpisode(

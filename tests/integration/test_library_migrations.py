@@ -30,7 +30,7 @@ TABLES = {
     "batch_jobs",
     "alembic_version",
 }
-# What the newest migration (0002_series) added: one step down removes it.
+# What 0002_series added: down to 0001 removes it.
 SERIES_STEP_TABLES = {"series_bibles"}
 
 
@@ -63,7 +63,9 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
 
     await schema.downgrade(engine, "-1")
     back = await schema.status(engine)
-    assert not back.up_to_date and back.current != found.current
+    assert not back.up_to_date and back.current == ("0004_batch_jobs",)
+    assert "logline" not in await columns(engine, "episodes")  # 0005_episode_loglines's
+    await schema.downgrade(engine, "-1")
     # 0004_batch_jobs's columns go with it; the table stays (0001's).
     assert not await columns(engine, "batch_jobs") & {"stage", "error", "claimed_by"}
     await schema.downgrade(engine, "0001")
@@ -82,6 +84,32 @@ async def test_upgrade_downgrade_one_step_and_upgrade_again(
         assert (await library.get_draft(episode.id)).episode == episode
     finally:
         await library.close()
+
+
+async def test_episodes_stored_before_0005_get_their_latest_drafts_logline(
+    engine: AsyncEngine, database_url: URL
+) -> None:
+    await schema.upgrade(engine)
+    library = await Library.open(database_url, migrate="check")
+    try:
+        first = sample_episode(draft_id("old", 1), logline="Lucy sells algae loaf.")
+        await library.save_draft(first, kind="generated")
+        revised = sample_episode(
+            draft_id("old", 2), logline="Ricky sells it back.", parent_id=first.id
+        )
+        await library.save_draft(revised, kind="regenerated", parent_id=first.id)
+        bare = sample_episode(draft_id("bare", 1), logline="")
+        await library.save_draft(bare, kind="generated")
+    finally:
+        await library.close()
+    await schema.downgrade(engine, "0004_batch_jobs")
+    await schema.upgrade(engine)
+    library = await Library.open(database_url, migrate="check")
+    try:
+        page = await library.list_episodes(10, "")
+    finally:
+        await library.close()
+    assert {e.id: e.logline for e in page.items} == {first.id: "Ricky sells it back.", bare.id: ""}
 
 
 async def test_models_and_migrations_agree(database_url: URL) -> None:

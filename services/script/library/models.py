@@ -59,6 +59,7 @@ PENDING_BATCH_STATUSES = ("queued", "submitted", "in_progress")
 
 ID = 64  # Longest id: "ep-" + 20 hex today; room for other schemes.
 NAME = 200
+LOGLINE = 1000  # Episode.logline: the latest draft's, clipped (0005_episode_loglines).
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -163,6 +164,7 @@ class Episode(Base):
     latest_draft_id: Mapped[str] = mapped_column(String(ID))
     draft_count: Mapped[int] = mapped_column(Integer)
     archived: Mapped[bool] = mapped_column(Boolean)
+    logline: Mapped[str] = mapped_column(String(LOGLINE), server_default="")  # Latest draft's.
     search_text: Mapped[str] = mapped_column(Text)  # Lower-cased title and logline.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -96,6 +96,7 @@ class EpisodeSummary:
     archived: bool
     created_at: datetime
     updated_at: datetime
+    logline: str = ""  # The latest draft's.
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> EpisodeSummary:
@@ -112,6 +113,7 @@ class EpisodeSummary:
             archived=row.archived,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            logline=row.logline,
         )
 
 

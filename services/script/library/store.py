@@ -25,6 +25,7 @@ from services.script.library.errors import Conflict, InvalidArgument, LibraryErr
 from services.script.library.models import (
     DRAFT_KINDS,
     ID,
+    LOGLINE,
     REVISION_KINDS,
     Draft,
     Episode,
@@ -94,6 +95,7 @@ class Library(PlanningStore, BibleStore):
         now = utc_now()
         title = clip(episode.outline.title or "(untitled)", 300)
         search_text = f"{episode.outline.title}\n{episode.outline.logline}".lower()
+        logline = clip(episode.outline.logline, LOGLINE)
         if parent_id is not None:
             parent = await _draft_info(connection, parent_id)
             if parent is None:
@@ -106,6 +108,7 @@ class Library(PlanningStore, BibleStore):
                     draft_count=Episode.draft_count + 1,
                     latest_draft_id=episode.id,
                     title=title,
+                    logline=logline,
                     search_text=search_text,
                     updated_at=now,
                 )
@@ -128,6 +131,7 @@ class Library(PlanningStore, BibleStore):
                     latest_draft_id=episode.id,
                     draft_count=1,
                     archived=False,
+                    logline=logline,
                     search_text=search_text,
                     created_at=now,
                     updated_at=now,

@@ -140,7 +140,11 @@ def connect_redis(
             timeout=pool_wait_seconds,
             socket_timeout=5.0,
             socket_connect_timeout=2.0,
-            health_check_interval=30,
+            # No idle health check: redis-py 8.1 runs it inside a new connection's own log-in,
+            # and when Redis refuses that log-in (NOAUTH) the check reconnects, logs in, checks
+            # again... recursing until the caller's timeout (a start that hung for minutes). A
+            # connection that went stale while idle fails its command, which the retry below
+            # repeats on a fresh connection.
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )

@@ -24,7 +24,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from doppelganger.v1 import cache_pb2, cache_pb2_grpc
-from services.cache.redis_url import redact_url
+from services.cache.redis_url import connect_redis, redact_url, refused_credentials
 from services.cache.server import create_cache_server, entry_key
 from shared.config import Settings
 from shared.redis_server import RedisServer, RedisTls
@@ -162,6 +162,21 @@ async def test_wrong_or_missing_password_stops_the_cache_at_start(
     assert ("***" in str(refused.value)) == bool(password)
     everything = str(refused.value) + logged(caplog) + captured.text()
     assert_no_secret(everything, PASSWORD, WRONG, *([url] if password else []))
+
+
+@pytest.mark.parametrize("form", ["requirepass", "acl-user"])
+async def test_a_refused_log_in_is_an_error_not_a_wait(protected: RedisServer, form: str) -> None:
+    """The pooled client's first command fails with Redis' refusal. (With redis-py's idle
+    health check on, a refused log-in made the check reconnect and log in again, recursing
+    until the caller's timeout: a cache start hung for two minutes in CI.)"""
+    client = connect_redis(url_form(protected, form, "" if form == "requirepass" else WRONG),
+                           max_connections=2)  # fmt: skip
+    try:
+        with pytest.raises(redis.RedisError) as refused:
+            await asyncio.wait_for(client.ping(), 30)
+    finally:
+        await client.aclose()
+    assert refused_credentials(refused.value), repr(refused.value)
 
 
 @pytest.mark.parametrize("form", ["acl-user", "query-user"])

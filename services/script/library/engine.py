@@ -13,6 +13,7 @@ when it upgrades its read lock.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         # The busy timeout first: switching to WAL itself waits for other connections.
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -154,6 +155,24 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switches the file to WAL (a no-op once it is). Fresh connections switching at the same
+    moment (replicas starting together on a new file) can get "database is locked" at once:
+    SQLite returns it without waiting when waiting could deadlock. The loser tries again,
+    a little later, up to the busy timeout (a rare pause of a few 10 ms, at connect only)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # The driver's OperationalError, as adapted by SQLAlchemy.
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _writable_directory(directory: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,12 @@ def test_free_port_is_a_bindable_loopback_port() -> None:
     port = free_port()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
+    """Outbound connections take their local port from the ephemeral range; a test port from
+    there could be taken by the test's own client before the child binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(20_000 <= port < low for port in ports)

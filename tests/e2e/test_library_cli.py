@@ -43,7 +43,11 @@ class Studio:
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        read_until_ready(self.process, timeout=90)
+        try:
+            read_until_ready(self.process, timeout=90)
+        except AssertionError:
+            self.shut_down()
+            raise
 
     def stop(self) -> None:
         assert self.process is not None
@@ -51,6 +55,20 @@ class Studio:
         output, _ = self.process.communicate(timeout=60)
         assert self.process.returncode == 0, output
         self.process = None
+
+    def shut_down(self) -> None:
+        """Whatever is still running stopped as a user stops it (SIGTERM: `doppel up` stops
+        its services and Redis); SIGKILL only if that hangs. A SIGKILLed `doppel up` leaves its
+        children running (they outlived every CI run that ended this test so)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
     def doppel(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -93,9 +111,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     try:
         yield running
     finally:
-        if running.process is not None and running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
+        running.shut_down()
 
 
 def _field(output: str, name: str) -> str:

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from services.script.checks.threads import content_stems
+from services.script.season_store import plain_words
 
 # A continuity note (services/script/ledger.py) about a thread, with the setup's description.
 _THREAD_NOTE = re.compile(
@@ -77,7 +78,7 @@ def play_callbacks(payload: dict[str, Any], request: dict[str, Any]) -> dict[str
     for callback in card.get("series_callbacks", []) or []:
         fact = str(callback.get("fact", "")).strip().rstrip(".")
         said = " ".join(element.get("text", "") for element in payload["elements"])
-        if not fact or not speakers or _words(fact) in _words(said):
+        if not fact or not speakers or plain_words(fact) in plain_words(said):
             continue
         line = {"type": "dialogue", "character": speakers[0], "text": f"Remember? {fact}."}
         _insert_before_transition(payload["elements"], line)
@@ -87,7 +88,3 @@ def play_callbacks(payload: dict[str, Any], request: dict[str, Any]) -> dict[str
 def _insert_before_transition(elements: list[dict[str, Any]], line: dict[str, Any]) -> None:
     at = len(elements) - 1 if elements and elements[-1]["type"] == "transition" else len(elements)
     elements.insert(at, line)
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))

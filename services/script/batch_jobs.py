@@ -409,7 +409,8 @@ class BatchJobs:
             episode_ids.append(episode.id)
             state["interactive"] = state.get("interactive", 0) + caller.tally.interactive
             self._count_items(caller.provider.name, caller)
-        if assembled and record.series_id:
+        if assembled:  # A season's: every episode above was stored in record.series_id.
+            assert record.series_id is not None
             await self._grow_bible(record.series_id, assembled)
         state["episode_ids"] = episode_ids
         await jobs_store.advance(

@@ -75,16 +75,17 @@ def played_callbacks(episode: episode_pb2.Episode) -> list[str]:
         for scene in episode.scenes
         for element in scene.elements
     )
-    said = _words(said)
+    said = plain_words(said)
     found = [
         c.fact_id
         for act in episode.outline.acts
         for beat in act.beats
         for c in beat.callbacks
-        if _words(c.text) and _words(c.text) in said
+        if plain_words(c.text) and plain_words(c.text) in said
     ]
     return list(dict.fromkeys(found))
 
 
-def _words(text: str) -> str:
+def plain_words(text: str) -> str:
+    """Lower-case words joined by single spaces: how a callback's fact is found in a script."""
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))

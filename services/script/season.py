@@ -43,7 +43,6 @@ from services.script.batch_jobs import BatchJobs, BatchUnavailable, check_batch_
 from services.script.casting import Casting, resolve_cast
 from services.script.fields import InvalidRequest, UnknownShow, check_text
 from services.script.library import Library, LibraryError
-from services.script.llm.caller import client_deadline
 from services.script.pipeline import EpisodePipeline, PipelineDeps
 from services.script.premise import MAX_PREMISE_CHARS
 from services.script.requests import (
@@ -53,6 +52,7 @@ from services.script.requests import (
     RuntimeDefaults,
     validate_generate,
 )
+from services.script.time_limits import steps_within
 from services.script.validation import allocate_targets
 from services.script.writing import StoryContext, Writer, WriterError
 from shared.access import current_caller
@@ -444,17 +444,15 @@ class SeasonService:
     ) -> AsyncIterator[script_pb2.SeasonEvent]:
         """One episode through the pipeline, stored as a draft of the series; its events."""
         pipeline = EpisodePipeline(self._deps, plan.order)
-        with client_deadline(self._episode_timeout):
-            async with asyncio.timeout(self._episode_timeout):
-                async for event in pipeline.run():
-                    if event.HasField("episode"):
-                        written[plan.number] = await season_store.store_episode(
-                            self._library, series.id, plan.number, event.episode
-                        )
-                        event.ClearField("episode")  # GetEpisode has it; the stream stays light.
-                    season_event = _event(plan.number, 0.0, event.message)
-                    season_event.event.CopyFrom(event)
-                    yield season_event
+        async for event in steps_within(pipeline.run(), self._episode_timeout):
+            if event.HasField("episode"):
+                written[plan.number] = await season_store.store_episode(
+                    self._library, series.id, plan.number, event.episode
+                )
+                event.ClearField("episode")  # GetEpisode has it; the stream stays light.
+            season_event = _event(plan.number, 0.0, event.message)
+            season_event.event.CopyFrom(event)
+            yield season_event
         if plan.number not in written:
             raise RuntimeError(f"episode {plan.number} ended without a draft")
 

@@ -34,7 +34,6 @@ from services.script.coordination import CoordinationClient, LeaseHeld, held_lea
 from services.script.library import Conflict, Library, LibraryError, NotFound, open_library
 from services.script.library_api import LibraryApi
 from services.script.llm.budget import spending_caller
-from services.script.llm.caller import client_deadline
 from services.script.pipeline import (
     EpisodePipeline,
     PipelineDeps,
@@ -58,6 +57,7 @@ from services.script.revise import EpisodeReviser, LockedSceneChanged
 from services.script.revision_plan import check_revise, plan_revision
 from services.script.season import SeasonService, check_season, rpc_errors
 from services.script.shows import ShowService
+from services.script.time_limits import steps_within, timeout_message, within
 from services.script.validate_service import validate_request
 from services.script.writers import build_writers
 from services.script.writing import Writer, WriterError
@@ -222,9 +222,9 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         outcome = "error"
         allowed = self._time_allowed(context)
         try:
-            async with self._episode_lease(pipeline.episode_id), _within(allowed):
+            async with self._episode_lease(pipeline.episode_id):
                 with spending_caller(caller_identity(context)):
-                    async for event in pipeline.run():
+                    async for event in steps_within(pipeline.run(), allowed):
                         if event.HasField("episode"):
                             event.episode.CopyFrom(await self._record(event.episode, "generated"))
                             outcome = "ok"
@@ -238,7 +238,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
             outcome = "timeout"
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timeout_message(allowed))
         except asyncio.CancelledError:
             # The client went away or its deadline passed: scene tasks and LLM calls stop too.
             outcome = "cancelled"
@@ -333,7 +333,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         allowed = self._time_allowed(context)
         deps = self._deps_for(context)
         try:
-            async with _within(allowed):
+            async with within(allowed):
                 with spending_caller(caller_identity(context)):
                     return await regenerate_scene(deps, writer, original, scene_index, notes)
         except WriterError as exc:
@@ -341,7 +341,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         except LibraryError as exc:
             return await context.abort(exc.grpc_code, str(exc))
         except TimeoutError:
-            return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
+            return await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timeout_message(allowed))
 
     async def ReviseEpisode(
         self, request: script_pb2.ReviseEpisodeRequest, context: grpc.aio.ServicerContext
@@ -362,9 +362,9 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
         allowed = self._time_allowed(context)
         async with self._slot(parent.show.id, context):
             try:
-                async with self._episode_lease(plan.draft_id), _within(allowed):
+                async with self._episode_lease(plan.draft_id):
                     with spending_caller(caller_identity(context)):
-                        async for event in reviser.run():
+                        async for event in steps_within(reviser.run(), allowed):
                             if event.HasField("episode"):
                                 stored = await self._record(
                                     event.episode, "revised", parent.id, plan.summary
@@ -379,7 +379,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             except (LibraryError, LockedSceneChanged) as exc:
                 await context.abort(exc.grpc_code, str(exc))
             except TimeoutError:
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed))
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timeout_message(allowed))
 
     async def ProposeOutlines(
         self, request: script_pb2.ProposeOutlinesRequest, context: grpc.aio.ServicerContext
@@ -408,14 +408,14 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
 
         async with self._slot(order.episode.show.id, context):
             try:
-                async with _within(allowed):
+                async with within(allowed):
                     deps = self._deps_for(context)
                     return await propose_outlines(deps, order, request.setting.strip(), save)
             except (WriterError, LibraryError) as exc:
                 return await context.abort(exc.grpc_code, str(exc))
             except TimeoutError:
                 return await context.abort(
-                    grpc.StatusCode.DEADLINE_EXCEEDED, _timeout_message(allowed)
+                    grpc.StatusCode.DEADLINE_EXCEEDED, timeout_message(allowed)
                 )
 
     async def GetBatch(
@@ -684,25 +684,9 @@ async def _start_script_server(
     return started
 
 
-@contextlib.asynccontextmanager
-async def _within(seconds: float) -> AsyncIterator[None]:
-    """The block ends with TimeoutError after `seconds`, and every LLM attempt in it is bounded
-    by the same time (`client_deadline`)."""
-    with client_deadline(seconds):
-        async with asyncio.timeout(seconds):
-            yield
-
-
 async def _abort_writer_error(context: grpc.aio.ServicerContext, exc: WriterError) -> NoReturn:
     """The RPC ends with the writer error's status; a spending cap adds its retry hint."""
     retry_ms = getattr(exc, "retry_after_ms", None)
     metadata = (("retry-after-ms", str(retry_ms)),) if retry_ms else ()
     await context.abort(exc.grpc_code, str(exc), trailing_metadata=metadata)
     raise AssertionError("unreachable: abort raises")
-
-
-def _timeout_message(allowed: float) -> str:
-    return (
-        f"not finished within {allowed:.1f} s (the client's deadline or "
-        "DOPPEL_EPISODE_TIMEOUT_SECONDS)"
-    )

@@ -70,9 +70,6 @@ log = logging.getLogger(__name__)
 
 CACHE_CALL_TIMEOUT = 2.0
 RETRY_AFTER_MS_RANGE = (100, 30_000)
-# An episode being written is leased for this long, renewed every third of it: a replica that
-# dies lets another take the episode over within this time.
-EPISODE_LEASE_SECONDS = 10.0
 LEASE_RETRY_MS_RANGE = (250, 5_000)
 
 
@@ -262,7 +259,7 @@ class ScriptService(script_pb2_grpc.ScriptServiceServicer):
             yield
             return
         name = f"episode:{episode_id}"
-        async with held_lease(self._coordination, name, EPISODE_LEASE_SECONDS):
+        async with held_lease(self._coordination, name, self._settings.episode_lease_seconds):
             yield
 
     async def _refuse_duplicate(self, episode_id: str, context: grpc.aio.ServicerContext) -> None:

@@ -56,6 +56,12 @@ class WritingSettings:
         "Longest an episode or revision may run, whatever the client's deadline; then "
         "DEADLINE_EXCEEDED.",
     )  # fmt: skip
+    episode_lease_seconds: float = setting(
+        "DOPPEL_EPISODE_LEASE_SECONDS", 10.0, number(1.0, 600.0),
+        "An episode being written is leased in Redis for this long, renewed every third of it; "
+        "an identical request on another replica is refused (ABORTED) meanwhile, and takes the "
+        "episode over this long after its replica died.",
+    )  # fmt: skip
     batch_poll_seconds: float = setting(
         "DOPPEL_BATCH_POLL_SECONDS", 30.0, SECONDS,
         "Batch mode: how often the script service polls the provider batches of unfinished "

@@ -46,6 +46,7 @@ def script_process(provider: LLMServer, cache_port: int, scene_port: int) -> Ite
         "ANTHROPIC_MODEL": "claude-loopback",
         "DOPPEL_MAX_PARALLEL_SCENES": "2",
         "DOPPEL_REFINEMENT_ROUNDS": "0",
+        "DOPPEL_EPISODE_LEASE_SECONDS": "2",  # The killed replica's lease runs out sooner.
         "OTEL_SDK_DISABLED": "true",
         "DOPPEL_LOG_LEVEL": "WARNING",
     }

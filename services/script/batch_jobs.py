@@ -534,6 +534,10 @@ class BatchPoller:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:  # No step runs now: the jobs this replica held go to the next poller at once.
+            await jobs_store.release_claims(self.jobs.library, self.jobs.owner)
+        except LibraryError as exc:
+            log.warning("batch poller: claims not released (%s); they run out by themselves", exc)
         for runner in self.jobs.runners.values():
             await runner.aclose()
 

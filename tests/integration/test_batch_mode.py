@@ -20,8 +20,8 @@ from doppelganger.v1 import (
     script_pb2,
 )
 from services.script import store
-from services.script.batch_jobs import BatchJobs, build_batch_runners
-from services.script.library import open_library
+from services.script.batch_jobs import BatchJobs, BatchPoller, build_batch_runners
+from services.script.library import batch_store, open_library
 from services.script.pipeline import PipelineDeps, PipelineMetrics
 from services.script.refinement import RefinementPolicy
 from services.script.requests import RuntimeDefaults, validate_generate
@@ -329,3 +329,21 @@ async def test_a_batch_the_provider_no_longer_knows_fails_the_job(
             done = await wait_for(stub, submitted.batch.id, {"assembled", "failed"})
     assert done.status == "failed" and done.stage == "outline"
     assert "does not know batch" in done.error and submitted.batch.provider_batch_id in done.error
+
+
+async def test_a_stopping_poller_gives_up_its_claims_at_once(redis_server: RedisServer) -> None:
+    """A poller stopped just after claiming a job (its step cancelled before it began) leaves no
+    claim behind: another replica takes the job at once, not after DOPPEL_BATCH_CLAIM_SECONDS."""
+    captured = captured_telemetry(batch_settings_for_metrics())
+    with LLMServer() as provider:
+        provider.batches.hold()
+        async with (
+            backing(batch_settings(provider), redis_server) as config,
+            season_jobs(config, captured) as jobs,
+        ):
+            requests = [request(writer="openai", scene_count=2, seed=180301)]
+            job = await jobs.submit_episodes(requests, caller="stop-test")
+            assert await batch_store.claim(jobs.library, job.id, jobs.owner, 600.0)
+            assert not await batch_store.claim(jobs.library, job.id, "another-replica", 1.0)
+            await BatchPoller(jobs, interval=3600.0).stop()
+            assert await batch_store.claim(jobs.library, job.id, "another-replica", 1.0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
 
+from services.script.library.database import uninterrupted
 from services.script.library.errors import Conflict, NotFound
 from services.script.library.models import PENDING_BATCH_STATUSES, BatchJob, utc_now
 from services.script.library.planning import series_row
@@ -28,6 +29,7 @@ def new_job_id() -> str:
     return "bj-" + secrets.token_hex(10)
 
 
+@uninterrupted
 async def submit_job(
     library: Library,
     *,
@@ -68,6 +70,7 @@ async def get_job(library: Library, job_id: str) -> BatchRecord:
     return BatchRecord.from_row(row)
 
 
+@uninterrupted
 async def claim(library: Library, job_id: str, owner: str, seconds: float) -> bool:
     """Takes (or renews) the claim on an unfinished job for `seconds`; False while another
     poller's claim runs."""
@@ -92,6 +95,21 @@ async def claim(library: Library, job_id: str, owner: str, seconds: float) -> bo
     return bool(result.rowcount)
 
 
+@uninterrupted
+async def release_claims(library: Library, owner: str) -> int:
+    """Gives up every claim `owner` holds (a poller stopping: another replica resumes the jobs
+    at once instead of after the claim's time); how many."""
+    with library._errors():
+        async with library._write() as connection:
+            result = await connection.execute(
+                update(BatchJob)
+                .where(BatchJob.claimed_by == owner)
+                .values(claimed_by=None, claimed_until=None)
+            )
+    return int(result.rowcount)
+
+
+@uninterrupted
 async def advance(
     library: Library,
     job_id: str,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doppelganger.v1 import series_pb2
 from services.script.library import pages
-from services.script.library.database import Database, clip
+from services.script.library.database import Database, clip, uninterrupted
 from services.script.library.errors import Conflict, InvalidArgument, NotFound
 from services.script.library.models import ID, Series, SeriesBible, UtcDateTime, utc_now
 from services.script.library.records import Page
@@ -30,6 +30,7 @@ _SERIES = list(Series.__table__.c)
 class BibleStore(Database):
     """Series with their bibles (the `Library` has these beside everything else)."""
 
+    @uninterrupted
     async def create_series_record(self, series: series_pb2.Series) -> series_pb2.Series:
         """Stores a new series (its id made when empty) with an empty bible at version 1."""
         series_id = series.id or "se-" + secrets.token_hex(10)
@@ -101,6 +102,7 @@ class BibleStore(Database):
             token = pages.encode(pages.Cursor(last.created_at, last.id), query)
         return Page(items, token)
 
+    @uninterrupted
     async def update_bible(
         self,
         series_id: str,

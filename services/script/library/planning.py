@@ -15,7 +15,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doppelganger.v1 import episode_pb2
-from services.script.library.database import Database, clip
+from services.script.library.database import Database, clip, uninterrupted
 from services.script.library.errors import Conflict, InvalidArgument, NotFound
 from services.script.library.models import (
     BATCH_STATUSES,
@@ -42,6 +42,7 @@ class PlanningStore(Database):
 
     # --- shows -----------------------------------------------------------------------------
 
+    @uninterrupted
     async def create_show(
         self, show: episode_pb2.Show, *, replace: bool = False, source: str = "user"
     ) -> ShowRecord:
@@ -120,6 +121,7 @@ class PlanningStore(Database):
 
     # --- series ----------------------------------------------------------------------------
 
+    @uninterrupted
     async def create_series(
         self,
         *,
@@ -159,6 +161,7 @@ class PlanningStore(Database):
                 row = await series_row(connection, series_id)
         return SeriesRecord.from_row(row)
 
+    @uninterrupted
     async def update_series(
         self,
         series_id: str,
@@ -202,6 +205,7 @@ class PlanningStore(Database):
 
     # --- batch jobs ------------------------------------------------------------------------
 
+    @uninterrupted
     async def save_batch(
         self,
         *,
@@ -238,6 +242,7 @@ class PlanningStore(Database):
                 row = await _batch_row(connection, batch_id)
         return BatchRecord.from_row(row)
 
+    @uninterrupted
     async def update_batch(
         self,
         batch_id: str,

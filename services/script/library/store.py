@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from doppelganger.v1 import episode_pb2
 from services.script.library import pages
 from services.script.library.bibles import BibleStore
-from services.script.library.database import clip
+from services.script.library.database import clip, uninterrupted
 from services.script.library.errors import Conflict, InvalidArgument, LibraryError, NotFound
 from services.script.library.models import (
     DRAFT_KINDS,
@@ -46,6 +46,7 @@ class Library(PlanningStore, BibleStore):
     series with their versioned bibles from BibleStore; connections from Database. Build with
     `Library.open(url)`; `close` when done."""
 
+    @uninterrupted
     async def save_draft(
         self,
         episode: episode_pb2.Episode,
@@ -274,6 +275,7 @@ class Library(PlanningStore, BibleStore):
             raise NotFound(f"episode {any_id} not found")
         return EpisodeSummary.from_row(row)
 
+    @uninterrupted
     async def archive(self, any_id: str, archived: bool = True) -> EpisodeSummary:
         """Hides the episode from listings (or shows it again); its drafts stay readable."""
         episode_of = select(Draft.episode_id).where(Draft.id == any_id).scalar_subquery()

@@ -46,6 +46,10 @@ def uninterrupted(write: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any
                 if task.done():
                     raise
                 cancelled = error  # Wait for the write; the cancel is raised after it.
+            except BaseException as failure:
+                if cancelled is not None:  # The cancel still wins: the caller is going away.
+                    raise cancelled from failure
+                raise
             else:
                 break
         if cancelled is not None:

@@ -12,6 +12,7 @@ out are not handed out again by this process.
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import threading
@@ -21,8 +22,10 @@ _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 20_000  # Above the usual fixed service ports (PostgreSQL, Redis, Prometheus, ...).
 _given: set[int] = set()
 _lock = threading.Lock()
+_chooser = random.Random()
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     try:
         return int(_RANGE_FILE.read_text().split()[0])
@@ -34,10 +37,9 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago and
     that this process has not handed out before."""
     high = _ephemeral_low()
-    chooser = random.Random()
     with _lock:
         for _ in range(200):
-            port = chooser.randrange(_LOWEST, max(high, _LOWEST + 1000))
+            port = _chooser.randrange(_LOWEST, max(high, _LOWEST + 1000))
             if port in _given:
                 continue
             with socket.socket() as probe:

@@ -81,7 +81,7 @@ def played_callbacks(episode: episode_pb2.Episode) -> list[str]:
         for act in episode.outline.acts
         for beat in act.beats
         for c in beat.callbacks
-        if plain_words(c.text) and plain_words(c.text) in said
+        if (fact := plain_words(c.text)) and fact in said
     ]
     return list(dict.fromkeys(found))
 

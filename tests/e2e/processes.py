@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
@@ -19,3 +20,16 @@ def read_until_ready(process: subprocess.Popen[str], timeout: float) -> list[str
         if line.startswith("ready"):
             return lines
     raise AssertionError(f"doppel up not ready in {timeout}s: {lines}")
+
+
+def stop_up(process: subprocess.Popen[str]) -> None:
+    """Stops a running `doppel up` as a user does (SIGTERM: it stops its services and Redis);
+    SIGKILL only if that hangs. A SIGKILLed `doppel up` leaves its children running."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from testkit import free_port
-from tests.e2e.processes import read_until_ready
+from tests.e2e.processes import read_until_ready, stop_up
 
 pytestmark = pytest.mark.e2e
 
@@ -57,18 +57,11 @@ class Studio:
         self.process = None
 
     def shut_down(self) -> None:
-        """Whatever is still running stopped as a user stops it (SIGTERM: `doppel up` stops
-        its services and Redis); SIGKILL only if that hangs. A SIGKILLed `doppel up` leaves its
-        children running (they outlived every CI run that ended this test so)."""
+        """Whatever is still running stopped as a user stops it (a SIGKILLed `doppel up` left
+        its children running after every CI run that ended this test so)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        if process is not None:
+            stop_up(process)
 
     def doppel(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -34,7 +34,7 @@ from doppelganger.v1 import (
 )
 from services.scene.fountain import parse_fountain
 from testkit import eventually_sync, free_port
-from tests.e2e.processes import read_until_ready
+from tests.e2e.processes import read_until_ready, stop_up
 
 pytestmark = pytest.mark.e2e
 
@@ -104,9 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         addresses = {name: f"127.0.0.1:{ports[name]}" for name in SERVICE_NAMES}
         yield RunningStack(process, env, addresses, banner, data_dir)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_up(process)
 
 
 def test_up_prints_one_line_per_service(stack: RunningStack) -> None:

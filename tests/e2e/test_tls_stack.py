@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from doppelganger.v1 import monitor_pb2, monitor_pb2_grpc
 from shared import security
 from shared.config import Settings
 from testkit import eventually_sync, free_port
-from tests.e2e.processes import read_until_ready
+from tests.e2e.processes import read_until_ready, stop_up
 from tests.tls_certs import TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.e2e
@@ -100,12 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
         assert not (data_dir / "doppelganger" / LOCAL_FILE).exists()
         yield TlsStack(process, without(env, SERVER_ONLY))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_up(process)
 
 
 def test_generate_over_mutual_tls_writes_the_episode(stack: TlsStack, tmp_path: Path) -> None:

@@ -168,8 +168,8 @@ def rss_mb(load: Load) -> dict[str, float]:
 async def monitor_view(stack: Stack, phase: Phase) -> None:
     async with grpc.aio.insecure_channel(stack.settings.monitor_address) as channel:
         stub = monitor_pb2_grpc.MonitorServiceStub(channel)
-        health = await stub.GetHealth(monitor_pb2.GetHealthRequest())
-        alerts = await stub.ListAlerts(monitor_pb2.ListAlertsRequest())
+        health = await stub.GetHealth(monitor_pb2.GetHealthRequest(), timeout=30)
+        alerts = await stub.ListAlerts(monitor_pb2.ListAlertsRequest(), timeout=30)
     phase.health_score = health.score
     phase.firing_alerts = [f"{a.rule} {a.service}/{a.operation}" for a in alerts.alerts]
 

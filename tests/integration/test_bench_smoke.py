@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# A whole stack through every phase: ~30 s on a quiet 2-core machine, several times that when the
+# machine is busy. The command's own limit stays below the test's, so a stalled run fails with its
+# output (which phase it reached) instead of pytest-timeout's thread dump.
+STACK_RUN_SECONDS = 240
+stack_run = pytest.mark.timeout(STACK_RUN_SECONDS + 60)
+
 
 def doppel(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "doppel.cli", *args],
-        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    """`doppel *args` to its end; past STACK_RUN_SECONDS it is interrupted (SIGINT: its stack stops
+    cleanly) and the test fails with what it printed so far."""
+    command = [sys.executable, "-m", "doppel.cli", *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=STACK_RUN_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+            pytest.fail(
+                f"doppel {' '.join(args)} ran past {STACK_RUN_SECONDS} s\n"
+                f"stdout:\n{stdout}\nstderr:\n{stderr}"
+            )
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def cache_baseline(path: Path, ratio: float) -> Path:
@@ -26,6 +51,7 @@ def cache_baseline(path: Path, ratio: float) -> Path:
     return path
 
 
+@stack_run
 def test_bench_writes_results_charts_and_checks(tmp_path: Path) -> None:
     baseline = cache_baseline(tmp_path / "baseline.json", 1e-6)  # Any real run is better.
     out = tmp_path / "results"
@@ -48,6 +74,7 @@ def test_bench_writes_results_charts_and_checks(tmp_path: Path) -> None:
     assert data["check"]["suspects"] == [] and data["check"]["remeasured"] == []
 
 
+@stack_run
 def test_bench_check_measures_a_suspect_again_before_calling_it_a_regression(
     tmp_path: Path,
 ) -> None:
@@ -71,6 +98,7 @@ def test_bench_check_measures_a_suspect_again_before_calling_it_a_regression(
     assert len(check["regressions"]) == 2
 
 
+@stack_run
 def test_load_runs_every_scenario_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
     result = doppel(
@@ -91,6 +119,7 @@ def test_load_runs_every_scenario_and_reports(tmp_path: Path) -> None:
     assert data["soak_rss_timeline_mb"][0].keys() == data["soak_rss_growth"].keys()
 
 
+@stack_run
 def test_load_with_a_seed_pool_repeats_episodes_from_the_cache(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
     result = doppel(
@@ -106,6 +135,7 @@ def test_load_with_a_seed_pool_repeats_episodes_from_the_cache(tmp_path: Path) -
     assert not [alert for alert in steady["firing_alerts"] if alert.startswith("cache_hit_rate")]
 
 
+@stack_run
 def test_load_with_llm_faults_drives_the_llm_writer_and_reports_what_bit(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
     result = doppel(
